@@ -1,0 +1,1 @@
+"""Command-line interface (typer). ``python -m cmraudit`` works too."""

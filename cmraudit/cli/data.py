@@ -1,0 +1,140 @@
+"""``cmraudit data phantom|import …|info``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import _state
+
+data_app = typer.Typer(help="Build, import and inspect prepared datasets.", no_args_is_help=True)
+import_app = typer.Typer(help="Import real data (NIfTI / DICOM) into the prepared format.", no_args_is_help=True)
+data_app.add_typer(import_app, name="import")
+console = Console()
+
+_CROP = typer.Option(128, "--crop", help="ROI crop size in pixels, centred on the mask centroid.")
+_SIZE = typer.Option(None, "--size", help="Resize the crop to SIZE×SIZE (images area/bilinear, masks nearest).")
+_STRICT = typer.Option(False, "--strict", help="Treat a bad patient as an error instead of skipping it.")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it exists.")
+
+
+def _print_summary(summary) -> None:
+    console.print(
+        f"imported {summary.patients} patients, {summary.slices} slices -> {summary.out}"
+    )
+    if summary.skipped:
+        table = Table(title=f"skipped ({len(summary.skipped)})")
+        table.add_column("patient / file")
+        table.add_column("reason")
+        for who, why in summary.skipped:
+            table.add_row(str(who), why)
+        console.print(table)
+
+
+@data_app.command("phantom")
+def phantom_cmd(
+    out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
+    subjects: int = typer.Option(60, "--subjects", help="Number of phantom subjects (patients)."),
+    slices: int = typer.Option(8, "--slices", help="Short-axis slices per subject and phase."),
+    size: int = typer.Option(64, "--size", help="Image size in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the phantom is deterministic by seed)."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Write the embedded procedural cine-MRI phantom as a prepared dataset."""
+    from ..data.dataset import write_dataset
+    from ..data.phantom import PhantomConfig, make_phantom
+
+    cfg = PhantomConfig(subjects=subjects, slices=slices, size=size)
+    ds = make_phantom(cfg, seed=seed, progress=not _state.QUIET)
+    write_dataset(ds, out, overwrite=overwrite)
+    s = ds.summary()
+    console.print(f"phantom: {s['patients']} subjects, {s['slices']} slices at {size}² (vendors {','.join(s['vendors'])}) -> {out}")
+
+
+@import_app.command("acdc")
+def import_acdc_cmd(
+    root: Path = typer.Argument(..., help="ACDC folder holding patientXXX/ subfolders."),
+    out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
+    crop: int = _CROP,
+    size: Optional[int] = _SIZE,
+    strict: bool = _STRICT,
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import ACDC (ED and ES frames from Info.cfg; labels kept in ACDC numbering)."""
+    from ..data.importers import import_acdc
+    from ..data.preprocess import PreprocessConfig
+
+    _print_summary(import_acdc(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+
+
+@import_app.command("mnms")
+def import_mnms_cmd(
+    root: Path = typer.Argument(..., help="M&Ms folder holding <code>/<code>_sa.nii.gz (searched recursively)."),
+    info: Path = typer.Option(..., "--info", help="M&Ms information CSV (External code, Vendor, ED, ES; 0-based frames)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
+    crop: int = _CROP,
+    size: Optional[int] = _SIZE,
+    strict: bool = _STRICT,
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import M&Ms-1 (labels remapped to ACDC numbering: 1 RV, 2 MYO, 3 LV)."""
+    from ..data.importers import import_mnms
+    from ..data.preprocess import PreprocessConfig
+
+    _print_summary(import_mnms(root, info=info, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+
+
+@import_app.command("folder")
+def import_folder_cmd(
+    root: Path = typer.Argument(..., help="Folder of NIfTI pairs: <name>.nii.gz with <name>_gt.nii.gz (or <name>_mask.nii.gz)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
+    crop: int = _CROP,
+    size: Optional[int] = _SIZE,
+    strict: bool = _STRICT,
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import a generic folder of image/mask NIfTI pairs (labels in ACDC numbering, one patient per pair)."""
+    from ..data.importers import import_folder
+    from ..data.preprocess import PreprocessConfig
+
+    _print_summary(import_folder(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+
+
+@data_app.command("info")
+def info_cmd(
+    path: Path = typer.Argument(..., help="Prepared dataset directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    verify: bool = typer.Option(False, "--verify", help="Recompute the fingerprint and check every value."),
+) -> None:
+    """Patients, slices, vendors, labels, shape, spacing and fingerprint of a prepared dataset."""
+    from ..data.dataset import read_dataset
+
+    ds = read_dataset(path, verify=verify)
+    s = ds.summary()
+    s["fingerprint"] = ds.meta.get("fingerprint")
+    s["annotated_structures"] = s.pop("labels")
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    table = Table(title=str(path), show_header=False)
+    sp = s["spacing_mm"]
+    rows = [
+        ("patients", str(s["patients"])),
+        ("slices", str(s["slices"])),
+        ("shape", "×".join(map(str, s["shape"]))),
+        ("vendors", ", ".join(s["vendors"]) or "unknown"),
+        ("labels", "+".join(s["annotated_structures"]) + ("" if len(s["annotated_structures"]) == 3 else "  (others unknown)")),
+        ("spacing", "unknown" if sp is None else f"{sp[0]:.3f}–{sp[1]:.3f} mm"),
+        ("fingerprint", str(s["fingerprint"])),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")

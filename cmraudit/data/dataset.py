@@ -1,0 +1,363 @@
+"""The prepared-dataset format (DESIGN.md § 4): the one format every stage reads and writes.
+
+A prepared dataset is a directory::
+
+    images.npy    float32 [N, H, W], values in [-1, 1]
+    masks.npy     uint8   [N, H, W], 0 bg, 1 RV, 2 MYO, 3 LV (ACDC numbering)
+    index.csv     one row per slice: patient_id, vendor, frame, slice_index, source,
+                  annotated (structures labelled on that slice, e.g. "RV;MYO;LV"),
+                  spacing_y_mm, spacing_x_mm (empty when unknown)
+    dataset.json  format version, shape, labels, preprocessing, fingerprint, provenance
+
+Arrays are read memory-mapped. Writing goes to a temporary sibling directory that is
+renamed into place, so a crash never leaves a half-written dataset behind.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+FORMAT_VERSION = 1
+LABELS = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
+STRUCTURES = ("RV", "MYO", "LV")  # label value = position + 1
+STRUCTURE_BIT = {"RV": 1, "MYO": 2, "LV": 4}
+ALL_STRUCTURES = 7
+INDEX_COLUMNS = (
+    "patient_id",
+    "vendor",
+    "frame",
+    "slice_index",
+    "source",
+    "annotated",
+    "spacing_y_mm",
+    "spacing_x_mm",
+)
+
+
+def structures_to_bits(names: Iterable[str]) -> int:
+    """Bit mask of annotated structures (RV=1, MYO=2, LV=4)."""
+    bits = 0
+    for name in names:
+        if name not in STRUCTURE_BIT:
+            raise DataError(f"unknown structure {name!r}; expected one of {STRUCTURES}")
+        bits |= STRUCTURE_BIT[name]
+    return bits
+
+
+def bits_to_structures(bits: int) -> tuple[str, ...]:
+    return tuple(s for s in STRUCTURES if int(bits) & STRUCTURE_BIT[s])
+
+
+def fingerprint_arrays(images: np.ndarray, masks: np.ndarray) -> str:
+    """sha256 over shape, dtype and bytes of images and masks (chunked, memmap friendly)."""
+    h = hashlib.sha256()
+    for arr in (images, masks):
+        h.update(f"{arr.dtype.str}{tuple(arr.shape)}".encode())
+        flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr
+        step = max(1, (64 << 20) // max(1, flat[0].nbytes if len(flat) else 1))
+        for i in range(0, len(flat), step):
+            h.update(np.ascontiguousarray(flat[i : i + step]).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass
+class Dataset:
+    """A set of 2-D short-axis slices with masks and a per-slice index.
+
+    ``images`` float32 [N, H, W] in [-1, 1]; ``masks`` uint8 [N, H, W] in ACDC numbering.
+    ``patient_id`` is the unit of membership for every privacy computation.
+    ``annotated`` is a per-slice bit mask of labelled structures (RV=1, MYO=2, LV=4):
+    a structure not annotated on a slice is *unknown*, not background.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    patient_id: np.ndarray
+    vendor: np.ndarray = None  # type: ignore[assignment]
+    frame: np.ndarray = None  # type: ignore[assignment]
+    slice_index: np.ndarray = None  # type: ignore[assignment]
+    source: np.ndarray = None  # type: ignore[assignment]
+    annotated: np.ndarray = None  # type: ignore[assignment]
+    spacing_mm: np.ndarray = None  # type: ignore[assignment]  # float [N, 2] (row, col); NaN unknown
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        self.patient_id = np.asarray(self.patient_id, dtype=object)
+        if self.vendor is None:
+            self.vendor = np.full(n, "", dtype=object)
+        if self.frame is None:
+            self.frame = np.full(n, "", dtype=object)
+        if self.slice_index is None:
+            self.slice_index = np.arange(n, dtype=np.int64)
+        if self.source is None:
+            self.source = np.full(n, "real", dtype=object)
+        if self.annotated is None:
+            self.annotated = np.full(n, ALL_STRUCTURES, dtype=np.uint8)
+        if self.spacing_mm is None:
+            self.spacing_mm = np.full((n, 2), np.nan, dtype=np.float64)
+        self.vendor = np.asarray(self.vendor, dtype=object)
+        self.frame = np.asarray(self.frame, dtype=object)
+        self.slice_index = np.asarray(self.slice_index, dtype=np.int64)
+        self.source = np.asarray(self.source, dtype=object)
+        self.annotated = np.asarray(self.annotated, dtype=np.uint8)
+        self.spacing_mm = np.asarray(self.spacing_mm, dtype=np.float64).reshape(n, 2)
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, *, name: str = "dataset") -> None:
+        """Collect every format problem and raise one DataError."""
+        problems: list[str] = []
+        im, mk = self.images, self.masks
+        if im.ndim != 3:
+            problems.append(f"images must be [N, H, W], got shape {im.shape}")
+        if mk.shape != im.shape:
+            problems.append(f"masks shape {mk.shape} differs from images shape {im.shape}")
+        if im.dtype != np.float32:
+            problems.append(f"images dtype must be float32, got {im.dtype}")
+        if mk.dtype != np.uint8:
+            problems.append(f"masks dtype must be uint8, got {mk.dtype}")
+        n = len(im)
+        for col in ("patient_id", "vendor", "frame", "slice_index", "source", "annotated"):
+            if len(getattr(self, col)) != n:
+                problems.append(f"index column {col} has {len(getattr(self, col))} rows, expected {n}")
+        if problems:
+            raise DataError(f"{name}: " + "; ".join(problems))
+
+    def check_values(self, *, name: str = "dataset") -> None:
+        """Full value check (reads every pixel): finite images in [-1, 1], labels in 0..3."""
+        problems = []
+        chunk = 4096
+        for i in range(0, len(self), chunk):
+            im = np.asarray(self.images[i : i + chunk])
+            if not np.isfinite(im).all():
+                problems.append("images contain NaN or Inf")
+                break
+            if im.size and (im.min() < -1.0001 or im.max() > 1.0001):
+                problems.append(f"image values outside [-1, 1] (min {im.min():.3f}, max {im.max():.3f})")
+                break
+        for i in range(0, len(self), chunk):
+            mx = int(np.asarray(self.masks[i : i + chunk]).max(initial=0))
+            if mx > 3:
+                problems.append(f"mask labels outside 0..3 (found {mx})")
+                break
+        if problems:
+            raise DataError(f"{name}: " + "; ".join(problems))
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def patients(self) -> np.ndarray:
+        """Unique patient ids in order of first appearance."""
+        _, first = np.unique(self.patient_id.astype(str), return_index=True)
+        return self.patient_id[np.sort(first)]
+
+    def patient_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(unique patients, integer code per slice) — for patient-level grouping."""
+        ids = self.patient_id.astype(str)
+        uniq, inv = np.unique(ids, return_inverse=True)
+        return uniq, inv
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "Dataset":
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return Dataset(
+            images=np.asarray(self.images[idx]),
+            masks=np.asarray(self.masks[idx]),
+            patient_id=self.patient_id[idx],
+            vendor=self.vendor[idx],
+            frame=self.frame[idx],
+            slice_index=self.slice_index[idx],
+            source=self.source[idx],
+            annotated=self.annotated[idx],
+            spacing_mm=self.spacing_mm[idx],
+            meta=dict(self.meta),
+        )
+
+    def select_patients(self, patient_ids: Iterable[str]) -> "Dataset":
+        wanted = {str(p) for p in patient_ids}
+        return self.subset(np.array([str(p) in wanted for p in self.patient_id], dtype=bool))
+
+    def fingerprint(self) -> str:
+        return fingerprint_arrays(np.asarray(self.images), np.asarray(self.masks))
+
+    @staticmethod
+    def concat(parts: Sequence["Dataset"]) -> "Dataset":
+        if not parts:
+            raise DataError("cannot concatenate zero datasets")
+        return Dataset(
+            images=np.concatenate([np.asarray(p.images) for p in parts]),
+            masks=np.concatenate([np.asarray(p.masks) for p in parts]),
+            patient_id=np.concatenate([p.patient_id for p in parts]),
+            vendor=np.concatenate([p.vendor for p in parts]),
+            frame=np.concatenate([p.frame for p in parts]),
+            slice_index=np.concatenate([p.slice_index for p in parts]),
+            source=np.concatenate([p.source for p in parts]),
+            annotated=np.concatenate([p.annotated for p in parts]),
+            spacing_mm=np.concatenate([p.spacing_mm for p in parts]),
+            meta=dict(parts[0].meta),
+        )
+
+    def summary(self) -> dict:
+        vendors = sorted({str(v) for v in self.vendor if str(v)})
+        ann = sorted({int(a) for a in self.annotated})
+        labelled = [s for s in STRUCTURES if any(a & STRUCTURE_BIT[s] for a in ann)]
+        sp = self.spacing_mm[np.isfinite(self.spacing_mm).all(axis=1)]
+        return {
+            "patients": int(len(self.patients)),
+            "slices": int(len(self)),
+            "shape": list(self.shape),
+            "vendors": vendors,
+            "labels": labelled,
+            "spacing_mm": None if len(sp) == 0 else [float(sp.min()), float(sp.max())],
+        }
+
+
+# ---------------------------------------------------------------------- I/O
+def _fmt_spacing(v: float) -> str:
+    return "" if not math.isfinite(v) else f"{v:.6g}"
+
+
+def write_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False, extra_meta: dict | None = None) -> Path:
+    """Write ``ds`` to directory ``path`` atomically (temp dir + rename). Returns the path."""
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise DataError(f"{path}: output already exists (pass overwrite / --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        images = np.ascontiguousarray(ds.images, dtype=np.float32)
+        masks = np.ascontiguousarray(ds.masks, dtype=np.uint8)
+        np.save(tmp / "images.npy", images)
+        np.save(tmp / "masks.npy", masks)
+        with open(tmp / "index.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(INDEX_COLUMNS)
+            for i in range(len(ds)):
+                w.writerow(
+                    [
+                        ds.patient_id[i],
+                        ds.vendor[i],
+                        ds.frame[i],
+                        int(ds.slice_index[i]),
+                        ds.source[i],
+                        ";".join(bits_to_structures(int(ds.annotated[i]))),
+                        _fmt_spacing(float(ds.spacing_mm[i, 0])),
+                        _fmt_spacing(float(ds.spacing_mm[i, 1])),
+                    ]
+                )
+        meta = dict(ds.meta)
+        if extra_meta:
+            meta.update(extra_meta)
+        meta.update(
+            {
+                "format": "cmraudit-prepared",
+                "format_version": FORMAT_VERSION,
+                "shape": [int(len(ds)), *map(int, ds.shape)],
+                "labels": {str(k): v for k, v in LABELS.items()},
+                "label_convention": "ACDC",
+                "fingerprint": fingerprint_arrays(images, masks),
+                "summary": ds.summary(),
+            }
+        )
+        with open(tmp / "dataset.json", "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True, default=str)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = False) -> Dataset:
+    """Read a prepared dataset (memory-mapped by default).
+
+    ``verify=True`` recomputes the fingerprint and checks values (reads every pixel).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: not a prepared dataset directory (it does not exist or is not a directory)")
+    for name in ("images.npy", "masks.npy", "index.csv", "dataset.json"):
+        if not (path / name).is_file():
+            raise DataError(f"{path / name}: missing; {path} is not a prepared dataset (see docs/data-format.md)")
+    try:
+        meta = json.loads((path / "dataset.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path / 'dataset.json'}: unreadable JSON ({e})") from e
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DataError(f"{path / 'dataset.json'}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    try:
+        images = np.load(path / "images.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        masks = np.load(path / "masks.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read arrays ({e})") from e
+    cols: dict[str, list] = {c: [] for c in INDEX_COLUMNS}
+    try:
+        with open(path / "index.csv", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in INDEX_COLUMNS[:5] if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path / 'index.csv'}: missing columns {missing}")
+            for row in reader:
+                for c in INDEX_COLUMNS:
+                    cols[c].append(row.get(c, ""))
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise DataError(f"{path / 'index.csv'}: unreadable ({e})") from e
+    n = len(images)
+    if len(cols["patient_id"]) != n:
+        raise DataError(f"{path / 'index.csv'}: {len(cols['patient_id'])} rows but images.npy has {n} slices")
+
+    def _sp(v: str) -> float:
+        return float(v) if v not in ("", None) else float("nan")
+
+    annotated = [
+        structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s]) if a is not None else ALL_STRUCTURES
+        for a in cols["annotated"]
+    ]
+    meta.pop("summary", None)
+    ds = Dataset(
+        images=images,
+        masks=masks,
+        patient_id=np.array(cols["patient_id"], dtype=object),
+        vendor=np.array(cols["vendor"], dtype=object),
+        frame=np.array(cols["frame"], dtype=object),
+        slice_index=np.array([int(x) if x != "" else -1 for x in cols["slice_index"]], dtype=np.int64),
+        source=np.array(cols["source"], dtype=object),
+        annotated=np.array(annotated, dtype=np.uint8),
+        spacing_mm=np.array([[_sp(a), _sp(b)] for a, b in zip(cols["spacing_y_mm"], cols["spacing_x_mm"])], dtype=np.float64).reshape(n, 2),
+        meta=meta,
+    )
+    ds.validate(name=str(path))
+    if verify:
+        ds.check_values(name=str(path))
+        fp = ds.fingerprint()
+        if meta.get("fingerprint") and fp != meta["fingerprint"]:
+            raise DataError(f"{path}: fingerprint mismatch (dataset.json says {meta['fingerprint']}, arrays hash to {fp})")
+    return ds

@@ -1,0 +1,108 @@
+"""One shape for every reported number, and the intervals behind it (DESIGN.md § 8).
+
+Every estimate in report.json is ``{"value": x, "ci": [lo, hi], "n": count, "unit": "patient"|"slice"}``;
+a stage or metric not computed is ``{"status": "skipped", "reason": ...}`` — never a number.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+UNITS = ("patient", "slice")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    ci: tuple[float, float] | None
+    n: int
+    unit: str
+    method: str | None = None  # how the CI was computed ("wilson", "patient-bootstrap", ...)
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
+
+    def to_dict(self) -> dict:
+        d = {
+            "value": _clean(self.value),
+            "ci": None if self.ci is None else [_clean(self.ci[0]), _clean(self.ci[1])],
+            "n": int(self.n),
+            "unit": self.unit,
+        }
+        if self.method:
+            d["ci_method"] = self.method
+        return d
+
+
+def _clean(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def skipped(reason: str) -> dict:
+    """The report entry of a metric or stage that was not computed."""
+    return {"status": "skipped", "reason": str(reason)}
+
+
+def is_skipped(entry) -> bool:
+    return isinstance(entry, dict) and entry.get("status") == "skipped"
+
+
+def wilson_ci(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k/n."""
+    if n <= 0:
+        return (0.0, 1.0)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate_estimate(k: int, n: int, *, unit: str, confidence: float = 0.95) -> Estimate:
+    return Estimate(value=(k / n if n else float("nan")), ci=wilson_ci(k, n, confidence=confidence), n=n, unit=unit, method="wilson")
+
+
+def patient_bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    groups: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int,
+    confidence: float = 0.95,
+    strata: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI resampling *patients* (groups), not slices.
+
+    ``statistic(idx)`` receives slice indices of a resample (patients drawn with
+    replacement, all their slices included) and returns a number. ``strata`` (per slice,
+    e.g. member / non-member) resamples patients within each stratum so both stay present.
+    """
+    groups = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    strata = np.zeros(len(groups), dtype=int) if strata is None else np.asarray(strata)
+    members_of: dict = {}
+    for i, (g, s) in enumerate(zip(groups, strata)):
+        members_of.setdefault((s, g), []).append(i)
+    by_stratum: dict = {}
+    for (s, g), idx in members_of.items():
+        by_stratum.setdefault(s, []).append(np.asarray(idx))
+    vals = []
+    for _ in range(n_resamples):
+        parts = []
+        for s, plist in by_stratum.items():
+            pick = rng.integers(0, len(plist), size=len(plist))
+            parts.extend(plist[j] for j in pick)
+        v = statistic(np.concatenate(parts))
+        if v is not None and np.isfinite(v):
+            vals.append(v)
+    if not vals:
+        return (float("nan"), float("nan"))
+    a = (1 - confidence) / 2
+    return (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a)))
