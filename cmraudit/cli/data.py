@@ -23,16 +23,12 @@ _OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it exists."
 
 
 def _print_summary(summary) -> None:
-    console.print(
-        f"imported {summary.patients} patients, {summary.slices} slices -> {summary.out}"
-    )
+    typer.echo(f"imported {summary.patients} patients, {summary.slices} slices -> {summary.out}")
     if summary.skipped:
-        table = Table(title=f"skipped ({len(summary.skipped)})")
-        table.add_column("patient / file")
-        table.add_column("reason")
+        # plain lines (not a table) so long paths stay greppable in CI logs
+        typer.echo(f"skipped ({len(summary.skipped)}):")
         for who, why in summary.skipped:
-            table.add_row(str(who), why)
-        console.print(table)
+            typer.echo(f"  {who}: {why}")
 
 
 @data_app.command("phantom")

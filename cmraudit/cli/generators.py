@@ -23,18 +23,21 @@ def list_cmd() -> None:
     table = Table(title="cmraudit generators")
     for col in ("name", "status", "distribution", "version", "entry point"):
         table.add_column(col)
-    for p in list_generators():
-        status = "ok" if p.ok else f"broken: {p.error}"
-        table.add_row(p.name, status, p.distribution, p.version, p.value)
+    plugins = list_generators()
+    for p in plugins:
+        table.add_row(p.name, "ok" if p.ok else "broken", p.distribution, p.version, p.value)
     console.print(table)
+    for p in plugins:
+        if not p.ok:  # plain lines: the whole error, never truncated by the table
+            typer.echo(f"broken: {p.name} ({p.distribution} {p.version}): {p.error}")
 
 
 @gen_app.command("check")
 def check_cmd(name: str = typer.Argument(..., help="Registered generator name.")) -> None:
     """Run the plugin conformance suite (cmraudit.testing.check_generator) on NAME with its micro preset."""
+    info = get_plugin(name)
     from ..testing import check_generator  # noqa: PLC0415 - heavy import only when asked
 
-    info = get_plugin(name)
     results = check_generator(info.cls, name=name)
     table = Table(title=f"conformance: {name}")
     table.add_column("check")

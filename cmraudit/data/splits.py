@@ -107,38 +107,32 @@ def split_patients(ds: Dataset, *, seed: int, fractions: SplitFractions | None =
         vendor_of.setdefault(str(p), str(v))
     rng = np.random.default_rng(seed)
     groups: dict[str, list[str]] = {}
-    if stratify and len({vendor_of[p] for p in patients}) > 1:
-        for p in patients:
-            groups.setdefault(vendor_of[p], []).append(p)
-    else:
-        groups[""] = list(patients)
-    out = {k: [] for k in SPLIT_NAMES}
-    # allocate over the pooled count so small strata do not distort the totals
-    total = _allocate(len(patients), fr)
-    order: list[str] = []
+    stratified = stratify and len({vendor_of[p] for p in patients}) > 1
+    for p in patients:
+        groups.setdefault(vendor_of[p] if stratified else "", []).append(p)
+    fr_vec = np.array([fr.train, fr.holdout, fr.test])
+    remaining = np.array(_allocate(len(patients), fr))  # global targets, reached exactly
+    # floor allocation inside each stratum, then hand out the leftovers by largest remainder
+    alloc: dict[str, np.ndarray] = {}
+    for key in sorted(groups):
+        ideal = len(groups[key]) * fr_vec
+        alloc[key] = np.minimum(np.floor(ideal).astype(int), remaining)
+        remaining -= alloc[key]
+    for key in sorted(groups, key=lambda k: (-len(groups[k]), k)):
+        ideal = len(groups[key]) * fr_vec
+        while alloc[key].sum() < len(groups[key]):
+            frac = np.where(remaining > 0, ideal - alloc[key], -np.inf)
+            k = int(np.argmax(frac))
+            alloc[key][k] += 1
+            remaining[k] -= 1
+    out: dict[str, list[str]] = {k: [] for k in SPLIT_NAMES}
     for key in sorted(groups):
         g = sorted(groups[key])
         rng.shuffle(g)
-        order.extend(g)
-    # interleave strata: assign round-robin positions so each split gets each vendor proportionally
-    strata_pos = []
-    for key in sorted(groups):
-        g = [p for p in order if vendor_of.get(p, "") == key] if key else order
-        m = len(g)
-        for j, p in enumerate(g):
-            strata_pos.append(((j + 0.5) / m, rng.random(), p))
-    strata_pos.sort()
-    ranked = [p for _, _, p in strata_pos]
-    # deal patients to splits in proportion to their targets
-    counts = {k: 0 for k in SPLIT_NAMES}
-    targets = dict(zip(SPLIT_NAMES, total))
-    for i, p in enumerate(ranked):
-        # choose the split furthest below its target share at this point
-        frac_done = (i + 1) / len(ranked)
-        deficits = {k: targets[k] * frac_done - counts[k] for k in SPLIT_NAMES if counts[k] < targets[k]}
-        k = max(deficits, key=lambda s: (deficits[s], -SPLIT_NAMES.index(s)))
-        out[k].append(p)
-        counts[k] += 1
+        a, b = int(alloc[key][0]), int(alloc[key][0] + alloc[key][1])
+        out["train"] += g[:a]
+        out["holdout"] += g[a:b]
+        out["test"] += g[b:]
     return PatientSplit(
         train=tuple(sorted(out["train"])),
         holdout=tuple(sorted(out["holdout"])),

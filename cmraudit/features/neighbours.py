@@ -3,7 +3,13 @@
 ``IndexFlatL2`` returns *squared* L2 distances; :func:`knn` returns true Euclidean
 distances (square root taken) for metric ``"l2"`` and cosine *similarities* turned into
 cosine distances ``1 - cos`` for metric ``"cosine"`` (normalised vectors + ``IndexFlatIP``).
-Only Flat indexes are exact; approximate indexes are never used without exact re-ranking.
+Only Flat indexes are exact; approximate indexes are never used without exact re-ranking:
+above ``approx_threshold`` base vectors (default 1,000,000) :func:`knn` pre-filters with an
+IVF index (``prefilter_k`` candidates per query) and re-ranks the candidates exactly, so the
+returned distances are always exact for the rows returned. Below the threshold the search is
+exhaustive and exactly equal to brute force. Queries are processed in batches of
+``batch_size`` rows so memory grows linearly with the data (no N×M distance matrix).
+A GPU index is used when FAISS sees a GPU (k ≤ 2048 there).
 """
 from __future__ import annotations
 
@@ -54,6 +60,47 @@ def build_index(base: np.ndarray, *, metric: str = "l2", use_gpu: bool | None = 
     return index
 
 
+APPROX_THRESHOLD = 1_000_000
+GPU_MAX_K = 2048
+
+
+def _gpu_available() -> bool:
+    faiss = _faiss()
+    return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
+def _approx_knn(xq: np.ndarray, xb: np.ndarray, *, k: int, metric: str, prefilter_k: int, batch_size: int, seed: int):
+    """IVF pre-filter then exact re-rank of the candidates (only used above the size threshold)."""
+    faiss = _faiss()
+    d = xb.shape[1]
+    nlist = int(max(16, min(65536, 4 * np.sqrt(len(xb)))))
+    quant = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
+    mt = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    ivf = faiss.IndexIVFFlat(quant, d, nlist, mt)
+    rng = np.random.default_rng(seed)
+    train = xb[rng.choice(len(xb), size=min(len(xb), 64 * nlist), replace=False)]
+    ivf.train(np.ascontiguousarray(train))
+    ivf.add(xb)
+    ivf.nprobe = max(1, nlist // 16)
+    kc = max(prefilter_k, k)
+    D = np.empty((len(xq), k), dtype=np.float32)
+    I = np.empty((len(xq), k), dtype=np.int64)
+    for s in range(0, len(xq), batch_size):
+        q = xq[s : s + batch_size]
+        _, cand = ivf.search(q, kc)
+        cand = np.where(cand < 0, 0, cand)
+        vecs = xb[cand]  # [b, kc, d]
+        if metric == "l2":
+            dist = ((vecs - q[:, None, :]) ** 2).sum(-1)
+            order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        else:
+            dist = (vecs * q[:, None, :]).sum(-1)
+            order = np.argsort(-dist, axis=1, kind="stable")[:, :k]
+        D[s : s + batch_size] = np.take_along_axis(dist, order, 1)
+        I[s : s + batch_size] = np.take_along_axis(cand, order, 1)
+    return D, I
+
+
 def knn(
     query: np.ndarray,
     base: np.ndarray | None = None,
@@ -63,28 +110,47 @@ def knn(
     index=None,
     batch_size: int = 4096,
     exclude_self: bool = False,
+    use_gpu: bool | None = None,
+    approx_threshold: int = APPROX_THRESHOLD,
+    prefilter_k: int = 256,
+    seed: int = 0,
 ) -> Neighbours:
     """Exact k-NN of each query row among ``base`` rows.
 
     ``exclude_self=True`` (query is base) drops each point's own match.
     Distances: Euclidean for ``l2``; ``1 - cosine similarity`` for ``cosine``.
+    Bases larger than ``approx_threshold`` use an IVF pre-filter (``prefilter_k`` candidates)
+    with exact re-ranking; smaller bases are searched exhaustively (identical to brute force).
     """
     if metric not in METRICS:
         raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
+    if k < 1:
+        raise UsageError(f"k must be >= 1, got {k}")
+    kk = k + (1 if exclude_self else 0)
+    xq = _prep(query, metric)
+    if index is None and base is not None and len(base) > approx_threshold:
+        xb = _prep(base, metric)
+        if kk > len(xb):
+            raise UsageError(f"k={k} neighbours requested but the base has only {len(xb)} vectors")
+        D, I = _approx_knn(xq, xb, k=kk, metric=metric, prefilter_k=prefilter_k, batch_size=batch_size, seed=seed)
+        return _finish(D, I, xq, k=k, kk=kk, metric=metric, exclude_self=exclude_self)
     if index is None:
         if base is None:
             raise UsageError("knn needs either base or a prebuilt index")
-        index = build_index(base, metric=metric)
+        gpu = use_gpu is not False and kk <= GPU_MAX_K and _gpu_available()
+        index = build_index(base, metric=metric, use_gpu=gpu)
     n_base = index.ntotal
-    kk = k + (1 if exclude_self else 0)
     if kk > n_base:
         raise UsageError(f"k={k} neighbours requested but the base has only {n_base - (1 if exclude_self else 0)} vectors")
-    xq = _prep(query, metric)
     D = np.empty((len(xq), kk), dtype=np.float32)
     I = np.empty((len(xq), kk), dtype=np.int64)
     for s in range(0, len(xq), batch_size):
         d, i = index.search(xq[s : s + batch_size], kk)
         D[s : s + batch_size], I[s : s + batch_size] = d, i
+    return _finish(D, I, xq, k=k, kk=kk, metric=metric, exclude_self=exclude_self)
+
+
+def _finish(D, I, xq, *, k: int, kk: int, metric: str, exclude_self: bool) -> Neighbours:
     if metric == "l2":
         D = np.sqrt(np.maximum(D, 0.0))
     else:

@@ -1,0 +1,37 @@
+"""Device selection: CUDA when present, then MPS, else CPU; AMP only on CUDA."""
+from __future__ import annotations
+
+import torch
+
+from .errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def select_device(name: str | None = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU. An explicit device that is absent is a usage error."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+        return torch.device(name)
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UsageError("--device mps: Apple MPS is not available on this machine; use --device cpu or auto")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UsageError(f"--device {name!r} is not a device; expected one of {', '.join(DEVICES)} (or cuda:N)")
+
+
+def amp_enabled(device: torch.device) -> bool:
+    """Mixed precision only on CUDA (CPU autocast is slower for these networks and changes numerics)."""
+    return device.type == "cuda"

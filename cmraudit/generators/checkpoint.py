@@ -1,0 +1,194 @@
+"""Checkpoint I/O: weights as safetensors (or a plain state_dict) plus a JSON config.
+
+Loading never unpickles code: safetensors files hold tensors only, and ``.pt`` files are
+read with ``torch.load(weights_only=True)``; a file that needs arbitrary Python objects
+is refused with :class:`~cmraudit.errors.CheckpointError`. Every write is atomic
+(temporary file or directory, then ``os.replace``/rename), so an interrupted run never
+leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from ..errors import CheckpointError
+
+CONFIG_NAME = "config.json"
+FORMAT = "cmraudit-generator"
+FORMAT_VERSION = 1
+
+
+# ------------------------------------------------------------------ atomic helpers
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` via a temporary sibling file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``path``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path}: already exists; choose another directory or allow overwriting")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------ tensors
+def save_weights(path: str | os.PathLike, state: Mapping[str, torch.Tensor], *, metadata: dict[str, str] | None = None) -> Path:
+    """Save a flat state_dict atomically. ``.safetensors`` (default) or ``.pt`` by suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(_untie(tensors), tmp, metadata=metadata)
+        else:
+            torch.save(tensors, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors sharing storage: clone the later duplicates."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else -id(v)
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state_dict without unpickling code; refuse anything else with CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from e
+    obj = safe_torch_load(path)
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise CheckpointError(f"{path}: expected a flat state_dict (name -> tensor), got {type(obj).__name__}")
+    return obj
+
+
+def safe_torch_load(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)``: tensors, numbers, strings, lists and dicts only.
+
+    A file that contains a pickled Python object (a class, a function, a module) is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load — the file contains pickled Python objects, not only weights "
+            f"(cmraudit never unpickles code). Re-save it as a plain state_dict or safetensors file. "
+            f"Detail: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+
+
+def save_state(path: str | os.PathLike, state: dict) -> Path:
+    """Save a nested training state (tensors, numbers, strings, lists, dicts) atomically with torch.save."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------ configs
+def read_config(path: str | os.PathLike) -> dict:
+    """Read ``config.json`` of a saved generator directory and check its format."""
+    path = Path(path)
+    cfg_path = path / CONFIG_NAME if path.is_dir() else path
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path}: no {CONFIG_NAME}; this is not a saved cmraudit generator (save it with gen.save(dir))")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cfg_path}: unreadable JSON ({e})") from e
+    if cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r} is not {FORMAT!r}")
+    if int(cfg.get("format_version", -1)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{cfg_path}: format_version {cfg.get('format_version')} is newer than this cmraudit supports ({FORMAT_VERSION}); upgrade cmraudit"
+        )
+    return cfg
+
+
+def load_generator(path: str | os.PathLike):
+    """Load any saved generator: the ``generator`` name in config.json picks the registered class."""
+    from .registry import get_generator_class
+
+    cfg = read_config(path)
+    name = cfg.get("generator")
+    if not name:
+        raise CheckpointError(f"{path}: config.json names no generator")
+    return get_generator_class(name).load(path)

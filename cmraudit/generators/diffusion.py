@@ -1,0 +1,181 @@
+"""Shared diffusion pieces: MONAI UNet construction, noise schedules, ε-loss and samplers.
+
+Used by the mask model and by every pixel-space diffusion plugin. Models predict the
+noise ε (ε-prediction); images and one-hot masks live in [-1, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import UsageError
+
+SAMPLERS = ("ddpm", "ddim")
+SCHEDULES = ("linear_beta", "scaled_linear_beta", "cosine")
+
+
+@dataclass(frozen=True)
+class UNetSpec:
+    """Architecture of a MONAI DiffusionModelUNet (2-D)."""
+
+    channels: tuple[int, ...] = (32, 64, 64)
+    attention_levels: tuple[bool, ...] = (False, False, True)
+    num_res_blocks: int = 1
+    norm_num_groups: int = 32
+    num_head_channels: int = 32
+
+    def problems(self, prefix: str = "") -> list[str]:
+        out = []
+        ch, att = tuple(self.channels), tuple(self.attention_levels)
+        if not ch or any(int(c) <= 0 for c in ch):
+            out.append(f"{prefix}channels must be a non-empty tuple of positive ints, got {ch}")
+        if len(att) != len(ch):
+            out.append(f"{prefix}attention_levels has {len(att)} entries but channels has {len(ch)}; give one bool per level")
+        if int(self.num_res_blocks) < 1:
+            out.append(f"{prefix}num_res_blocks must be >= 1, got {self.num_res_blocks}")
+        if ch and any(int(c) % int(self.norm_num_groups) for c in ch if int(c) > 0):
+            out.append(f"{prefix}every channel count must be divisible by norm_num_groups={self.norm_num_groups}, got channels {ch}")
+        return out
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+
+def build_unet(spec: UNetSpec, *, in_channels: int, out_channels: int, num_class_embeds: int | None = None) -> torch.nn.Module:
+    from monai.networks.nets import DiffusionModelUNet
+
+    return DiffusionModelUNet(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        channels=tuple(int(c) for c in spec.channels),
+        attention_levels=tuple(bool(a) for a in spec.attention_levels),
+        num_res_blocks=int(spec.num_res_blocks),
+        norm_num_groups=int(spec.norm_num_groups),
+        num_head_channels=int(spec.num_head_channels),
+        num_class_embeds=num_class_embeds,
+    )
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Forward process: ``num_train_timesteps`` steps, β schedule from ``beta_start`` to ``beta_end``."""
+
+    num_train_timesteps: int = 1000
+    schedule: str = "scaled_linear_beta"
+    beta_start: float = 0.0005
+    beta_end: float = 0.0195
+
+    def problems(self, prefix: str = "") -> list[str]:
+        out = []
+        if int(self.num_train_timesteps) < 2:
+            out.append(f"{prefix}num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
+        if self.schedule not in SCHEDULES:
+            out.append(f"{prefix}schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not (0 < float(self.beta_start) < float(self.beta_end) < 1):
+            out.append(f"{prefix}need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        return out
+
+    def scheduler(self, sampler: str = "ddpm"):
+        from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+
+        kw = {"num_train_timesteps": int(self.num_train_timesteps), "schedule": self.schedule, "clip_sample": True}
+        if self.schedule != "cosine":
+            kw.update(beta_start=float(self.beta_start), beta_end=float(self.beta_end))
+        if sampler == "ddim":
+            return DDIMScheduler(**kw)
+        if sampler == "ddpm":
+            return DDPMScheduler(**kw)
+        raise UsageError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+
+
+def alphas_cumprod(noise: NoiseSpec) -> torch.Tensor:
+    return noise.scheduler("ddpm").alphas_cumprod.clone()
+
+
+def add_noise(x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, acp: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(ᾱ_t) x0 + sqrt(1 − ᾱ_t) ε."""
+    a = acp.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def eps_loss(
+    net: torch.nn.Module,
+    x0: torch.Tensor,
+    *,
+    acp: torch.Tensor,
+    generator: torch.Generator,
+    cond: torch.Tensor | None = None,
+    class_labels: torch.Tensor | None = None,
+    t: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """ε-prediction MSE: random t (unless given) and noise from ``generator`` (a CPU generator)."""
+    n = x0.shape[0]
+    if t is None:
+        t = torch.randint(0, len(acp), (n,), generator=generator)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    t = t.to(x0.device)
+    xt = add_noise(x0, eps, t, acp)
+    inp = xt if cond is None else torch.cat([xt, cond], dim=1)
+    pred = net(inp, timesteps=t, class_labels=class_labels) if class_labels is not None else net(inp, timesteps=t)
+    err = F.mse_loss(pred.float(), eps.float(), reduction="none")
+    if reduction == "none":
+        return err.flatten(1).mean(1)
+    return err.mean()
+
+
+@dataclass
+class SamplerSpec:
+    sampler: str = "ddim"
+    steps: int = 50
+    eta: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def sample_eps(
+    model_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    shape: tuple[int, ...],
+    *,
+    noise: NoiseSpec,
+    sampler: str,
+    steps: int,
+    seed: int,
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Reverse diffusion from N(0, I): ``model_fn(x_t, t_batch) -> ε``. DDPM uses all training steps."""
+    sched = noise.scheduler(sampler)
+    if sampler == "ddim":
+        sched.set_timesteps(int(steps))
+    else:
+        sched.set_timesteps(int(noise.num_train_timesteps))
+    g = torch.Generator().manual_seed(int(seed))
+    x = torch.randn(shape, generator=g).to(device)
+    gdev = g if device.type == "cpu" else torch.Generator(device=device).manual_seed(int(seed))
+    for i, t in enumerate(sched.timesteps):
+        tb = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
+        eps = model_fn(x, tb).float()
+        if sampler == "ddim":
+            x, _ = sched.step(eps, int(t), x, eta=0.0, generator=gdev)
+        else:
+            x, _ = sched.step(eps, int(t), x, generator=gdev)
+        if progress is not None:
+            progress(i)
+    return x
+
+
+def onehot(masks: torch.Tensor | np.ndarray, num_classes: int = 4) -> torch.Tensor:
+    """uint8 label maps [N, H, W] → float one-hot [N, C, H, W] scaled to [-1, 1]."""
+    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).long()
+    oh = F.one_hot(m.clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2).float()
+    return oh * 2 - 1

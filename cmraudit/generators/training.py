@@ -1,0 +1,319 @@
+"""The shared training loop of every built-in generator stage.
+
+AdamW with linear warm-up then cosine decay, gradient clipping, EMA weights, AMP on CUDA,
+atomic checkpoints every N steps, resume, a rich progress bar (loss, it/s, ETA) and DDP
+when launched by ``torchrun`` (each rank takes a slice of the global batch; only rank 0
+writes). Randomness is *stateless per step*: the batch of step ``s`` and its noise derive
+from ``(seed, s, rank)``, so a resumed run replays exactly what an uninterrupted run does.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, UsageError
+from .checkpoint import safe_torch_load, save_state
+
+STATE_NAME = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one stage. ``steps`` wins over ``epochs`` when both are set.
+
+    ``batch_size`` is the global batch (split across DDP ranks); ``lr`` the peak learning
+    rate reached after ``warmup_steps``; ``ema_decay`` the EMA factor per step (with the
+    usual (1+s)/(10+s) warm-up); ``checkpoint_every`` in steps (0 = only at the end).
+    """
+
+    steps: int | None = 200
+    epochs: int | None = None
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+    checkpoint_every: int = 0
+
+    def problems(self, prefix: str = "") -> list[str]:
+        out = []
+        if self.steps is None and self.epochs is None:
+            out.append(f"{prefix}give steps or epochs")
+        if self.steps is not None and int(self.steps) < 1:
+            out.append(f"{prefix}steps must be >= 1, got {self.steps}")
+        if self.epochs is not None and int(self.epochs) < 1:
+            out.append(f"{prefix}epochs must be >= 1, got {self.epochs}")
+        if int(self.batch_size) < 1:
+            out.append(f"{prefix}batch_size must be >= 1, got {self.batch_size}")
+        if not float(self.lr) > 0:
+            out.append(f"{prefix}lr must be > 0, got {self.lr}")
+        if not 0 <= float(self.ema_decay) < 1:
+            out.append(f"{prefix}ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.grad_clip is not None and not float(self.grad_clip) > 0:
+            out.append(f"{prefix}grad_clip must be > 0 or None, got {self.grad_clip}")
+        if int(self.warmup_steps) < 0 or int(self.checkpoint_every) < 0:
+            out.append(f"{prefix}warmup_steps and checkpoint_every must be >= 0")
+        return out
+
+    def total_steps(self, n_items: int) -> int:
+        if self.steps is not None:
+            return int(self.steps)
+        return int(self.epochs) * max(1, math.ceil(n_items / int(self.batch_size)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of one stage: EMA weights, per-step mean losses, wall time in seconds."""
+
+    ema_state: dict
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    time_s: float = 0.0
+    resumed_from: int = 0
+
+    def to_dict(self) -> dict:
+        head = float(np.mean(self.losses[: max(1, len(self.losses) // 10)])) if self.losses else None
+        tail = float(np.mean(self.losses[-max(1, len(self.losses) // 10):])) if self.losses else None
+        return {"steps": self.steps, "time_s": round(self.time_s, 3), "loss_start": head, "loss_end": tail, "resumed_from": self.resumed_from}
+
+
+# ------------------------------------------------------------------ distributed
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank); (0, 1, 0) when not distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); return this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not torch.distributed.is_available():
+        return device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return device
+
+
+def is_main_process() -> bool:
+    return dist_info()[0] == 0
+
+
+# ------------------------------------------------------------------ helpers
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(step), int(rank)]).generate_state(1)[0])
+
+
+def batch_indices(n_items: int, *, step: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices of the global batch of ``step``: epoch-wise permutations, each a function of (seed, epoch)."""
+    per_epoch = max(1, math.ceil(n_items / batch_size))
+    epoch, pos = divmod(step, per_epoch)
+    perm = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7919, epoch]).permutation(n_items)
+    idx = perm[pos * batch_size : (pos + 1) * batch_size]
+    if len(idx) < min(batch_size, n_items):  # short last batch: top up from the next permutation
+        extra = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7919, epoch + 1]).permutation(n_items)
+        idx = np.concatenate([idx, extra[: min(batch_size, n_items) - len(idx)]])
+    return idx
+
+
+def lr_factor(step: int, *, warmup: int, total: int) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    rest = max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / rest)))
+
+
+def seeded(seed: int):
+    """Context manager: fork the global torch RNG and seed it (deterministic weight init)."""
+
+    @contextlib.contextmanager
+    def _cm():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            yield
+
+    return _cm()
+
+
+def _apply_dp(dp, model, optimizer):  # DP hook: cmraudit.privacy.dp plugs in here
+    # TODO(dp helper): wrap model/optimizer with cmraudit.privacy.dp (Opacus, patient-level Poisson sampling)
+    raise UsageError(
+        "DP-SGD is not wired into the training loop yet; run without --dp-epsilon (dp=None)"
+    )
+
+
+class _Progress:
+    def __init__(self, enabled: bool, desc: str, total: int, start: int):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} it/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task(desc, total=total, completed=start, loss="-", speed="-")
+        self.t0, self.s0 = time.perf_counter(), start
+
+    def update(self, step: int, loss: float) -> None:
+        if self.bar is None:
+            return
+        dt = time.perf_counter() - self.t0
+        speed = (step - self.s0) / dt if dt > 0 else 0.0
+        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{speed:.2f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ------------------------------------------------------------------ the loop
+StepLoss = Callable[[torch.nn.Module, np.ndarray, torch.Generator], torch.Tensor]
+
+
+def train_loop(
+    model: torch.nn.Module,
+    step_loss: StepLoss,
+    *,
+    n_items: int,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    work_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    desc: str = "train",
+    dp=None,
+    callback: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; return its EMA weights.
+
+    ``step_loss(model, idx, generator)`` returns the mean loss over the items ``idx`` of
+    this rank's share of the batch, drawing any randomness from ``generator`` (CPU).
+    ``work_dir`` receives ``train_state.pt`` every ``config.checkpoint_every`` steps and at
+    the end; ``resume=True`` continues from it. ``callback(step, loss)`` runs after each step.
+    """
+    problems = config.problems()
+    if problems:
+        raise UsageError("training config: " + "; ".join(problems))
+    rank, world, _ = dist_info()
+    total = config.total_steps(n_items)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(config.lr), weight_decay=float(config.weight_decay))
+    if dp is not None:
+        model, optimizer = _apply_dp(dp, model, optimizer)
+    ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+    losses: list[float] = []
+    start = 0
+    state_path = Path(work_dir) / STATE_NAME if work_dir is not None else None
+    if resume and state_path is not None and state_path.is_file():
+        st = safe_torch_load(state_path)
+        if st.get("seed") != int(seed) or st.get("config") != config.to_dict():
+            raise CheckpointError(
+                f"{state_path}: was written with seed {st.get('seed')} and config {st.get('config')}, "
+                f"but this run has seed {seed} and config {config.to_dict()}; resume with the same settings or use a fresh --work-dir"
+            )
+        model.load_state_dict(st["model"])
+        optimizer.load_state_dict(st["optimizer"])
+        ema = {k: v.to(device) for k, v in st["ema"].items()}
+        losses = [float(x) for x in st["losses"]]
+        start = int(st["step"])
+    ema = {k: v.to(device) for k, v in ema.items()}
+    float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+
+    def _checkpoint(step: int) -> None:
+        if state_path is None or rank != 0:
+            return
+        save_state(
+            state_path,
+            {
+                "step": step,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "ema": {k: v.detach().cpu() for k, v in ema.items()},
+                "optimizer": optimizer.state_dict(),
+                "losses": list(losses),
+                "seed": int(seed),
+                "config": config.to_dict(),
+            },
+        )
+
+    bar = _Progress(progress and rank == 0, desc, total, start)
+    t0 = time.perf_counter()
+    try:
+        model.train()
+        for step in range(start, total):
+            for g in optimizer.param_groups:
+                g["lr"] = float(config.lr) * lr_factor(step, warmup=int(config.warmup_steps), total=total)
+            idx = batch_indices(n_items, step=step, batch_size=int(config.batch_size), seed=seed)
+            if world > 1:
+                idx = idx[rank::world]
+            gen = torch.Generator().manual_seed(step_seed(seed, step, rank))
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type="cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+                loss = step_loss(net, idx, gen)
+            if not torch.isfinite(loss):
+                raise UsageError(f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate (lr={config.lr})")
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(config.grad_clip))
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            d = min(float(config.ema_decay), (1 + step) / (10 + step))
+            with torch.no_grad():
+                sd = model.state_dict()
+                for k in float_keys:
+                    ema[k].lerp_(sd[k].float(), 1 - d)
+            losses.append(float(loss.detach()))
+            bar.update(step + 1, losses[-1])
+            if config.checkpoint_every and (step + 1) % int(config.checkpoint_every) == 0 and step + 1 < total:
+                _checkpoint(step + 1)
+            if callback is not None:
+                callback(step + 1, losses[-1])
+        _checkpoint(total)
+    finally:
+        bar.close()
+    with torch.no_grad():
+        sd = model.state_dict()
+        out = {k: (ema[k] if k in float_keys else sd[k]).detach().to("cpu").to(sd[k].dtype).clone() for k in sd}
+    model.eval()
+    return TrainResult(ema_state=out, losses=losses, steps=total, time_s=time.perf_counter() - t0, resumed_from=start)

@@ -1,0 +1,140 @@
+"""Gate policies: which privacy numbers must stay under which budget (DESIGN.md § 8).
+
+A policy is a small TOML file (``tomllib``; Python 3.10 needs the ``tomli`` backport)::
+
+    [rules]                      # budget each rule's CI *upper* bound must not exceed
+    copy_rate = 0.01             # max over feature spaces
+    patients_copied = 0.05       # max over feature spaces
+    mia_auc = 0.6                # max over attacks, at the patient level
+    mia_tpr_at_1pct_fpr = 0.05   # max over attacks, at the patient level
+    epsilon = 8.0                # checked only when given; a report without DP then fails
+    # a rule set to false is switched off (say why in a comment)
+
+    [scope]
+    feature_spaces = []          # [] = every feature space the report computed
+    attacks = []                 # [] = every attack the report ran
+    mia_level = "patient"        # or "slice"
+
+Rules not named in the file keep their defaults (``DEFAULT_RULES``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        tomllib = None  # type: ignore[assignment]
+
+# rule name -> default budget (None = only checked when the policy sets it)
+DEFAULT_RULES: dict[str, float | None] = {
+    "copy_rate": 0.01,
+    "patients_copied": 0.05,
+    "mia_auc": 0.6,
+    "mia_tpr_at_1pct_fpr": 0.05,
+    "epsilon": None,
+}
+
+RULE_HELP = {
+    "copy_rate": "share of synthetic slices flagged as copies of a training slice (95% CI upper bound, max over feature spaces; unit slice)",
+    "patients_copied": "share of training patients with at least one copied slice (95% CI upper bound, max over feature spaces; unit patient)",
+    "mia_auc": "membership-inference ROC AUC, 0.5 = chance (95% CI upper bound, max over attacks; unit patient)",
+    "mia_tpr_at_1pct_fpr": "share of member patients an attacker finds while wrongly accusing 1% of non-members (95% CI upper bound, max over attacks)",
+    "epsilon": "differential-privacy epsilon of the generator training (total over stages; an upper bound by construction)",
+}
+
+_LEVELS = ("patient", "slice")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Budgets per rule (None = rule off) and the scope the rules read from."""
+
+    rules: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    feature_spaces: tuple[str, ...] = ()
+    attacks: tuple[str, ...] = ()
+    mia_level: str = "patient"
+    source: str = "default policy"
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "rules": dict(self.rules),
+            "scope": {"feature_spaces": list(self.feature_spaces), "attacks": list(self.attacks), "mia_level": self.mia_level},
+        }
+
+
+def default_policy() -> Policy:
+    return Policy()
+
+
+def policy_from_dict(d: Mapping[str, Any], *, source: str = "policy") -> Policy:
+    """Build a Policy from a parsed TOML mapping; collect every problem into one ConfigError."""
+    problems: list[str] = []
+    unknown_top = sorted(set(d) - {"rules", "scope", "policy"})
+    if unknown_top:
+        problems.append(f"unknown section(s) {unknown_top}; expected [rules], [scope] (and optional [policy])")
+    rules: dict[str, float | None] = dict(DEFAULT_RULES)
+    raw_rules = d.get("rules", {})
+    if not isinstance(raw_rules, Mapping):
+        problems.append(f"[rules] must be a table, got {type(raw_rules).__name__}")
+        raw_rules = {}
+    for name, budget in raw_rules.items():
+        if name not in DEFAULT_RULES:
+            problems.append(f"rules.{name}: unknown rule; expected one of {sorted(DEFAULT_RULES)}")
+            continue
+        if budget is False:
+            rules[name] = None
+        elif isinstance(budget, (int, float)) and not isinstance(budget, bool):
+            if budget < 0 or (name != "epsilon" and budget > 1):
+                problems.append(f"rules.{name}: budget {budget} out of range (expected {'>= 0' if name == 'epsilon' else 'a share in [0, 1]'})")
+            rules[name] = float(budget)
+        else:
+            problems.append(f"rules.{name}: expected a number (the budget) or false (rule off), got {budget!r}")
+    scope = d.get("scope", {})
+    if not isinstance(scope, Mapping):
+        problems.append(f"[scope] must be a table, got {type(scope).__name__}")
+        scope = {}
+    unknown_scope = sorted(set(scope) - {"feature_spaces", "attacks", "mia_level"})
+    if unknown_scope:
+        problems.append(f"scope: unknown key(s) {unknown_scope}; expected feature_spaces, attacks, mia_level")
+    lists = {}
+    for key in ("feature_spaces", "attacks"):
+        v = scope.get(key, [])
+        if not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            problems.append(f"scope.{key}: expected a list of names, got {v!r}")
+            v = []
+        lists[key] = tuple(v)
+    level = scope.get("mia_level", "patient")
+    if level not in _LEVELS:
+        problems.append(f"scope.mia_level: expected one of {list(_LEVELS)}, got {level!r}")
+        level = "patient"
+    if problems:
+        raise ConfigError(f"{source}: invalid gate policy: " + "; ".join(problems) + " (see docs/concepts.md#gate)")
+    return Policy(rules=rules, feature_spaces=lists["feature_spaces"], attacks=lists["attacks"], mia_level=level, source=source)
+
+
+def load_policy(path: str | os.PathLike | None) -> Policy:
+    """Read a policy TOML file (None → the documented default policy)."""
+    if path is None:
+        return default_policy()
+    p = Path(path)
+    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
+        raise ConfigError(f"{p}: reading TOML policies on Python 3.10 needs the tomli package (pip install tomli)")
+    try:
+        d = tomllib.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"{p}: policy file not found (pass --policy PATH to a TOML policy, or omit it for the default policy)") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read policy ({e})") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from e
+    return policy_from_dict(d, source=str(p))
