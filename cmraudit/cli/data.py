@@ -100,6 +100,44 @@ def import_folder_cmd(
     _print_summary(import_folder(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
 
+@import_app.command("sunnybrook")
+def import_sunnybrook_cmd(
+    root: Path = typer.Argument(..., help="Sunnybrook folder: link.csv, dicoms/<patient_id>/, contourfiles/<original_id>/."),
+    out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
+    crop: int = _CROP,
+    size: Optional[int] = _SIZE,
+    strict: bool = typer.Option(False, "--strict", help="Treat a bad file (DICOM or contour) as an error instead of skipping it."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import Sunnybrook DICOM + expert contours (LV from the endocardium, MYO where an epicardium exists; RV unknown)."""
+    from ..data.importers.dicom import import_sunnybrook
+    from ..data.preprocess import PreprocessConfig
+
+    _print_summary(import_sunnybrook(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+
+
+@import_app.command("dicom")
+def import_dicom_cmd(
+    root: Path = typer.Argument(..., help="Folder with one sub-folder of single-frame *.dcm images per patient."),
+    masks_from: Path = typer.Option(..., "--masks-from", help="Folder with one sub-folder per patient: Sunnybrook-style contour files or <InstanceNumber>.npy/.png label masks."),
+    out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
+    mask_format: str = typer.Option("auto", "--mask-format", help="contours | labels | auto (contours when *contour-manual.txt files exist)."),
+    annotated: str = typer.Option("RV,MYO,LV", "--annotated", help="Structures the label masks annotate (comma-separated); others are unknown. Ignored for contours (LV, and MYO where an epicardium exists)."),
+    link: Optional[Path] = typer.Option(None, "--link", help="CSV patient_id,original_id mapping DICOM folder names to mask folder names."),
+    crop: int = _CROP,
+    size: Optional[int] = _SIZE,
+    strict: bool = typer.Option(False, "--strict", help="Treat a bad file (DICOM or mask) as an error instead of skipping it."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import a folder of DICOM series plus a mask source (contour files or per-image label masks)."""
+    from ..data.importers.dicom import import_dicom
+    from ..data.preprocess import PreprocessConfig
+
+    structures = [s.strip() for s in annotated.split(",") if s.strip()]
+    _print_summary(import_dicom(root, masks_from=masks_from, out=out, config=PreprocessConfig(crop=crop, size=size), mask_format=mask_format,
+                                annotated=structures, link=link, strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+
+
 @data_app.command("info")
 def info_cmd(
     path: Path = typer.Argument(..., help="Prepared dataset directory."),

@@ -81,7 +81,9 @@ def save_montage(
             ax.set_title(_caption(ds, int(i)), fontsize=6, pad=2)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+        fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    else:
+        fig.tight_layout(pad=0.3)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

@@ -19,7 +19,7 @@ def resize_images(images: np.ndarray, size: int | None, *, batch: int = 2048) ->
     """[N, H, W] → [N, size, size] float32 (block mean when size divides H and W)."""
     images = np.asarray(images) if not isinstance(images, np.memmap) else images
     n, h, w = images.shape
-    if size is None or (size == h and size == w):
+    if size is None or size >= max(h, w):
         return np.ascontiguousarray(images, dtype=np.float32)
     if size < 1:
         raise UsageError(f"pixel size must be a positive integer or None, got {size}")

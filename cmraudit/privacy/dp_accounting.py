@@ -12,6 +12,7 @@ Units: ε is dimensionless (natural-log privacy loss), δ is a probability, both
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -48,7 +49,9 @@ def _epsilon_of_history(history: Sequence[tuple[float, float, int]], *, delta: f
         return 0.0
     acc = create_accountant(mechanism=_check_accountant(accountant))
     acc.history = list(history)
-    return float(acc.get_epsilon(delta=delta))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        return float(acc.get_epsilon(delta=delta))
 
 
 def compute_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:
@@ -81,15 +84,15 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
-        return float(
-            get_noise_multiplier(
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            return float(get_noise_multiplier(
                 target_epsilon=epsilon,
                 target_delta=delta,
                 sample_rate=sample_rate,
                 steps=int(steps),
                 accountant=_check_accountant(accountant),
-            )
-        )
+            ))
     except ValueError as e:
         raise UsageError(
             f"--dp-epsilon {epsilon}: no noise level reaches ε ≤ {epsilon} at δ={delta} with q={sample_rate:.4g} "

@@ -26,6 +26,7 @@ def write_report(run_dir: str | os.PathLike, report: dict) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is a normal, shareable file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,1 +1,79 @@
-"""See DESIGN.md § 3."""
+"""Public plugin conformance suite (DESIGN.md § 5).
+
+>>> from cmraudit.testing import check_generator
+>>> results = check_generator(MyGenerator)            # list of CheckResult
+>>> check_generator(MyGenerator, raise_on_fail=True)  # AssertionError naming every failed check
+
+In a plugin's own pytest suite, one test per check::
+
+    from cmraudit.testing import parametrize_with_checks
+
+    @parametrize_with_checks([MyGenerator])
+    def test_conformance(check):
+        check()
+
+The class provides micro hyper-parameters through ``conformance_params()`` (a classmethod
+returning a dict; CPU, seconds) and optionally ``conformance_bad_params()`` (a list of
+parameter dicts that must be rejected with a UsageError) and ``conformance_fit_kwargs()``.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence
+
+from .checks import CHECKS, CheckContext, CheckResult, make_context, run_check
+from .toy import make_toy_dataset
+
+__all__ = ["check_generator", "parametrize_with_checks", "CheckResult", "CHECKS", "make_toy_dataset"]
+
+
+def check_generator(cls: type, *, name: str | None = None, params: dict | None = None, fit_kwargs: dict | None = None,
+                    seed: int = 0, raise_on_fail: bool = False) -> list[CheckResult]:
+    """Run every conformance check on generator class ``cls``; one CheckResult per check.
+
+    ``params`` default to ``cls.conformance_params()``; the generator is fitted once on a
+    toy dataset (6 patients × 4 slices) and shared by the checks that need a fitted model.
+    """
+    ctx = make_context(cls, params=params, fit_kwargs=fit_kwargs, seed=seed)
+    results = [run_check(c, ctx) for c in CHECKS]
+    if raise_on_fail:
+        failed = [r for r in results if not r.passed]
+        if failed:
+            label = name or getattr(cls, "name", cls.__name__)
+            raise AssertionError(f"{label}: {len(failed)} conformance check(s) failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed))
+    return results
+
+
+class _Check:
+    """A zero-argument callable running one check on a shared context (pytest id = check name)."""
+
+    def __init__(self, check, ctx_factory):
+        self.check, self._ctx = check, ctx_factory
+
+    def __call__(self) -> None:
+        res = run_check(self.check, self._ctx())
+        if not res.passed:
+            raise AssertionError(f"{res.name}: {res.message}")
+
+    def __repr__(self) -> str:
+        return self.check.__name__
+
+
+def parametrize_with_checks(generators: Sequence[type | tuple[type, dict]]):
+    """pytest decorator: one test case per (generator, check); the fitted model is shared per generator."""
+    import pytest
+
+    cases, ids = [], []
+    for g in generators:
+        cls, params = (g if isinstance(g, tuple) else (g, None))
+        holder: dict = {}
+
+        def factory(cls=cls, params=params, holder=holder) -> CheckContext:
+            if "ctx" not in holder:
+                holder["ctx"] = make_context(cls, params=params)
+            return holder["ctx"]
+
+        for c in CHECKS:
+            cases.append(_Check(c, factory))
+            ids.append(f"{getattr(cls, 'name', cls.__name__)}-{c.__name__}")
+    return pytest.mark.parametrize("check", cases, ids=ids)

@@ -68,6 +68,7 @@ def assemble(
     provenance: dict,
     progress: bool = True,
     total: int | None = None,
+    extra_meta: dict | None = None,
 ) -> ImportSummary:
     """Load each patient (``loaders``: (label, thunk)), preprocess, and write one prepared dataset.
 
@@ -131,6 +132,8 @@ def assemble(
         raise DataError(f"no usable patient found ({len(skipped)} skipped{': ' + reasons if reasons else ''})")
     ds = Dataset.concat(parts)
     ds.meta = {
+        "annotated_structures": ["RV", "MYO", "LV"],
+        **(extra_meta or {}),
         "preprocessing": config.to_dict(),
         "provenance": {"importer": source, **provenance, "skipped": [list(s) for s in skipped]},
     }

@@ -83,6 +83,19 @@ def fill_polygon(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def check_epicardium(lv: np.ndarray, wall: np.ndarray, *, where: str, max_outside: float = 0.10) -> None:
+    """DataError when more than ``max_outside`` of the LV cavity lies outside the epicardium.
+
+    Catches an epicardial contour paired with the wrong image (e.g. copied from another patient).
+    """
+    outside = float((lv & ~wall).sum()) / float(max(lv.sum(), 1))
+    if outside > max_outside:
+        raise DataError(
+            f"{where}: {outside:.0%} of the endocardium lies outside this epicardium "
+            f"(expected <= {max_outside:.0%}; contour mismatched with its image?)"
+        )
+
+
 def contours_to_mask(endo: np.ndarray, epi: np.ndarray | None, shape: tuple[int, int], *, where: str = "") -> np.ndarray:
     """uint8 mask: LV (3) inside the endocardium, MYO (2) inside the epicardium but outside it.
 
@@ -96,9 +109,7 @@ def contours_to_mask(endo: np.ndarray, epi: np.ndarray | None, shape: tuple[int,
     mask = np.zeros(shape, dtype=np.uint8)
     if epi is not None:
         wall = fill_polygon(epi, shape)
-        outside = float((lv & ~wall).sum()) / float(lv.sum())
-        if outside > 0.10:
-            raise DataError(f"{where}: {outside:.0%} of the endocardium lies outside the epicardium (contours swapped or mismatched?)")
+        check_epicardium(lv, wall, where=where)
         mask[wall & ~lv] = MYO
     mask[lv] = LV
     return mask

@@ -1,27 +1,22 @@
 """DICOM series + contour / label-mask import (Sunnybrook and a generic layout).
 
-Ordering: within a patient, ``slice_index`` is the rank of the image's SliceLocation among the
-distinct locations of that patient's readable DICOMs (ascending mm, rounded to 0.01 mm; the
-projection of ImagePositionPatient on the slice normal when SliceLocation is absent).
-``frame`` is the cardiac phase index: ``floor(TriggerTime / (NominalInterval / CardiacNumberOfImages))``
-(0-based, the phase the image belongs to in its cine) when both tags are present, else the rank
-of TriggerTime among the images at the same location. Spacing is PixelSpacing (row, column) in mm.
+Slice order, cardiac phase and spacing come from the headers (see ``dicom_series``); masks from
+contour files (``contours``: x = column, y = row, pixel centres at integer coordinates) or from
+per-image label masks.
 
-Partial labels: contours give LV on every contoured image and MYO only where an epicardium was
+Partial labels: contours give LV on every contoured image and MYO only where a usable epicardium was
 drawn; RV is never annotated. Each slice's ``annotated`` bits say which structures are known, and
 ``dataset.json`` lists ``annotated_structures`` / ``unknown_structures`` for the whole set.
 
 Bad input (non-strict): an unreadable or truncated DICOM, a DICOM without pixel data, a contour
 with fewer than 3 points and a contour whose image is missing are each skipped and listed in the
-summary (``skipped``: (file, reason)); with ``strict=True`` the first one raises DataError naming
-the file. Nothing is written unless the whole import succeeds (atomic write).
+summary (``skipped``: (file, reason)); an unusable epicardium leaves MYO unknown on its slice and is
+listed too. With ``strict=True`` the first problem raises DataError naming the file. Nothing is
+written unless the whole import succeeds (atomic write).
 """
 from __future__ import annotations
 
 import csv
-import math
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,112 +26,10 @@ from ...errors import DataError
 from ..dataset import STRUCTURES, Dataset, bits_to_structures, structures_to_bits, write_dataset
 from ..preprocess import PreprocessConfig, preprocess_slice
 from ._common import ImportSummary, PatientRecords, SliceRecord, check_slice
-from .contours import contours_to_mask, find_contours, read_contour
+from .contours import check_epicardium, contours_to_mask, fill_polygon, find_contours, read_contour
+from .dicom_series import DicomImage, orderings, read_header, read_pixels
 
-_VENDORS = {"GE": "GE", "SIEMENS": "Siemens", "PHILIPS": "Philips", "CANON": "Canon", "TOSHIBA": "Canon"}
-
-
-@dataclass
-class DicomImage:
-    """Header facts of one single-frame DICOM image (pixels are read lazily)."""
-
-    path: Path
-    instance: int
-    location_mm: float
-    trigger_time_ms: float | None
-    phase: int | None  # from TriggerTime / (NominalInterval / CardiacNumberOfImages); None if unknown
-    spacing_mm: tuple[float, float] | None  # PixelSpacing (row, column)
-    shape: tuple[int, int]
-    vendor: str
-
-
-def vendor_name(manufacturer: str) -> str:
-    """Short vendor name from the Manufacturer tag ("GE MEDICAL SYSTEMS" → "GE"); unknown names kept as given."""
-    up = manufacturer.upper()
-    for key, name in _VENDORS.items():
-        if up.startswith(key) or f" {key}" in f" {up}":
-            return name
-    return manufacturer.strip()
-
-
-def _num(ds, tag: str) -> float | None:
-    v = ds.get(tag)
-    if v is None or v == "":
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def read_header(path: Path) -> DicomImage:
-    """Read the header of one DICOM file; DataError naming the file when unusable."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on non-conformant UIDs, common in anonymised data
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise DataError(f"{path}: not a readable DICOM file ({type(e).__name__}: {e})") from e
-    rows, cols = ds.get("Rows"), ds.get("Columns")
-    if rows is None or cols is None:
-        raise DataError(f"{path}: DICOM has no Rows/Columns (not an image)")
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise DataError(f"{path}: only single-frame greyscale DICOM images are supported")
-    inst = ds.get("InstanceNumber")
-    if inst in (None, ""):
-        raise DataError(f"{path}: DICOM has no InstanceNumber (needed to pair it with its contours)")
-    loc = _num(ds, "SliceLocation")
-    if loc is None:
-        ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
-        if ipp is None or iop is None or len(iop) != 6:
-            raise DataError(f"{path}: DICOM has neither SliceLocation nor ImagePositionPatient/ImageOrientationPatient")
-        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
-        loc = float(np.dot(np.asarray(ipp, float), normal))
-    ps = ds.get("PixelSpacing")
-    spacing = None
-    if ps is not None:
-        try:
-            spacing = (float(ps[0]), float(ps[1]))
-        except (TypeError, ValueError, IndexError) as e:
-            raise DataError(f"{path}: unreadable PixelSpacing {ps!r}") from e
-        if not all(math.isfinite(s) and s > 0 for s in spacing):
-            raise DataError(f"{path}: PixelSpacing {spacing} must be two positive numbers (mm)")
-    tt = _num(ds, "TriggerTime")
-    rr, n_img = _num(ds, "NominalInterval"), _num(ds, "CardiacNumberOfImages")
-    phase = None
-    if tt is not None and rr and n_img and rr > 0 and n_img >= 1:
-        phase = int(min(max(math.floor(tt / (rr / n_img)), 0), int(n_img) - 1))
-    return DicomImage(path=Path(path), instance=int(inst), location_mm=round(float(loc), 2), trigger_time_ms=tt,
-                      phase=phase, spacing_mm=spacing, shape=(int(rows), int(cols)),
-                      vendor=vendor_name(str(ds.get("Manufacturer", ""))))
-
-
-def read_pixels(img: DicomImage) -> np.ndarray:
-    """Pixel array (float64, rescaled by RescaleSlope/Intercept when present); DataError when missing or truncated."""
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(img.path))
-            if "PixelData" not in ds:
-                raise DataError(f"{img.path}: DICOM has no pixel data")
-            arr = np.asarray(ds.pixel_array, dtype=np.float64)
-    except DataError:
-        raise
-    except Exception as e:  # noqa: BLE001 - pydicom raises many kinds for truncated or odd pixel data
-        raise DataError(f"{img.path}: unreadable pixel data ({type(e).__name__}: {e})") from e
-    if arr.shape != img.shape:
-        raise DataError(f"{img.path}: pixel data shape {arr.shape} differs from Rows×Columns {img.shape}")
-    slope, icpt = _num(ds, "RescaleSlope"), _num(ds, "RescaleIntercept")
-    if slope is not None or icpt is not None:
-        arr = arr * (1.0 if slope is None else slope) + (0.0 if icpt is None else icpt)
-    if not np.isfinite(arr).all():
-        raise DataError(f"{img.path}: pixel data contains NaN or Inf")
-    return arr
+__all__ = ["import_dicom", "import_sunnybrook", "read_link", "load_patient", "read_header", "read_pixels"]
 
 
 class _Problems:
@@ -149,7 +42,8 @@ class _Problems:
     def add(self, err: DataError, who: Path | str) -> None:
         if self.strict:
             raise err
-        self.items.append((str(who), str(err)))
+        msg = str(err)
+        self.items.append((str(who), msg[len(f"{who}: "):] if msg.startswith(f"{who}: ") else msg))
 
 
 def scan_series(folder: Path, problems: _Problems) -> tuple[dict[int, DicomImage], set[str]]:
@@ -169,28 +63,20 @@ def scan_series(folder: Path, problems: _Problems) -> tuple[dict[int, DicomImage
     return images, bad_stems
 
 
-def _orderings(images: Sequence[DicomImage]) -> tuple[dict[float, int], dict[int, int]]:
-    """(slice index per location, phase per instance) — see the module docstring."""
-    locs = sorted({im.location_mm for im in images})
-    slice_of = {loc: i for i, loc in enumerate(locs)}
-    phase_of: dict[int, int] = {}
-    for loc in locs:
-        at = [im for im in images if im.location_mm == loc]
-        if all(im.phase is not None for im in at):
-            phase_of.update({im.instance: int(im.phase) for im in at})
-        else:
-            times = sorted({im.trigger_time_ms for im in at if im.trigger_time_ms is not None})
-            for im in at:
-                phase_of[im.instance] = times.index(im.trigger_time_ms) if im.trigger_time_ms is not None else -1
-    return slice_of, phase_of
-
-
 # ------------------------------------------------------------------ mask sources
-def _masks_from_contours(entry: dict[str, Path], img: DicomImage) -> tuple[np.ndarray, int]:
+def _masks_from_contours(entry: dict[str, Path], img: DicomImage, problems: _Problems) -> tuple[np.ndarray, int]:
+    """LV from the endocardium; MYO only from a usable epicardium (a bad one is listed and MYO left unknown)."""
     if "i" not in entry:
         raise DataError(f"{entry['o']}: epicardial contour without an endocardial contour (MYO needs both)")
     endo = read_contour(entry["i"], shape=img.shape)
-    epi = read_contour(entry["o"], shape=img.shape) if "o" in entry else None
+    epi = None
+    if "o" in entry:
+        try:
+            epi = read_contour(entry["o"], shape=img.shape)
+            check_epicardium(fill_polygon(endo, img.shape), fill_polygon(epi, img.shape), where=str(entry["o"]))
+        except DataError as e:
+            problems.add(e if problems.strict else DataError(f"{e}; MYO left unknown on this slice"), entry["o"])
+            epi = None
     mask = contours_to_mask(endo, epi, img.shape, where=str(entry["i"]))
     return mask, structures_to_bits(["LV", "MYO"] if epi is not None else ["LV"])
 
@@ -221,6 +107,8 @@ def _masks_from_labels(entry: dict[str, Path], img: DicomImage, bits: int) -> tu
         raise DataError(f"{p}: label mask shape {arr.shape} differs from its DICOM {img.path.name} ({img.shape}, rows×columns)")
     if not np.issubdtype(arr.dtype, np.integer) or arr.min(initial=0) < 0 or arr.max(initial=0) > 3:
         raise DataError(f"{p}: label mask must hold integers 0..3 (ACDC numbering: 1 RV, 2 MYO, 3 LV)")
+    if not arr.any():
+        raise DataError(f"{p}: label mask is empty (no structure labelled); remove it or label the image")
     return arr.astype(np.uint8), bits
 
 
@@ -230,17 +118,18 @@ def load_patient(dicom_dir: Path, mask_dir: Path, *, patient_id: str, mask_forma
     """Labelled slices of one patient and the number of unlabelled DICOMs ignored."""
     images, bad_stems = scan_series(dicom_dir, problems)
     if mask_format == "contours":
-        entries, mask_fn = find_contours(mask_dir), _masks_from_contours
+        entries = find_contours(mask_dir)
+        mask_fn = lambda e, im: _masks_from_contours(e, im, problems)  # noqa: E731
     else:
         entries = _find_label_masks(mask_dir)
         mask_fn = lambda e, im: _masks_from_labels(e, im, annotated_bits)  # noqa: E731
     if not images:
         raise DataError(f"{dicom_dir}: no readable DICOM (*.dcm) image")
-    slice_of, phase_of = _orderings(list(images.values()))
+    slice_of, phase_of = orderings(list(images.values()))
     slices: list[SliceRecord] = []
     for num in sorted(entries):
         entry = entries[num]
-        first = next(iter(entry.values()))
+        first = entry.get("i") or entry.get("o") or entry.get("m")
         img = images.get(num)
         if img is None:
             if str(num) in bad_stems or f"{num:04d}" in bad_stems:
@@ -249,16 +138,22 @@ def load_patient(dicom_dir: Path, mask_dir: Path, *, patient_id: str, mask_forma
             continue
         try:
             mask, bits = mask_fn(entry, img)
-            rec = SliceRecord(image=read_pixels(img), mask=mask, frame=str(phase_of[num]),
+        except DataError as e:
+            problems.add(e, first)
+            continue
+        try:
+            rec = SliceRecord(image=read_pixels(img), mask=mask, frame=str(phase_of[num]) if phase_of[num] >= 0 else "",
                               slice_index=slice_of[img.location_mm], spacing_mm=img.spacing_mm, annotated=bits)
             check_slice(rec, where=str(img.path))
         except DataError as e:
-            problems.add(e, first if "contour" in str(e) or str(first) in str(e) else img.path)
+            problems.add(e, img.path)
             continue
         slices.append(rec)
+    unlabelled = len(set(images) - set(entries))
+    slices.sort(key=lambda r: (r.slice_index, int(r.frame or -1)))
     vendors = sorted({im.vendor for im in images.values() if im.vendor})
     return PatientRecords(patient_id=patient_id, vendor=vendors[0] if len(vendors) == 1 else ";".join(vendors),
-                          slices=slices, source_file=str(dicom_dir)), len(images) - len(slices)
+                          slices=slices, source_file=str(dicom_dir)), unlabelled
 
 
 # ------------------------------------------------------------------ assembly

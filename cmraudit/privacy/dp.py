@@ -1,0 +1,333 @@
+"""DP-SGD for generator training, patient-level, on Opacus (DESIGN.md § 6) — the front door.
+
+``DPConfig`` holds the options (``--dp-epsilon``, ``--dp-delta``, ``--max-grad-norm``, ``--accountant``,
+``--noise-multiplicity``); :func:`make_private` turns a module, its optimiser and a slice dataset into
+a :class:`PrivateTraining` whose data loader samples *patients* (Poisson, rate q, one slice per
+sampled patient), whose optimiser clips each per-patient gradient to C and adds N(0, σ²C²) noise,
+and whose accountant tracks ε per patient. :func:`compose_budget` builds the ``generator.dp`` block
+of report.json from the stages' :class:`StageBudget`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from .dp_accounting import (
+    ACCOUNTANTS,
+    GUARANTEE_TEXT,
+    StageBudget,
+    compose_budget,
+    compute_epsilon,
+    noise_multiplier_for,
+    split_budget,
+)
+from .dp_sampler import PatientPoissonSampler, empty_safe_collate
+
+__all__ = [
+    "ACCOUNTANTS", "GUARANTEE_TEXT", "DPConfig", "PatientPoissonSampler", "PrivateTraining", "StageBudget",
+    "compose_budget", "compute_epsilon", "dp_mean", "fix_module", "make_private", "multiplicity_loss",
+    "noise_multiplier_for", "require_dp_support", "split_budget",
+]
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    """DP-SGD options. ``epsilon = inf`` means no DP (``enabled`` is False).
+
+    ``epsilon``/``delta``: the (ε, δ) budget per patient (add/remove one patient). The default
+    δ = 1e-5 is below 1/(10·n) for any cohort up to 10 000 patients; :func:`make_private` refuses
+    δ ≥ 1/n_patients (such a δ allows releasing one patient's data outright).
+    ``max_grad_norm``: C, the L2 norm each patient's per-step gradient is clipped to.
+    ``accountant``: "prv" (default, tighter) or "rdp".
+    ``noise_multiplicity``: K, diffusion-loss draws (timestep, noise) averaged per example before clipping.
+    """
+
+    epsilon: float
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    noise_multiplicity: int = 1
+
+    def __post_init__(self):
+        problems = []
+        try:
+            eps = float(self.epsilon)
+        except (TypeError, ValueError):
+            eps = float("nan")
+        if not eps > 0:
+            problems.append(f"--dp-epsilon {self.epsilon!r} must be a number > 0 (or inf for no DP)")
+        if not (isinstance(self.delta, (int, float)) and 0 < self.delta < 1):
+            problems.append(f"--dp-delta {self.delta!r} must be in (0, 1), e.g. 1e-5")
+        if not (isinstance(self.max_grad_norm, (int, float)) and 0 < self.max_grad_norm < math.inf):
+            problems.append(f"--max-grad-norm {self.max_grad_norm!r} must be a finite number > 0, e.g. 1.0")
+        if self.accountant not in ACCOUNTANTS:
+            problems.append(f"--accountant {self.accountant!r} is not an accountant; expected one of {', '.join(ACCOUNTANTS)}")
+        if isinstance(self.noise_multiplicity, bool) or not isinstance(self.noise_multiplicity, (int, np.integer)) \
+                or self.noise_multiplicity < 1:
+            problems.append(f"--noise-multiplicity {self.noise_multiplicity!r} must be an integer ≥ 1")
+        if problems:
+            raise UsageError("invalid DP options: " + "; ".join(problems))
+
+    @property
+    def enabled(self) -> bool:
+        return math.isfinite(float(self.epsilon))
+
+    @classmethod
+    def from_options(cls, epsilon: float | None = None, *, delta: float = 1e-5, max_grad_norm: float = 1.0,
+                     accountant: str = "prv", noise_multiplicity: int = 1) -> "DPConfig | None":
+        """The CLI entry: ``None`` when ``--dp-epsilon`` is absent or ``inf`` (no DP), else a validated config."""
+        if epsilon is None or (isinstance(epsilon, (int, float)) and math.isinf(epsilon) and epsilon > 0):
+            return None
+        return cls(epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, accountant=accountant,
+                   noise_multiplicity=noise_multiplicity)
+
+    def split(self, stages: Sequence[str]) -> dict[str, "DPConfig"]:
+        """One config per stage with (ε/n, δ/n): basic composition keeps the total within (ε, δ)."""
+        return {s: replace(self, epsilon=e, delta=d)
+                for s, (e, d) in split_budget(epsilon=self.epsilon, delta=self.delta, stages=stages).items()}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["epsilon"] = d["epsilon"] if self.enabled else None
+        return d
+
+
+def require_dp_support(*, name: str, tags: Any, dp: DPConfig | None) -> None:
+    """Refuse ``--dp-epsilon`` for a generator whose tags do not say ``supports_dp``."""
+    if dp is not None and dp.enabled and not getattr(tags, "supports_dp", False):
+        raise UsageError(
+            f"--dp-epsilon {dp.epsilon}: generator {name!r} does not support DP training (its tags say "
+            "supports_dp=False); drop --dp-epsilon or choose a generator that supports it "
+            "(`cmraudit generators list` shows the tags)"
+        )
+
+
+def fix_module(module: nn.Module) -> tuple[nn.Module, list[str]]:
+    """Make ``module`` Opacus-compatible; returns (module, changes).
+
+    When Opacus's ``ModuleValidator`` finds no problem the *same* module is returned and ``changes`` is
+    empty. Otherwise ``ModuleValidator.fix`` returns a fixed **copy** (e.g. BatchNorm → GroupNorm,
+    which normalises within a sample, so no statistic mixes patients) and ``changes`` lists
+    "name: Old → New" for every replaced sub-module. Build the optimiser on the returned module.
+    """
+    from opacus.validators import ModuleValidator
+
+    if not ModuleValidator.validate(module, strict=False):
+        return module, []
+    before = {n: type(m).__name__ for n, m in module.named_modules()}
+    fixed = ModuleValidator.fix(module)
+    after = {n: type(m).__name__ for n, m in fixed.named_modules()}
+    changes = [f"{n}: {before[n]} → {after.get(n, 'removed')}" for n in before if before[n] != after.get(n, "removed")]
+    remaining = ModuleValidator.validate(fixed, strict=False)
+    if remaining:
+        raise UsageError(
+            f"the network cannot be trained with DP-SGD: Opacus reports {'; '.join(map(str, remaining))}; "
+            "use a network without these layers (e.g. no BatchNorm, no attention variant Opacus cannot hook)"
+        )
+    return fixed, changes
+
+
+def dp_mean(per_example_loss: torch.Tensor) -> torch.Tensor:
+    """Batch mean that is 0 (not NaN) on an empty Poisson batch; use it as the loss to backprop."""
+    return per_example_loss.sum() / max(int(per_example_loss.shape[0]), 1)
+
+
+def multiplicity_loss(loss_fn: Callable[[Any], torch.Tensor], x: Any, *, k: int) -> torch.Tensor:
+    """Per-example loss averaged over ``k`` independent calls of ``loss_fn(x)`` (DPDM noise multiplicity).
+
+    ``loss_fn`` must draw fresh timesteps/noise on each call and return a per-example loss [B].
+    Each call is a separate forward pass of the (Opacus-wrapped) network, so Opacus's hooks sum the
+    per-sample gradients of the ``k`` terms into one per-example gradient — the gradient of the averaged
+    loss — *before* clipping. The sensitivity (one clipped gradient per patient) is unchanged, the
+    variance of the diffusion loss estimate drops ~1/k, at k× the compute of a step.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise UsageError(f"noise multiplicity k={k!r} must be an integer ≥ 1")
+    total = loss_fn(x)
+    for _ in range(int(k) - 1):
+        total = total + loss_fn(x)
+    return total / int(k)
+
+
+@dataclass
+class PrivateTraining:
+    """What :func:`make_private` returns: use these objects in place of the originals.
+
+    ``module`` is Opacus's GradSampleModule (``unwrapped`` is the network to save/EMA);
+    ``optimizer`` a DPOptimizer (clip C per patient, noise σ·C, divide by ``expected_batch_size``);
+    ``data_loader`` yields one batch of slices per step with at most one slice per patient;
+    ``sample_rate`` q (per patient and step); ``steps`` the planned number of optimiser steps the noise
+    was calibrated for; ``noise_multiplier`` σ.
+    """
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    data_loader: torch.utils.data.DataLoader
+    privacy_engine: Any
+    sampler: PatientPoissonSampler
+    dp: DPConfig
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    n_patients: int
+    expected_batch_size: float
+    module_changes: list[str] = field(default_factory=list)
+
+    @property
+    def accountant(self) -> str:
+        return self.dp.accountant
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return getattr(self.module, "_module", self.module)
+
+    @property
+    def steps_taken(self) -> int:
+        return int(sum(n for _, _, n in self.privacy_engine.accountant.history))
+
+    def epsilon_spent(self) -> float:
+        """ε spent so far (at ``dp.delta``) for the steps actually taken."""
+        if self.steps_taken == 0:
+            return 0.0
+        return float(self.privacy_engine.accountant.get_epsilon(delta=self.dp.delta))
+
+    def check_budget(self) -> None:
+        """Raise when more steps were run than the noise was calibrated for (ε would exceed the target)."""
+        if self.steps_taken > self.steps:
+            raise UsageError(
+                f"DP training ran {self.steps_taken} steps but the noise was calibrated for {self.steps}; "
+                f"ε spent {self.epsilon_spent():.3f} exceeds the target {self.dp.epsilon}; stop at PrivateTraining.steps"
+            )
+
+    def noise_only_step(self) -> None:
+        """The optimiser step for an *empty* Poisson batch: zero clipped gradient + N(0, σ²C²) noise.
+
+        Call it instead of forward/backward when a batch has no slice (probability (1 − q)^n_patients per
+        step). Skipping the step instead would change the mechanism the accountant analysed. (MONAI's
+        attention blocks cannot run on a zero-length batch, so the forward pass is not an option.)
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.optimizer.params:
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+        self.optimizer.step()
+
+    def batches(self) -> Iterator[Any]:
+        """Exactly ``steps - steps_taken`` batches, re-iterating the loader (new epoch seed) as needed."""
+        remaining = self.steps - self.steps_taken
+        while remaining > 0:
+            for batch in self.data_loader:
+                yield batch
+                remaining -= 1
+                if remaining == 0:
+                    return
+
+    def budget(self, name: str) -> StageBudget:
+        return StageBudget(
+            name=name, epsilon=self.epsilon_spent(), delta=float(self.dp.delta), accountant=self.dp.accountant,
+            noise_multiplier=float(self.noise_multiplier), sample_rate=float(self.sample_rate), steps=self.steps_taken,
+            max_grad_norm=float(self.dp.max_grad_norm), noise_multiplicity=int(self.dp.noise_multiplicity),
+            target_epsilon=float(self.dp.epsilon), n_patients=self.n_patients,
+            expected_batch_size=float(self.expected_batch_size),
+        )
+
+    def state_dict(self) -> dict:
+        """Accountant history and sampler position: save with each checkpoint, restore on resume."""
+        return {"accountant_history": [list(h) for h in self.privacy_engine.accountant.history],
+                "sampler_epoch": int(self.sampler.epoch), "noise_multiplier": float(self.noise_multiplier),
+                "sample_rate": float(self.sample_rate)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not math.isclose(state["noise_multiplier"], self.noise_multiplier) or \
+                not math.isclose(state["sample_rate"], self.sample_rate):
+            raise UsageError(
+                f"cannot resume DP training: the checkpoint used σ={state['noise_multiplier']}, q={state['sample_rate']} "
+                f"but this run computed σ={self.noise_multiplier}, q={self.sample_rate}; resume with the same options"
+            )
+        self.privacy_engine.accountant.history = [(float(s), float(q), int(n)) for s, q, n in state["accountant_history"]]
+        self.sampler.set_epoch(int(state["sampler_epoch"]))
+
+
+def _planned_steps(*, n_patients: int, batch_size: float, epochs: float | None, steps: int | None) -> int:
+    if (epochs is None) == (steps is None):
+        raise UsageError("make_private: give exactly one of epochs= or steps=")
+    if steps is not None:
+        if int(steps) < 1:
+            raise UsageError(f"make_private: steps={steps} must be ≥ 1")
+        return int(steps)
+    if not epochs > 0:
+        raise UsageError(f"make_private: epochs={epochs} must be > 0")
+    return max(1, int(round(epochs * n_patients / batch_size)))
+
+
+def make_private(*, module: nn.Module, optimizer: torch.optim.Optimizer, dataset, patient_ids: Sequence[Any],
+                 dp: DPConfig, batch_size: float, seed: int, epochs: float | None = None, steps: int | None = None,
+                 collate_fn: Callable | None = None, num_workers: int = 0,
+                 grad_sample_mode: str = "hooks") -> PrivateTraining:
+    """Wrap a training stage for patient-level DP-SGD (Opacus PrivacyEngine).
+
+    ``dataset[i]`` is slice i and ``patient_ids[i]`` its patient; ``batch_size`` is the *expected* number
+    of patients per step, so q = batch_size / n_patients; an epoch is n_patients / batch_size steps.
+    σ is the smallest noise multiplier whose ε after the planned steps is ≤ ``dp.epsilon`` at
+    ``dp.delta`` (Opacus ``get_noise_multiplier``). Opacus's own Poisson sampling is replaced by
+    :class:`PatientPoissonSampler`; the DPOptimizer's ``expected_batch_size`` is set to q·n_patients
+    and its accountant hook to q. If the module fails Opacus validation it is fixed (a copy) and the
+    optimiser rebuilt on the copy (single param group only); ``module_changes`` lists what changed.
+    The loss to backprop must be the *mean over the batch* of per-example losses (see :func:`dp_mean`).
+    """
+    from opacus import PrivacyEngine
+
+    if not isinstance(dp, DPConfig) or not dp.enabled:
+        raise UsageError(f"make_private needs a DPConfig with a finite --dp-epsilon; got {dp!r} (train without DP instead)")
+    patient_ids = list(patient_ids)
+    if len(patient_ids) != len(dataset):
+        raise UsageError(f"make_private: {len(patient_ids)} patient_ids for {len(dataset)} slices; give one id per slice")
+    n_patients = len(set(patient_ids))
+    problems = []
+    if n_patients < 2:
+        problems.append(f"only {n_patients} patient(s) in the training set; DP-SGD needs several")
+    if not 0 < batch_size <= n_patients:
+        problems.append(f"batch_size={batch_size} (expected patients per step) must be in (0, {n_patients}]")
+    if dp.delta >= 1.0 / max(n_patients, 1):
+        problems.append(f"--dp-delta {dp.delta} must be < 1/n_patients = {1.0 / n_patients:.3g} (e.g. 1e-5)")
+    if problems:
+        raise UsageError("make_private: " + "; ".join(problems))
+    q = float(batch_size) / n_patients
+    total = _planned_steps(n_patients=n_patients, batch_size=batch_size, epochs=epochs, steps=steps)
+    sigma = noise_multiplier_for(epsilon=dp.epsilon, delta=dp.delta, sample_rate=q, steps=total, accountant=dp.accountant)
+
+    fixed, changes = fix_module(module)
+    if fixed is not module:
+        if len(optimizer.param_groups) != 1:
+            raise UsageError("make_private: the module had to be fixed for Opacus and the optimiser has several "
+                             "param groups; call cmraudit.privacy.dp.fix_module(module) before building the optimiser")
+        optimizer = type(optimizer)(fixed.parameters(), **optimizer.defaults)
+        module = fixed
+
+    sampler = PatientPoissonSampler(patient_ids, sample_rate=q, steps=max(1, int(round(n_patients / batch_size))), seed=seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                         collate_fn=empty_safe_collate(dataset, collate_fn))
+    device = next(module.parameters()).device
+    noise_gen = torch.Generator(device=device)
+    noise_gen.manual_seed(int(seed))
+    with warnings.catch_warnings():
+        # secure_mode is off on purpose (seeded, reproducible noise; stated in docs/dp.md).
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=dp.accountant)
+        module, optimizer, loader = engine.make_private(
+            module=module, optimizer=optimizer, data_loader=loader, noise_multiplier=sigma,
+            max_grad_norm=dp.max_grad_norm, poisson_sampling=False, noise_generator=noise_gen,
+            grad_sample_mode=grad_sample_mode,
+        )
+    # Opacus derived these from len(loader) and len(dataset) (slices); the unit here is the patient.
+    optimizer.expected_batch_size = q * n_patients
+    optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
+    return PrivateTraining(module=module, optimizer=optimizer, data_loader=loader, privacy_engine=engine,
+                           sampler=sampler, dp=dp, noise_multiplier=sigma, sample_rate=q, steps=total,
+                           n_patients=n_patients, expected_batch_size=q * n_patients, module_changes=changes)

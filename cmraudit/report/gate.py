@@ -1,0 +1,287 @@
+"""The privacy gate and the report verdicts (DESIGN.md § 8).
+
+Each rule compares a 95 % CI *upper* bound (not a point estimate) with a budget. A metric
+that is missing, skipped, or has no upper bound fails its rule (fail closed). The same rule
+evaluation gives the three-way verdicts stored in report.json:
+
+* ``pass`` — the CI upper bound is within budget;
+* ``fail`` — the CI lower bound is above budget (the generator leaks, with 95 % confidence);
+* ``inconclusive`` — the interval straddles the budget, or the metric was not computed.
+
+The gate itself is two-way: anything but ``pass`` fails it.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .policy import RULE_HELP, Policy, default_policy
+
+_GROUPS = {
+    "copy_detection": ("copy_rate", "patients_copied"),
+    "membership_inference": ("mia_auc", "mia_tpr_at_1pct_fpr"),
+    "differential_privacy": ("epsilon",),
+}
+_MIA_KEY = {"mia_auc": "auc", "mia_tpr_at_1pct_fpr": "tpr_at_1pct_fpr"}
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One gate rule: the compared CI upper bound, where it came from, and the outcome.
+
+    ``status``: ``pass`` / ``fail`` / ``off`` (rule switched off in the policy).
+    ``verdict``: ``pass`` / ``fail`` / ``inconclusive`` (see module docstring) or ``not_required``.
+    """
+
+    rule: str
+    budget: float | None
+    status: str
+    verdict: str
+    reason: str
+    upper: float | None = None
+    value: float | None = None
+    lower: float | None = None
+    where: str | None = None
+    unit: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "fail"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """All rule results of one report under one policy; ``passed`` iff no enabled rule failed."""
+
+    rules: tuple[RuleResult, ...]
+    policy: dict = field(default_factory=dict)
+    report: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rules)
+
+    @property
+    def failed_rules(self) -> list[RuleResult]:
+        return [r for r in self.rules if r.status == "fail"]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "report": self.report, "policy": self.policy, "rules": [r.to_dict() for r in self.rules]}
+
+
+# ---------------------------------------------------------------- extraction
+def _skip_reason(entry: Any) -> str | None:
+    if isinstance(entry, dict) and entry.get("status") == "skipped":
+        return str(entry.get("reason") or "no reason given")
+    return None
+
+
+def _section(d: Any, key: str, path: str, failures: list[str]) -> dict | None:
+    if not isinstance(d, dict) or key not in d:
+        failures.append(f"{path}.{key} missing")
+        return None
+    v = d[key]
+    why = _skip_reason(v)
+    if why is not None:
+        failures.append(f"{path}.{key} skipped ({why})")
+        return None
+    if not isinstance(v, dict):
+        failures.append(f"{path}.{key} is not an object")
+        return None
+    return v
+
+
+def _entries(parent: dict, wanted: tuple[str, ...], path: str, failures: list[str], notes: list[str]) -> Iterable[tuple[str, dict]]:
+    """Named entries (feature spaces or attacks). Listed in the policy → must be present and run;
+    unlisted skipped entries are noted and ignored (e.g. a white-box attack on a generator without a loss)."""
+    names = list(wanted) if wanted else list(parent)
+    for name in names:
+        sub = f"{path}.{name}"
+        if name not in parent:
+            failures.append(f"{sub} missing (required by the policy scope)")
+            continue
+        entry = parent[name]
+        why = _skip_reason(entry)
+        if why is not None:
+            if wanted:
+                failures.append(f"{sub} skipped ({why})")
+            else:
+                notes.append(f"{name} not run ({why})")
+            continue
+        if not isinstance(entry, dict):
+            failures.append(f"{sub} is not an object")
+            continue
+        yield name, entry
+
+
+def _estimate(entry: Any, path: str, failures: list[str]) -> dict | None:
+    if entry is None:
+        failures.append(f"{path} missing")
+        return None
+    why = _skip_reason(entry)
+    if why is not None:
+        failures.append(f"{path} skipped ({why})")
+        return None
+    if not (isinstance(entry, dict) and "value" in entry):
+        failures.append(f"{path} is not an estimate")
+        return None
+    ci = entry.get("ci")
+    if not (isinstance(ci, list) and len(ci) == 2 and isinstance(ci[1], (int, float))):
+        failures.append(f"{path} has no CI upper bound")
+        return None
+    return entry
+
+
+def _candidates(report: dict, rule: str, policy: Policy) -> tuple[list[tuple[str, dict]], list[str], list[str]]:
+    failures: list[str] = []
+    notes: list[str] = []
+    out: list[tuple[str, dict]] = []
+    privacy = _section(report, "privacy", "report", failures)
+    if privacy is None:
+        return out, failures, notes
+    if rule in ("copy_rate", "patients_copied"):
+        spaces = _section(privacy, "feature_spaces", "privacy", failures)
+        if spaces is not None:
+            for name, space in _entries(spaces, policy.feature_spaces, "privacy.feature_spaces", failures, notes):
+                path = f"privacy.feature_spaces.{name}"
+                cd = _section(space, "copy_detection", path, failures)
+                if cd is not None:
+                    est = _estimate(cd.get(rule), f"{path}.copy_detection.{rule}", failures)
+                    if est is not None:
+                        out.append((f"{path}.copy_detection.{rule}", est))
+    else:
+        mia = _section(privacy, "mia", "privacy", failures)
+        if mia is not None:
+            for name, attack in _entries(mia, policy.attacks, "privacy.mia", failures, notes):
+                path = f"privacy.mia.{name}"
+                level = _section(attack, policy.mia_level, path, failures)
+                if level is not None:
+                    key = _MIA_KEY[rule]
+                    est = _estimate(level.get(key), f"{path}.{policy.mia_level}.{key}", failures)
+                    if est is not None:
+                        out.append((f"{path}.{policy.mia_level}.{key}", est))
+    return out, failures, notes
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4g}"
+
+
+def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
+    budget = policy.rules.get(rule)
+    if rule == "epsilon":
+        return _epsilon_rule(report, budget)
+    if budget is None:
+        return RuleResult(rule, None, "off", "not_required", "rule switched off by the policy")
+    cands, failures, notes = _candidates(report, rule, policy)
+    note = f"; {', '.join(notes)}" if notes else ""
+    if failures:
+        return RuleResult(rule, budget, "fail", "inconclusive", "fail closed: " + "; ".join(failures) + note)
+    if not cands:
+        what = "feature space" if rule in ("copy_rate", "patients_copied") else "attack"
+        return RuleResult(rule, budget, "fail", "inconclusive", f"fail closed: no {what} reported this metric{note}")
+    where, est = max(cands, key=lambda c: c[1]["ci"][1])
+    upper = float(est["ci"][1])
+    lower = est["ci"][0]
+    value = est.get("value")
+    ok = upper <= budget
+    if ok:
+        verdict = "pass"
+    elif lower is not None and lower > budget:
+        verdict = "fail"
+    else:
+        verdict = "inconclusive"
+    cmp = "<=" if ok else ">"
+    reason = f"CI upper {_fmt(upper)} {cmp} budget {_fmt(budget)} at {where} (point {_fmt(value)}, CI [{_fmt(lower)}, {_fmt(upper)}]){note}"
+    return RuleResult(rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"))
+
+
+def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
+    gen = report.get("generator") if isinstance(report, dict) else None
+    dp = gen.get("dp", "missing") if isinstance(gen, dict) else "missing"
+    if budget is None:
+        if isinstance(dp, dict) and isinstance(dp.get("epsilon"), (int, float)):
+            return RuleResult("epsilon", None, "off", "not_required", f"no epsilon budget in the policy (trained with epsilon {_fmt(dp['epsilon'])})", value=float(dp["epsilon"]))
+        return RuleResult("epsilon", None, "off", "not_required", "no epsilon budget in the policy (trained without differential privacy)")
+    if dp == "missing":
+        return RuleResult("epsilon", budget, "fail", "inconclusive", "fail closed: generator.dp missing from the report")
+    if dp is None:
+        return RuleResult("epsilon", budget, "fail", "fail", "fail closed: the policy requires DP but generator.dp is null (trained without differential privacy)", where="generator.dp")
+    eps = dp.get("epsilon") if isinstance(dp, dict) else None
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+        return RuleResult("epsilon", budget, "fail", "inconclusive", "fail closed: generator.dp.epsilon missing or not a number", where="generator.dp.epsilon")
+    ok = eps <= budget
+    return RuleResult(
+        "epsilon", budget, "pass" if ok else "fail", "pass" if ok else "fail",
+        f"epsilon {_fmt(eps)} {'<=' if ok else '>'} budget {_fmt(budget)} (delta {dp.get('delta')}, {dp.get('accountant')} accountant)",
+        upper=float(eps), value=float(eps), where="generator.dp.epsilon",
+    )
+
+
+def evaluate_gate(report: dict, policy: Policy | None = None, *, source: str | None = None) -> GateResult:
+    """Evaluate every rule of ``policy`` (default policy when None) on a report dict."""
+    policy = policy or default_policy()
+    rules = tuple(evaluate_rule(report, rule, policy) for rule in policy.rules)
+    return GateResult(rules=rules, policy=policy.to_dict(), report=source)
+
+
+def compute_verdicts(report: dict, policy: Policy | None = None) -> dict:
+    """The ``verdicts`` section of report.json from its privacy section and generator.dp.
+
+    ``{"overall": v, "policy": {...}, "checks": {group: {"verdict": v, "reason": str}},
+    "rules": {rule: RuleResult.to_dict()}}`` with v in pass / fail / inconclusive / not_required.
+    """
+    result = evaluate_gate(report, policy)
+    by_rule = {r.rule: r for r in result.rules}
+    checks: dict[str, dict] = {}
+    for group, names in _GROUPS.items():
+        rs = [by_rule[n] for n in names if n in by_rule and by_rule[n].verdict != "not_required"]
+        if not rs:
+            reasons = "; ".join(by_rule[n].reason for n in names if n in by_rule) or "no rule in the policy"
+            checks[group] = {"verdict": "not_required", "reason": reasons}
+            continue
+        vs = [r.verdict for r in rs]
+        verdict = "fail" if "fail" in vs else "inconclusive" if "inconclusive" in vs else "pass"
+        checks[group] = {"verdict": verdict, "reason": "; ".join(f"{r.rule}: {r.reason}" for r in rs)}
+    vs = [c["verdict"] for c in checks.values()]
+    overall = "fail" if "fail" in vs else "inconclusive" if "inconclusive" in vs else "pass" if "pass" in vs else "not_required"
+    return {
+        "overall": overall,
+        "policy": result.policy,
+        "checks": checks,
+        "rules": {r.rule: r.to_dict() for r in result.rules},
+    }
+
+
+def write_junit(result: GateResult, path: str | os.PathLike) -> Path:
+    """Write the gate result as JUnit XML (one testcase per rule; off rules are skipped)."""
+    path = Path(path)
+    suite = ET.Element(
+        "testsuite",
+        name="cmraudit-gate",
+        tests=str(len(result.rules)),
+        failures=str(len(result.failed_rules)),
+        skipped=str(sum(r.status == "off" for r in result.rules)),
+        errors="0",
+    )
+    for r in result.rules:
+        case = ET.SubElement(suite, "testcase", classname="cmraudit.gate", name=r.rule)
+        if r.status == "fail":
+            fail = ET.SubElement(case, "failure", message=f"{r.rule}: {r.reason}", type="GateRuleFailed")
+            fail.text = f"{r.rule} ({RULE_HELP.get(r.rule, '')}): {r.reason}"
+        elif r.status == "off":
+            ET.SubElement(case, "skipped", message=r.reason)
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = r.reason
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    return path

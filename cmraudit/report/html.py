@@ -1,0 +1,261 @@
+"""The self-contained HTML report (one file, inline PNG plots, no scripts, no external resources).
+
+By default the report is meant to be shared: it shows synthetic slices, distances and
+statistics only. Real patient images (training samples, the real side of flagged pairs)
+are drawn only with ``include_real_images=True`` (``--include-real-images``).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plots
+from .explain import UNIT_TEXT, meaning_of_path
+from .io import read_report
+from .walk import feature_spaces, is_skipped, leaves, roc_curves, top_pairs
+
+HTML_NAME = "report.html"
+GRID_N = 16
+_E = html.escape
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}h3{font-size:1.05em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.meaning{color:#555;font-size:.92em}.skip{color:#8a6d00}.banner{padding:.6em 1em;border-radius:4px;margin:1em 0}
+.share{background:#e8f5e9;border:1px solid #a5d6a7}.private{background:#ffebee;border:1px solid #ef9a9a;font-weight:bold}
+.v-pass{background:#c8e6c9}.v-fail{background:#ffcdd2}.v-inconclusive{background:#fff3c4}.v-not_required{background:#eee}
+img{max-width:100%}figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:480px}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
+"""
+
+
+def _img(png: bytes, alt: str, caption: str = "") -> str:
+    b64 = base64.b64encode(png).decode("ascii")
+    cap = f"<figcaption>{_E(caption)}</figcaption>" if caption else ""
+    return f'<figure><img alt="{_E(alt)}" src="data:image/png;base64,{b64}">{cap}</figure>'
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return _E(str(x))
+
+
+def _meaning(path: str) -> str:
+    return meaning_of_path(path) or "no description registered for this metric"
+
+
+def _estimate_table(section: Any, root: str) -> str:
+    """Every number of a section with its CI, n, unit and one-line meaning."""
+    if is_skipped(section):
+        return f'<p class="skip">Not computed: {_E(section.get("reason", ""))}</p>'
+    rows = []
+    for leaf in leaves(section, root):
+        name = _E(leaf.path[len(root) + 1 :] if leaf.path.startswith(root + ".") else leaf.path)
+        if leaf.skipped:
+            rows.append(f'<tr><td>{name}</td><td colspan="4" class="skip">skipped: {_E(leaf.entry.get("reason", ""))}</td><td class="meaning">{_E(_meaning(leaf.path))}</td></tr>')
+            continue
+        e = leaf.entry
+        ci = e.get("ci")
+        ci_s = "—" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+        unit = e.get("unit", "")
+        rows.append(
+            f'<tr><td>{name}</td><td class="num">{_fmt(e.get("value"))}</td><td class="num">{ci_s}</td>'
+            f'<td class="num">{_fmt(e.get("n"))}</td><td title="{_E(UNIT_TEXT.get(unit, ""))}">{_E(unit)}</td>'
+            f'<td class="meaning">{_E(_meaning(leaf.path))}</td></tr>'
+        )
+    if not rows:
+        return "<p>No numbers in this section.</p>"
+    head = "<tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>unit</th><th>what it means</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _verdicts(report: dict) -> str:
+    v = report.get("verdicts") or {}
+    checks = v.get("checks") or {}
+    overall = v.get("overall", "inconclusive")
+    rows = "".join(
+        f'<tr><td>{_E(name.replace("_", " "))}</td><td class="v-{_E(c.get("verdict", ""))}">{_E(c.get("verdict", ""))}</td><td class="meaning">{_E(c.get("reason", ""))}</td></tr>'
+        for name, c in checks.items()
+    )
+    src = (v.get("policy") or {}).get("source", "default policy")
+    return (
+        f'<p>Overall privacy verdict: <span class="v-{_E(overall)}" style="padding:.1em .5em"><b>{_E(overall)}</b></span> '
+        f"under the {_E(src)}. <span class='meaning'>pass = 95% CI upper bound within budget; fail = CI lower bound above budget; "
+        "inconclusive = the interval straddles the budget or the metric was not computed.</span></p>"
+        f"<table><tr><th>check</th><th>verdict</th><th>why</th></tr>{rows}</table>"
+    )
+
+
+def _summary(report: dict) -> str:
+    d = report.get("data", {})
+    g = report.get("generator", {})
+    rows = [("generator", g.get("name"))]
+    for split in ("train", "holdout", "test", "synthetic"):
+        s = d.get(split)
+        if isinstance(s, dict):
+            rows.append((f"{split} set", f"{s.get('patients', '—')} patients, {s.get('slices', '—')} slices"))
+    body = "".join(f"<tr><th>{_E(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _read_ds(path: Path):
+    from ..data.dataset import read_dataset
+
+    try:
+        return read_dataset(path) if path.is_dir() else None
+    except Exception:  # noqa: BLE001 - a missing/corrupt optional artefact only drops a figure
+        return None
+
+
+def _pick(n: int, k: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(int)) if n else np.zeros(0, int)
+
+
+def _samples(run_dir: Path, include_real: bool) -> str:
+    out = []
+    syn = _read_ds(run_dir / "synthetic")
+    if syn is None or len(syn) == 0:
+        out.append("<p class='skip'>No synthetic dataset found in the run directory (RUN/synthetic).</p>")
+    else:
+        idx = _pick(len(syn), GRID_N)
+        out.append(_img(plots.sample_grid(syn.images[idx], syn.masks[idx]), "synthetic samples",
+                        f"{len(idx)} of {len(syn)} synthetic slices with their generated masks (RV red, MYO green, LV blue)."))
+    if include_real:
+        tr = _read_ds(run_dir / "data" / "train")
+        if tr is not None and len(tr):
+            idx = _pick(len(tr), GRID_N)
+            out.append(_img(plots.sample_grid(tr.images[idx], tr.masks[idx]), "real training samples",
+                            f"REAL: {len(idx)} training slices with expert masks, for visual comparison."))
+    return "".join(out)
+
+
+def _privacy(report: dict, run_dir: Path, include_real: bool) -> str:
+    p = report.get("privacy")
+    if is_skipped(p):
+        return f'<p class="skip">Not computed: {_E(p.get("reason", ""))}</p>'
+    out = []
+    for level, curves in sorted(roc_curves(p).items()):
+        out.append(_img(plots.roc_plot(curves, title=f"membership inference, {level} level"), f"ROC {level}",
+                        f"ROC curves of each attack at the {level} level, log axes (TPR at 1% FPR is read at the grey line). Curves on the diagonal = the attacker learns nothing."))
+    syn = None
+    for space, entry in feature_spaces(p).items():
+        h = entry.get("dcr_histogram")
+        if isinstance(h, dict) and {"bins", "train", "holdout"} <= set(h):
+            thr = None
+            cd = entry.get("copy_detection")
+            if isinstance(cd, dict) and isinstance(cd.get("threshold"), (int, float)):
+                thr = float(cd["threshold"])
+            out.append(_img(plots.dcr_histogram(h["bins"], h["train"], h["holdout"], title=f"distance to closest record ({space})", threshold=thr),
+                            f"DCR {space}", f"{space} features: distance of each synthetic slice to its closest training slice (red) and holdout slice (blue). A red mass left of the blue one means training slices are reproduced."))
+        pairs = top_pairs(entry)
+        if pairs:
+            syn = syn if syn is not None else _read_ds(run_dir / "synthetic")
+            out.append(_pairs(pairs, space, syn, run_dir, include_real))
+    out.append(_estimate_table(p, "privacy"))
+    return "".join(out)
+
+
+def _pairs(pairs: list[dict], space: str, syn, run_dir: Path, include_real: bool, k: int = 8) -> str:
+    pairs = pairs[:k]
+    rows = "".join(
+        f'<tr><td class="num">{_fmt(q.get("synthetic_index"))}</td><td class="num">{_fmt(q.get("distance"))}</td><td>{_fmt(q.get("flagged"))}</td></tr>'
+        for q in pairs
+    )
+    table = f"<table><tr><th>synthetic slice</th><th>distance to nearest training slice</th><th>flagged as copy</th></tr>{rows}</table>"
+    if syn is None:
+        return f"<h3>Closest pairs ({_E(space)})</h3>{table}"
+    si = np.array([int(q["synthetic_index"]) for q in pairs if 0 <= int(q["synthetic_index"]) < len(syn)], dtype=int)
+    if len(si) == 0:
+        return f"<h3>Closest pairs ({_E(space)})</h3>{table}"
+    images, masks = [np.asarray(syn.images[si])], [np.asarray(syn.masks[si])]
+    caption = "Synthetic side of the closest pairs (the real side is shown only with --include-real-images)."
+    if include_real:
+        tr = _read_ds(run_dir / "data" / "train")
+        ti = [q.get("train_index") for q in pairs]
+        if tr is not None and all(isinstance(t, int) and 0 <= t < len(tr) for t in ti):
+            images.append(np.asarray(tr.images[ti]))
+            masks.append(np.asarray(tr.masks[ti]))
+            caption = "Top row synthetic, bottom row REAL nearest training slice."
+    grid = plots.sample_grid(np.concatenate(images), np.concatenate(masks), ncols=len(si))
+    return f"<h3>Closest pairs ({_E(space)})</h3>{table}{_img(grid, f'closest pairs {space}', caption)}"
+
+
+def _bars(section: Any, root: str, keys: tuple[str, ...], title: str, ylabel: str, *, group_depth: int | None = None) -> str:
+    if not isinstance(section, dict) or is_skipped(section):
+        return ""
+    labels, values, cis, groups = [], [], [], []
+    for leaf in leaves(section, root):
+        if leaf.skipped or not any(k in leaf.path.split(".") for k in keys):
+            continue
+        labels.append(leaf.path[len(root) + 1 :])
+        values.append(leaf.entry.get("value"))
+        cis.append(leaf.entry.get("ci"))
+        parts = leaf.path.split(".")
+        groups.append(parts[group_depth] if group_depth is not None and len(parts) > group_depth else "")
+    if not labels:
+        return ""
+    png = plots.estimate_bars(labels, values, cis, title=title, ylabel=ylabel, groups=groups if group_depth is not None else None)
+    return _img(png, title, f"{title}; error bars are 95% confidence intervals.")
+
+
+def _dp(report: dict) -> str:
+    dp = (report.get("generator") or {}).get("dp")
+    if dp is None:
+        return "<p>No differential-privacy guarantee: the generator was trained without DP-SGD (generator.dp is null).</p>"
+    rows = "".join(f"<tr><th>{_E(str(k))}</th><td>{_fmt(v) if not isinstance(v, (dict, list)) else '<pre>' + _E(json.dumps(v, indent=1)) + '</pre>'}</td></tr>" for k, v in dp.items())
+    return ("<p class='meaning'>(ε, δ)-differential privacy of generator training: an attacker's odds of telling whether any one patient was in the "
+            "training set grow by at most e<sup>ε</sup> (plus probability δ). Patient-level accounting protects all slices of a patient.</p>"
+            f"<table>{rows}</table>")
+
+
+def _provenance(report: dict) -> str:
+    text = json.dumps({"schema_version": report.get("schema_version"), "run": report.get("run"), "generator": report.get("generator")}, indent=2)
+    return f"<pre>{_E(text)}</pre>"
+
+
+def render_html(run_dir: str | os.PathLike, *, include_real_images: bool = False, out: str | os.PathLike | None = None) -> Path:
+    """Write ``run_dir/report.html`` (or ``out``) from ``run_dir/report.json``; returns the path.
+
+    Real images are embedded only when ``include_real_images`` is True.
+    """
+    run_dir = Path(run_dir)
+    report = read_report(run_dir)
+    name = _E(str((report.get("generator") or {}).get("name", "")))
+    banner = (
+        '<div class="banner private">CONTAINS REAL PATIENT IMAGES (--include-real-images). Do not share outside the data-protection perimeter.</div>'
+        if include_real_images
+        else '<div class="banner share">No real patient image in this report: synthetic slices, distances and statistics only.</div>'
+    )
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cmraudit report — {name}</title><style>{_CSS}</style></head><body>",
+        f"<h1>cmraudit report — {name}</h1>{banner}",
+        "<h2 id='summary'>Summary</h2>", _summary(report), _verdicts(report),
+        "<h2 id='samples'>Samples</h2>", _samples(run_dir, include_real_images),
+        "<h2 id='fidelity'>Fidelity</h2>",
+        _bars(report.get("fidelity"), "fidelity", ("precision", "recall", "density", "coverage"), "precision / recall / density / coverage", "share (density: ratio)"),
+        _estimate_table(report.get("fidelity"), "fidelity"),
+        "<h2 id='utility'>Utility</h2>",
+        _bars(report.get("utility"), "utility", ("dice",), "segmentation Dice per regime", "Dice", group_depth=2),
+        _estimate_table(report.get("utility"), "utility"),
+        "<h2 id='privacy'>Privacy</h2>", _privacy(report, run_dir, include_real_images),
+        "<h2 id='dp'>Differential privacy</h2>", _dp(report),
+        "<h2 id='provenance'>Run provenance</h2>", _provenance(report),
+        "<p class='meaning'>Units: <b>patient</b> — n counts patients and the CI resamples patients (membership is decided per patient); "
+        "<b>slice</b> — n counts 2-D slices. Generated by cmraudit; schema in docs/report-schema.md.</p></body></html>",
+    ]
+    path = Path(out) if out else run_dir / HTML_NAME
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(parts), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

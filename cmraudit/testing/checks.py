@@ -1,0 +1,270 @@
+"""The plugin conformance suite (DESIGN.md § 5), in the spirit of sklearn's ``check_estimator``.
+
+Each check is a function ``check_x(ctx)`` that raises ``AssertionError`` (or any error)
+with a message saying what was expected; :func:`check_generator` runs them all and returns
+one :class:`CheckResult` per check. The fitted generator is shared between checks (fit
+once, on a tiny toy dataset, with the plugin's ``conformance_params()``).
+"""
+from __future__ import annotations
+
+import inspect
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data.dataset import Dataset
+from ..errors import CmrAuditError, NotFittedError, UsageError
+from .toy import make_toy_dataset
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one check: ``passed`` with a ``message`` (the failure reason), time in seconds."""
+
+    name: str
+    passed: bool
+    message: str = ""
+    time_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "message": self.message, "time_s": round(self.time_s, 3)}
+
+
+@dataclass
+class CheckContext:
+    """What the checks share: the class, its micro params, toy data and (lazily) a fitted instance."""
+
+    cls: type
+    params: dict
+    fit_kwargs: dict = field(default_factory=dict)
+    seed: int = 0
+    _train: Dataset | None = None
+    _fitted: Any = None
+    _fit_error: BaseException | None = None
+
+    @property
+    def train(self) -> Dataset:
+        if self._train is None:
+            size = int(self.params.get("image_size") or 32)
+            self._train = make_toy_dataset(n_patients=6, slices=4, size=size, seed=self.seed)
+        return self._train
+
+    def make(self, **overrides):
+        return self.cls(**{**self.params, **overrides})
+
+    def fitted(self):
+        if self._fit_error is not None:
+            raise AssertionError(f"fit failed earlier: {type(self._fit_error).__name__}: {self._fit_error}")
+        if self._fitted is None:
+            try:
+                gen = self.make()
+                out = gen.fit(self.train, seed=self.seed, progress=False, **self.fit_kwargs)
+                self._fitted = (gen, out)
+            except BaseException as e:  # noqa: BLE001 - recorded, reported by every dependent check
+                self._fit_error = e
+                raise
+        return self._fitted[0]
+
+    def tags(self):
+        return getattr(self.cls, "tags", None)
+
+
+def _expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise AssertionError(msg)
+
+
+# ------------------------------------------------------------------ checks
+def check_init_stores_params(ctx: CheckContext) -> None:
+    """``__init__`` stores parameters only: get_params() echoes them, no fitted attribute exists, clone works."""
+    gen = ctx.make()
+    _expect(hasattr(gen, "get_params"), "the generator has no get_params() method")
+    got = gen.get_params()
+    for k, v in ctx.params.items():
+        _expect(k in got, f"get_params() lacks the constructor parameter {k!r}")
+        _expect(_same(got[k], v), f"get_params()[{k!r}] is {got[k]!r} but the constructor received {v!r}")
+    fitted = [k for k in vars(gen) if k.endswith("_") and not k.startswith("_")]
+    _expect(not fitted, f"__init__ set fitted attributes {fitted}; set them in fit()")
+    clone = ctx.cls(**got)
+    _expect(all(_same(clone.get_params()[k], v) for k, v in got.items()), "cls(**get_params()) does not reproduce the parameters")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def check_tags(ctx: CheckContext) -> None:
+    """The class exposes ``tags`` (a GeneratorTags) and a ``name``."""
+    from ..generators.base import GeneratorTags
+
+    _expect(isinstance(ctx.tags(), GeneratorTags), f"tags must be a GeneratorTags, got {type(ctx.tags()).__name__}")
+
+
+def check_not_fitted_error(ctx: CheckContext) -> None:
+    """``sample`` before ``fit`` raises NotFittedError."""
+    gen = ctx.make()
+    try:
+        gen.sample(n=2, seed=0)
+    except NotFittedError:
+        return
+    except Exception as e:  # noqa: BLE001
+        raise AssertionError(f"sample() before fit raised {type(e).__name__} ({e}), expected NotFittedError") from e
+    raise AssertionError("sample() before fit returned without raising NotFittedError")
+
+
+def check_unknown_param_rejected(ctx: CheckContext) -> None:
+    """An unknown constructor parameter is rejected with TypeError or UsageError."""
+    try:
+        ctx.cls(**ctx.params, not_a_parameter_xyz=1)
+    except (TypeError, UsageError) as e:
+        _expect("not_a_parameter_xyz" in str(e), f"the error does not name the bad parameter: {e}")
+        return
+    raise AssertionError("an unknown parameter was accepted silently")
+
+
+def check_bad_params_rejected(ctx: CheckContext) -> None:
+    """Each of the plugin's ``conformance_bad_params()`` is rejected (at init or fit) with a UsageError naming the problem."""
+    bad = getattr(ctx.cls, "conformance_bad_params", None)
+    cases = bad() if callable(bad) else []
+    for case in cases:
+        try:
+            gen = ctx.cls(**{**ctx.params, **case})
+            gen.fit(ctx.train.subset(range(4)), seed=0, progress=False, **ctx.fit_kwargs)
+        except UsageError as e:
+            _expect(len(str(e)) > 20, f"the error for {case} is too terse to help: {e!r}")
+            continue
+        except Exception as e:  # noqa: BLE001
+            raise AssertionError(f"bad parameters {case} raised {type(e).__name__} ({e}), expected UsageError") from e
+        raise AssertionError(f"bad parameters {case} were accepted")
+
+
+def check_fit_returns_self(ctx: CheckContext) -> None:
+    """``fit`` returns the generator itself and sets fitted attributes (ending in ``_``)."""
+    gen = ctx.fitted()
+    _expect(ctx._fitted[1] is gen, f"fit returned {type(ctx._fitted[1]).__name__}, expected self")
+    _expect(any(k.endswith("_") and not k.startswith("_") for k in vars(gen)), "fit set no fitted attribute (name ending in _)")
+
+
+def _check_dataset(ds: Any, *, n: int, shape: tuple[int, int], what: str) -> None:
+    _expect(isinstance(ds, Dataset), f"{what} returned {type(ds).__name__}, expected a cmraudit Dataset")
+    _expect(len(ds) == n, f"{what} returned {len(ds)} slices, expected {n}")
+    _expect(ds.shape == shape, f"{what} returned slices of {ds.shape}, expected {shape}")
+    _expect(ds.images.dtype == np.float32 and ds.masks.dtype == np.uint8, f"{what}: dtypes {ds.images.dtype}/{ds.masks.dtype}, expected float32/uint8")
+    im = np.asarray(ds.images)
+    _expect(bool(np.isfinite(im).all()), f"{what}: images contain NaN/Inf")
+    _expect(im.min() >= -1.0001 and im.max() <= 1.0001, f"{what}: image range {im.min():.3f}..{im.max():.3f} outside [-1, 1]")
+    _expect(int(np.asarray(ds.masks).max(initial=0)) <= 3, f"{what}: mask labels above 3")
+    _expect(all(str(s).startswith("synthetic") for s in ds.source), f"{what}: source must start with 'synthetic'")
+
+
+def check_sample_n(ctx: CheckContext) -> None:
+    """``sample(n=…)`` returns n slices of the training size, float32 in [-1, 1], uint8 labels 0..3."""
+    gen = ctx.fitted()
+    if not ctx.tags().two_stage:
+        return
+    _check_dataset(gen.sample(n=3, seed=1), n=3, shape=ctx.train.shape, what="sample(n=3)")
+
+
+def check_sample_masks(ctx: CheckContext) -> None:
+    """``sample(masks=…)`` keeps the given masks row for row (paired generation)."""
+    gen = ctx.fitted()
+    if not ctx.tags().conditional:
+        return
+    masks = np.asarray(ctx.train.masks[:3])
+    ds = gen.sample(masks=masks, seed=2)
+    _check_dataset(ds, n=3, shape=ctx.train.shape, what="sample(masks=…)")
+    _expect(np.array_equal(np.asarray(ds.masks), masks), "sample(masks=m) returned masks different from m")
+
+
+def check_sample_args(ctx: CheckContext) -> None:
+    """Giving both or neither of ``masks`` and ``n`` is a UsageError."""
+    gen = ctx.fitted()
+    for kw in ({}, {"n": 2, "masks": np.asarray(ctx.train.masks[:2])}):
+        try:
+            gen.sample(seed=0, **kw)
+        except UsageError:
+            continue
+        except Exception as e:  # noqa: BLE001
+            raise AssertionError(f"sample({', '.join(kw) or 'no masks, no n'}) raised {type(e).__name__}, expected UsageError") from e
+        raise AssertionError(f"sample({', '.join(kw) or 'no masks, no n'}) did not raise UsageError")
+
+
+def check_seed_determinism(ctx: CheckContext) -> None:
+    """The same seed gives identical samples; another seed gives different ones."""
+    gen = ctx.fitted()
+    kw = {"n": 2} if ctx.tags().two_stage else {"masks": np.asarray(ctx.train.masks[:2])}
+    a, b, c = gen.sample(seed=5, **kw), gen.sample(seed=5, **kw), gen.sample(seed=6, **kw)
+    _expect(np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks), "the same seed gave different samples")
+    _expect(not np.array_equal(a.images, c.images), "seeds 5 and 6 gave identical images")
+
+
+def check_save_load_roundtrip(ctx: CheckContext) -> None:
+    """save → load gives a generator whose samples are identical for the same seed."""
+    gen = ctx.fitted()
+    kw = {"n": 2} if ctx.tags().two_stage else {"masks": np.asarray(ctx.train.masks[:2])}
+    with tempfile.TemporaryDirectory() as d:
+        gen.save(Path(d) / "model")
+        loaded = ctx.cls.load(Path(d) / "model")
+    _expect(type(loaded) is ctx.cls, f"load returned {type(loaded).__name__}, expected {ctx.cls.__name__}")
+    a, b = gen.sample(seed=3, **kw), loaded.sample(seed=3, **kw)
+    _expect(np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks), "samples differ after save/load with the same seed")
+
+
+def check_dp_hook(ctx: CheckContext) -> None:
+    """``fit(dp=…)`` without ``supports_dp`` is a UsageError (never silently non-private)."""
+    if ctx.tags().supports_dp:
+        return  # TODO(dp helper): fit with a tiny DPConfig and check the report block
+    try:
+        ctx.make().fit(ctx.train.subset(range(4)), seed=0, progress=False, dp=object(), **ctx.fit_kwargs)
+    except UsageError:
+        return
+    except Exception as e:  # noqa: BLE001
+        raise AssertionError(f"fit(dp=…) raised {type(e).__name__} ({e}), expected UsageError") from e
+    raise AssertionError("fit(dp=…) trained without DP although tags.supports_dp is False")
+
+
+def check_loss(ctx: CheckContext) -> None:
+    """With ``has_loss``: ``loss(images, masks, t=…)`` returns one finite number per slice, deterministic by seed."""
+    if not ctx.tags().has_loss:
+        return
+    gen = ctx.fitted()
+    im, mk = np.asarray(ctx.train.images[:3]), np.asarray(ctx.train.masks[:3])
+    a = np.asarray(gen.loss(im, mk, t=100))
+    _expect(a.shape == (3,), f"loss returned shape {a.shape}, expected (3,)")
+    _expect(bool(np.isfinite(a).all()), "loss returned NaN/Inf")
+    _expect(np.array_equal(a, np.asarray(gen.loss(im, mk, t=100))), "loss is not deterministic for the same inputs")
+
+
+CHECKS: tuple[Callable[[CheckContext], None], ...] = (
+    check_tags, check_init_stores_params, check_unknown_param_rejected, check_not_fitted_error, check_bad_params_rejected,
+    check_fit_returns_self, check_sample_n, check_sample_masks, check_sample_args, check_seed_determinism,
+    check_save_load_roundtrip, check_dp_hook, check_loss,
+)
+
+
+def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | None = None, seed: int = 0) -> CheckContext:
+    if not inspect.isclass(cls):
+        raise UsageError(f"check_generator expects a generator class, got {type(cls).__name__}")
+    if params is None:
+        hook = getattr(cls, "conformance_params", None)
+        params = dict(hook()) if callable(hook) else {}
+    if fit_kwargs is None:
+        hook = getattr(cls, "conformance_fit_kwargs", None)
+        fit_kwargs = dict(hook()) if callable(hook) else {}
+    return CheckContext(cls=cls, params=params, fit_kwargs=fit_kwargs, seed=seed)
+
+
+def run_check(check: Callable[[CheckContext], None], ctx: CheckContext) -> CheckResult:
+    t0 = time.perf_counter()
+    try:
+        check(ctx)
+        return CheckResult(check.__name__, True, "", time.perf_counter() - t0)
+    except (AssertionError, CmrAuditError, Exception) as e:  # noqa: BLE001 - a check fails, the suite goes on
+        msg = str(e) if isinstance(e, AssertionError) else f"{type(e).__name__}: {e}"
+        return CheckResult(check.__name__, False, msg, time.perf_counter() - t0)

@@ -1,0 +1,130 @@
+"""Two-stage DDPM: mask diffusion (core) → image DDPM conditioned on the mask.
+
+Image model: MONAI DiffusionModelUNet whose input is the noisy image concatenated with the
+4 one-hot mask channels (5 channels), ε-prediction. Optional vendor conditioning: a class
+embedding of the scanner vendor, dropped with probability ``cfg_dropout`` during training
+(classifier-free guidance, weight ``guidance_scale``), so ``sample(masks=m, vendor="B")``
+renders vendor B's appearance for the same anatomy.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from cmraudit.errors import UsageError
+from cmraudit.generators.augment import flip_rotate
+from cmraudit.generators.base import GeneratorTags, check_is_fitted
+from cmraudit.generators.diffusion import UNetSpec, alphas_cumprod, build_unet, eps_loss, onehot, sample_eps
+from cmraudit.generators.training import seeded
+from cmraudit.generators.two_stage import TwoStageGenerator
+
+IMAGE_DEFAULTS = {
+    "channels": (32, 64, 64),
+    "attention_levels": (False, False, True),
+    "num_res_blocks": 1,
+    "norm_num_groups": 32,
+    "num_head_channels": 32,
+}
+
+PRESETS = {
+    "micro": {"channels": (8, 16), "attention_levels": (False, False), "norm_num_groups": 8, "num_head_channels": 8, "steps": 6},
+    "quick": {**IMAGE_DEFAULTS, "steps": 500},
+    "paper": {"channels": (64, 128, 256, 512), "attention_levels": (False, False, True, True), "num_res_blocks": 2,
+              "norm_num_groups": 32, "num_head_channels": 32, "steps": None, "epochs": 400},
+}
+
+
+class DDPMGenerator(TwoStageGenerator):
+    """Pixel-space DDPM with mask concatenation (the reference study's DDPM, DESIGN.md § 2)."""
+
+    name: ClassVar[str] = "ddpm"
+    tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=True,
+                                                  vendor_conditional=True, deterministic_fit=True)
+    image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
+    presets: ClassVar[dict] = PRESETS
+
+    def _unet(self) -> UNetSpec:
+        return UNetSpec(tuple(self.channels), tuple(self.attention_levels), self.num_res_blocks, self.norm_num_groups, self.num_head_channels)
+
+    def _param_problems(self) -> list[str]:
+        p = super()._param_problems() + self._unet().problems("image ")
+        if self.image_size is not None and int(self.image_size) % self._unet().downsample:
+            p.append(f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)")
+        return p
+
+    def _build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
+        with seeded(seed):
+            return {"image": build_unet(self._unet(), in_channels=5, out_channels=1, num_class_embeds=n_classes)}
+
+    def _acp(self) -> torch.Tensor:
+        if getattr(self, "_acp_cache", None) is None:
+            self._acp_cache = alphas_cumprod(self._noise())
+        return self._acp_cache
+
+    def _image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
+        if self.augment:
+            images, masks_oh = flip_rotate([images, masks_oh], generator=gen, modes=["bilinear", "nearest"])
+        if labels is not None:
+            drop = torch.rand(len(labels), generator=gen).to(labels.device) < float(self.cfg_dropout)
+            labels = torch.where(drop, torch.zeros_like(labels), labels)
+        return eps_loss(model, images, acp=self._acp(), generator=gen, cond=masks_oh, class_labels=labels)
+
+    def _sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
+        net = self.image_modules_["image"].to(device).eval()
+        w = float(self.guidance_scale)
+        uncond = None
+        if self.vendor_conditioning:
+            uncond = torch.zeros(len(masks_oh), dtype=torch.long, device=device)
+            labels = uncond if labels is None else labels
+
+        def model_fn(x, t):
+            inp = torch.cat([x, masks_oh], 1)
+            if labels is None:
+                return net(inp, timesteps=t)
+            eps = net(inp, timesteps=t, class_labels=labels)
+            if w != 1.0 and labels is not uncond:
+                eps_u = net(inp, timesteps=t, class_labels=uncond)
+                eps = eps_u + w * (eps - eps_u)
+            return eps
+
+        return sample_eps(model_fn, (len(masks_oh), 1, *masks_oh.shape[2:]), noise=self._noise(), sampler=self.sampler,
+                          steps=self.sampling_steps, seed=seed, device=device)
+
+    @torch.no_grad()
+    def loss(self, images: np.ndarray, masks: np.ndarray, *, t: int | np.ndarray, seed: int = 0) -> np.ndarray:
+        """Per-sample ε-prediction MSE of the image model at timestep(s) ``t`` (fixed noise from ``seed``).
+
+        For white-box membership inference: lower loss ⇒ the model fits the slice better.
+        ``images`` float [N, H, W] in [-1, 1]; ``masks`` uint8 [N, H, W]; returns float64 [N].
+        """
+        check_is_fitted(self, ("mask_model_", "image_modules_"))
+        images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks)
+        if images.shape != masks.shape or images.ndim != 3:
+            raise UsageError(f"loss: images and masks must both be [N, H, W], got {images.shape} and {masks.shape}")
+        from cmraudit.device import select_device
+
+        device = select_device(self.device)
+        net = self.image_modules_["image"].to(device).eval()
+        tt = np.broadcast_to(np.asarray(t, dtype=np.int64), (len(images),))
+        if tt.min() < 0 or tt.max() >= int(self.num_train_timesteps):
+            raise UsageError(f"loss: t must be in 0..{int(self.num_train_timesteps) - 1}, got {tt.min()}..{tt.max()}")
+        gen = torch.Generator().manual_seed(int(seed))
+        labels = torch.zeros(len(images), dtype=torch.long, device=device) if self.vendor_conditioning else None
+        out = []
+        bs = int(self.sample_batch_size)
+        for s in range(0, len(images), bs):
+            x0 = torch.as_tensor(images[s : s + bs])[:, None].to(device)
+            moh = onehot(masks[s : s + bs]).to(device)
+            lab = None if labels is None else labels[s : s + bs]
+            out.append(eps_loss(net, x0, acp=self._acp(), generator=gen, cond=moh, class_labels=lab,
+                                t=torch.as_tensor(tt[s : s + bs].copy()), reduction="none").double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def _bad_params() -> list[dict]:
+    return [{"channels": ()}, {"sampler": "euler"}, {"attention_levels": (True,)}, {"lr": -1.0}]
+
+
+DDPMGenerator.conformance_bad_params = staticmethod(_bad_params)

@@ -1,0 +1,160 @@
+"""Privacy gate: fail closed, CI upper bounds, exit codes, JUnit (issue 8, acceptance 2)."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from cmraudit.cli.main import main
+from cmraudit.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+from cmraudit.report import compute_verdicts, default_policy, evaluate_gate, load_policy, write_report
+from cmraudit.report.policy import policy_from_dict
+from report_fixtures import est, make_report, variant
+
+
+def _run(tmp_path, kind_or_report, *args):
+    rep = make_report(kind_or_report) if isinstance(kind_or_report, str) else kind_or_report
+    write_report(tmp_path, rep)
+    return main(["gate", str(tmp_path / "report.json"), *args])
+
+
+def test_copycat_fails_and_names_rules(tmp_path, capsys):
+    assert _run(tmp_path, "copycat") == EXIT_GATE_FAILED
+    out = capsys.readouterr()
+    for rule in ("copy_rate", "patients_copied", "mia_auc", "mia_tpr_at_1pct_fpr"):
+        assert f"rule {rule}" in out.err
+    assert "FAIL" in out.out
+
+
+def test_holdout_passes(tmp_path, capsys):
+    assert _run(tmp_path, "holdout") == EXIT_OK
+    assert "gate PASSED" in capsys.readouterr().out
+
+
+def test_skipped_metric_fails_closed(tmp_path, capsys):
+    assert _run(tmp_path, "skipped") == EXIT_GATE_FAILED
+    err = capsys.readouterr().err
+    assert "rule copy_rate" in err and "skipped" in err and "feature extraction failed" in err
+    assert "rule mia_auc" not in err  # only the skipped metric's rule fails
+
+
+def test_rule_uses_ci_upper_not_point_estimate():
+    # point estimate 0.004 is under budget 0.01 but the CI upper bound 0.03 is not
+    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", est(0.004, 0.0, 0.03, 100, "slice")))
+    res = {r.rule: r for r in evaluate_gate(rep).rules}
+    assert res["copy_rate"].status == "fail" and res["copy_rate"].upper == 0.03
+    assert res["copy_rate"].verdict == "inconclusive"  # interval straddles the budget
+    assert res["copy_rate"].where.endswith("pixel.copy_detection.copy_rate")
+
+
+def test_max_over_feature_spaces_and_attacks():
+    rep = make_report("holdout")
+    rep["privacy"]["feature_spaces"]["domain"]["copy_detection"]["copy_rate"] = est(0.0, 0.0, 0.009, 100, "slice")
+    rep["privacy"]["mia"]["domias"]["patient"]["auc"] = est(0.55, 0.5, 0.59, 40)
+    res = {r.rule: r for r in evaluate_gate(rep).rules}
+    assert res["copy_rate"].upper == 0.009 and "domain" in res["copy_rate"].where
+    assert res["mia_auc"].upper == 0.59 and "domias" in res["mia_auc"].where
+
+
+@pytest.mark.parametrize(
+    "mutate, rule, needle",
+    [
+        (lambda r: r.__setitem__("privacy", {"status": "skipped", "reason": "--no-privacy"}), "copy_rate", "--no-privacy"),
+        (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"].__setitem__("auc", {"status": "skipped", "reason": "too few patients"}), "mia_auc", "too few patients"),
+        (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"]["tpr_at_1pct_fpr"].__setitem__("ci", None), "mia_tpr_at_1pct_fpr", "no CI upper bound"),
+        (lambda r: r["privacy"].__setitem__("mia", {"a": {"status": "skipped", "reason": "x"}}), "mia_auc", "no attack"),
+        (lambda r: r["privacy"]["feature_spaces"]["pixel"].__setitem__("copy_detection", {"status": "skipped", "reason": "oom"}), "patients_copied", "oom"),
+    ],
+)
+def test_missing_or_skipped_fails_closed(mutate, rule, needle):
+    res = {r.rule: r for r in evaluate_gate(variant(make_report("holdout"), mutate)).rules}
+    assert res[rule].status == "fail"
+    assert needle in res[rule].reason
+
+
+def test_scope_requires_listed_attack():
+    pol = policy_from_dict({"scope": {"attacks": ["gan_leaks", "whitebox_loss"]}})
+    res = {r.rule: r for r in evaluate_gate(make_report("holdout"), pol).rules}
+    assert res["mia_auc"].status == "fail" and "whitebox_loss skipped" in res["mia_auc"].reason
+    # default scope ignores the skipped (not applicable) attack
+    assert {r.rule: r for r in evaluate_gate(make_report("holdout")).rules}["mia_auc"].status == "pass"
+
+
+def test_epsilon_rule(tmp_path, capsys):
+    policy = tmp_path / "p.toml"
+    policy.write_text("[rules]\nepsilon = 8.0\n")
+    # no DP in the report -> fail closed
+    assert _run(tmp_path, "holdout", "--policy", str(policy)) == EXIT_GATE_FAILED
+    assert "generator.dp is null" in capsys.readouterr().err
+    dp = {"epsilon": 6.8, "delta": 1e-5, "accountant": "prv"}
+    assert _run(tmp_path, variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", dp)), "--policy", str(policy)) == EXIT_OK
+    dp = {"epsilon": 10.0, "delta": 1e-5, "accountant": "prv"}
+    assert _run(tmp_path, variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", dp)), "--policy", str(policy)) == EXIT_GATE_FAILED
+
+
+def test_policy_budgets_change_the_outcome(tmp_path):
+    lax = tmp_path / "lax.toml"
+    lax.write_text("[rules]\ncopy_rate = 1.0\npatients_copied = 1.0\nmia_auc = 1.0\nmia_tpr_at_1pct_fpr = 1.0\n")
+    assert _run(tmp_path, "copycat", "--policy", str(lax)) == EXIT_OK
+    off = tmp_path / "off.toml"
+    off.write_text("[rules]\ncopy_rate = false\n")
+    assert _run(tmp_path, "skipped", "--policy", str(off)) == EXIT_OK
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[rules]\ncopy_rat = 0.01\n", "unknown rule"),
+        ("[rules]\ncopy_rate = 'low'\n", "expected a number"),
+        ("[rules]\nmia_auc = 1.5\n", "out of range"),
+        ("[scope]\nmia_level = 'voxel'\n", "mia_level"),
+        ("[rulez]\n", "unknown section"),
+        ("this is = = not toml", "not valid TOML"),
+    ],
+)
+def test_bad_policy_exit_2(tmp_path, capsys, text, needle):
+    policy = tmp_path / "p.toml"
+    policy.write_text(text)
+    assert _run(tmp_path, "holdout", "--policy", str(policy)) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert needle in err and str(policy) in err
+
+
+def test_missing_policy_file_exit_2(tmp_path, capsys):
+    assert _run(tmp_path, "holdout", "--policy", str(tmp_path / "none.toml")) == EXIT_USAGE
+    with pytest.raises(ConfigError):
+        load_policy(tmp_path / "none.toml")
+
+
+def test_junit(tmp_path):
+    junit = tmp_path / "out" / "gate.xml"
+    assert _run(tmp_path, "copycat", "--junit", str(junit)) == EXIT_GATE_FAILED
+    suite = ET.parse(junit).getroot().find("testsuite")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert set(cases) == {"copy_rate", "patients_copied", "mia_auc", "mia_tpr_at_1pct_fpr", "epsilon"}
+    assert cases["copy_rate"].find("failure") is not None
+    assert cases["epsilon"].find("skipped") is not None
+    assert suite.get("failures") == "4"
+
+
+def test_example_policy_parses_and_matches_defaults():
+    from pathlib import Path
+
+    p = Path(__file__).resolve().parents[2] / "examples" / "ci-gate" / "policy.toml"
+    pol = load_policy(p)
+    for rule, budget in default_policy().rules.items():
+        if budget is not None:
+            assert pol.rules[rule] == budget
+
+
+def test_verdicts_three_way():
+    v = compute_verdicts(make_report("copycat"))
+    assert v["overall"] == "fail"
+    assert v["checks"]["copy_detection"]["verdict"] == "fail"
+    assert v["checks"]["membership_inference"]["verdict"] == "fail"
+    assert v["checks"]["differential_privacy"]["verdict"] == "not_required"
+    assert compute_verdicts(make_report("holdout"))["overall"] == "pass"
+    s = compute_verdicts(make_report("skipped"))
+    assert s["overall"] == "inconclusive" and s["checks"]["copy_detection"]["verdict"] == "inconclusive"
+    json.dumps(v, allow_nan=False)
