@@ -47,6 +47,11 @@ def _metavar(p) -> str:
     return names.get(name, name.upper())
 
 
+def _md(text: str) -> str:
+    """Help text safe inside a markdown table cell (no HTML tags, no column breaks)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+
+
 def _arg_name(p) -> str:
     return (p.metavar or p.name).upper()
 
@@ -63,7 +68,7 @@ def _param_rows(cmd) -> list[str]:
             name = " / ".join(f"`{n}`" for n in names)
             if not getattr(p, "is_flag", False) and _metavar(p):
                 name += f" {_metavar(p)}"
-        help_ = (getattr(p, "help", None) or "").replace("|", "\\|").replace("\n", " ")
+        help_ = _md(getattr(p, "help", None) or "")
         rows.append(f"| {name} | {help_} | {_default(p)} |")
     return rows
 
@@ -78,7 +83,7 @@ def _walk(path: str, cmd, out: list[str], level: int) -> None:
     out.append(f"\n{'#' * level} `{path}`\n")
     help_ = (cmd.help or "").strip()
     if help_:
-        out.append(help_.split("\f")[0].strip() + "\n")
+        out.append(_md(help_.split("\f")[0].strip()) + "\n")
     out.append(f"```\n{_usage(path, cmd)}\n```\n")
     rows = _param_rows(cmd)
     if rows:

@@ -1,8 +1,122 @@
-"""Commands of this group are added by their issue; register() is the hook main.py calls."""
+"""``cmraudit run``, ``cmraudit fit`` and ``cmraudit sample``: one call of the Python API each."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UsageError
+from . import _state
+
+console = Console()
+
+_SET = typer.Option(None, "--set", help="Override a generator parameter: --set steps=800 --set channels=[32,64,64] (JSON values).")
+_DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+
+
+def parse_overrides(items: Optional[List[str]]) -> dict:
+    """``["steps=800", "channels=[32,64]"]`` → ``{"steps": 800, "channels": [32, 64]}`` (JSON values, else strings)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set steps=800")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def run_cmd(
+    generator: str = typer.Option(..., "--generator", "-g", help="Registered generator name (see `cmraudit generators`)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; default: the embedded phantom."),
+    preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default cmraudit-runs/<generator>-<time>)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, training and sampling."),
+    n_samples: Optional[int] = typer.Option(None, "--n-samples", help="Synthetic slices to draw (default: 128 in quick, train size in paper)."),
+    n_paired: Optional[int] = typer.Option(None, "--n-paired", help="Real test masks re-rendered for paired fidelity (default 64 in quick, all in paper)."),
+    dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this ε (not available yet)."),
+    device: str = _DEVICE,
+    sets: Optional[List[str]] = _SET,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same seed and settings)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
+) -> None:
+    """Split → fit → sample → audit → report.json, in one command."""
+    from ..pipeline import RunConfig, run
+
+    cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, out=None if out is None else str(out),
+                    seed=seed, n_samples=n_samples, n_paired=n_paired, device=device, dp_epsilon=dp_epsilon,
+                    params=parse_overrides(sets), overwrite=overwrite, resume=resume, progress=not _state.QUIET)
+    res = run(cfg)
+    table = Table(title=f"cmraudit run: {generator} → {res.run_dir}")
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("time (s)", justify="right")
+    for step in ("data", "fit", "sample", "fidelity", "utility", "privacy"):
+        entry = res.report.get(step) if step in ("fidelity", "utility", "privacy") else None
+        status = res.stage_status.get(step, "done")
+        if isinstance(entry, dict) and entry.get("status") == "skipped":
+            status = f"skipped: {entry.get('reason')}"
+        table.add_row(step, status, f"{res.timings.get(step, 0.0):.1f}")
+    console.print(table)
+    d = res.report.get("data", {})
+    console.print(f"train {d.get('train')}, holdout {d.get('holdout')}, test {d.get('test')}, synthetic {d.get('synthetic')}")
+    console.print(f"report: {res.run_dir / 'report.json'}   samples: {res.run_dir / 'samples.png'}")
+
+
+def fit_cmd(
+    generator: str = typer.Option(..., "--generator", "-g", help="Registered generator name."),
+    data: Path = typer.Option(..., "--data", help="Prepared training dataset."),
+    out: Path = typer.Option(..., "--out", help="Directory for the saved generator (config.json + weights)."),
+    preset: str = typer.Option("quick", "--preset", help="quick, paper (or micro for tests)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = _DEVICE,
+    sets: Optional[List[str]] = _SET,
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Resumable training state (default OUT.work)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit from --work-dir."),
+) -> None:
+    """Fit a generator on a prepared dataset and save it. Multi-GPU: torchrun --nproc_per_node N -m cmraudit fit …"""
+    from ..generators.training import is_main_process
+    from ..pipeline import fit_generator
+
+    gen = fit_generator(generator=generator, data=data, out=out, preset=preset, seed=seed, device=device, params=parse_overrides(sets),
+                        work_dir=work_dir, resume=resume, progress=not _state.QUIET)
+    if is_main_process():
+        tr = getattr(gen, "training_", {}) or {}
+        table = Table(title=f"fit {generator} → {out}")
+        for col in ("stage", "steps", "loss start", "loss end", "time (s)"):
+            table.add_column(col)
+        for stage in ("mask", "image"):
+            s = tr.get(stage) or {}
+            f = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+            table.add_row(stage, str(s.get("steps", "-")), f(s.get("loss_start")), f(s.get("loss_end")), f"{s.get('time_s', 0.0):.1f}")
+        console.print(table)
+
+
+def sample_cmd(
+    model: Path = typer.Option(..., "--model", help="Saved generator directory (from cmraudit fit / run)."),
+    out: Path = typer.Option(..., "--out", help="Output prepared dataset."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of slices (masks from the mask model)."),
+    masks: Optional[Path] = typer.Option(None, "--masks", help="Prepared dataset whose masks condition the images (paired)."),
+    seed: int = typer.Option(0, "--seed"),
+    vendor: Optional[str] = typer.Option(None, "--vendor", help="Render this scanner vendor's appearance (vendor-conditioned models)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Draw synthetic slices from a saved generator (prepared format + NIfTI + PNG grid)."""
+    from ..pipeline import sample_generator
+
+    if (n is None) == (masks is None):
+        raise UsageError("cmraudit sample: give exactly one of --n N or --masks DATASET")
+    syn = sample_generator(model=model, out=out, n=n, masks=masks, seed=seed, vendor=vendor, overwrite=overwrite)
+    console.print(f"wrote {len(syn)} synthetic slices -> {out} (NIfTI: {out}_nifti, grid: {out}.png)")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("run")(run_cmd)
+    app.command("fit")(fit_cmd)
+    app.command("sample")(sample_cmd)

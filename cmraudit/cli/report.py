@@ -29,7 +29,7 @@ def report_cmd(
 
 
 def compare_cmd(
-    run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories (or report.json files) to compare."),
+    run_dirs: List[Path] = typer.Argument(..., help="One or more run directories (or report.json files) to compare."),
     out: Path = typer.Option(..., "--out", help="Output directory for compare.csv, compare.md, compare.json and pareto.png."),
 ) -> None:
     """Trade-off table and Pareto plot (fidelity vs utility vs privacy) across generators."""

@@ -13,6 +13,8 @@ from .dataset import (
     structures_to_bits,
     write_dataset,
 )
+from .montage import save_montage
+from .phantom import PhantomConfig, make_phantom
 from .splits import PatientSplit, SplitFractions, split_patients
 
 __all__ = [
@@ -22,9 +24,12 @@ __all__ = [
     "STRUCTURE_BIT",
     "Dataset",
     "PatientSplit",
+    "PhantomConfig",
     "SplitFractions",
     "bits_to_structures",
+    "make_phantom",
     "read_dataset",
+    "save_montage",
     "split_patients",
     "structures_to_bits",
     "write_dataset",

@@ -26,7 +26,7 @@ from .checkpoint import FORMAT, FORMAT_VERSION, atomic_dir, load_weights, read_c
 from .diffusion import SAMPLERS, NoiseSpec, UNetSpec, onehot
 from .mask_model import MaskDiffusion
 from .presets import COMMON, resolve_preset
-from .training import TrainConfig, init_distributed, is_main_process, train_loop
+from .training import TrainConfig, dist_info, init_distributed, is_main_process, train_loop
 
 BASE_DEFAULTS: dict[str, Any] = {
     **COMMON["quick"],
@@ -199,7 +199,8 @@ class TwoStageGenerator:
         self.training_time_s_ = time.perf_counter() - t0
         self.seed_ = int(seed)
         self.training_ = {"mask": mask_model.result_.to_dict() | {"losses": mask_model.result_.losses}, "image": image_summary,
-                          "n_slices": int(len(train)), "n_patients": int(len(train.patients))}
+                          "n_slices": int(len(train)), "n_patients": int(len(train.patients)), "world_size": dist_info()[1],
+                          "device": str(device)}
         return self
 
     # ------------------------------------------------------------ sample

@@ -50,7 +50,7 @@ def _epsilon_of_history(history: Sequence[tuple[float, float, int]], *, delta: f
     acc = create_accountant(mechanism=_check_accountant(accountant))
     acc.history = list(history)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        warnings.filterwarnings("ignore", message="Optimal order is the")
         return float(acc.get_epsilon(delta=delta))
 
 
@@ -85,7 +85,7 @@ def noise_multiplier_for(*, epsilon: float, delta: float, sample_rate: float, st
 
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            warnings.filterwarnings("ignore", message="Optimal order is the")
             return float(get_noise_multiplier(
                 target_epsilon=epsilon,
                 target_delta=delta,

@@ -130,7 +130,7 @@ def _samples(run_dir: Path, include_real: bool) -> str:
     else:
         idx = _pick(len(syn), GRID_N)
         out.append(_img(plots.sample_grid(syn.images[idx], syn.masks[idx]), "synthetic samples",
-                        f"{len(idx)} of {len(syn)} synthetic slices with their generated masks (RV red, MYO green, LV blue)."))
+                        f"{len(idx)} of {len(syn)} synthetic slices with their generated masks (RV blue, MYO green, LV red)."))
     if include_real:
         tr = _read_ds(run_dir / "data" / "train")
         if tr is not None and len(tr):
@@ -167,7 +167,7 @@ def _privacy(report: dict, run_dir: Path, include_real: bool) -> str:
 
 
 def _pairs(pairs: list[dict], space: str, syn, run_dir: Path, include_real: bool, k: int = 8) -> str:
-    pairs = pairs[:k]
+    pairs = [q for q in pairs if isinstance(q.get("synthetic_index"), int) and not isinstance(q.get("synthetic_index"), bool)][:k]
     rows = "".join(
         f'<tr><td class="num">{_fmt(q.get("synthetic_index"))}</td><td class="num">{_fmt(q.get("distance"))}</td><td>{_fmt(q.get("flagged"))}</td></tr>'
         for q in pairs

@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-# mask overlay colours (ACDC numbering: 1 RV, 2 MYO, 3 LV)
-MASK_COLOURS = {1: (0.90, 0.25, 0.20), 2: (0.25, 0.75, 0.30), 3: (0.20, 0.45, 0.95)}
+# mask overlay colours (ACDC numbering), the same as cmraudit.data.montage: RV blue, MYO green, LV red
+MASK_COLOURS = {1: (0.2, 0.45, 1.0), 2: (0.1, 0.85, 0.25), 3: (1.0, 0.2, 0.15)}
 _DPI = 100
 
 
@@ -44,7 +44,7 @@ def sample_grid(
     title: str | None = None,
     cell_inches: float = 1.1,
 ) -> bytes:
-    """Grid of slices (values in [-1, 1], grey) with the masks overlaid in colour (RV red, MYO green, LV blue)."""
+    """Grid of slices (values in [-1, 1], grey) with the masks overlaid in colour (RV blue, MYO green, LV red)."""
     images = np.asarray(images, dtype=np.float32)
     n = len(images)
     ncols = max(1, min(ncols, n))

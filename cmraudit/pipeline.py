@@ -1,0 +1,330 @@
+"""The one orchestrator: data → split → fit → sample → audit stages → report (DESIGN.md § 3, § 9).
+
+``run(RunConfig(...))`` writes the run directory of the shared contract::
+
+    RUN/report.json  RUN/report.html  RUN/split.json  RUN/data/{train,holdout,test}/
+    RUN/synthetic/  RUN/synthetic_paired/  RUN/synthetic_nifti/  RUN/samples.png  RUN/model/  RUN/work/
+
+Audit stages (fidelity, utility, privacy) are entries of :data:`STAGES`: functions
+``(ctx: StageContext) -> dict`` whose result becomes the report section of that name.
+A stage that is not available reports ``{"status": "skipped", "reason": ...}``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .data.dataset import Dataset, read_dataset, write_dataset
+from .data.splits import split_patients
+from .errors import CmrAuditError, DataError, UsageError
+from .estimates import skipped
+from .generators.checkpoint import load_generator, write_json_atomic
+from .generators.registry import get_plugin
+from .generators.training import is_main_process
+
+SCHEMA_VERSION = "1.0"
+PRESETS = ("quick", "paper")
+#: per preset: phantom subjects, synthetic slices, paired slices (None = all test slices)
+PRESET_RUN = {"quick": {"subjects": 60, "n_samples": 128, "n_paired": 64}, "paper": {"subjects": 60, "n_samples": None, "n_paired": None},
+              "micro": {"subjects": 9, "n_samples": 8, "n_paired": 4}}
+
+
+@dataclass
+class RunConfig:
+    """Everything ``cmraudit run`` needs. ``data=None`` builds the embedded phantom.
+
+    ``n_samples`` synthetic slices (default per preset; ``None`` in paper = as many as train);
+    ``n_paired`` real test masks re-rendered for paired fidelity; ``params`` override the preset.
+    """
+
+    generator: str = "ddpm"
+    data: str | None = None
+    preset: str = "quick"
+    out: str | None = None
+    seed: int = 0
+    n_samples: int | None = None
+    n_paired: int | None = None
+    device: str = "auto"
+    dp_epsilon: float | None = None
+    params: dict = field(default_factory=dict)
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+    phantom_subjects: int | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class StageContext:
+    run_dir: Path
+    train: Dataset
+    holdout: Dataset
+    test: Dataset
+    synthetic: Dataset
+    synthetic_paired: Dataset | None
+    generator: Any
+    seed: int
+    device: str
+    progress: bool
+    config: RunConfig
+
+
+@dataclass
+class RunResult:
+    """The run directory, its report (dict) and wall time per step in seconds."""
+
+    run_dir: Path
+    report: dict
+    timings: dict[str, float]
+    stage_status: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {"run_dir": str(self.run_dir), "timings": self.timings, "stages": self.stage_status}
+
+
+# ------------------------------------------------------------------ stages
+# TODO(lead): wire cmraudit.fidelity.evaluate_fidelity, cmraudit.utility.evaluate_utility and
+# cmraudit.privacy.audit.audit_privacy here (each returns a result with to_dict()).
+def _stage_fidelity(ctx: StageContext) -> dict:
+    return skipped("stage not implemented yet")
+
+
+def _stage_utility(ctx: StageContext) -> dict:
+    return skipped("stage not implemented yet")
+
+
+def _stage_privacy(ctx: StageContext) -> dict:
+    return skipped("stage not implemented yet")
+
+
+STAGES: list[tuple[str, Callable[[StageContext], dict]]] = [
+    ("fidelity", _stage_fidelity), ("utility", _stage_utility), ("privacy", _stage_privacy),
+]
+
+
+# ------------------------------------------------------------------ helpers
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_generator(name: str, *, preset: str, params: dict | None = None, device: str = "auto", image_size: int | None = None):
+    """Instantiate a registered generator from a preset plus overrides (plain ``cls(**params)`` without presets)."""
+    cls = get_plugin(name).cls
+    params = dict(params or {})
+    if hasattr(cls, "from_preset"):
+        if image_size is not None and "image_size" not in params:
+            params["image_size"] = image_size
+        params.setdefault("device", device)
+        return cls.from_preset(preset, **params)
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise UsageError(f"generator {name!r} rejected its parameters {sorted(params)}: {e}") from e
+
+
+def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subjects: int | None = None, progress: bool = False) -> tuple[Dataset, str]:
+    """The prepared dataset at ``data``, or the embedded phantom at the preset's image size."""
+    if data is not None:
+        return read_dataset(data), str(data)
+    from .data.phantom import PhantomConfig, make_phantom
+    from .generators.presets import resolve_preset
+
+    size = int(resolve_preset(preset)["image_size"]) if preset != "paper" else 128
+    n = subjects or PRESET_RUN.get(preset, PRESET_RUN["quick"])["subjects"]
+    return make_phantom(PhantomConfig(subjects=n, size=size), seed=seed, progress=progress), f"phantom(subjects={n}, size={size}, seed={seed})"
+
+
+def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
+    """Write ``images.nii.gz`` (float32) and ``masks.nii.gz`` (uint8) as [H, W, N] volumes."""
+    import nibabel as nib
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sp = ds.spacing_mm[np.isfinite(ds.spacing_mm).all(1)]
+    zooms = (float(sp[0, 0]), float(sp[0, 1]), 1.0) if len(sp) else (1.0, 1.0, 1.0)
+    for name, arr in (("images", np.asarray(ds.images, np.float32)), ("masks", np.asarray(ds.masks, np.uint8))):
+        img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(arr, (1, 2, 0))), np.diag([*zooms, 1.0]))
+        img.header.set_zooms(zooms)
+        tmp = out / f".{name}.tmp.nii.gz"
+        nib.save(img, tmp)
+        os.replace(tmp, out / f"{name}.nii.gz")
+    return out
+
+
+def save_grid(ds: Dataset, path: str | os.PathLike, *, n: int = 16, seed: int = 0) -> Path:
+    from .data.montage import save_montage
+
+    return save_montage(ds, path, n=min(n, len(ds)), seed=seed, overlay="contour", title="synthetic samples (mask contours)")
+
+
+def _synthetic_for_spacing(syn: Dataset, ref: Dataset) -> Dataset:
+    sp = ref.spacing_mm[np.isfinite(ref.spacing_mm).all(1)]
+    if len(sp):
+        syn.spacing_mm = np.tile(np.median(sp, axis=0), (len(syn), 1))
+    return syn
+
+
+def _write_report(run_dir: Path, report: dict) -> Path:
+    try:
+        from .report import write_report
+    except ImportError:  # report package absent: plain atomic JSON
+        return write_json_atomic(run_dir / "report.json", report)
+    return write_report(run_dir, report)
+
+
+# ------------------------------------------------------------------ run
+def run(config: RunConfig) -> RunResult:
+    """Run the whole pipeline; returns the run directory and its report."""
+    if config.preset not in PRESET_RUN:
+        raise UsageError(f"--preset {config.preset!r} is not a preset; expected one of {', '.join(PRESETS)}")
+    if config.dp_epsilon is not None:
+        raise UsageError(f"--dp-epsilon {config.dp_epsilon}: DP-SGD training is not wired into `cmraudit run` yet; run without --dp-epsilon")
+    from .device import select_device
+
+    device = select_device(config.device)
+    started, timings, t = _now(), {}, time.perf_counter()
+    run_dir = Path(config.out or f"cmraudit-runs/{config.generator}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if (run_dir / "report.json").exists() and not (config.overwrite or config.resume):
+        raise UsageError(f"--out {run_dir}: a finished run is already there; pass --overwrite or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = get_plugin(config.generator)
+
+    ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
+    split = split_patients(ds, seed=config.seed)
+    split.save(run_dir / "split.json")
+    parts = split.apply(ds)
+    for name, part in parts.items():
+        write_dataset(part, run_dir / "data" / name, overwrite=True)
+    train, holdout, test = parts["train"], parts["holdout"], parts["test"]
+    if len(train) == 0 or len(test) == 0:
+        raise DataError(f"{source}: the split left train or test empty ({len(train)} / {len(test)} slices); use more patients")
+    timings["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
+                         image_size=int(train.shape[0]) if config.data is not None else None)
+    gen.fit(train, seed=config.seed, progress=config.progress, **({"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}))
+    gen.save(run_dir / "model")
+    timings["fit"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
+    n_samples = int(config.n_samples or defaults["n_samples"] or len(train))
+    synthetic = _synthetic_for_spacing(gen.sample(n=n_samples, seed=config.seed + 1), train)
+    write_dataset(synthetic, run_dir / "synthetic", overwrite=True)
+    paired = None
+    tags = getattr(gen, "tags", None)
+    if tags is None or tags.conditional:
+        k = min(len(test), int(config.n_paired or defaults["n_paired"] or len(test)))
+        rows = np.arange(len(test)) if k == len(test) else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
+        paired = _synthetic_for_spacing(gen.sample(masks=np.asarray(test.masks[rows]), seed=config.seed + 2), test)
+        paired.meta.update({"paired_with": "test", "test_rows": rows.tolist()})
+        write_dataset(paired, run_dir / "synthetic_paired", overwrite=True)
+    export_nifti(synthetic, run_dir / "synthetic_nifti")
+    save_grid(synthetic, run_dir / "samples.png", seed=config.seed)
+    timings["sample"] = time.perf_counter() - t
+
+    ctx = StageContext(run_dir=run_dir, train=train, holdout=holdout, test=test, synthetic=synthetic, synthetic_paired=paired,
+                       generator=gen, seed=config.seed, device=str(device), progress=config.progress, config=config)
+    sections, status = {}, {}
+    for name, fn in STAGES:
+        t = time.perf_counter()
+        try:
+            sections[name] = fn(ctx)
+        except CmrAuditError as e:
+            sections[name] = skipped(f"{type(e).__name__}: {e}")
+        timings[name] = time.perf_counter() - t
+        status[name] = "skipped" if sections[name].get("status") == "skipped" else "done"
+
+    report = build_report(config=config, gen=gen, info=info, device=str(device), source=source, split=split,
+                          parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started, timings=timings)
+    if is_main_process():
+        _write_report(run_dir, report)
+        try:
+            from .report.html import render_html
+
+            render_html(run_dir)
+        except ImportError:  # TODO(lead): the report helper's HTML renderer
+            pass
+    return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})
+
+
+def build_report(*, config: RunConfig, gen, info, device: str, source: str, split, parts: dict, paired, sections: dict,
+                 started: str, timings: dict) -> dict:
+    """Assemble report.json (schema 1.0): run, data, generator, stages, verdicts."""
+    import torch
+
+    from . import __version__
+
+    fps = {k: v.fingerprint() for k, v in parts.items()}
+    seeds = {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
+    try:
+        from .report.provenance import build_run_section
+
+        run_sec = build_run_section(seed=config.seed, config=config.to_dict(), device=device, data_fingerprints=fps,
+                                    plugins={info.name: info.to_dict()}, command="cmraudit run")
+    except ImportError:
+        run_sec = {"cmraudit_version": __version__, "created_utc": _now(), "seed": config.seed, "device": device, "config": config.to_dict(),
+                   "data_fingerprints": fps, "plugins": {info.name: info.to_dict()}}
+    import monai
+
+    run_sec.setdefault("versions", {}).update({"cmraudit": __version__, "torch": torch.__version__, "monai": monai.__version__,
+                                               "python": platform.python_version()})
+    run_sec.update({"seeds": seeds, "started_utc": started, "finished_utc": _now(), "timings_s": {k: round(v, 2) for k, v in timings.items()}})
+    counts = {k: {"patients": int(len(v.patients)), "slices": int(len(v))} for k, v in parts.items()}
+    data = {"source": source, **counts, "synthetic_paired": None if paired is None else {"slices": int(len(paired))}}
+    training = getattr(gen, "training_", {}) or {}
+    gsec = {"name": info.name, "params": gen.get_params() if hasattr(gen, "get_params") else {},
+            "distribution": info.distribution, "version": info.version, "entry_point": info.value,
+            "tags": gen.tags.to_dict() if hasattr(getattr(gen, "tags", None), "to_dict") else None,
+            "training_time_s": round(float(getattr(gen, "training_time_s_", timings.get("fit", 0.0))), 2),
+            "training": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v) for k, v in training.items()},
+            "dp": None}
+    report = {"schema_version": SCHEMA_VERSION, "run": run_sec, "data": data, "generator": gsec, **sections, "verdicts": {}}
+    try:
+        from .report.gate import compute_verdicts
+
+        report["verdicts"] = compute_verdicts(report)
+    except ImportError:  # TODO(lead): verdicts from the report helper's policy
+        pass
+    return report
+
+
+# ------------------------------------------------------------------ fit / sample alone
+def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick", seed: int = 0,
+                  device: str = "auto", params: dict | None = None, work_dir: str | os.PathLike | None = None,
+                  resume: bool = False, progress: bool = True):
+    """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun)."""
+    train = read_dataset(data)
+    gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
+    kw = {"work_dir": Path(work_dir or Path(out).with_name(Path(out).name + ".work")), "resume": resume} if hasattr(gen, "from_preset") else {}
+    gen.fit(train, seed=seed, progress=progress, **kw)
+    gen.save(out)
+    return gen
+
+
+def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int | None = None, masks: str | os.PathLike | None = None,
+                     seed: int = 0, vendor: str | None = None, nifti: bool = True, grid: bool = True, overwrite: bool = False) -> Dataset:
+    """Load a saved generator, draw ``n`` slices (or images for the masks of dataset ``masks``) and write them."""
+    gen = load_generator(model)
+    kw = {"vendor": vendor} if vendor is not None else {}
+    if masks is not None:
+        ref = read_dataset(masks)
+        syn = _synthetic_for_spacing(gen.sample(masks=np.asarray(ref.masks), seed=seed, **kw), ref)
+    else:
+        syn = gen.sample(n=n, seed=seed, **kw)
+    write_dataset(syn, out, overwrite=overwrite)
+    if nifti:
+        export_nifti(syn, Path(out).with_name(Path(out).name + "_nifti"))
+    if grid:
+        save_grid(syn, Path(out).with_name(Path(out).name + ".png"), seed=seed)
+    return syn
