@@ -195,8 +195,8 @@ def run(config: RunConfig) -> RunResult:
     run_dir = Path(config.out or f"cmraudit-runs/{config.generator}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     if (run_dir / "report.json").exists() and not (config.overwrite or config.resume):
         raise UsageError(f"--out {run_dir}: a finished run is already there; pass --overwrite or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
     info = get_plugin(config.generator)
+    run_dir.mkdir(parents=True, exist_ok=True)
 
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
     split = split_patients(ds, seed=config.seed)

@@ -61,7 +61,8 @@ def gate_cmd(
     rep = read_report(path)
     result = evaluate_gate(rep, pol, source=str(path))
     table = Table(title=f"privacy gate — {path} ({pol.source})")
-    for col, just in (("rule", "left"), ("budget", "right"), ("CI upper", "right"), ("point", "right"), ("result", "center"), ("detail", "left")):
+    table.add_column("rule", no_wrap=True)
+    for col, just in (("budget", "right"), ("CI upper", "right"), ("point", "right"), ("result", "center"), ("detail", "left")):
         table.add_column(col, justify=just, overflow="fold")
     style = {"pass": "green", "fail": "bold red", "off": "dim"}
     for r in result.rules:

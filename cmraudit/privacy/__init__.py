@@ -1,1 +1,8 @@
-"""See DESIGN.md § 3."""
+"""Privacy engine (DESIGN.md § 6): copy detection, memorisation, membership inference, shadow executors.
+
+Front door: :func:`cmraudit.privacy.audit.audit_privacy` → :class:`PrivacyResult`.
+"""
+from .audit import PrivacyResult, audit_privacy
+from .config import AuditConfig, ShadowConfig
+
+__all__ = ["AuditConfig", "PrivacyResult", "ShadowConfig", "audit_privacy"]

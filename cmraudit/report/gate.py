@@ -83,16 +83,17 @@ def _skip_reason(entry: Any) -> str | None:
 
 
 def _section(d: Any, key: str, path: str, failures: list[str]) -> dict | None:
+    where = f"{path}.{key}" if path else key
     if not isinstance(d, dict) or key not in d:
-        failures.append(f"{path}.{key} missing")
+        failures.append(f"{where} missing")
         return None
     v = d[key]
     why = _skip_reason(v)
     if why is not None:
-        failures.append(f"{path}.{key} skipped ({why})")
+        failures.append(f"{where} skipped ({why})")
         return None
     if not isinstance(v, dict):
-        failures.append(f"{path}.{key} is not an object")
+        failures.append(f"{where} is not an object")
         return None
     return v
 
@@ -142,7 +143,7 @@ def _candidates(report: dict, rule: str, policy: Policy) -> tuple[list[tuple[str
     failures: list[str] = []
     notes: list[str] = []
     out: list[tuple[str, dict]] = []
-    privacy = _section(report, "privacy", "report", failures)
+    privacy = _section(report, "privacy", "", failures)
     if privacy is None:
         return out, failures, notes
     if rule in ("copy_rate", "patients_copied"):

@@ -15,11 +15,17 @@ REPORT_NAME = "report.json"
 def write_report(run_dir: str | os.PathLike, report: dict) -> Path:
     """Validate ``report`` and write ``run_dir/report.json`` atomically (temp file + rename).
 
-    Raises ReportSchemaError (exit 2) listing every problem; nothing is written then.
+    Raises ReportSchemaError (exit 2) listing every problem; report.json is then not written
+    (the invalid dict is kept as ``report.invalid.json`` so a long run's numbers are not lost).
     """
     run_dir = Path(run_dir)
     path = run_dir / REPORT_NAME
-    validate_report(report, source=str(path))
+    try:
+        validate_report(report, source=str(path))
+    except ReportSchemaError as e:
+        # keep the computed numbers for debugging, under a name no reader accepts as a report
+        bad = _dump_invalid(run_dir, report)
+        raise ReportSchemaError(f"{e} — not written; the invalid report was kept as {bad}" if bad else str(e)) from e
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, allow_nan=False, default=_default)
     fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=run_dir)
@@ -32,6 +38,16 @@ def write_report(run_dir: str | os.PathLike, report: dict) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _dump_invalid(run_dir: Path, report) -> Path | None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        bad = run_dir / "report.invalid.json"
+        bad.write_text(json.dumps(report, indent=2, default=_default))
+        return bad
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 def _default(o):

@@ -17,6 +17,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 # mask overlay colours (ACDC numbering), the same as cmraudit.data.montage: RV blue, MYO green, LV red
 MASK_COLOURS = {1: (0.2, 0.45, 1.0), 2: (0.1, 0.85, 0.25), 3: (1.0, 0.2, 0.15)}
+MASK_ALPHA = 0.45
 _DPI = 100
 
 
@@ -31,7 +32,7 @@ def png_bytes(fig) -> bytes:
 
 
 def _mask_cmap() -> ListedColormap:
-    cols = [(0, 0, 0, 0)] + [(*MASK_COLOURS[k], 0.45) for k in (1, 2, 3)]
+    cols = [(0, 0, 0, 0)] + [(*MASK_COLOURS[k], MASK_ALPHA) for k in (1, 2, 3)]
     return ListedColormap(cols)
 
 

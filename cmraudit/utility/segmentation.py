@@ -152,9 +152,9 @@ class Segmenter:
                 loss.backward()
                 opt.step()
                 sched.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 if bar is not None:
-                    bar.update(task, advance=1, description=f"segmentation loss {loss.item():.3f}")
+                    bar.update(task, advance=1, description=f"segmentation loss {losses[-1]:.3f}")
         finally:
             if bar is not None:
                 bar.stop()

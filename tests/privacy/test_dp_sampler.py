@@ -9,6 +9,9 @@ from scipy import stats
 from cmraudit.errors import UsageError
 from cmraudit.privacy.dp import DPConfig, PatientPoissonSampler, make_private
 
+# Opacus hooks a module whose input does not require grad; harmless.
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
 
 def _patients(n_patients=30, seed=0):
     """Slices per patient vary (1..12) and patients are interleaved, as after a concat of datasets."""

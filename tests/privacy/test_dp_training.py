@@ -18,6 +18,9 @@ from cmraudit.privacy.dp import (
     multiplicity_loss,
 )
 
+# Opacus hooks a module whose input does not require grad; harmless.
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
 monai_nets = pytest.importorskip("monai.networks.nets")
 
 
@@ -88,8 +91,8 @@ def test_micro_diffusion_training_under_patient_level_dp():
     net = micro_unet()
     dp = DPConfig(epsilon=8.0, delta=1e-3, max_grad_norm=1.0, noise_multiplicity=2)  # default PRV accountant
     pt = make_private(module=net, optimizer=torch.optim.Adam(net.parameters(), lr=1e-3), dataset=ds,
-                      patient_ids=ds.patient_ids, dp=dp, batch_size=4, steps=5, seed=0)
-    assert pt.sample_rate == pytest.approx(4 / 12) and pt.n_patients == 12
+                      patient_ids=ds.patient_ids, dp=dp, batch_size=3, steps=3, seed=0)
+    assert pt.sample_rate == pytest.approx(3 / 12) and pt.n_patients == 12
     assert pt.noise_multiplier > 0 and pt.module_changes == []
     before = copy.deepcopy(pt.unwrapped.state_dict())
     gen = torch.Generator().manual_seed(0)
@@ -104,7 +107,7 @@ def test_micro_diffusion_training_under_patient_level_dp():
         pt.optimizer.step()
         losses.append(float(loss))
     assert losses and all(np.isfinite(losses))
-    assert pt.steps_taken == pt.steps == 5
+    assert pt.steps_taken == pt.steps == 3
     pt.check_budget()
     spent = pt.epsilon_spent()
     assert 0 < spent <= dp.epsilon
@@ -113,12 +116,12 @@ def test_micro_diffusion_training_under_patient_level_dp():
     block = compose_budget([pt.budget("image_model")])
     stage = block["stages"]["image_model"]
     assert stage["epsilon"] == pytest.approx(spent) and stage["noise_multiplicity"] == 2
-    assert stage["sample_rate"] == pytest.approx(pt.sample_rate) and stage["steps"] == 5
+    assert stage["sample_rate"] == pytest.approx(pt.sample_rate) and stage["steps"] == 3
     assert block["accountant"] == "prv" and block["unit"] == "patient"
     json.dumps(block, allow_nan=False)
     # One step too many is detected.
     pt.noise_only_step()
-    with pytest.raises(UsageError, match="calibrated for 5"):
+    with pytest.raises(UsageError, match="calibrated for 3"):
         pt.check_budget()
 
 
@@ -161,8 +164,8 @@ def test_noise_multiplicity_gives_per_example_gradient_of_averaged_loss():
     pt = make_private(module=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), dataset=ds,
                       patient_ids=ds.patient_ids, dp=DPConfig(epsilon=4.0, delta=1e-3, accountant="rdp"),
                       batch_size=3, steps=2, seed=0)
-    x, cond = ds.images[:3], ds.onehot[:3]
-    k = 3
+    x, cond = ds.images[:2], ds.onehot[:2]
+    k = 2
     pt.optimizer.zero_grad()
     dp_mean(multiplicity_loss(diffusion_loss(pt.module, torch.Generator().manual_seed(5)), (x, cond), k=k)).backward()
     per_sample = [p.grad_sample.detach().clone() for p in pt.module.parameters()]
@@ -170,10 +173,10 @@ def test_noise_multiplicity_gives_per_example_gradient_of_averaged_loss():
     gen = torch.Generator().manual_seed(5)
     draws = []
     for _ in range(k):
-        t = torch.randint(0, 1000, (3,), generator=gen)
+        t = torch.randint(0, 1000, (2,), generator=gen)
         draws.append((t, torch.randn(x.shape, generator=gen)))
     worst = 0.0
-    for i in range(3):
+    for i in range(2):
         ref.zero_grad()
         total = 0.0
         for t, noise in draws:

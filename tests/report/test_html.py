@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from cmraudit.cli.main import main
 from cmraudit.report.html import render_html
+from cmraudit.report.plots import MASK_ALPHA, MASK_COLOURS
 from report_fixtures import make_run_dir
 
 
@@ -76,15 +77,29 @@ def panels(rgb: np.ndarray, size: int) -> list[np.ndarray]:
     return out
 
 
+def unblend(panel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey value under the mask overlay of each pixel (RGB = (1-a)·grey + a·colour, a and colours known),
+    and where it could be recovered."""
+    grey = panel.mean(axis=2)
+    ok = (panel.max(axis=2) - panel.min(axis=2)) < 0.03
+    a = MASK_ALPHA
+    for colour in MASK_COLOURS.values():
+        g = (panel - a * np.asarray(colour)) / (1 - a)
+        hit = ~ok & ((g.max(axis=2) - g.min(axis=2)) < 0.03)
+        grey[hit] = g.mean(axis=2)[hit]
+        ok |= hit
+    return grey, ok
+
+
 def best_correlation(panel: np.ndarray, images: np.ndarray) -> float:
-    """Max Pearson correlation between the grey (un-overlaid) pixels of a panel and each slice."""
-    grey = (panel.max(axis=2) - panel.min(axis=2)) < 0.03
-    if grey.mean() < 0.3:
+    """Max Pearson correlation between a panel's (un-overlaid) grey values and each slice."""
+    grey, ok = unblend(panel)
+    if ok.mean() < 0.5:
         return 0.0
-    p = panel.mean(axis=2)[grey]
+    p = grey[ok]
     best = 0.0
     for im in images:
-        q = np.asarray(im)[grey]
+        q = np.asarray(im)[ok]
         if p.std() > 1e-6 and q.std() > 1e-6:
             best = max(best, float(np.corrcoef(p, q)[0, 1]))
     return best

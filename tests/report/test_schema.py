@@ -77,9 +77,11 @@ def test_skipped_stage_is_valid():
 
 def test_write_refuses_invalid_and_writes_nothing(tmp_path):
     bad = variant(make_report("holdout"), lambda r: r.pop("data"))
-    with pytest.raises(ReportSchemaError, match="data"):
+    with pytest.raises(ReportSchemaError, match="data") as ei:
         write_report(tmp_path, bad)
     assert not (tmp_path / "report.json").exists()
+    assert "report.invalid.json" in str(ei.value)
+    assert json.loads((tmp_path / "report.invalid.json").read_text()) == bad
 
 
 def _write_raw(tmp_path, rep):

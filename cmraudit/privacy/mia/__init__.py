@@ -1,1 +1,1 @@
-"""See DESIGN.md § 3."""
+"""Membership-inference attacks: black-box (GAN-Leaks, DOMIAS), white-box (loss, FCRE), shadow models (LiRA)."""

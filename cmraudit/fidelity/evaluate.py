@@ -1,0 +1,200 @@
+"""Front door of the fidelity stage: distribution metrics per feature space, paired metrics,
+diversity and mask plausibility → the report's ``fidelity`` section.
+
+``real`` is the real reference set (in ``cmraudit run``: the held-out *test* patients) and
+``paired`` (optional) the images generated from ``real``'s masks, row i ↔ real slice i.
+A metric that cannot be computed is ``{"status": "skipped", "reason": ...}`` — never a number.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DataError, UsageError
+from ..estimates import Estimate, patient_bootstrap, rate_estimate, skipped
+from .diversity import evaluate_diversity
+from .frechet import compute_frechet_distance
+from .kid import compute_kid
+from .masks import evaluate_mask_plausibility
+from .paired import compute_ms_ssim, compute_psnr, compute_ssim
+
+SPACES = ("pixel", "radiomic", "domain", "inception")
+
+
+@dataclass
+class FidelityResult:
+    """Fidelity of a synthetic set; ``to_dict()`` is the report's ``fidelity`` section."""
+
+    distribution: dict
+    paired: dict
+    diversity: dict
+    mask_plausibility: dict
+    timings_s: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "distribution": self.distribution,
+            "paired": self.paired,
+            "diversity": self.diversity,
+            "mask_plausibility": self.mask_plausibility,
+            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+        }
+
+
+def _features(space: str, *, real, synthetic, pool, extractors, seed: int, progress: bool):
+    """(real_features, synthetic_features, description) or raises a _Skip."""
+    if extractors and space in extractors:
+        fx = extractors[space]
+        tf = fx.transform if space == "radiomic" else (lambda d: fx.transform_images(d.images))
+        return tf(real), tf(synthetic), getattr(fx, "get_params", dict)()
+    if space == "radiomic":
+        from ..features.radiomic import RadiomicFeatures
+
+        fx = RadiomicFeatures().fit(real)
+        return fx.transform(real), fx.transform(synthetic), {"z_scored_on": "real"}
+    if space == "inception":
+        from ..features.inception import InceptionFeatures, find_inception_weights
+
+        path, reason = find_inception_weights()
+        if path is None:
+            raise _Skip(reason)
+        fx = InceptionFeatures().fit()
+        return fx.transform(real), fx.transform(synthetic), {"weights": path.name}
+    try:
+        from ..features import extract_features
+    except ImportError as e:  # pragma: no cover - the shared feature API is part of the package
+        raise _Skip(f"{space} feature space not available ({e})") from e
+    if space == "domain":
+        try:
+            fr, fs = extract_features("domain", real, synthetic, pool=pool if pool is not None else real, seed=seed, progress=progress)
+        except UsageError as e:
+            raise _Skip(f"domain encoder not available ({e})") from e
+        return fr, fs, {"pool": "given" if pool is not None else "real"}
+    fr, fs = extract_features(space, real, synthetic, seed=seed, progress=progress)
+    return fr, fs, {}
+
+
+class _Skip(Exception):
+    pass
+
+
+def distribution_metrics(real_f: np.ndarray, syn_f: np.ndarray, *, seed: int, nearest_k: int = 5,
+                         kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+    """FD, KID and PRDC on one feature space (see the modules for definitions and units)."""
+    from .prdc import compute_prdc
+
+    real_f = np.asarray(real_f, dtype=np.float64)
+    syn_f = np.asarray(syn_f, dtype=np.float64)
+    n_r, n_s = len(real_f), len(syn_f)
+    out: dict = {"n_real": n_r, "n_synthetic": n_s, "dim": int(real_f.shape[1])}
+    out["frechet_distance"] = Estimate(value=compute_frechet_distance(real_f, syn_f), ci=None, n=min(n_r, n_s), unit="slice").to_dict()
+    if min(n_r, n_s) >= 4:
+        kid = compute_kid(real_f, syn_f, n_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+        out["kid"] = Estimate(value=kid.value, ci=kid.ci, n=kid.subset_size, unit="slice", method=f"{kid.n_subsets} subsets").to_dict()
+    else:
+        out["kid"] = skipped(f"KID needs ≥ 4 slices per set, got {n_r} real and {n_s} synthetic")
+    if min(n_r, n_s) > nearest_k:
+        p = compute_prdc(real_f, syn_f, nearest_k=nearest_k)
+        out["precision"] = rate_estimate(int(p.per_synthetic_in_real.sum()), n_s, unit="slice").to_dict()
+        out["recall"] = rate_estimate(int(p.per_real_in_synthetic.sum()), n_r, unit="slice").to_dict()
+        out["coverage"] = rate_estimate(int(p.per_real_covered.sum()), n_r, unit="slice").to_dict()
+        d = p.per_synthetic_count / nearest_k
+        half = 1.96 * d.std(ddof=1) / np.sqrt(n_s)
+        out["density"] = Estimate(value=p.density, ci=(max(0.0, p.density - half), p.density + half), n=n_s, unit="slice", method="normal").to_dict()
+        out["nearest_k"] = nearest_k
+    else:
+        for k in ("precision", "recall", "density", "coverage"):
+            out[k] = skipped(f"PRDC with k={nearest_k} needs more than {nearest_k} slices per set")
+    return out
+
+
+def _paired_estimate(values: np.ndarray, groups: np.ndarray, *, seed: int, unit_name: str) -> dict:
+    ok = np.isfinite(values)
+    v, g = values[ok], groups[ok]
+    if len(v) == 0:
+        return skipped("no finite values")
+    ci = patient_bootstrap(lambda idx: float(v[idx].mean()), g, n_resamples=1000, seed=seed)
+    d = Estimate(value=float(v.mean()), ci=ci, n=len(np.unique(g)), unit="patient", method="patient-bootstrap").to_dict()
+    d["unit_of_value"] = unit_name
+    return d
+
+
+def paired_metrics(*, real, paired, seed: int, lpips_weights=None, lpips_net: str = "vgg") -> dict:
+    """PSNR (dB), SSIM, MS-SSIM and LPIPS of ``paired`` images vs ``real`` images, slice i ↔ i."""
+    from .lpips_local import compute_lpips, find_lpips_weights, load_lpips
+
+    if len(paired) != len(real) or tuple(paired.shape) != tuple(real.shape):
+        raise DataError(
+            f"paired set has {len(paired)} slices of {tuple(paired.shape)} but the real set has {len(real)} of {tuple(real.shape)}; "
+            "paired images must be generated from the real set's masks, row i ↔ real slice i"
+        )
+    x, y = np.asarray(paired.images), np.asarray(real.images)
+    _, groups = real.patient_codes()
+    out = {
+        "psnr": _paired_estimate(compute_psnr(x, y), groups, seed=seed, unit_name="dB"),
+        "ssim": _paired_estimate(compute_ssim(x, y), groups, seed=seed, unit_name="ssim"),
+        "ms_ssim": _paired_estimate(compute_ms_ssim(x, y), groups, seed=seed, unit_name="ms-ssim"),
+    }
+    path, reason = find_lpips_weights(net=lpips_net, weights=lpips_weights)
+    if path is None:
+        out["lpips"] = skipped(reason)
+    else:
+        model = load_lpips(path, net=lpips_net)
+        out["lpips"] = _paired_estimate(compute_lpips(x, y, model=model), groups, seed=seed, unit_name=f"lpips-{lpips_net}")
+    return out
+
+
+def evaluate_fidelity(
+    *,
+    real,
+    synthetic,
+    paired=None,
+    features=("pixel", "radiomic", "domain"),
+    seed: int,
+    pool=None,
+    extractors: dict | None = None,
+    lpips_weights=None,
+    progress: bool = True,
+) -> FidelityResult:
+    """Fidelity of ``synthetic`` against ``real`` (and of ``paired`` against ``real`` slice by slice).
+
+    ``features``: spaces for the distribution metrics (``pixel``, ``radiomic``, ``domain``,
+    ``inception`` — the last only with local weights). ``pool``: data the domain encoder may be
+    trained on (train ∪ holdout; default ``real``). ``extractors``: already fitted extractors by
+    space name (e.g. from the privacy stage) to reuse instead of fitting again.
+    """
+    bad = [f for f in features if f not in SPACES]
+    if bad:
+        raise UsageError(f"unknown feature space(s) {bad}; expected some of {', '.join(SPACES)}")
+    if len(real) == 0 or len(synthetic) == 0:
+        raise DataError(f"fidelity needs non-empty sets, got {len(real)} real and {len(synthetic)} synthetic slices")
+    if tuple(real.shape) != tuple(synthetic.shape):
+        raise DataError(f"real slices are {tuple(real.shape)} but synthetic ones {tuple(synthetic.shape)}; prepare both at one size")
+    timings: dict = {}
+    dist: dict = {}
+    for space in features:
+        t0 = time.perf_counter()
+        try:
+            fr, fs, info = _features(space, real=real, synthetic=synthetic, pool=pool, extractors=extractors, seed=seed, progress=progress)
+        except _Skip as e:
+            dist[space] = skipped(str(e))
+            continue
+        dist[space] = distribution_metrics(fr, fs, seed=seed)
+        if info:
+            dist[space]["features"] = info
+        timings[f"distribution.{space}"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if paired is None:
+        pm = skipped("no paired set (images generated from the real test masks) was given")
+    else:
+        pm = paired_metrics(real=real, paired=paired, seed=seed, lpips_weights=lpips_weights)
+    timings["paired"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    div = evaluate_diversity(real=real, synthetic=synthetic, seed=seed)
+    timings["diversity"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mp = evaluate_mask_plausibility(real=real, synthetic=synthetic)
+    timings["mask_plausibility"] = time.perf_counter() - t0
+    return FidelityResult(distribution=dist, paired=pm, diversity=div, mask_plausibility=mp, timings_s=timings)

@@ -1,0 +1,125 @@
+"""Configuration of the privacy audit (one dataclass per concern, validated at construction)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+BLACKBOX_ATTACKS = ("gan_leaks", "domias")
+WHITEBOX_ATTACKS = ("loss", "fcre")
+VIEWS = ("none", "flips")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Knobs of :func:`cmraudit.privacy.audit.audit_privacy`.
+
+    alpha: target false-positive rate of the calibrated copy threshold (share of *novel*
+        images flagged as copies), calibrated on holdout→train nearest distances.
+    pixel_size: side of the pixel feature space (area-downsampled; None = native).
+    pixel_views / domain_views: "flips" also indexes the 3 flipped views of every training
+        slice (exact flip invariance at 4× search cost); "none" indexes the slices only.
+        The domain embedding is flip invariant by construction, so "none" is its default.
+    carlini_k, carlini_alpha: Carlini et al. (2023) ratio d1 / (carlini_alpha · mean d to the
+        carlini_k nearest training slices).
+    legacy_nndr / legacy_gu / legacy_mask_dice: legacy thresholds (reference study NNDR < 0.6,
+        Gu et al. NNDR < 1/3, mask Dice > 0.99), reported beside the calibrated ones.
+    mask_size: side of the soft one-hot mask space for mask copy search.
+    n_resamples / confidence: patient bootstrap for MIA CIs.
+    domias_dims / kde_k: DOMIAS density ratio in a PCA projection of the domain embedding,
+        Gaussian KDE truncated to the kde_k nearest points (memory linear in the data).
+    loss_timesteps / fcre_timesteps: white-box timestep grids (the generator's own time unit,
+        e.g. 0..999 for a 1000-step DDPM); a generator may override them with an
+        ``audit_timesteps`` attribute.
+    max_whitebox_slices: cap on slices scored by white-box attacks (members and non-members
+        subsampled by patient, seeded) to bound generator evaluations.
+    top_k_pairs: closest synthetic–train pairs drawn into privacy/top_pairs_<space>.png.
+    """
+
+    alpha: float = 1e-3
+    pixel_size: int | None = 32
+    pixel_views: str = "none"
+    domain_views: str = "none"
+    carlini_k: int = 50
+    carlini_alpha: float = 0.5
+    legacy_nndr: float = 0.6
+    legacy_gu: float = 1 / 3
+    legacy_mask_dice: float = 0.99
+    mask_size: int = 16
+    hist_bins: int = 30
+    n_resamples: int = 1000
+    confidence: float = 0.95
+    attacks: tuple[str, ...] = BLACKBOX_ATTACKS + WHITEBOX_ATTACKS
+    domias_dims: int = 8
+    kde_k: int = 50
+    loss_timesteps: tuple = (50, 150, 300, 500)
+    fcre_timesteps: tuple = (300, 400, 500)
+    max_whitebox_slices: int = 2000
+    top_k_pairs: int = 12
+    domain_params: dict = field(default_factory=dict)
+    copy_search: bool = True
+    masks: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 < self.alpha < 0.5:
+            problems.append(f"alpha must be in (0, 0.5), got {self.alpha}")
+        for name in ("pixel_views", "domain_views"):
+            if getattr(self, name) not in VIEWS:
+                problems.append(f"{name} must be one of {VIEWS}, got {getattr(self, name)!r}")
+        unknown = [a for a in self.attacks if a not in BLACKBOX_ATTACKS + WHITEBOX_ATTACKS]
+        if unknown:
+            problems.append(f"unknown attacks {unknown}; expected some of {BLACKBOX_ATTACKS + WHITEBOX_ATTACKS}")
+        if self.carlini_k < 2:
+            problems.append(f"carlini_k must be >= 2, got {self.carlini_k}")
+        if not 0 < self.confidence < 1:
+            problems.append(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.n_resamples < 10:
+            problems.append(f"n_resamples must be >= 10, got {self.n_resamples}")
+        if problems:
+            raise ConfigError("AuditConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["attacks"] = list(self.attacks)
+        d["loss_timesteps"] = list(self.loss_timesteps)
+        d["fcre_timesteps"] = list(self.fcre_timesteps)
+        return d
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    """Shadow-model membership inference (LiRA, Carlini et al. 2022).
+
+    k: number of shadow generators. generator/params: plugin name (or "module:attr") and
+        hyper-parameters; None = the target's own class and ``get_params()``.
+    executor: "local" (process pool; one GPU per worker when GPUs exist), "slurm" (submitit
+        job array; ``executor_options`` go to ``update_parameters``; cluster="local" runs it
+        locally), "ray" (needs ``pip install cmraudit[ray]``), "inline" (same process), or
+        an executor object with ``map(fn, specs) -> list``.
+    modes: "online" (shadows on random halves of train ∪ holdout patients) and/or "offline"
+        (shadows on reference patients disjoint from the candidates; needs ``reference``).
+    workdir: where shadow checkpoints go (idempotent: finished shadows are skipped).
+    """
+
+    k: int = 8
+    generator: str | None = None
+    params: dict | None = None
+    executor: Any = "local"
+    executor_options: dict = field(default_factory=dict)
+    modes: tuple[str, ...] = ("online", "offline")
+    workdir: str | None = None
+    max_workers: int | None = None
+    fit_kwargs: dict = field(default_factory=dict)
+    global_variance: bool | None = None  # None: global when k < 64 (Carlini et al.)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.k < 2:
+            problems.append(f"k must be >= 2 shadow models, got {self.k}")
+        bad = [m for m in self.modes if m not in ("online", "offline")]
+        if bad or not self.modes:
+            problems.append(f"modes must be a non-empty subset of ('online', 'offline'), got {self.modes}")
+        if problems:
+            raise ConfigError("ShadowConfig: " + "; ".join(problems))

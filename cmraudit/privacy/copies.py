@@ -1,0 +1,211 @@
+"""Copy detection and memorisation in one feature space (DESIGN.md § 6).
+
+For every synthetic slice: d1, d2 (distances to the nearest and second-nearest *distinct*
+training slices), NNDR = d1/d2, the Carlini et al. (2023) ratio d1 / (0.5 · mean distance to
+the 50 nearest training slices), and the patient of the nearest training slice.
+
+Calibrated copy threshold (Neyman–Pearson): τ = the k-th smallest holdout→train nearest
+distance with k = max(1, ⌊α (n + 1)⌋) over n holdout slices; a synthetic slice is a copy when
+d1 < τ. If novel images behave like holdout images (exchangeability), a novel image is
+flagged with probability ≤ k/(n+1) (``alpha_effective``; equal to α when n ≥ 1/α − 1).
+Holdout slices of one patient are correlated, so the guarantee is approximate.
+
+Augmentation invariance: with ``views="flips"`` the three flipped views of every training
+slice are indexed too (and used for holdout calibration alike), so a flipped copy is found at
+distance 0; distances are then the minimum over the views. The learned ``domain`` space is
+invariant by construction (see cmraudit.features.domain).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from ..estimates import Estimate, rate_estimate, skipped
+from ..features.neighbours import build_index, knn
+
+VIEW_FLIPS = ("identity", "flip_h", "flip_v", "flip_hv")
+
+
+def flip_views(images: np.ndarray) -> list[np.ndarray]:
+    """The 4 flip views of [N, H, W] (identity, horizontal, vertical, both)."""
+    x = np.asarray(images)
+    return [x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1]]
+
+
+@dataclass
+class SpaceIndex:
+    """Training vectors (possibly several views per slice) and their row → slice map."""
+
+    vectors: np.ndarray  # [V*N, D]
+    n: int  # training slices
+    views: int
+
+    def row_to_slice(self, rows: np.ndarray) -> np.ndarray:
+        return np.where(rows < 0, -1, rows % self.n)
+
+
+def _distinct_neighbours(query: np.ndarray, index_vecs: SpaceIndex, *, k: int, faiss_index=None):
+    """k nearest *distinct* training slices (views collapsed by minimum distance)."""
+    kk = min(len(index_vecs.vectors), k * index_vecs.views)
+    nb = knn(query, index=faiss_index, k=kk) if faiss_index is not None else knn(query, index_vecs.vectors, k=kk)
+    rows = index_vecs.row_to_slice(nb.indices)
+    if index_vecs.views == 1:
+        return nb.distances[:, :k], rows[:, :k]
+    D = np.full((len(query), k), np.inf)
+    I = np.full((len(query), k), -1, dtype=np.int64)
+    for q in range(len(query)):
+        _, first = np.unique(rows[q], return_index=True)
+        first = np.sort(first)[:k]
+        D[q, : len(first)] = nb.distances[q, first]
+        I[q, : len(first)] = rows[q, first]
+    return D, I
+
+
+def calibrated_threshold(holdout_d1: np.ndarray, *, alpha: float) -> tuple[float, float]:
+    """(τ, alpha_effective): k-th smallest holdout→train distance, k = max(1, ⌊α(n+1)⌋)."""
+    d = np.sort(np.asarray(holdout_d1, dtype=np.float64))
+    n = len(d)
+    k = max(1, int(np.floor(alpha * (n + 1))))
+    return float(d[k - 1]), k / (n + 1)
+
+
+@dataclass
+class CopyResult:
+    """Copy detection + memorisation in one feature space."""
+
+    space: str
+    per_slice: dict  # d1, d2, nndr, carlini, nn_index, nn_patient, copy (arrays over synthetic)
+    copy_detection: dict
+    memorisation: dict
+    dcr_histogram: dict
+    holdout_d1: np.ndarray = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        def conv(v):
+            if isinstance(v, Estimate):
+                return v.to_dict()
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            return v
+
+        return {
+            "copy_detection": conv(self.copy_detection),
+            "memorisation": conv(self.memorisation),
+            "dcr_histogram": self.dcr_histogram,
+        }
+
+
+def _views_of(feats_fn, images, views: str):
+    if views == "flips":
+        return np.concatenate([feats_fn(v) for v in flip_views(images)])
+    return feats_fn(images)
+
+
+def detect_copies(
+    *,
+    train_feats: np.ndarray,
+    holdout_feats: np.ndarray,
+    synthetic_feats: np.ndarray,
+    train_patients: np.ndarray,
+    space: str,
+    alpha: float = 1e-3,
+    n_views: int = 1,
+    carlini_k: int = 50,
+    carlini_alpha: float = 0.5,
+    legacy_nndr: float = 0.6,
+    legacy_gu: float = 1 / 3,
+    hist_bins: int = 30,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> CopyResult:
+    """Copy detection from feature vectors.
+
+    ``train_feats`` has ``n_views`` blocks of N rows (block v = view v of every training slice;
+    block 0 the identity). ``holdout_feats`` / ``synthetic_feats`` are single-view.
+    """
+    train_feats = np.ascontiguousarray(train_feats, dtype=np.float32)
+    n_train = len(train_feats) // n_views
+    train_patients = np.asarray(train_patients).astype(str)
+    sidx = SpaceIndex(vectors=train_feats, n=n_train, views=n_views)
+    fidx = build_index(train_feats)
+    k = max(2, min(carlini_k, n_train))
+    d_syn, i_syn = _distinct_neighbours(synthetic_feats, sidx, k=k, faiss_index=fidx)
+    d_hol, _ = _distinct_neighbours(holdout_feats, sidx, k=k, faiss_index=fidx)
+    d1, d2 = d_syn[:, 0], d_syn[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nndr = np.where(d2 > 0, d1 / d2, 0.0)
+        carlini = np.where(np.nanmean(d_syn, 1) > 0, d1 / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_syn), d_syn, np.nan), 1)), 0.0)
+        carlini_h = np.where(np.nanmean(d_hol, 1) > 0, d_hol[:, 0] / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_hol), d_hol, np.nan), 1)), 0.0)
+    tau, alpha_eff = calibrated_threshold(d_hol[:, 0], alpha=alpha)
+    is_copy = d1 < tau
+    nn_index = i_syn[:, 0]
+    nn_patient = train_patients[nn_index]
+    n_syn = len(d1)
+    uniq_train = np.unique(train_patients)
+    copied = np.unique(nn_patient[is_copy])
+    patients_copied = rate_estimate(len(copied), len(uniq_train), unit="patient", confidence=confidence)
+    copy_rate = rate_estimate(int(is_copy.sum()), n_syn, unit="slice", confidence=confidence)
+
+    # closer-to-train share (SDMetrics DCR overfitting protection): train subsampled to holdout size
+    rng = np.random.default_rng(seed)
+    n_h = len(holdout_feats)
+    pick = np.sort(rng.choice(n_train, size=min(n_train, n_h), replace=False))
+    sub_rows = np.concatenate([pick + v * n_train for v in range(n_views)])
+    d_to_sub = knn(synthetic_feats, train_feats[sub_rows], k=1).distances[:, 0]
+    d_to_hol = knn(synthetic_feats, holdout_feats, k=1).distances[:, 0]
+    closer = int((d_to_sub < d_to_hol).sum())  # ties count as not closer
+    p_share = closer / n_syn if n_syn else float("nan")
+    binom_p = float(stats.binomtest(closer, n_syn, 0.5, alternative="greater").pvalue) if n_syn else float("nan")
+    closer_est = rate_estimate(closer, n_syn, unit="slice", confidence=confidence)
+
+    tau_c, _ = calibrated_threshold(carlini_h, alpha=alpha)
+    hist_hi = float(np.quantile(np.r_[d1, d_to_hol, d_hol[:, 0]], 0.99)) if n_syn else 1.0
+    bins = np.linspace(0.0, max(hist_hi, 1e-9), hist_bins + 1)
+    hist = {
+        "bins": [float(b) for b in bins],
+        "train": np.histogram(np.clip(d1, 0, bins[-1]), bins)[0].tolist(),
+        "holdout": np.histogram(np.clip(d_to_hol, 0, bins[-1]), bins)[0].tolist(),
+        "holdout_to_train": np.histogram(np.clip(d_hol[:, 0], 0, bins[-1]), bins)[0].tolist(),
+        "meaning": "train: synthetic→train nearest distance (DCR); holdout: synthetic→holdout; "
+        "holdout_to_train: the calibration reference (novel real images)",
+    }
+    copy_detection = {
+        "threshold": float(tau),
+        "alpha": float(alpha),
+        "alpha_effective": float(alpha_eff),
+        "n_holdout_calibration": int(n_h),
+        "views": n_views,
+        "copy_rate": copy_rate,
+        "copy_rate_exceeds_alpha": bool(copy_rate.ci[0] > max(alpha, alpha_eff)),
+        "patients_copied": patients_copied,
+        "closer_to_train_share": closer_est,
+        "closer_to_train_pvalue": binom_p,
+        "dcr_overfitting_protection": float(min(2 * (1 - p_share), 1.0)) if n_syn else None,
+        "legacy": {
+            "nndr_lt_0_6": rate_estimate(int((nndr < legacy_nndr).sum()), n_syn, unit="slice", confidence=confidence),
+            "nndr_lt_1_3": rate_estimate(int((nndr < legacy_gu).sum()), n_syn, unit="slice", confidence=confidence),
+            "lpips_lt_0_05": skipped("LPIPS needs VGG backbone weights that are not available locally; not computed"),
+        },
+    }
+    memorisation = {
+        "d1_median": float(np.median(d1)) if n_syn else None,
+        "holdout_d1_median": float(np.median(d_hol[:, 0])),
+        "nndr_median": float(np.median(nndr)) if n_syn else None,
+        "carlini_ratio_median": float(np.median(carlini)) if n_syn else None,
+        "carlini_threshold": float(tau_c),
+        "carlini_flagged": rate_estimate(int((carlini < tau_c).sum()), n_syn, unit="slice", confidence=confidence),
+        "memorised_nndr_0_6": rate_estimate(int((nndr < legacy_nndr).sum()), n_syn, unit="slice", confidence=confidence),
+    }
+    per_slice = {
+        "d1": d1,
+        "d2": d2,
+        "nndr": nndr,
+        "carlini": carlini,
+        "nn_index": nn_index,
+        "nn_patient": nn_patient,
+        "copy": is_copy,
+        "d_holdout": d_to_hol,
+    }
+    return CopyResult(space, per_slice, copy_detection, memorisation, hist, holdout_d1=d_hol[:, 0])

@@ -1,0 +1,236 @@
+"""Executors for shadow-model training: one pure task per shadow model.
+
+The task is :func:`train_shadow` (``ShadowSpec`` in, checkpoint directory out). It is
+idempotent: a shadow whose directory holds ``DONE`` is not retrained, so an interrupted
+audit resumes where it stopped. Executors only map the task over specs — no home-made
+scheduler:
+
+- ``local`` (default): a process pool (spawn); with GPUs, one worker per GPU, each pinned to
+  its GPU through ``CUDA_VISIBLE_DEVICES``; on CPU, ``max_workers`` workers sharing the cores.
+- ``slurm``: submitit job array (``AutoExecutor(folder, cluster=...)``; options go to
+  ``update_parameters``, e.g. ``slurm_partition``, ``gpus_per_node``, ``timeout_min``);
+  ``cluster="local"`` runs the same array as local subprocesses (used by the tests).
+- ``ray``: ``ray.remote`` tasks (``pip install cmraudit[ray]``), one GPU each when present.
+- ``inline``: in this process, one after the other (debugging).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import ConfigError, MissingExtraError, PluginError
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """Everything one shadow-model task needs (plain data: picklable, JSON-able)."""
+
+    index: int
+    generator: str  # registry name or "package.module:Class"
+    params: dict
+    data_path: str  # prepared dataset holding the shadow's training patients
+    patients: tuple  # patient ids the shadow trains on
+    seed: int
+    out_dir: str  # checkpoint directory (written atomically)
+    candidates_path: str  # prepared dataset of the slices to score
+    timesteps: tuple
+    score_seed: int
+    fit_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["patients"] = list(self.patients)
+        d["timesteps"] = list(self.timesteps)
+        return d
+
+
+def resolve_generator(name: str) -> type:
+    """A generator class from a registry name or an import path ``module:attr``."""
+    if ":" in name:
+        import importlib
+
+        mod, _, attr = name.partition(":")
+        try:
+            obj = importlib.import_module(mod)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise PluginError(f"cannot import generator {name!r}: {e}; expected 'package.module:Class'") from e
+        return obj  # type: ignore[return-value]
+    from ..generators.registry import get_generator_class
+
+    return get_generator_class(name)
+
+
+def generator_ref(gen: Any) -> str:
+    """The reference a task uses to rebuild ``gen``'s class in another process."""
+    cls = type(gen)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def train_shadow(spec: ShadowSpec) -> str:
+    """Fit one shadow generator on ``spec.patients``, save it, score the candidates; idempotent.
+
+    Writes ``out_dir/{model/, losses.npy [N_candidates, T], spec.json, DONE}`` and returns
+    ``out_dir``. A finished shadow (``DONE`` present) is returned without recomputation.
+    """
+    from ..data.dataset import read_dataset
+    from .mia.whitebox import loss_matrix
+
+    out = Path(spec.out_dir)
+    if (out / "DONE").is_file():
+        return str(out)
+    gpu = os.environ.get("CMRAUDIT_WORKER_GPU")
+    if gpu is not None:  # pragma: no cover - GPU machines only
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    cls = resolve_generator(spec.generator)
+    data = read_dataset(spec.data_path).select_patients(spec.patients)
+    gen = cls(**spec.params)
+    gen.fit(data, seed=spec.seed, progress=False, **spec.fit_kwargs)
+    cand = read_dataset(spec.candidates_path)
+    losses = loss_matrix(gen, cand, timesteps=spec.timesteps, seed=spec.score_seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        gen.save(tmp / "model")
+        import numpy as np
+
+        np.save(tmp / "losses.npy", losses)
+        (tmp / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2, default=str))
+        (tmp / "DONE").write_text("ok\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(out)
+
+
+# ---------------------------------------------------------------------------- executors
+class InlineExecutor:
+    name = "inline"
+
+    def map(self, fn: Callable, specs: Sequence) -> list:
+        return [fn(s) for s in specs]
+
+
+def _init_worker(gpu_queue, threads: int) -> None:
+    if gpu_queue is not None:  # pragma: no cover - GPU machines only
+        os.environ["CMRAUDIT_WORKER_GPU"] = str(gpu_queue.get())
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class LocalExecutor:
+    """Process pool (spawn). One worker per GPU when GPUs exist, else ``max_workers`` (default 1)."""
+
+    name = "local"
+
+    def __init__(self, *, max_workers: int | None = None):
+        self.max_workers = max_workers
+
+    def map(self, fn: Callable, specs: Sequence) -> list:
+        import multiprocessing as mp
+
+        specs = list(specs)
+        if not specs:
+            return []
+        try:
+            import torch
+
+            n_gpu = torch.cuda.device_count()
+        except ImportError:  # pragma: no cover
+            n_gpu = 0
+        ctx = mp.get_context("spawn")
+        if n_gpu:  # pragma: no cover - GPU machines only
+            workers = min(n_gpu, self.max_workers or n_gpu)
+            q = ctx.Manager().Queue()
+            for g in range(workers):
+                q.put(g)
+        else:
+            workers = self.max_workers or 1
+            q = None
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx, initializer=_init_worker, initargs=(q, threads)) as ex:
+            return list(ex.map(fn, specs))
+
+
+class SlurmExecutor:
+    """submitit job array; ``cluster=None`` lets submitit pick slurm, ``"local"`` runs locally."""
+
+    name = "slurm"
+
+    def __init__(self, *, folder: str | os.PathLike, cluster: str | None = None, **parameters):
+        try:
+            import submitit  # noqa: F401
+        except ImportError as e:
+            raise MissingExtraError("the slurm executor needs submitit: pip install cmraudit[slurm]") from e
+        self.folder = str(folder)
+        self.cluster = cluster
+        self.parameters = parameters
+
+    def map(self, fn: Callable, specs: Sequence) -> list:
+        import submitit
+
+        specs = list(specs)
+        if not specs:
+            return []
+        ex = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
+        params = {"timeout_min": 24 * 60, **self.parameters}
+        ex.update_parameters(**params)
+        jobs = ex.map_array(fn, specs)
+        return [j.result() for j in jobs]
+
+
+class RayExecutor:
+    """Ray tasks (one GPU each when the cluster has GPUs). Needs ``pip install cmraudit[ray]``."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, num_gpus: float | None = None, **init_kwargs):
+        try:
+            import ray  # noqa: F401
+        except ImportError as e:
+            raise MissingExtraError("the ray executor needs Ray, which is not installed: pip install cmraudit[ray]") from e
+        self.address = address
+        self.num_gpus = num_gpus
+        self.init_kwargs = init_kwargs
+
+    def map(self, fn: Callable, specs: Sequence) -> list:  # pragma: no cover - needs ray
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, **self.init_kwargs)
+        gpus = self.num_gpus
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        remote = ray.remote(num_gpus=gpus)(fn)
+        return ray.get([remote.remote(s) for s in specs])
+
+
+EXECUTORS = {"inline": InlineExecutor, "local": LocalExecutor, "slurm": SlurmExecutor, "ray": RayExecutor}
+
+
+def get_executor(executor: Any = "local", **options):
+    """An executor from a name (``inline``, ``local``, ``slurm``, ``ray``) or an object with ``map``."""
+    if not isinstance(executor, str):
+        if not hasattr(executor, "map"):
+            raise ConfigError(f"executor {executor!r} has no map(fn, specs) method")
+        return executor
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    try:
+        return EXECUTORS[executor](**options)
+    except TypeError as e:
+        raise ConfigError(f"executor {executor!r} rejected options {sorted(options)}: {e}") from e

@@ -1,0 +1,117 @@
+"""White-box membership inference with the fitted generator (``tags.has_loss``).
+
+Threat model: the attacker has the generator's weights and can evaluate its training loss.
+
+- ``loss`` (Matsumoto et al. 2023; Carlini et al. 2023): the per-slice denoising loss at a
+  grid of timesteps with fixed noise (``seed``); each timestep's loss is standardised over all
+  candidates (no labels used), score = −mean standardised loss (members are fitted better).
+- ``fcre`` (legacy, reference study / Zhao et al. 2025): needs the generator hook
+  ``prediction_pair(images, masks, *, t, seed) -> (prediction, target)`` (e.g. predicted and
+  true noise, [N, H, W]); features: MSE of the error map after an FFT radial band-pass keeping
+  0.15–0.85 of the maximum radius, and 1 − SSIM(prediction, target), averaged over t in
+  [300, 600). The reference study fits a logistic regression on the target's own member
+  labels; here it is 2-fold cross-fitted by patient (each half scored by a model fitted on
+  the other half), so no slice is scored with its own label.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+
+def _call(fn, images, masks, *, t, seed):
+    try:
+        accepts_seed = "seed" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        accepts_seed = False
+    return fn(images, masks, t=t, seed=seed) if accepts_seed else fn(images, masks, t=t)
+
+
+def loss_matrix(generator, ds, *, timesteps, seed: int, batch: int = 64) -> np.ndarray:
+    """[N, T] per-slice loss of ``generator`` at each timestep (fixed noise by seed)."""
+    out = np.empty((len(ds), len(timesteps)))
+    for j, t in enumerate(timesteps):
+        for s in range(0, len(ds), batch):
+            im = np.asarray(ds.images[s : s + batch], dtype=np.float32)
+            mk = np.asarray(ds.masks[s : s + batch])
+            out[s : s + batch, j] = np.asarray(_call(generator.loss, im, mk, t=t, seed=seed + 1000 * j + s), dtype=np.float64).reshape(-1)
+    return out
+
+
+def loss_scores(loss: np.ndarray) -> np.ndarray:
+    """−mean over t of per-t standardised loss (standardised over all candidates, no labels)."""
+    mu = loss.mean(0, keepdims=True)
+    sd = loss.std(0, keepdims=True)
+    return -((loss - mu) / np.where(sd > 0, sd, 1.0)).mean(1)
+
+
+def bandpass(err: np.ndarray, lo: float = 0.15, hi: float = 0.85) -> np.ndarray:
+    """Keep spatial frequencies with radius in [lo, hi] × max radius ([N, H, W])."""
+    n, h, w = err.shape
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
+    r = np.sqrt(fy**2 + fx**2)
+    r = r / r.max()
+    keep = (r >= lo) & (r <= hi)
+    return np.real(np.fft.ifft2(np.fft.fft2(err) * keep))
+
+
+def _ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
+    from scipy.ndimage import uniform_filter
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    out = np.empty(len(a))
+    for i in range(len(a)):
+        x, y = a[i].astype(np.float64), b[i].astype(np.float64)
+        mx, my = uniform_filter(x, 7), uniform_filter(y, 7)
+        sxx = uniform_filter(x * x, 7) - mx * mx
+        syy = uniform_filter(y * y, 7) - my * my
+        sxy = uniform_filter(x * y, 7) - mx * my
+        out[i] = float(np.mean(((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))))
+    return out
+
+
+def fcre_features(generator, ds, *, timesteps, seed: int, batch: int = 64) -> np.ndarray:
+    feats = np.zeros((len(ds), 2))
+    for j, t in enumerate(timesteps):
+        for s in range(0, len(ds), batch):
+            im = np.asarray(ds.images[s : s + batch], dtype=np.float32)
+            mk = np.asarray(ds.masks[s : s + batch])
+            pred, target = _call(generator.prediction_pair, im, mk, t=t, seed=seed + 1000 * j + s)
+            pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+            if pred.ndim == 4:
+                pred, target = pred[:, 0], target[:, 0]
+            bp = bandpass(pred - target)
+            rng_ = max(float(target.max() - target.min()), 1e-6)
+            feats[s : s + batch, 0] += (bp**2).mean((1, 2)) / len(timesteps)
+            feats[s : s + batch, 1] += (1 - _ssim(pred, target, rng_)) / len(timesteps)
+    return feats
+
+
+def crossfit_logistic(features: np.ndarray, member: np.ndarray, groups: np.ndarray, *, seed: int) -> np.ndarray:
+    """Scores from a logistic regression fitted on the other half of the patients (2 folds)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    groups = np.asarray(groups).astype(str)
+    rng = np.random.default_rng(seed + 303)
+    fold = np.zeros(len(groups), dtype=int)
+    for m in (True, False):
+        u = np.unique(groups[member == m])
+        rng.shuffle(u)
+        one = set(u[: len(u) // 2].tolist())
+        sel = member == m
+        fold[sel] = [1 if g in one else 0 for g in groups[sel]]
+    scores = np.zeros(len(groups))
+    for f in (0, 1):
+        tr, te = fold != f, fold == f
+        if not te.any():
+            continue
+        if len(np.unique(member[tr])) < 2:
+            scores[te] = 0.0
+            continue
+        sc = StandardScaler().fit(features[tr])
+        clf = LogisticRegression().fit(sc.transform(features[tr]), member[tr])
+        scores[te] = clf.decision_function(sc.transform(features[te]))
+    return scores
