@@ -11,6 +11,7 @@ A stage that is not available reports ``{"status": "skipped", "reason": ...}``.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import time
@@ -32,7 +33,7 @@ from .generators.training import is_main_process
 SCHEMA_VERSION = "1.0"
 PRESETS = ("quick", "paper")
 #: per preset: phantom subjects, synthetic slices, paired slices (None = all test slices)
-PRESET_RUN = {"quick": {"subjects": 60, "n_samples": 128, "n_paired": 64}, "paper": {"subjects": 60, "n_samples": None, "n_paired": None},
+PRESET_RUN = {"quick": {"subjects": 60, "n_samples": 96, "n_paired": 32}, "paper": {"subjects": 60, "n_samples": None, "n_paired": None},
               "micro": {"subjects": 9, "n_samples": 8, "n_paired": 4}}
 
 
@@ -212,21 +213,25 @@ def run(config: RunConfig) -> RunResult:
     t = time.perf_counter()
     gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
                          image_size=int(train.shape[0]) if config.data is not None else None)
-    gen.fit(train, seed=config.seed, progress=config.progress, **({"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}))
+    fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
+    if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
+        fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
+    gen.fit(train, seed=config.seed, progress=config.progress, **fit_kw)
     gen.save(run_dir / "model")
     timings["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
     n_samples = int(config.n_samples or defaults["n_samples"] or len(train))
-    synthetic = _synthetic_for_spacing(gen.sample(n=n_samples, seed=config.seed + 1), train)
+    pkw = {"progress": config.progress} if "progress" in inspect.signature(gen.sample).parameters else {}
+    synthetic = _synthetic_for_spacing(gen.sample(n=n_samples, seed=config.seed + 1, **pkw), train)
     write_dataset(synthetic, run_dir / "synthetic", overwrite=True)
     paired = None
     tags = getattr(gen, "tags", None)
     if tags is None or tags.conditional:
         k = min(len(test), int(config.n_paired or defaults["n_paired"] or len(test)))
         rows = np.arange(len(test)) if k == len(test) else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
-        paired = _synthetic_for_spacing(gen.sample(masks=np.asarray(test.masks[rows]), seed=config.seed + 2), test)
+        paired = _synthetic_for_spacing(gen.sample(masks=np.asarray(test.masks[rows]), seed=config.seed + 2, **pkw), test)
         paired.meta.update({"paired_with": "test", "test_rows": rows.tolist()})
         write_dataset(paired, run_dir / "synthetic_paired", overwrite=True)
     export_nifti(synthetic, run_dir / "synthetic_nifti")
@@ -313,10 +318,13 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
 
 
 def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int | None = None, masks: str | os.PathLike | None = None,
-                     seed: int = 0, vendor: str | None = None, nifti: bool = True, grid: bool = True, overwrite: bool = False) -> Dataset:
+                     seed: int = 0, vendor: str | None = None, nifti: bool = True, grid: bool = True, overwrite: bool = False,
+                     progress: bool = False) -> Dataset:
     """Load a saved generator, draw ``n`` slices (or images for the masks of dataset ``masks``) and write them."""
     gen = load_generator(model)
     kw = {"vendor": vendor} if vendor is not None else {}
+    if "progress" in inspect.signature(gen.sample).parameters:
+        kw["progress"] = progress
     if masks is not None:
         ref = read_dataset(masks)
         syn = _synthetic_for_spacing(gen.sample(masks=np.asarray(ref.masks), seed=seed, **kw), ref)

@@ -38,8 +38,8 @@ def run_cmd(
     preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default cmraudit-runs/<generator>-<time>)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, training and sampling."),
-    n_samples: Optional[int] = typer.Option(None, "--n-samples", help="Synthetic slices to draw (default: 128 in quick, train size in paper)."),
-    n_paired: Optional[int] = typer.Option(None, "--n-paired", help="Real test masks re-rendered for paired fidelity (default 64 in quick, all in paper)."),
+    n_samples: Optional[int] = typer.Option(None, "--n-samples", help="Synthetic slices to draw (default: 96 in quick, train size in paper)."),
+    n_paired: Optional[int] = typer.Option(None, "--n-paired", help="Real test masks re-rendered for paired fidelity (default 32 in quick, all in paper)."),
     dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this ε (not available yet)."),
     device: str = _DEVICE,
     sets: Optional[List[str]] = _SET,
@@ -112,7 +112,8 @@ def sample_cmd(
 
     if (n is None) == (masks is None):
         raise UsageError("cmraudit sample: give exactly one of --n N or --masks DATASET")
-    syn = sample_generator(model=model, out=out, n=n, masks=masks, seed=seed, vendor=vendor, overwrite=overwrite)
+    syn = sample_generator(model=model, out=out, n=n, masks=masks, seed=seed, vendor=vendor, overwrite=overwrite,
+                           progress=not _state.QUIET)
     console.print(f"wrote {len(syn)} synthetic slices -> {out} (NIfTI: {out}_nifti, grid: {out}.png)")
 
 

@@ -20,6 +20,9 @@ Spaces (``FEATURE_SPACES``):
   self-supervised on ``pool`` (augmentation-invariant contrastive learning; exactly flip
   invariant), deterministic by ``seed``; or a user encoder (``encoder=PATH``: TorchScript or
   config.json + weights). A ``pool`` is required unless ``encoder`` is given.
+- ``polar`` — :class:`~cmraudit.features.polar.PolarFeatures`: weight-free polar-harmonic
+  magnitudes around the intensity centroid (invariant to flips and rotations, approximately
+  to shifts). No fitting.
 
 An extractor object (anything with ``fit(pool, *, seed)`` and ``transform(ds)``) may be passed
 instead of a name. Inputs may be :class:`~cmraudit.data.Dataset` objects or image arrays [N, H, W].
@@ -34,8 +37,9 @@ from ..errors import UsageError
 from .domain import DomainFeatures, load_encoder
 from .neighbours import Neighbours, build_index, knn
 from .pixel import PixelFeatures
+from .polar import PolarFeatures
 
-FEATURE_SPACES = {"pixel": PixelFeatures, "domain": DomainFeatures}
+FEATURE_SPACES = {"pixel": PixelFeatures, "domain": DomainFeatures, "polar": PolarFeatures}
 _NEEDS_POOL = {"domain"}
 
 
@@ -79,6 +83,7 @@ __all__ = [
     "DomainFeatures",
     "Neighbours",
     "PixelFeatures",
+    "PolarFeatures",
     "build_index",
     "extract_features",
     "fit_features",

@@ -247,8 +247,12 @@ def load_encoder(path) -> tuple[object, int | None]:
     torch = _torch()
     path = Path(path)
     if path.is_file():
+        import warnings
+
         try:
-            m = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation: still the format users have
+                m = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{path}: not a TorchScript encoder ({type(e).__name__}: {e}); "
                                   "expected a torch.jit.save file or a directory with config.json + weights") from e

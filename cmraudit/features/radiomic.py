@@ -23,6 +23,8 @@ get unit scale.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import NotFittedError, UsageError
@@ -135,18 +137,27 @@ class RadiomicFeatures:
         if pool is None or not hasattr(pool, "masks"):
             raise UsageError("radiomic features are fitted on a Dataset with masks (the real reference set); got none")
         raw = radiomic_features(pool.images, pool.masks, pool.spacing_mm)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: structure absent everywhere
             mean = np.nanmean(raw, axis=0)
             std = np.nanstd(raw, axis=0)
         self.mean_ = np.where(np.isfinite(mean), mean, 0.0)
         self.scale_ = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+        self.raw_fit_ = raw
         return self
+
+    def fit_transform(self, pool) -> np.ndarray:
+        """``fit(pool)`` then ``transform(pool)``, computing the raw features once."""
+        self.fit(pool)
+        return self._normalise(self.raw_fit_)
 
     def transform(self, ds) -> np.ndarray:
         """[N, 72] float32 z-scored features of a Dataset (images + masks + spacing)."""
         if getattr(self, "mean_", None) is None:
             raise NotFittedError("RadiomicFeatures is not fitted; call fit(real_dataset) first")
-        raw = radiomic_features(ds.images, ds.masks, getattr(ds, "spacing_mm", None))
+        return self._normalise(radiomic_features(ds.images, ds.masks, getattr(ds, "spacing_mm", None)))
+
+    def _normalise(self, raw: np.ndarray) -> np.ndarray:
         z = (raw - self.mean_) / self.scale_
         return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..estimates import Estimate, patient_bootstrap, rate_estimate, skipped
+from ..estimates import Estimate, rate_estimate, skipped
 from .diversity import evaluate_diversity
 from .frechet import compute_frechet_distance
 from .kid import compute_kid
@@ -43,7 +43,7 @@ class FidelityResult:
         }
 
 
-def _features(space: str, *, real, synthetic, pool, extractors, seed: int, progress: bool):
+def _features(space: str, *, real, synthetic, pool, extractors, seed: int, progress: bool, pixel_size: int | None = 16):
     """(real_features, synthetic_features, description) or raises a _Skip."""
     if extractors and space in extractors:
         fx = extractors[space]
@@ -52,8 +52,8 @@ def _features(space: str, *, real, synthetic, pool, extractors, seed: int, progr
     if space == "radiomic":
         from ..features.radiomic import RadiomicFeatures
 
-        fx = RadiomicFeatures().fit(real)
-        return fx.transform(real), fx.transform(synthetic), {"z_scored_on": "real"}
+        fx = RadiomicFeatures()
+        return fx.fit_transform(real), fx.transform(synthetic), {"z_scored_on": "real"}
     if space == "inception":
         from ..features.inception import InceptionFeatures, find_inception_weights
 
@@ -72,8 +72,8 @@ def _features(space: str, *, real, synthetic, pool, extractors, seed: int, progr
         except UsageError as e:
             raise _Skip(f"domain encoder not available ({e})") from e
         return fr, fs, {"pool": "given" if pool is not None else "real"}
-    fr, fs = extract_features(space, real, synthetic, seed=seed, progress=progress)
-    return fr, fs, {}
+    fr, fs = extract_features(space, real, synthetic, seed=seed, progress=progress, size=pixel_size)
+    return fr, fs, {"size": pixel_size}
 
 
 class _Skip(Exception):
@@ -115,7 +115,10 @@ def _paired_estimate(values: np.ndarray, groups: np.ndarray, *, seed: int, unit_
     v, g = values[ok], groups[ok]
     if len(v) == 0:
         return skipped("no finite values")
-    ci = patient_bootstrap(lambda idx: float(v[idx].mean()), g, n_resamples=1000, seed=seed)
+    from ..utility.evaluate import bootstrap_mean_ci
+
+    _, inv = np.unique(g, return_inverse=True)
+    ci = bootstrap_mean_ci(np.bincount(inv, weights=v), np.bincount(inv), seed=seed)
     d = Estimate(value=float(v.mean()), ci=ci, n=len(np.unique(g)), unit="patient", method="patient-bootstrap").to_dict()
     d["unit_of_value"] = unit_name
     return d
@@ -146,6 +149,27 @@ def paired_metrics(*, real, paired, seed: int, lpips_weights=None, lpips_net: st
     return out
 
 
+def _paired_rows(real, paired):
+    """The real slices the paired set was generated from: all of ``real``, or the rows listed in
+    ``paired.meta["test_rows"]`` (as written by ``cmraudit run`` when only some test masks are re-rendered)."""
+    rows = (paired.meta or {}).get("test_rows")
+    if rows is not None and len(rows) == len(paired) and len(paired) != len(real):
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.min(initial=0) < 0 or rows.max(initial=0) >= len(real):
+            raise DataError(f"paired set lists test_rows outside 0..{len(real) - 1}")
+        return real.subset(rows)
+    return real
+
+
+def fidelity_stage(ctx) -> dict:
+    """``cmraudit run`` stage: fidelity of ``ctx.synthetic`` against the real test patients."""
+    from ..data.dataset import Dataset
+
+    pool = Dataset.concat([ctx.train, ctx.holdout]) if len(ctx.holdout) else ctx.train
+    return evaluate_fidelity(real=ctx.test, synthetic=ctx.synthetic, paired=ctx.synthetic_paired, pool=pool,
+                             seed=ctx.seed, progress=ctx.progress).to_dict()
+
+
 def evaluate_fidelity(
     *,
     real,
@@ -156,6 +180,8 @@ def evaluate_fidelity(
     pool=None,
     extractors: dict | None = None,
     lpips_weights=None,
+    pixel_size: int | None = 16,
+    diversity_pairs: int = 500,
     progress: bool = True,
 ) -> FidelityResult:
     """Fidelity of ``synthetic`` against ``real`` (and of ``paired`` against ``real`` slice by slice).
@@ -163,7 +189,10 @@ def evaluate_fidelity(
     ``features``: spaces for the distribution metrics (``pixel``, ``radiomic``, ``domain``,
     ``inception`` — the last only with local weights). ``pool``: data the domain encoder may be
     trained on (train ∪ holdout; default ``real``). ``extractors``: already fitted extractors by
-    space name (e.g. from the privacy stage) to reuse instead of fitting again.
+    space name (e.g. from the privacy stage) to reuse instead of fitting again. ``pixel_size``:
+    the pixel space is area-downsampled to this size² (default 16² = 256-d, so the covariance
+    of a few hundred slices is not hopelessly rank deficient; ``None`` = native). ``lpips_weights``:
+    path of the LPIPS backbone state dict (else ``CMRAUDIT_LPIPS_WEIGHTS`` / the torch hub cache).
     """
     bad = [f for f in features if f not in SPACES]
     if bad:
@@ -177,7 +206,8 @@ def evaluate_fidelity(
     for space in features:
         t0 = time.perf_counter()
         try:
-            fr, fs, info = _features(space, real=real, synthetic=synthetic, pool=pool, extractors=extractors, seed=seed, progress=progress)
+            fr, fs, info = _features(space, real=real, synthetic=synthetic, pool=pool, extractors=extractors, seed=seed, progress=progress,
+                                  pixel_size=pixel_size)
         except _Skip as e:
             dist[space] = skipped(str(e))
             continue
@@ -189,10 +219,10 @@ def evaluate_fidelity(
     if paired is None:
         pm = skipped("no paired set (images generated from the real test masks) was given")
     else:
-        pm = paired_metrics(real=real, paired=paired, seed=seed, lpips_weights=lpips_weights)
+        pm = paired_metrics(real=_paired_rows(real, paired), paired=paired, seed=seed, lpips_weights=lpips_weights)
     timings["paired"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    div = evaluate_diversity(real=real, synthetic=synthetic, seed=seed)
+    div = evaluate_diversity(real=real, synthetic=synthetic, n_pairs=diversity_pairs, seed=seed)
     timings["diversity"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     mp = evaluate_mask_plausibility(real=real, synthetic=synthetic)

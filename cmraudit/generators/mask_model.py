@@ -76,7 +76,8 @@ class MaskDiffusion:
         return self
 
     @torch.no_grad()
-    def sample(self, n: int, *, shape: tuple[int, int], seed: int, device: torch.device, batch_size: int = 32, progress=None) -> np.ndarray:
+    def sample(self, n: int, *, shape: tuple[int, int], seed: int, device: torch.device, batch_size: int = 32, progress=None,
+               on_batch=None) -> np.ndarray:
         """``n`` label maps uint8 [n, H, W] (argmax of the denoised one-hot channels)."""
         if self.net_ is None:
             raise UsageError("mask model is not fitted")
@@ -89,6 +90,8 @@ class MaskDiffusion:
                 sampler=self.sampler, steps=self.sampling_steps, seed=int(seed) * 1009 + b, device=device, progress=progress,
             )
             out.append(x.argmax(1).to(torch.uint8).cpu().numpy())
+            if on_batch is not None:
+                on_batch(m)
         return np.concatenate(out) if out else np.zeros((0, *shape), np.uint8)
 
     def state_dict(self) -> dict:

@@ -47,7 +47,7 @@ COMMON: dict[str, dict] = {
         "mask_num_res_blocks": 1,
         "mask_norm_num_groups": 32,
         "mask_num_head_channels": 32,
-        "mask_steps": 300,
+        "mask_steps": 200,
         "mask_epochs": None,
         "num_train_timesteps": 1000,
         "schedule": "scaled_linear_beta",

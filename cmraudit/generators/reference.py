@@ -100,7 +100,7 @@ class _Replay:
         params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
         if params.get("source") is not None:
             params["source"] = str(params["source"])
-        (path / "config.json").write_text(json.dumps({"generator": self.name, "params": params}, indent=2))
+        (path / "config.json").write_text(json.dumps({"format": "cmraudit-generator", "format_version": 1, "generator": self.name, "params": params}, indent=2))
         for attr in ("train_", "reference_"):
             ds = getattr(self, attr, None)
             if ds is not None:
@@ -298,7 +298,8 @@ class NoiseGenerator:
         check_is_fitted(self, ("shape_",))
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps({"generator": self.name, "params": self.get_params(), "shape": list(self.shape_)}))
+        (path / "config.json").write_text(json.dumps({"format": "cmraudit-generator", "format_version": 1, "generator": self.name,
+                                                          "params": self.get_params(), "shape": list(self.shape_)}))
 
     @classmethod
     def load(cls, path):

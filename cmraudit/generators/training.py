@@ -194,6 +194,32 @@ class _Progress:
             self.bar.stop()
 
 
+class progress_bar:  # noqa: N801 - used as a context manager
+    """Rich progress bar with it/s and ETA (no-op when disabled or not rank 0): ``with progress_bar(...) as bar: bar.advance(k)``."""
+
+    def __init__(self, desc: str, *, total: int, enabled: bool = True):
+        self.desc, self.total, self.enabled = desc, total, enabled and is_main_process()
+        self.bar = None
+
+    def __enter__(self) -> "progress_bar":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("ETA"), TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task(self.desc, total=self.total)
+        return self
+
+    def advance(self, k: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, k)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 # ------------------------------------------------------------------ the loop
 StepLoss = Callable[[torch.nn.Module, np.ndarray, torch.Generator], torch.Tensor]
 

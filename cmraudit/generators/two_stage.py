@@ -26,11 +26,11 @@ from .checkpoint import FORMAT, FORMAT_VERSION, atomic_dir, load_weights, read_c
 from .diffusion import SAMPLERS, NoiseSpec, UNetSpec, onehot
 from .mask_model import MaskDiffusion
 from .presets import COMMON, resolve_preset
-from .training import TrainConfig, dist_info, init_distributed, is_main_process, train_loop
+from .training import TrainConfig, dist_info, init_distributed, is_main_process, progress_bar, train_loop
 
 BASE_DEFAULTS: dict[str, Any] = {
     **COMMON["quick"],
-    "steps": 500,  # image-stage training steps (None: use epochs)
+    "steps": 400,  # image-stage training steps (None: use epochs)
     "epochs": None,
     "weight_decay": 0.0,
     "grad_clip": 1.0,
@@ -124,7 +124,11 @@ class TwoStageGenerator:
         raise NotImplementedError
 
     def _fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback) -> dict[str, Any]:
-        """Default: train module ``"image"`` with :meth:`_image_step_loss`; returns a training summary."""
+        """Default: train module ``"image"`` with :meth:`_image_step_loss`; returns a training summary.
+
+        An override (e.g. an autoencoder stage first) must set ``self.image_modules_`` (name → module,
+        each saved as ``<name>.safetensors``) and return a dict with at least ``steps``, ``time_s``, ``losses``.
+        """
         net = self._build_image_modules(seed=seed + 1, n_classes=self._n_classes())["image"]
         step = self._image_step_loss
 
@@ -181,7 +185,7 @@ class TwoStageGenerator:
         t0 = time.perf_counter()
         device = init_distributed(select_device(self.device))
         self.vendors_ = sorted({str(v) for v in train.vendor if str(v)})
-        images = torch.as_tensor(np.asarray(train.images, dtype=np.float32))[:, None].to(device)
+        images = torch.from_numpy(np.array(train.images, dtype=np.float32))[:, None].to(device)
         masks_oh = onehot(np.asarray(train.masks)).to(device)
         labels = None
         if self.vendor_conditioning:
@@ -215,7 +219,9 @@ class TwoStageGenerator:
         if masks is None:
             if int(n) < 1:
                 raise UsageError(f"sample: n must be >= 1, got {n}")
-            masks = self.mask_model_.sample(int(n), shape=size, seed=seed, device=device, batch_size=int(self.sample_batch_size))
+            with progress_bar("sampling masks", total=int(n), enabled=progress) as bar:
+                masks = self.mask_model_.sample(int(n), shape=size, seed=seed, device=device, batch_size=int(self.sample_batch_size),
+                                                on_batch=bar.advance)
         masks = np.asarray(masks)
         if masks.ndim != 3 or masks.shape[1:] != size:
             raise UsageError(f"sample: masks must be [N, {size[0]}, {size[1]}] (the training size), got shape {masks.shape}")
@@ -230,11 +236,13 @@ class TwoStageGenerator:
             labels_all = torch.full((len(masks),), self.vendors_.index(str(vendor)) + 1, dtype=torch.long)
         out = []
         bs = int(self.sample_batch_size)
-        for b, start in enumerate(range(0, len(masks), bs)):
-            moh = onehot(masks[start : start + bs]).to(device)
-            lab = None if labels_all is None else labels_all[start : start + bs].to(device)
-            x = self._sample_images(moh, labels=lab, seed=int(seed) * 7919 + b + 1, device=device)
-            out.append(x[:, 0].clamp(-1, 1).float().cpu().numpy())
+        with progress_bar("sampling images", total=len(masks), enabled=progress) as bar:
+            for b, start in enumerate(range(0, len(masks), bs)):
+                moh = onehot(masks[start : start + bs]).to(device)
+                lab = None if labels_all is None else labels_all[start : start + bs].to(device)
+                x = self._sample_images(moh, labels=lab, seed=int(seed) * 7919 + b + 1, device=device)
+                out.append(x[:, 0].clamp(-1, 1).float().cpu().numpy())
+                bar.advance(len(moh))
         images = np.concatenate(out).astype(np.float32) if out else np.zeros((0, *size), np.float32)
         k = len(images)
         return Dataset(

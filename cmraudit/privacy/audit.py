@@ -8,9 +8,12 @@ models). The membership unit is the patient. Output: :class:`PrivacyResult`, who
 Feature spaces: every distance-based result is reported per space — ``pixel`` (area-
 downsampled pixels; flipped views of the training set indexed with ``pixel_views="flips"``)
 and ``domain`` (an encoder learned on train ∪ holdout, exactly flip invariant and trained to be
-invariant to the training augmentations: rotations ≤ 20°, shifts ≤ 4 px, noise). A flipped,
-rotated or shifted copy is therefore caught in the domain space (invariant embedding), an
-exact or noisy copy in both.
+invariant to the training augmentations: rotations ≤ 20°, shifts ≤ 4 px, noise) and ``polar``
+(weight-free polar-harmonic features around the intensity centroid: exactly invariant to flips
+and rotations about the centroid, approximately to shifts). Invariance is obtained with
+invariant embeddings (domain, polar), not by indexing augmented views (optional for pixel:
+``pixel_views="flips"``); the optional ``registered`` space re-ranks domain candidates by a
+pixel distance minimised over flips × rotations × shifts.
 """
 from __future__ import annotations
 
@@ -129,7 +132,7 @@ def audit_privacy(
     holdout: Dataset,
     synthetic: Dataset,
     generator=None,
-    features: Sequence = ("pixel", "domain"),
+    features: Sequence = ("pixel", "domain", "polar"),
     seed: int,
     config: AuditConfig | None = None,
     out_dir=None,
@@ -164,15 +167,17 @@ def audit_privacy(
             f_t, f_h, f_s = (fx.transform_images(np.asarray(d.images)) for d in (train, holdout, synthetic))
             feats[name] = (f_t, f_h, f_s)
             views = config.pixel_views if name == "pixel" else (config.domain_views if name == "domain" else "none")
+            invariance = {
+                "pixel": "flipped views of the training set indexed" if views == "flips" else "none (exact/near-exact copies only)",
+                "domain": "exact flip invariance (averaged over flips); rotation/shift/noise invariance learned",
+                "polar": "exact flip and rotation invariance about the intensity centroid; shifts approximately",
+            }.get(name, "unknown")
             f_index = np.concatenate([fx.transform_images(np.ascontiguousarray(v)) for v in flip_views(train.images)]) if views == "flips" else f_t
             space_info[name] = {
                 "params": fx.get_params() if hasattr(fx, "get_params") else {},
                 "dim": int(f_t.shape[1]),
                 "views": views,
-                "invariance": (
-                    "exact flip invariance (averaged over flips); rotation/shift/noise invariance learned" if name == "domain"
-                    else ("flipped views of the training set indexed" if views == "flips" else "none (exact/near-exact copies only)")
-                ),
+                "invariance": invariance,
             }
             if hasattr(fx, "train_seconds_"):
                 space_info[name]["encoder_train_seconds"] = round(float(fx.train_seconds_), 3)
@@ -182,7 +187,7 @@ def audit_privacy(
                     train_feats=f_index, holdout_feats=f_h, synthetic_feats=f_s, train_patients=train.patient_id, space=name,
                     alpha=config.alpha, n_views=4 if views == "flips" else 1, carlini_k=config.carlini_k,
                     carlini_alpha=config.carlini_alpha, legacy_nndr=config.legacy_nndr, legacy_gu=config.legacy_gu,
-                    hist_bins=config.hist_bins, seed=seed, confidence=config.confidence,
+                    hist_bins=config.hist_bins, seed=seed, confidence=config.confidence, top_k=config.top_k_pairs,
                 )
                 res.copy_detection["space"] = space_info[name]
                 spaces[name] = res
@@ -192,6 +197,16 @@ def audit_privacy(
                     write_per_slice_csv(res.per_slice, art / f"per_slice_{name}.csv")
                     save_top_pairs(synthetic_images=np.asarray(synthetic.images), train_images=train.images, per_slice=res.per_slice,
                                    path=art / f"top_pairs_{name}.png", k=config.top_k_pairs, title=f"closest pairs, {name} space")
+    if config.copy_search and config.registered and "domain" in feats:
+        with steps("copy search registered"):
+            spaces["registered"] = _registered_space(train, holdout, synthetic, feats["domain"], config=config, seed=seed)
+            if art is not None:
+                from .pairs import save_top_pairs, write_per_slice_csv
+
+                res = spaces["registered"]
+                write_per_slice_csv(res.per_slice, art / "per_slice_registered.csv")
+                save_top_pairs(synthetic_images=np.asarray(synthetic.images), train_images=train.images, per_slice=res.per_slice,
+                               path=art / "top_pairs_registered.png", k=config.top_k_pairs, title="closest pairs, registered pixels")
     masks: dict = skipped("mask audit disabled (config.masks=False)")
     if config.masks:
         with steps("mask copy search"):
@@ -221,7 +236,7 @@ def audit_privacy(
             mia["domias"] = evaluate_attack(
                 "domias", scores=np.r_[s_t, s_h], member=member, groups=groups,
                 info={"threat_model": "black-box (synthetic data + reference real data)", "feature_space": dom,
-                      "density": f"Gaussian KDE, {config.domias_dims}-d PCA, {config.kde_k} nearest points"}, **ev)
+                      "kde": f"Gaussian KDE, {config.domias_dims}-d PCA, {config.kde_k} nearest points"}, **ev)
     _whitebox(mia, generator=generator, train=train, holdout=holdout, config=config, seed=seed, steps=steps, ev=ev)
     if shadow is None:
         for name in ("lira_online", "lira_offline"):
@@ -252,6 +267,35 @@ def audit_privacy(
         "artefacts": None if art is None else str(art),
     }
     return PrivacyResult(feature_spaces=spaces, masks=masks, mia=mia, info=info)
+
+
+def _registered_space(train, holdout, synthetic, dom_feats, *, config: AuditConfig, seed: int) -> CopyResult:
+    from .copies import detect_copies_with
+    from .registered import RegisteredSearcher
+
+    params = {"size": config.pixel_size or train.shape[-1], **config.registered_params}
+    rs = RegisteredSearcher(**params)
+    f_t, f_h, f_s = dom_feats
+    imgs = {"train": np.asarray(train.images), "holdout": np.asarray(holdout.images), "synthetic": np.asarray(synthetic.images)}
+    emb = {"train": f_t, "holdout": f_h, "synthetic": f_s}
+
+    def search(query, base, *, k, rows=None):
+        bi, be = imgs[base], emb[base]
+        if rows is not None:
+            bi, be = bi[rows], be[rows]
+        D, I = rs.search(imgs[query], emb[query], bi, be, k=min(k, len(bi)))
+        if rows is not None:
+            I = np.asarray(rows)[I]
+        return D, I
+
+    res = detect_copies_with(search, n_train=len(train), n_holdout=len(holdout), n_synthetic=len(synthetic),
+                             train_patients=train.patient_id, space="registered", views="flips x rotations x shifts",
+                             alpha=config.alpha, carlini_k=rs.k_candidates, carlini_alpha=config.carlini_alpha,
+                             legacy_nndr=config.legacy_nndr, legacy_gu=config.legacy_gu, hist_bins=config.hist_bins, seed=seed,
+                             confidence=config.confidence)
+    res.copy_detection["space"] = {"params": rs.get_params(), "invariance": "registration over flips, rotations, shifts; "
+                                   "candidates from the domain embedding", "carlini_note": f"Carlini ratio over the {rs.k_candidates} re-ranked candidates"}
+    return res
 
 
 def _timesteps(generator, default):

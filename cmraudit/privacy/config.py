@@ -34,6 +34,9 @@ class AuditConfig:
         ``audit_timesteps`` attribute.
     max_whitebox_slices: cap on slices scored by white-box attacks (members and non-members
         subsampled by patient, seeded) to bound generator evaluations.
+    registered / registered_params: add the "registered" space (pixel distance minimised over
+        flips × rotations × shifts, candidates from the domain embedding; see
+        cmraudit.privacy.registered) when the domain space is audited.
     top_k_pairs: closest synthetic–train pairs drawn into privacy/top_pairs_<space>.png.
     """
 
@@ -58,6 +61,8 @@ class AuditConfig:
     max_whitebox_slices: int = 2000
     top_k_pairs: int = 12
     domain_params: dict = field(default_factory=dict)
+    registered: bool = False
+    registered_params: dict = field(default_factory=dict)
     copy_search: bool = True
     masks: bool = True
 

@@ -63,6 +63,20 @@ def _distinct_neighbours(query: np.ndarray, index_vecs: SpaceIndex, *, k: int, f
     return D, I
 
 
+def corrected_rate(flagged: Estimate, fpr_bound: float) -> Estimate:
+    """Copy rate corrected for false positives (Rogan–Gladen with sensitivity 1).
+
+    The flagged share p overstates the copy share by the false-positive rate of novel images,
+    which calibration bounds by ``fpr_bound``: point = max(0, (p − f) / (1 − f)) with f the bound;
+    CI = [(lo − f)/(1 − f), hi] from the Wilson interval (lower end assumes the FPR is at its
+    bound, upper end that it is 0), clipped to [0, 1].
+    """
+    f = float(fpr_bound)
+    lo, hi = flagged.ci
+    adj = lambda p: min(1.0, max(0.0, (p - f) / (1 - f)))  # noqa: E731
+    return Estimate(value=adj(flagged.value), ci=(adj(lo), hi), n=flagged.n, unit=flagged.unit, method="wilson, fpr-corrected")
+
+
 def calibrated_threshold(holdout_d1: np.ndarray, *, alpha: float) -> tuple[float, float]:
     """(τ, alpha_effective): k-th smallest holdout→train distance, k = max(1, ⌊α(n+1)⌋)."""
     d = np.sort(np.asarray(holdout_d1, dtype=np.float64))
@@ -110,15 +124,8 @@ def detect_copies(
     synthetic_feats: np.ndarray,
     train_patients: np.ndarray,
     space: str,
-    alpha: float = 1e-3,
     n_views: int = 1,
-    carlini_k: int = 50,
-    carlini_alpha: float = 0.5,
-    legacy_nndr: float = 0.6,
-    legacy_gu: float = 1 / 3,
-    hist_bins: int = 30,
-    seed: int = 0,
-    confidence: float = 0.95,
+    **kwargs,
 ) -> CopyResult:
     """Copy detection from feature vectors.
 
@@ -127,12 +134,51 @@ def detect_copies(
     """
     train_feats = np.ascontiguousarray(train_feats, dtype=np.float32)
     n_train = len(train_feats) // n_views
-    train_patients = np.asarray(train_patients).astype(str)
     sidx = SpaceIndex(vectors=train_feats, n=n_train, views=n_views)
     fidx = build_index(train_feats)
+    queries = {"synthetic": synthetic_feats, "holdout": holdout_feats}
+
+    def search(query: str, base: str, *, k: int, rows=None):
+        if base == "holdout":
+            nb = knn(queries[query], holdout_feats, k=k)
+            return nb.distances, nb.indices
+        if rows is None:
+            return _distinct_neighbours(queries[query], sidx, k=k, faiss_index=fidx)
+        sub = np.concatenate([rows + v * n_train for v in range(n_views)])
+        return _distinct_neighbours(queries[query], SpaceIndex(train_feats[sub], len(rows), n_views), k=k)
+
+    return detect_copies_with(search, n_train=n_train, n_holdout=len(holdout_feats), n_synthetic=len(synthetic_feats),
+                              train_patients=train_patients, space=space, views=n_views, **kwargs)
+
+
+def detect_copies_with(
+    search,
+    *,
+    n_train: int,
+    n_holdout: int,
+    n_synthetic: int,
+    train_patients: np.ndarray,
+    space: str,
+    views=1,
+    alpha: float = 1e-3,
+    carlini_k: int = 50,
+    carlini_alpha: float = 0.5,
+    legacy_nndr: float = 0.6,
+    legacy_gu: float = 1 / 3,
+    hist_bins: int = 30,
+    seed: int = 0,
+    confidence: float = 0.95,
+    top_k: int = 12,
+) -> CopyResult:
+    """Copy detection given a nearest-neighbour function ``search(query, base, k=, rows=)``.
+
+    ``query`` is "synthetic" or "holdout", ``base`` "train" (optionally only training ``rows``)
+    or "holdout"; it returns (distances [Q, k] ascending, training/holdout indices [Q, k]).
+    """
+    train_patients = np.asarray(train_patients).astype(str)
     k = max(2, min(carlini_k, n_train))
-    d_syn, i_syn = _distinct_neighbours(synthetic_feats, sidx, k=k, faiss_index=fidx)
-    d_hol, _ = _distinct_neighbours(holdout_feats, sidx, k=k, faiss_index=fidx)
+    d_syn, i_syn = search("synthetic", "train", k=k)
+    d_hol, _ = search("holdout", "train", k=k)
     d1, d2 = d_syn[:, 0], d_syn[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         nndr = np.where(d2 > 0, d1 / d2, 0.0)
@@ -146,15 +192,15 @@ def detect_copies(
     uniq_train = np.unique(train_patients)
     copied = np.unique(nn_patient[is_copy])
     patients_copied = rate_estimate(len(copied), len(uniq_train), unit="patient", confidence=confidence)
-    copy_rate = rate_estimate(int(is_copy.sum()), n_syn, unit="slice", confidence=confidence)
+    flagged = rate_estimate(int(is_copy.sum()), n_syn, unit="slice", confidence=confidence)
+    copy_rate = corrected_rate(flagged, alpha_eff)
 
     # closer-to-train share (SDMetrics DCR overfitting protection): train subsampled to holdout size
     rng = np.random.default_rng(seed)
-    n_h = len(holdout_feats)
+    n_h = n_holdout
     pick = np.sort(rng.choice(n_train, size=min(n_train, n_h), replace=False))
-    sub_rows = np.concatenate([pick + v * n_train for v in range(n_views)])
-    d_to_sub = knn(synthetic_feats, train_feats[sub_rows], k=1).distances[:, 0]
-    d_to_hol = knn(synthetic_feats, holdout_feats, k=1).distances[:, 0]
+    d_to_sub = search("synthetic", "train", k=1, rows=pick)[0][:, 0]
+    d_to_hol = search("synthetic", "holdout", k=1)[0][:, 0]
     closer = int((d_to_sub < d_to_hol).sum())  # ties count as not closer
     p_share = closer / n_syn if n_syn else float("nan")
     binom_p = float(stats.binomtest(closer, n_syn, 0.5, alternative="greater").pvalue) if n_syn else float("nan")
@@ -176,9 +222,10 @@ def detect_copies(
         "alpha": float(alpha),
         "alpha_effective": float(alpha_eff),
         "n_holdout_calibration": int(n_h),
-        "views": n_views,
+        "views": views,
         "copy_rate": copy_rate,
-        "copy_rate_exceeds_alpha": bool(copy_rate.ci[0] > max(alpha, alpha_eff)),
+        "flagged_rate": flagged,
+        "copies_detected": bool(flagged.ci[0] > alpha_eff),
         "patients_copied": patients_copied,
         "closer_to_train_share": closer_est,
         "closer_to_train_pvalue": binom_p,
@@ -189,14 +236,19 @@ def detect_copies(
             "lpips_lt_0_05": skipped("LPIPS needs VGG backbone weights that are not available locally; not computed"),
         },
     }
+    order = np.argsort(d1, kind="stable")[: min(top_k, n_syn)]
+    copy_detection["top_pairs"] = [
+        {"synthetic_index": int(i), "train_index": int(nn_index[i]), "distance": float(d1[i]), "flagged": bool(is_copy[i])} for i in order
+    ]
     memorisation = {
         "d1_median": float(np.median(d1)) if n_syn else None,
         "holdout_d1_median": float(np.median(d_hol[:, 0])),
         "nndr_median": float(np.median(nndr)) if n_syn else None,
         "carlini_ratio_median": float(np.median(carlini)) if n_syn else None,
         "carlini_threshold": float(tau_c),
-        "carlini_flagged": rate_estimate(int((carlini < tau_c).sum()), n_syn, unit="slice", confidence=confidence),
-        "memorised_nndr_0_6": rate_estimate(int((nndr < legacy_nndr).sum()), n_syn, unit="slice", confidence=confidence),
+        "memorised_rate": rate_estimate(int((carlini < tau_c).sum()), n_syn, unit="slice", confidence=confidence),
+        "memorised_rate_meaning": "share of synthetic slices whose Carlini ratio is below its holdout-calibrated alpha-quantile",
+        "legacy_nndr_rate": rate_estimate(int((nndr < legacy_nndr).sum()), n_syn, unit="slice", confidence=confidence),
     }
     per_slice = {
         "d1": d1,

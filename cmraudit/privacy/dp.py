@@ -119,6 +119,13 @@ def fix_module(module: nn.Module) -> tuple[nn.Module, list[str]]:
     """
     from opacus.validators import ModuleValidator
 
+    leaky = _data_updated_buffers(module)
+    if leaky:
+        raise UsageError(
+            f"the network updates {', '.join(leaky)} from batch data outside the gradient (e.g. MONAI VQVAE's "
+            "EMAQuantizer codebook), which bypasses DP-SGD's clipping and noise; under --dp-epsilon use a "
+            "gradient-trained codebook or an AutoencoderKL"
+        )
     if not ModuleValidator.validate(module, strict=False):
         return module, []
     before = {n: type(m).__name__ for n, m in module.named_modules()}
@@ -134,6 +141,21 @@ def fix_module(module: nn.Module) -> tuple[nn.Module, list[str]]:
     return fixed, changes
 
 
+def _data_updated_buffers(module: nn.Module) -> list[str]:
+    """Sub-modules that change state from batch data without gradients (not covered by DP-SGD).
+
+    Opacus's validator does not see these: e.g. MONAI ``EMAQuantizer`` (VQ-VAE codebook as an EMA of the
+    batch encodings, buffers ``ema_cluster_size``/``ema_w``). BatchNorm running statistics are handled by
+    ``ModuleValidator.fix`` (replaced by GroupNorm), so they are not listed here.
+    """
+    out = []
+    for name, sub in module.named_modules():
+        own = [b for b, _ in sub.named_buffers(recurse=False)]
+        if type(sub).__name__ == "EMAQuantizer" or any(b.startswith("ema_") for b in own):
+            out.append(f"{name or type(sub).__name__} ({type(sub).__name__})")
+    return out
+
+
 def dp_mean(per_example_loss: torch.Tensor) -> torch.Tensor:
     """Batch mean that is 0 (not NaN) on an empty Poisson batch; use it as the loss to backprop."""
     return per_example_loss.sum() / max(int(per_example_loss.shape[0]), 1)
@@ -142,7 +164,8 @@ def dp_mean(per_example_loss: torch.Tensor) -> torch.Tensor:
 def multiplicity_loss(loss_fn: Callable[[Any], torch.Tensor], x: Any, *, k: int) -> torch.Tensor:
     """Per-example loss averaged over ``k`` independent calls of ``loss_fn(x)`` (DPDM noise multiplicity).
 
-    ``loss_fn`` must draw fresh timesteps/noise on each call and return a per-example loss [B].
+    ``loss_fn`` must draw fresh timesteps/noise on each call and return a per-example loss [B] or its
+    batch mean (averaging is linear, so both give the batch mean of the k-averaged per-example loss).
     Each call is a separate forward pass of the (Opacus-wrapped) network, so Opacus's hooks sum the
     per-sample gradients of the ``k`` terms into one per-example gradient — the gradient of the averaged
     loss — *before* clipping. The sensitivity (one clipped gradient per patient) is unchanged, the
@@ -218,15 +241,30 @@ class PrivateTraining:
             p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
         self.optimizer.step()
 
+    def step(self, batch_loss: Callable[[], torch.Tensor], *, empty: bool = False) -> float | None:
+        """One DP-SGD step: zero grads, ``K = dp.noise_multiplicity`` calls of ``batch_loss()`` (each a
+        forward pass of ``self.module`` returning the batch-mean loss with fresh timesteps/noise), backward,
+        per-patient clipping, noise, accounting, optimiser update. ``empty=True`` (no slice sampled) makes a
+        noise-only step. Returns the mean loss (None for an empty batch).
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        if empty:
+            self.noise_only_step()
+            return None
+        loss = multiplicity_loss(lambda _: batch_loss(), None, k=self.dp.noise_multiplicity)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def batch_indices(self, step: int) -> np.ndarray:
+        """Slice indices of global step ``step`` (pure function of (seed, step)); may be empty."""
+        return self.sampler.indices_for_step(step)
+
     def batches(self) -> Iterator[Any]:
-        """Exactly ``steps - steps_taken`` batches, re-iterating the loader (new epoch seed) as needed."""
-        remaining = self.steps - self.steps_taken
-        while remaining > 0:
-            for batch in self.data_loader:
-                yield batch
-                remaining -= 1
-                if remaining == 0:
-                    return
+        """The collated batches of steps ``steps_taken … steps − 1`` (resumes where the accountant stands)."""
+        dataset, collate = self.data_loader.dataset, self.data_loader.collate_fn
+        for step in range(self.steps_taken, self.steps):
+            yield collate([dataset[int(i)] for i in self.sampler.indices_for_step(step)])
 
     def budget(self, name: str) -> StageBudget:
         return StageBudget(
@@ -253,6 +291,12 @@ class PrivateTraining:
         self.privacy_engine.accountant.history = [(float(s), float(q), int(n)) for s, q, n in state["accountant_history"]]
         self.sampler.set_epoch(int(state["sampler_epoch"]))
 
+    def resume_at(self, step: int) -> None:
+        """Tell the accountant that ``step`` steps were already taken (same σ and q) before a resume."""
+        if not 0 <= int(step) <= self.steps:
+            raise UsageError(f"cannot resume DP training at step {step}: the noise was calibrated for {self.steps} steps")
+        self.privacy_engine.accountant.history = [(self.noise_multiplier, self.sample_rate, int(step))] if step else []
+
 
 def _planned_steps(*, n_patients: int, batch_size: float, epochs: float | None, steps: int | None) -> int:
     if (epochs is None) == (steps is None):
@@ -266,13 +310,27 @@ def _planned_steps(*, n_patients: int, batch_size: float, epochs: float | None, 
     return max(1, int(round(epochs * n_patients / batch_size)))
 
 
+class _Indices(torch.utils.data.Dataset):
+    """Stand-in dataset when the caller indexes its own data (``dataset=None``): item i is i."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return int(i)
+
+
 def make_private(*, module: nn.Module, optimizer: torch.optim.Optimizer, dataset, patient_ids: Sequence[Any],
                  dp: DPConfig, batch_size: float, seed: int, epochs: float | None = None, steps: int | None = None,
                  collate_fn: Callable | None = None, num_workers: int = 0,
                  grad_sample_mode: str = "hooks") -> PrivateTraining:
     """Wrap a training stage for patient-level DP-SGD (Opacus PrivacyEngine).
 
-    ``dataset[i]`` is slice i and ``patient_ids[i]`` its patient; ``batch_size`` is the *expected* number
+    ``dataset[i]`` is slice i and ``patient_ids[i]`` its patient (``dataset=None`` when the caller indexes
+    its own arrays with :meth:`PrivateTraining.batch_indices`); ``batch_size`` is the *expected* number
     of patients per step, so q = batch_size / n_patients; an epoch is n_patients / batch_size steps.
     σ is the smallest noise multiplier whose ε after the planned steps is ≤ ``dp.epsilon`` at
     ``dp.delta`` (Opacus ``get_noise_multiplier``). Opacus's own Poisson sampling is replaced by
@@ -286,6 +344,8 @@ def make_private(*, module: nn.Module, optimizer: torch.optim.Optimizer, dataset
     if not isinstance(dp, DPConfig) or not dp.enabled:
         raise UsageError(f"make_private needs a DPConfig with a finite --dp-epsilon; got {dp!r} (train without DP instead)")
     patient_ids = list(patient_ids)
+    if dataset is None:
+        dataset = _Indices(len(patient_ids))
     if len(patient_ids) != len(dataset):
         raise UsageError(f"make_private: {len(patient_ids)} patient_ids for {len(dataset)} slices; give one id per slice")
     n_patients = len(set(patient_ids))

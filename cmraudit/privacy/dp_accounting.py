@@ -16,7 +16,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from ..errors import UsageError
+from ..errors import PluginError, UsageError
 
 ACCOUNTANTS = ("prv", "rdp")
 
@@ -147,13 +147,17 @@ def _json_float(x: float | None):
 
 
 def compose_budget(stages: Sequence[StageBudget]) -> dict:
-    """The ``generator.dp`` block of report.json: per-stage budgets and the composed total.
+    """The ``generator.dp`` block of report.json: the composed total and the per-stage budgets.
+
+    Keys required by the report schema: ``epsilon`` (total ε), ``delta`` (total δ), ``accountant``;
+    also ``unit`` ("patient"), ``patient_level`` (True), ``per_stage`` (stage → ε), ``stages`` (stage →
+    ε, δ, σ, q, steps, C, K, …), ``composition``, ``basic_composition``, ``guarantee`` (text for the report).
 
     Stages that saw the same patients compose sequentially. Two valid bounds are computed at the same
     δ_total = Σ δ_i: (a) basic composition, ε_total = Σ ε_i; (b) when every stage used the same
-    accountant, that accountant over the joint history of all stages (tighter). ``epsilon_total`` is
-    the smaller of the two and ``composition`` says which one it is. A stage trained without DP makes
-    ``epsilon_total`` null: there is then no guarantee.
+    accountant, that accountant over the joint history of all stages (tighter). ``epsilon`` is the
+    smaller of the two and ``composition`` says which one it is. A stage trained on patient data without
+    DP voids the guarantee: that is a :class:`PluginError` (report ``generator.dp = null`` instead).
     """
     stages = list(stages)
     if not stages:
@@ -161,42 +165,40 @@ def compose_budget(stages: Sequence[StageBudget]) -> dict:
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise UsageError(f"compose_budget: duplicate stage names {names}; each stage must be named once")
+    open_ = [s.name for s in stages if not s.private]
+    if open_:
+        raise PluginError(
+            f"stage(s) {', '.join(open_)} were trained on patient data without DP, so the generator has no "
+            "differential-privacy guarantee; train every stage that sees patient data with DP "
+            "(or report generator.dp = null)"
+        )
+    delta_total = float(sum(s.delta for s in stages))
+    eps_basic = float(sum(s.epsilon for s in stages))
+    accountants = sorted({s.accountant for s in stages})
+    clip = {s.max_grad_norm for s in stages}
     block = {
+        "epsilon": eps_basic,
+        "delta": delta_total,
+        "accountant": accountants[0] if len(accountants) == 1 else "mixed:" + ",".join(accountants),
         "unit": "patient",
-        "accountant": None,
-        "epsilon_total": None,
-        "delta_total": None,
-        "composition": None,
-        "basic_composition": None,
+        "patient_level": True,
+        "composition": "basic (sum of per-stage ε and δ)",
+        "basic_composition": {"epsilon": eps_basic, "delta": delta_total},
+        "target_epsilon": _json_float(sum(s.target_epsilon for s in stages)) if all(
+            s.target_epsilon is not None for s in stages) else None,
+        "max_grad_norm": clip.pop() if len(clip) == 1 else None,
+        "per_stage": {s.name: float(s.epsilon) for s in stages},
         "stages": {s.name: s.to_dict() for s in stages},
         "guarantee": GUARANTEE_TEXT,
     }
-    if not all(s.private for s in stages):
-        open_ = [s.name for s in stages if not s.private]
-        block["composition"] = "none"
-        block["guarantee"] = (
-            f"No differential-privacy guarantee: stage(s) {', '.join(open_)} were trained on patient data "
-            "without DP, so the composed ε is unbounded. " + GUARANTEE_TEXT
-        )
-        return block
-    delta_total = float(sum(s.delta for s in stages))
-    eps_basic = float(sum(s.epsilon for s in stages))
-    accountants = {s.accountant for s in stages}
-    block["delta_total"] = delta_total
-    block["basic_composition"] = {"epsilon": eps_basic, "delta": delta_total}
-    block["epsilon_total"] = eps_basic
-    block["composition"] = "basic (sum of per-stage ε and δ)"
     if len(accountants) == 1:
-        acc = accountants.pop()
-        block["accountant"] = acc
+        acc = accountants[0]
         history = [(s.noise_multiplier, s.sample_rate, s.steps) for s in stages]
         eps_joint = _epsilon_of_history(history, delta=delta_total, accountant=acc)
         block["joint_accountant_epsilon"] = eps_joint
         if eps_joint <= eps_basic:
-            block["epsilon_total"] = eps_joint
+            block["epsilon"] = eps_joint
             block["composition"] = f"{acc} accountant over the joint history of all stages, at δ_total = Σ δ_i"
-    else:
-        block["accountant"] = "mixed:" + ",".join(sorted(accountants))
     return block
 
 

@@ -24,7 +24,8 @@ class PatientPoissonSampler(Sampler[list[int]]):
     patient_ids : one patient identifier per slice (index i of the dataset ↔ ``patient_ids[i]``).
     sample_rate : q, the probability that a given patient is in a step (0 < q ≤ 1).
     steps : number of batches per iteration over the sampler (``len(sampler)``).
-    seed : seeds every choice; the k-th ``iter()`` uses ``(seed, k)`` unless :meth:`set_epoch` is called.
+    seed : seeds every choice; step s draws from ``(seed, s)``; the k-th ``iter()`` yields steps
+        k·steps … (k+1)·steps − 1 unless :meth:`set_epoch` is called.
 
     Batch sizes vary (Binomial(n_patients, q)); an empty batch is possible and must still be an
     optimiser step (the noise is added anyway) for the accounting to hold.
@@ -68,17 +69,25 @@ class PatientPoissonSampler(Sampler[list[int]]):
         return self.steps
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next ``iter()`` use ``(seed, epoch)`` (e.g. when resuming from a checkpoint)."""
+        """Make the next ``iter()`` yield the steps of ``epoch`` (e.g. when resuming from a checkpoint)."""
         self.epoch = int(epoch)
 
+    def indices_for_step(self, step: int) -> np.ndarray:
+        """Slice indices of global step ``step``: a pure function of ``(seed, step)`` (stateless, resumable).
+
+        Every patient is included independently with probability q; one of its slices is drawn uniformly.
+        """
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 104729, int(step)])
+        chosen = np.flatnonzero(rng.random(self.n_patients) < self.sample_rate)
+        counts = self.counts[chosen]
+        within = np.minimum((rng.random(len(chosen)) * counts).astype(np.int64), counts - 1)
+        return self.slices_sorted[self.offsets[chosen] + within]
+
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        epoch = self.epoch
         self.epoch += 1
-        n = self.n_patients
-        for _ in range(self.steps):
-            chosen = np.flatnonzero(rng.random(n) < self.sample_rate)
-            within = np.minimum((rng.random(len(chosen)) * self.counts[chosen]).astype(np.int64), self.counts[chosen] - 1)
-            yield self.slices_sorted[self.offsets[chosen] + within].tolist()
+        for step in range(epoch * self.steps, (epoch + 1) * self.steps):
+            yield self.indices_for_step(step).tolist()
 
 
 def _empty_like(tree: Any) -> Any:

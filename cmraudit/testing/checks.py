@@ -257,6 +257,10 @@ def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | No
     if fit_kwargs is None:
         hook = getattr(cls, "conformance_fit_kwargs", None)
         fit_kwargs = dict(hook()) if callable(hook) else {}
+    tags = getattr(cls, "tags", None)
+    if getattr(tags, "needs_reference_data", False) and "reference" not in fit_kwargs:
+        size = int(params.get("image_size") or 32)
+        fit_kwargs["reference"] = make_toy_dataset(n_patients=4, slices=4, size=size, seed=seed + 1, id_prefix="ref")
     return CheckContext(cls=cls, params=params, fit_kwargs=fit_kwargs, seed=seed)
 
 

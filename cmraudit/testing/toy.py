@@ -16,7 +16,7 @@ LABEL_MEANS = (-0.4, 0.5, -0.8, 0.8)
 
 
 def make_toy_dataset(*, n_patients: int = 6, slices: int = 4, size: int = 32, vendors: str = "AB", seed: int = 0,
-                     noise: float = 0.05) -> Dataset:
+                     noise: float = 0.05, id_prefix: str = "toy") -> Dataset:
     """``n_patients × slices`` slices of ``size``² px; vendor k shifts the background brightness by 0.15·k."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -38,7 +38,7 @@ def make_toy_dataset(*, n_patients: int = 6, slices: int = 4, size: int = 32, ve
             img = np.take(np.array(LABEL_MEANS) + np.array([vshift, 0, 0, 0]), m) + rng.normal(0, noise, (size, size))
             images.append(np.clip(img, -1, 1).astype(np.float32))
             masks.append(m)
-            pids.append(f"toy{p:03d}")
+            pids.append(f"{id_prefix}{p:03d}")
             vend.append(v)
             sl.append(s)
     n = len(images)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.dataset import STRUCTURES, Dataset
 from ..errors import DataError, UsageError
-from ..estimates import Estimate, patient_bootstrap, skipped
+from ..estimates import Estimate, skipped
 from .metrics import PatientScores, missed_penalty_mm, score_segmentation
 from .segmentation import PRESETS, Segmenter
 
@@ -62,13 +62,28 @@ class UtilityResult:
         }
 
 
+def bootstrap_mean_ci(sums: np.ndarray, counts: np.ndarray, *, seed: int, n_resamples: int = 1000,
+                      confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of a slice mean under resampling of patients (vectorised patient bootstrap).
+
+    ``sums`` / ``counts``: per patient, the sum of slice values and the number of slices
+    (one value per patient: counts all 1). Same statistic as
+    :func:`cmraudit.estimates.patient_bootstrap` with ``mean`` over the resampled slices.
+    """
+    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(sums), size=(n_resamples, len(sums)))
+    stats = sums[idx].sum(1) / counts[idx].sum(1)
+    a = (1 - confidence) / 2
+    return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+
+
 def _boot(values: np.ndarray, *, seed: int, unit_name: str) -> dict:
     ok = np.isfinite(values)
     if not ok.any():
         return skipped("structure not annotated / not present in any test patient")
     v = values[ok]
-    groups = np.arange(len(v))  # one row per patient already
-    ci = patient_bootstrap(lambda idx: float(v[idx].mean()), groups, n_resamples=1000, seed=seed)
+    ci = bootstrap_mean_ci(v, np.ones(len(v)), seed=seed)
     d = Estimate(value=float(v.mean()), ci=ci, n=int(len(v)), unit="patient", method="patient-bootstrap").to_dict()
     if unit_name:
         d["unit_of_value"] = unit_name
@@ -79,7 +94,7 @@ def summarise_scores(scores: PatientScores, *, seed: int) -> dict:
     """Per-structure Estimates (patient bootstrap) of Dice, IoU, HD95, ASD and the mean Dice over structures."""
     out: dict = {}
     for key, attr in _METRICS:
-        arr = getattr(scores, attr if attr != "hd95_mm" and attr != "asd_mm" else attr)
+        arr = getattr(scores, attr)
         unit = "mm" if key.endswith("_mm") else ""
         out[key] = {s: _boot(arr[:, i], seed=seed, unit_name=unit) for i, s in enumerate(STRUCTURES)}
     with np.errstate(all="ignore"):
@@ -186,6 +201,13 @@ def evaluate_utility(
         real_model=real_model, progress=progress, seg_params=segmenter_params, timings=timings)
     test_info = {"patients": int(len(np.unique(test.patient_id.astype(str)))), "slices": int(len(test))}
     return UtilityResult(out, cv, test_info, preset, float(mix_ratio), penalty, spacing_assumed, timings)
+
+
+def utility_stage(ctx) -> dict:
+    """``cmraudit run`` stage: the three regimes (+ cross-vendor) scored on the real test patients."""
+    preset = "paper" if getattr(ctx.config, "preset", "quick") == "paper" else "quick"
+    return evaluate_utility(train=ctx.train, synthetic=ctx.synthetic, test=ctx.test, seed=ctx.seed, preset=preset,
+                            progress=ctx.progress, device=ctx.device).to_dict()
 
 
 def _cross_vendor(*, train, synthetic, test, seed, preset, mix_ratio, real_model, progress, seg_params, timings) -> dict:

@@ -3,9 +3,9 @@
 :class:`Segmenter` is an sklearn-style estimator: ``__init__`` stores parameters, ``fit``
 returns self, fitted state ends in ``_``. Presets:
 
-- ``quick`` — CPU-friendly: DynUNet filters (16, 32, 64, 128), 3 stride-2 levels, batch 16,
-  AdamW 3e-3 with cosine decay, ``iterations`` = 250, random flips. Reaches Dice ≈ 0.85–0.9 on
-  the 64² phantom in well under a minute on 2 cores.
+- ``quick`` — CPU-friendly: DynUNet filters (16, 32, 64, 128), 3 stride-2 levels, batch 8,
+  AdamW 1e-2 with cosine decay, 200 iterations, no augmentation. Reaches mean Dice ≈ 0.93 on
+  held-out patients of the 64² phantom (≈ 15–25 s on 2 idle cores).
 - ``paper`` — filters (32, 64, 128, 256, 320), 4 levels, batch 16, 4000 iterations, flips.
 
 Loss: MONAI ``DiceCELoss`` (softmax, one-hot target) when every training slice annotates all
@@ -35,7 +35,7 @@ class SegmentationPreset:
 
 
 PRESETS = {
-    "quick": SegmentationPreset(filters=(16, 32, 64, 128), iterations=250, batch_size=16, lr=3e-3),
+    "quick": SegmentationPreset(filters=(16, 32, 64, 128), iterations=200, batch_size=8, lr=1e-2, flips=False),
     "paper": SegmentationPreset(filters=(32, 64, 128, 256, 320), iterations=4000, batch_size=16, lr=1e-3),
 }
 

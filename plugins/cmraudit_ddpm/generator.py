@@ -30,7 +30,7 @@ IMAGE_DEFAULTS = {
 
 PRESETS = {
     "micro": {"channels": (8, 16), "attention_levels": (False, False), "norm_num_groups": 8, "num_head_channels": 8, "steps": 6},
-    "quick": {**IMAGE_DEFAULTS, "steps": 500},
+    "quick": {**IMAGE_DEFAULTS, "steps": 400},
     "paper": {"channels": (64, 128, 256, 512), "attention_levels": (False, False, True, True), "num_res_blocks": 2,
               "norm_num_groups": 32, "num_head_channels": 32, "steps": None, "epochs": 400},
 }

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cmraudit.errors import UsageError
+from cmraudit.errors import PluginError, UsageError
 from cmraudit.generators.base import GeneratorTags
 from cmraudit.privacy.dp import (
     DPConfig,
@@ -71,11 +71,17 @@ def test_compose_single_stage_is_its_own_budget():
     s = _stage("image_model")
     block = compose_budget([s])
     assert block["unit"] == "patient"
-    assert block["epsilon_total"] == pytest.approx(s.epsilon, rel=1e-9)
-    assert block["delta_total"] == s.delta
+    assert block["epsilon"] == pytest.approx(s.epsilon, rel=1e-9)
+    assert block["delta"] == s.delta and block["accountant"] == "rdp" and block["patient_level"] is True
+    assert block["per_stage"] == {"image_model": pytest.approx(s.epsilon)}
     assert block["stages"]["image_model"]["steps"] == 500
     assert block["stages"]["image_model"]["sample_rate"] == 0.05
     json.dumps(block, allow_nan=False)
+    # The block satisfies the report schema's generator.dp contract.
+    from cmraudit.report.schema import DP_REQUIRED
+
+    for key, typ in DP_REQUIRED.items():
+        assert isinstance(block[key], typ), key
 
 
 def test_compose_two_stages_joint_accountant_beats_sum():
@@ -83,9 +89,10 @@ def test_compose_two_stages_joint_accountant_beats_sum():
     block = compose_budget([a, b])
     # Same sigma and q: the joint history equals one run of 2x the steps, at delta_total = sum of deltas.
     joint = compute_epsilon(noise_multiplier=1.2, sample_rate=0.05, steps=1000, delta=1e-5, accountant="rdp")
-    assert block["delta_total"] == pytest.approx(1e-5)
-    assert block["epsilon_total"] == pytest.approx(joint, rel=1e-9)
-    assert block["epsilon_total"] < a.epsilon + b.epsilon == pytest.approx(block["basic_composition"]["epsilon"])
+    assert block["delta"] == pytest.approx(1e-5)
+    assert block["epsilon"] == pytest.approx(joint, rel=1e-9)
+    assert block["epsilon"] < a.epsilon + b.epsilon == pytest.approx(block["basic_composition"]["epsilon"])
+    assert block["target_epsilon"] == 8.0
     assert block["composition"].startswith("rdp accountant")
     assert set(block["stages"]) == {"mask_model", "image_model"}
 
@@ -93,16 +100,14 @@ def test_compose_two_stages_joint_accountant_beats_sum():
 def test_compose_mixed_accountants_falls_back_to_basic():
     a, b = _stage("mask_model", acc="rdp"), _stage("image_model", acc="prv")
     block = compose_budget([a, b])
-    assert block["epsilon_total"] == pytest.approx(a.epsilon + b.epsilon)
+    assert block["epsilon"] == pytest.approx(a.epsilon + b.epsilon)
     assert block["composition"].startswith("basic")
 
 
-def test_compose_with_non_private_stage_gives_no_guarantee():
-    block = compose_budget([_stage("image_model"), StageBudget.non_private("autoencoder")])
-    assert block["epsilon_total"] is None
-    assert "No differential-privacy guarantee" in block["guarantee"] and "autoencoder" in block["guarantee"]
-    assert block["stages"]["autoencoder"]["epsilon"] is None
-    json.dumps(block, allow_nan=False)
+def test_compose_with_non_private_stage_is_refused():
+    with pytest.raises(PluginError, match="autoencoder.*without DP"):
+        compose_budget([_stage("image_model"), StageBudget.non_private("autoencoder")])
+    assert StageBudget.non_private("autoencoder").to_dict()["epsilon"] is None  # JSON-safe, no inf
     with pytest.raises(UsageError, match="duplicate"):
         compose_budget([_stage("x"), _stage("x")])
 

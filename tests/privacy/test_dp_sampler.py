@@ -68,6 +68,8 @@ def test_seeded_and_fresh_each_epoch():
     assert first != second  # a new epoch draws new batches
     s.set_epoch(1)
     assert list(s) == second  # resumable
+    # Stateless: step 25 of the sampler is the 6th batch of the second epoch.
+    assert s.indices_for_step(25).tolist() == second[5]
     assert list(PatientPoissonSampler(ids, sample_rate=0.3, steps=20, seed=6)) != a
 
 

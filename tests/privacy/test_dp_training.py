@@ -105,7 +105,7 @@ def test_micro_diffusion_training_under_patient_level_dp():
         loss = dp_mean(multiplicity_loss(diffusion_loss(pt.module, gen), (x, cond), k=dp.noise_multiplicity))
         loss.backward()
         pt.optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses and all(np.isfinite(losses))
     assert pt.steps_taken == pt.steps == 3
     pt.check_budget()
@@ -235,6 +235,14 @@ def test_resume_restores_accountant_and_sampler():
     assert b.steps_taken == a.steps_taken == 7
     assert b.epsilon_spent() == pytest.approx(a.epsilon_spent())
     assert list(iter(b.sampler)) == list(iter(a.sampler))  # sampler continues at the same epoch
+    nxt_a, nxt_b = next(a.batches()), next(b.batches())  # both continue at step 7
+    assert torch.equal(nxt_a[0], nxt_b[0])
+    np.testing.assert_array_equal(b.batch_indices(7), a.batch_indices(7))
+    c = build()
+    c.resume_at(7)
+    assert c.epsilon_spent() == pytest.approx(a.epsilon_spent())
+    with pytest.raises(UsageError, match="calibrated for 12"):
+        c.resume_at(13)
     state["noise_multiplier"] *= 2
     with pytest.raises(UsageError, match="cannot resume"):
         b.load_state_dict(state)
@@ -253,3 +261,45 @@ def test_make_private_rejects_bad_setups():
         make_private(patient_ids=list(range(10)), dp=DPConfig(epsilon=1.0, delta=0.2), batch_size=2, **kw)
     with pytest.raises(UsageError, match="batch_size"):
         make_private(patient_ids=list(range(10)), dp=DPConfig(epsilon=1.0, delta=1e-3), batch_size=20, **kw)
+
+
+def test_loop_style_usage_with_indices_and_step():
+    """How the shared training loop drives it: own arrays, dataset=None, batch_indices(step), pt.step(...)."""
+    torch.manual_seed(0)
+    data = torch.randn(40, 8)
+    pids = [f"P{i % 10}" for i in range(40)]  # 10 patients, interleaved slices
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.SiLU(), torch.nn.Linear(16, 8))
+    pt = make_private(module=net, optimizer=torch.optim.AdamW(net.parameters(), lr=1e-2), dataset=None, patient_ids=pids,
+                      dp=DPConfig(epsilon=4.0, delta=1e-3, accountant="rdp", noise_multiplicity=3), batch_size=3,
+                      steps=8, seed=2)
+    calls = []
+
+    def step_loss(model, idx, gen):  # the loop's signature: batch-mean loss over idx, randomness from gen
+        calls.append(len(idx))
+        x = data[torch.as_tensor(idx)]
+        noise = torch.randn(x.shape, generator=gen)
+        return (model(x + noise) - x).pow(2).mean()
+
+    losses = []
+    for step in range(pt.steps):
+        idx = pt.batch_indices(step)
+        assert len(set(np.asarray(pids)[idx])) == len(idx)
+        gen = torch.Generator().manual_seed(step)
+        loss = pt.step(lambda: step_loss(pt.module, idx, gen), empty=len(idx) == 0)
+        if loss is not None:
+            losses.append(loss)
+    assert pt.steps_taken == 8 and 0 < pt.epsilon_spent() <= 4.0
+    assert len(calls) == 3 * len(losses)  # K = 3 forward passes per non-empty step
+    assert all(np.isfinite(losses))
+
+
+def test_ema_codebook_is_refused_under_dp():
+    """MONAI's VQVAE updates its codebook from batch encodings (EMA): no clipping, no noise -> refused."""
+    vq = monai_nets.VQVAE(spatial_dims=2, in_channels=1, out_channels=1, channels=(8, 16), num_res_channels=(8, 16),
+                          num_res_layers=1, downsample_parameters=((2, 4, 1, 1), (2, 4, 1, 1)),
+                          upsample_parameters=((2, 4, 1, 1, 0), (2, 4, 1, 1, 0)), num_embeddings=16, embedding_dim=4)
+    with pytest.raises(UsageError, match="EMAQuantizer"):
+        fix_module(vq)
+    kl = monai_nets.AutoencoderKL(spatial_dims=2, in_channels=1, out_channels=1, channels=(8, 16), latent_channels=4,
+                                  num_res_blocks=1, norm_num_groups=8, attention_levels=(False, False))
+    assert fix_module(kl) == (kl, [])

@@ -1,0 +1,61 @@
+"""Core pieces: augmentation keeps image/mask aligned, one-hot encoding, mask model, presets, registry-free loading."""
+import numpy as np
+import pytest
+import torch
+
+from cmraudit.errors import CheckpointError, UsageError
+from cmraudit.generators.augment import flip_rotate
+from cmraudit.generators.checkpoint import load_generator, write_json_atomic
+from cmraudit.generators.diffusion import NoiseSpec, UNetSpec, onehot
+from cmraudit.generators.mask_model import MaskDiffusion
+from cmraudit.generators.presets import resolve_preset
+from cmraudit.generators.training import TrainConfig
+from cmraudit.testing import make_toy_dataset
+
+
+def test_onehot_roundtrip():
+    m = np.random.default_rng(0).integers(0, 4, (3, 8, 8)).astype(np.uint8)
+    oh = onehot(m)
+    assert oh.shape == (3, 4, 8, 8) and set(torch.unique(oh).tolist()) == {-1.0, 1.0}
+    assert np.array_equal(oh.argmax(1).numpy(), m)
+
+
+def test_flip_rotate_keeps_alignment_and_onehot():
+    ds = make_toy_dataset(n_patients=2, slices=2, size=32)
+    img = torch.from_numpy(np.array(ds.images))[:, None]
+    img = torch.where(onehot(ds.masks)[:, 3:4] > 0, 1.0, -1.0)  # image = LV indicator
+    oh = onehot(ds.masks)
+    a_img, a_oh = flip_rotate([img, oh], generator=torch.Generator().manual_seed(0), modes=["bilinear", "nearest"])
+    assert torch.equal((a_oh > 0).sum(1), torch.ones(4, 32, 32, dtype=torch.long))  # still one label per pixel
+    lv = a_oh[:, 3] > 0
+    assert ((a_img[:, 0] > 0) == lv).float().mean() > 0.97  # the image moved with its mask
+    assert not torch.equal(a_oh, oh)
+    same = flip_rotate([oh], generator=torch.Generator().manual_seed(0), max_degrees=0.0, modes=["nearest"])[0]
+    assert torch.equal(same.abs(), oh.abs())
+
+
+def test_mask_model_samples_label_maps():
+    ds = make_toy_dataset(n_patients=2, slices=2, size=16)
+    mm = MaskDiffusion(unet=UNetSpec((8, 16), (False, False), 1, 8, 8), noise=NoiseSpec(), train=TrainConfig(steps=3, batch_size=4),
+                       sampler="ddim", sampling_steps=3)
+    with pytest.raises(UsageError):
+        mm.sample(2, shape=(16, 16), seed=0, device=torch.device("cpu"))
+    mm.fit(np.asarray(ds.masks), seed=0, device=torch.device("cpu"), progress=False)
+    out = mm.sample(5, shape=(16, 16), seed=0, device=torch.device("cpu"), batch_size=2)
+    assert out.shape == (5, 16, 16) and out.dtype == np.uint8 and out.max() <= 3
+    assert np.array_equal(out, mm.sample(5, shape=(16, 16), seed=0, device=torch.device("cpu"), batch_size=2))
+
+
+def test_spec_problems_collected():
+    assert UNetSpec((8, 12), (False,), 0, 8, 8).problems() and len(UNetSpec((8, 12), (False,), 0, 8, 8).problems()) == 3
+    assert NoiseSpec(schedule="weird", beta_start=0.1, beta_end=0.01).problems()
+    with pytest.raises(UsageError, match="unknown preset"):
+        resolve_preset("fast")
+
+
+def test_load_generator_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_generator(tmp_path)
+    write_json_atomic(tmp_path / "config.json", {"format": "cmraudit-generator", "format_version": 1})
+    with pytest.raises(CheckpointError, match="names no generator"):
+        load_generator(tmp_path)

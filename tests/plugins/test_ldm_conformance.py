@@ -1,0 +1,8 @@
+"""The LDM plugin passes the public conformance suite (micro config, CPU, seconds)."""
+from cmraudit.testing import parametrize_with_checks
+from cmraudit_ldm import LDMGenerator
+
+
+@parametrize_with_checks([LDMGenerator])
+def test_ldm_conformance(check):
+    check()
