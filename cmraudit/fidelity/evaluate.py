@@ -80,6 +80,29 @@ class _Skip(Exception):
     pass
 
 
+class _Steps:
+    """A transient rich progress bar over the fidelity steps (no output when disabled)."""
+
+    def __init__(self, total: int, *, enabled: bool):
+        self._p = None
+        if enabled:
+            from rich.progress import Progress
+
+            self._p = Progress(transient=True)
+            self._p.start()
+            self._task = self._p.add_task("fidelity", total=total)
+            self._started = False
+
+    def step(self, description: str) -> None:
+        if self._p is not None:
+            self._p.update(self._task, advance=1 if self._started else 0, description=description)
+            self._started = True
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
 def distribution_metrics(real_f: np.ndarray, syn_f: np.ndarray, *, seed: int, nearest_k: int = 5,
                          kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
     """FD, KID and PRDC on one feature space (see the modules for definitions and units)."""
@@ -89,6 +112,9 @@ def distribution_metrics(real_f: np.ndarray, syn_f: np.ndarray, *, seed: int, ne
     syn_f = np.asarray(syn_f, dtype=np.float64)
     n_r, n_s = len(real_f), len(syn_f)
     out: dict = {"n_real": n_r, "n_synthetic": n_s, "dim": int(real_f.shape[1])}
+    if min(n_r, n_s) < 2:
+        reason = f"distribution metrics need ≥ 2 slices per set, got {n_r} real and {n_s} synthetic"
+        return {**out, **{k: skipped(reason) for k in ("frechet_distance", "kid", "precision", "recall", "density", "coverage")}}
     out["frechet_distance"] = Estimate(value=compute_frechet_distance(real_f, syn_f), ci=None, n=min(n_r, n_s), unit="slice").to_dict()
     if min(n_r, n_s) >= 4:
         kid = compute_kid(real_f, syn_f, n_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
@@ -203,28 +229,37 @@ def evaluate_fidelity(
         raise DataError(f"real slices are {tuple(real.shape)} but synthetic ones {tuple(synthetic.shape)}; prepare both at one size")
     timings: dict = {}
     dist: dict = {}
-    for space in features:
+    bar = _Steps(len(features) + 3, enabled=progress)
+    try:
+        for space in features:
+            bar.step(f"fidelity: {space} features")
+            t0 = time.perf_counter()
+            try:
+                # progress=False inside: only one rich live display may be active at a time
+                fr, fs, info = _features(space, real=real, synthetic=synthetic, pool=pool, extractors=extractors, seed=seed,
+                                         progress=False, pixel_size=pixel_size)
+            except _Skip as e:
+                dist[space] = skipped(str(e))
+                continue
+            dist[space] = distribution_metrics(fr, fs, seed=seed)
+            if info:
+                dist[space]["features"] = info
+            timings[f"distribution.{space}"] = time.perf_counter() - t0
+        bar.step("fidelity: paired metrics")
         t0 = time.perf_counter()
-        try:
-            fr, fs, info = _features(space, real=real, synthetic=synthetic, pool=pool, extractors=extractors, seed=seed, progress=progress,
-                                  pixel_size=pixel_size)
-        except _Skip as e:
-            dist[space] = skipped(str(e))
-            continue
-        dist[space] = distribution_metrics(fr, fs, seed=seed)
-        if info:
-            dist[space]["features"] = info
-        timings[f"distribution.{space}"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if paired is None:
-        pm = skipped("no paired set (images generated from the real test masks) was given")
-    else:
-        pm = paired_metrics(real=_paired_rows(real, paired), paired=paired, seed=seed, lpips_weights=lpips_weights)
-    timings["paired"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    div = evaluate_diversity(real=real, synthetic=synthetic, n_pairs=diversity_pairs, seed=seed)
-    timings["diversity"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    mp = evaluate_mask_plausibility(real=real, synthetic=synthetic)
-    timings["mask_plausibility"] = time.perf_counter() - t0
+        if paired is None:
+            pm = skipped("no paired set (images generated from the real test masks) was given")
+        else:
+            pm = paired_metrics(real=_paired_rows(real, paired), paired=paired, seed=seed, lpips_weights=lpips_weights)
+        timings["paired"] = time.perf_counter() - t0
+        bar.step("fidelity: diversity")
+        t0 = time.perf_counter()
+        div = evaluate_diversity(real=real, synthetic=synthetic, n_pairs=diversity_pairs, seed=seed)
+        timings["diversity"] = time.perf_counter() - t0
+        bar.step("fidelity: mask plausibility")
+        t0 = time.perf_counter()
+        mp = evaluate_mask_plausibility(real=real, synthetic=synthetic)
+        timings["mask_plausibility"] = time.perf_counter() - t0
+    finally:
+        bar.close()
     return FidelityResult(distribution=dist, paired=pm, diversity=div, mask_plausibility=mp, timings_s=timings)

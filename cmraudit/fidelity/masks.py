@@ -4,11 +4,15 @@ Per slice (labels 1 RV, 2 MYO, 3 LV):
 
 - ``one_component[S]`` — a structure S that is present forms exactly one 8-connected component;
   rate over slices where S is present;
-- ``myo_closed_around_lv`` — LV present and every LV pixel lies inside the hole-filled MYO
-  (the myocardium is a closed ring around the cavity); rate over slices with an LV;
+- ``myo_closed_around_lv`` — LV present and ≥ 95 % of its pixels lie inside the hole-filled MYO
+  (the myocardium is a closed ring around the cavity; the 5 % tolerance absorbs contour
+  rasterisation — an open ring leaves the whole cavity outside); rate over slices with an LV;
 - ``rv_adjacent_to_myo`` — RV present and within ``adjacency_px`` (default 2) pixels of the
   MYO; rate over slices with an RV;
 - ``all_checks`` — share of slices passing every applicable check.
+
+A check that needs a structure not annotated on the slice (``Dataset.annotated``; e.g. no RV in
+Sunnybrook) is not applicable there: unknown is not absent.
 
 Rates carry Wilson 95 % intervals (unit slice). Apical/basal real slices can legitimately fail
 a check (open ring at the outflow tract), so compare the synthetic rate with the real one.
@@ -45,9 +49,13 @@ class MaskChecks:
         return np.all((cols == 1) | (cols == -1), axis=1)
 
 
-def check_masks(masks: np.ndarray, spacing_mm: np.ndarray | None = None, *, adjacency_px: int = 2) -> MaskChecks:
+def check_masks(masks: np.ndarray, spacing_mm: np.ndarray | None = None, *, annotated: np.ndarray | None = None,
+                adjacency_px: int = 2, closed_tolerance: float = 0.05) -> MaskChecks:
+    """Per-slice checks; a check needing a structure that is not annotated on a slice is not applicable (-1)."""
     masks = np.asarray(masks)
     n = len(masks)
+    ann = np.full(n, 7, np.int64) if annotated is None else np.asarray(annotated, dtype=np.int64)
+    has = {s: (ann & b) > 0 for s, b in (("RV", 1), ("MYO", 2), ("LV", 4))}
     sp = np.ones((n, 2)) if spacing_mm is None else np.asarray(spacing_mm, float).reshape(n, 2)
     sp = np.where(np.isfinite(sp), sp, 1.0)
     one = np.full((n, 3), -1, np.int8)
@@ -60,12 +68,13 @@ def check_masks(masks: np.ndarray, spacing_mm: np.ndarray | None = None, *, adja
             region = m == s + 1
             cnt = int(region.sum())
             areas[k, s] = cnt * sp[k, 0] * sp[k, 1]
-            if cnt:
+            if cnt and has[STRUCTURES[s]][k]:
                 one[k, s] = int(ndimage.label(region, structure=_EIGHT)[1] == 1)
         lv, myo, rv = m == 3, m == 2, m == 1
-        if lv.any():
-            closed[k] = int(myo.any() and not (lv & ~ndimage.binary_fill_holes(myo)).any())
-        if rv.any():
+        if lv.any() and has["LV"][k] and has["MYO"][k]:
+            outside = (lv & ~ndimage.binary_fill_holes(myo)).sum() / lv.sum()
+            closed[k] = int(myo.any() and outside <= closed_tolerance)
+        if rv.any() and has["RV"][k] and has["MYO"][k]:
             near = ndimage.binary_dilation(rv, structure=_EIGHT, iterations=adjacency_px)
             adj[k] = int((near & myo).any())
     return MaskChecks(one, closed, adj, areas)
@@ -109,8 +118,8 @@ def _ratio(a: np.ndarray, num: int, den: int) -> np.ndarray:
 
 def evaluate_mask_plausibility(*, real, synthetic, spacing_known: bool | None = None) -> dict:
     """The report's ``mask_plausibility`` block for two Datasets (their masks and spacing)."""
-    cr = check_masks(real.masks, real.spacing_mm)
-    cs = check_masks(synthetic.masks, synthetic.spacing_mm)
+    cr = check_masks(real.masks, real.spacing_mm, annotated=real.annotated)
+    cs = check_masks(synthetic.masks, synthetic.spacing_mm, annotated=synthetic.annotated)
     if spacing_known is None:
         spacing_known = bool(np.isfinite(real.spacing_mm).all() and np.isfinite(synthetic.spacing_mm).all())
     unit = "mm2" if spacing_known else "px2"

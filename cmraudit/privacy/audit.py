@@ -132,7 +132,7 @@ def audit_privacy(
     holdout: Dataset,
     synthetic: Dataset,
     generator=None,
-    features: Sequence = ("pixel", "domain", "polar"),
+    features: Sequence = ("pixel", "domain"),
     seed: int,
     config: AuditConfig | None = None,
     out_dir=None,
@@ -197,7 +197,10 @@ def audit_privacy(
                     write_per_slice_csv(res.per_slice, art / f"per_slice_{name}.csv")
                     save_top_pairs(synthetic_images=np.asarray(synthetic.images), train_images=train.images, per_slice=res.per_slice,
                                    path=art / f"top_pairs_{name}.png", k=config.top_k_pairs, title=f"closest pairs, {name} space")
-    if config.copy_search and config.registered and "domain" in feats:
+    use_registered = config.registered
+    if use_registered is None:  # auto: on while the registered search stays cheap
+        use_registered = len(synthetic) + len(holdout) <= config.registered_max_queries
+    if config.copy_search and use_registered and "domain" in feats:
         with steps("copy search registered"):
             spaces["registered"] = _registered_space(train, holdout, synthetic, feats["domain"], config=config, seed=seed)
             if art is not None:

@@ -36,7 +36,9 @@ class AuditConfig:
         subsampled by patient, seeded) to bound generator evaluations.
     registered / registered_params: add the "registered" space (pixel distance minimised over
         flips × rotations × shifts, candidates from the domain embedding; see
-        cmraudit.privacy.registered) when the domain space is audited.
+        cmraudit.privacy.registered) when the domain space is audited. None (auto): on when
+        synthetic + holdout slices ≤ registered_max_queries (its cost is ~10 ms per query slice
+        on 2 cores at 32²); True / False force it.
     top_k_pairs: closest synthetic–train pairs drawn into privacy/top_pairs_<space>.png.
     """
 
@@ -61,7 +63,8 @@ class AuditConfig:
     max_whitebox_slices: int = 2000
     top_k_pairs: int = 12
     domain_params: dict = field(default_factory=dict)
-    registered: bool = False
+    registered: bool | None = None
+    registered_max_queries: int = 4000
     registered_params: dict = field(default_factory=dict)
     copy_search: bool = True
     masks: bool = True

@@ -63,18 +63,28 @@ def _distinct_neighbours(query: np.ndarray, index_vecs: SpaceIndex, *, k: int, f
     return D, I
 
 
-def corrected_rate(flagged: Estimate, fpr_bound: float) -> Estimate:
+def corrected_rate(flagged: Estimate, fpr_point: float, fpr_upper: float | None = None) -> Estimate:
     """Copy rate corrected for false positives (Rogan–Gladen with sensitivity 1).
 
-    The flagged share p overstates the copy share by the false-positive rate of novel images,
-    which calibration bounds by ``fpr_bound``: point = max(0, (p − f) / (1 − f)) with f the bound;
-    CI = [(lo − f)/(1 − f), hi] from the Wilson interval (lower end assumes the FPR is at its
-    bound, upper end that it is 0), clipped to [0, 1].
+    The flagged share p overstates the copy share by the false-positive rate f of novel images.
+    Point: max(0, (p − f)/(1 − f)) with f = ``fpr_point`` (the expected FPR of the calibrated
+    threshold, k/(n+1)). CI: [(lo − f_u)/(1 − f_u), hi] from the Wilson interval [lo, hi], where
+    f_u = ``fpr_upper`` (upper quantile of the threshold's FPR, default f) — the lower end assumes
+    a false-positive rate at its upper bound, the upper end a rate of 0; clipped to [0, 1].
     """
-    f = float(fpr_bound)
+    f = float(fpr_point)
+    fu = f if fpr_upper is None else float(fpr_upper)
     lo, hi = flagged.ci
-    adj = lambda p: min(1.0, max(0.0, (p - f) / (1 - f)))  # noqa: E731
-    return Estimate(value=adj(flagged.value), ci=(adj(lo), hi), n=flagged.n, unit=flagged.unit, method="wilson, fpr-corrected")
+    adj = lambda p, g: min(1.0, max(0.0, (p - g) / (1 - g)))  # noqa: E731
+    return Estimate(value=adj(flagged.value, f), ci=(adj(lo, fu), hi), n=flagged.n, unit=flagged.unit, method="wilson, fpr-corrected")
+
+
+def fpr_upper_bound(k: int, n: int, *, confidence: float = 0.95) -> float:
+    """Upper ``confidence`` quantile of the FPR of a threshold at the k-th smallest of n calibration
+    distances: under exchangeability that FPR is Beta(k, n + 1 − k) distributed (conformal result)."""
+    from scipy.stats import beta
+
+    return float(beta.ppf(confidence, k, n + 1 - k))
 
 
 def calibrated_threshold(holdout_d1: np.ndarray, *, alpha: float) -> tuple[float, float]:
@@ -185,6 +195,8 @@ def detect_copies_with(
         carlini = np.where(np.nanmean(d_syn, 1) > 0, d1 / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_syn), d_syn, np.nan), 1)), 0.0)
         carlini_h = np.where(np.nanmean(d_hol, 1) > 0, d_hol[:, 0] / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_hol), d_hol, np.nan), 1)), 0.0)
     tau, alpha_eff = calibrated_threshold(d_hol[:, 0], alpha=alpha)
+    n_cal = len(d_hol)
+    fpr_hi = fpr_upper_bound(max(1, int(round(alpha_eff * (n_cal + 1)))), n_cal, confidence=confidence)
     is_copy = d1 < tau
     nn_index = i_syn[:, 0]
     nn_patient = train_patients[nn_index]
@@ -193,7 +205,7 @@ def detect_copies_with(
     copied = np.unique(nn_patient[is_copy])
     patients_copied = rate_estimate(len(copied), len(uniq_train), unit="patient", confidence=confidence)
     flagged = rate_estimate(int(is_copy.sum()), n_syn, unit="slice", confidence=confidence)
-    copy_rate = corrected_rate(flagged, alpha_eff)
+    copy_rate = corrected_rate(flagged, alpha_eff, fpr_hi)
 
     # closer-to-train share (SDMetrics DCR overfitting protection): train subsampled to holdout size
     rng = np.random.default_rng(seed)
@@ -225,7 +237,8 @@ def detect_copies_with(
         "views": views,
         "copy_rate": copy_rate,
         "flagged_rate": flagged,
-        "copies_detected": bool(flagged.ci[0] > alpha_eff),
+        "alpha_upper": float(fpr_hi),
+        "copies_detected": bool(flagged.ci[0] > fpr_hi),
         "patients_copied": patients_copied,
         "closer_to_train_share": closer_est,
         "closer_to_train_pvalue": binom_p,

@@ -108,7 +108,11 @@ def summarise_scores(scores: PatientScores, *, seed: int) -> dict:
 
 def _train_and_score(train: Dataset, test: Dataset, *, preset: str, seed: int, progress: bool, seg_params: dict):
     t0 = time.perf_counter()
-    seg = Segmenter(preset=preset, **seg_params).fit(train, seed=seed, progress=progress)
+    try:
+        seg = Segmenter(preset=preset, **seg_params)
+    except TypeError as e:
+        raise UsageError(f"segmenter options {sorted(seg_params)} not understood ({e}); expected iterations, batch_size, filters, lr, flips, device") from e
+    seg.fit(train, seed=seed, progress=progress)
     fit_s = time.perf_counter() - t0
     pred = seg.predict(np.asarray(test.images))
     sc = score_segmentation(pred=pred, gt=np.asarray(test.masks), patient_id=test.patient_id,

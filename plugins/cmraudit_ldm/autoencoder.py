@@ -65,14 +65,20 @@ def image_gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 0.5 * (dx.abs().mean() + dy.abs().mean())
 
 
-def autoencoder_loss(ae: nn.Module, x: torch.Tensor, *, kl_weight: float, grad_weight: float, generator: torch.Generator) -> torch.Tensor:
+def autoencoder_loss(ae: nn.Module, x: torch.Tensor, *, kl_weight: float, grad_weight: float, generator: torch.Generator,
+                     sample_posterior: bool = False) -> torch.Tensor:
     """L1 + grad_weight · gradient-L1 + kl_weight · KL for a batch ``x`` [N, 1, H, W] in [-1, 1].
 
-    The posterior sample uses noise from ``generator`` (CPU), so training is reproducible.
+    ``sample_posterior=True`` decodes z = μ + σ·ε (the KL-VAE recipe; ε from ``generator``, CPU);
+    ``False`` decodes μ. With the tiny KL weight of LDM autoencoders the posterior noise only
+    slows training (σ starts at 1 and is pushed down by the reconstruction loss alone), and the
+    diffusion stage encodes with μ anyway, so the short CPU presets decode μ.
     """
     z_mu, z_sigma = ae.encode(x)
-    eps = torch.randn(z_mu.shape, generator=generator).to(z_mu.device, z_mu.dtype)
-    recon = ae.decode(z_mu + z_sigma * eps)
+    z = z_mu
+    if sample_posterior:
+        z = z_mu + z_sigma * torch.randn(z_mu.shape, generator=generator).to(z_mu.device, z_mu.dtype)
+    recon = ae.decode(z)
     rec = F.l1_loss(recon.float(), x.float())
     kl = 0.5 * (z_mu.float().pow(2) + z_sigma.float().pow(2) - torch.log(z_sigma.float().pow(2) + 1e-12) - 1).flatten(1).sum(1).mean()
     loss = rec + float(kl_weight) * kl

@@ -43,6 +43,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "ae_lr": 1e-3,
     "ae_kl_weight": 1e-6,
     "ae_grad_weight": 0.5,
+    "ae_sample_posterior": False,  # decode μ + σ·ε (KL-VAE recipe) instead of μ while training stage A
     # stage B: latent SPADE UNet
     "channels": (64, 128, 128),
     "attention_levels": (False, False, True),
@@ -152,12 +153,13 @@ class LDMGenerator(TwoStageGenerator):
         ae, unet = modules["autoencoder"], modules["image"]
         wd = None if work_dir is None else Path(work_dir)
         kl_w, grad_w, augment = float(self.ae_kl_weight), float(self.ae_grad_weight), bool(self.augment)
+        sample_post = bool(self.ae_sample_posterior)
 
         def ae_step(model, idx, gen):
             x = images[torch.as_tensor(idx, device=images.device)]
             if augment:
                 (x,) = flip_rotate([x], generator=gen, modes=["bilinear"])
-            return autoencoder_loss(model, x, kl_weight=kl_w, grad_weight=grad_w, generator=gen)
+            return autoencoder_loss(model, x, kl_weight=kl_w, grad_weight=grad_w, generator=gen, sample_posterior=sample_post)
 
         res_a = train_loop(ae, ae_step, n_items=len(images), config=self._ae_train_config(), seed=seed + 2, device=device,
                            work_dir=None if wd is None else wd / "autoencoder", resume=resume, progress=progress,

@@ -1,5 +1,4 @@
 import json
-import os
 
 import numpy as np
 import pytest
@@ -86,3 +85,21 @@ def test_lpips_from_local_backbone_file(tmp_path, monkeypatch):
     assert torch.equal(model.net.slice1[0].weight, sd["features.0.weight"])  # backbone came from the file
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32)).astype(np.float32)
     assert compute_lpips(x, x, model=model) == pytest.approx([0, 0], abs=1e-6)
+
+
+def test_inception_weights_lookup_never_downloads(tmp_path, monkeypatch):
+    from cmraudit.errors import UsageError
+    from cmraudit.features.inception import InceptionFeatures, find_inception_weights
+
+    path, reason = find_inception_weights()
+    assert path is None and "inception_v3_google-0cc3c7bd.pth" in reason
+    monkeypatch.setenv("CMRAUDIT_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
+    path, reason = find_inception_weights()
+    assert path is None and "missing.pth" in reason
+    with pytest.raises(UsageError):
+        InceptionFeatures().fit()
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "inception_v3_google-0cc3c7bd.pth").write_bytes(b"")
+    monkeypatch.delenv("CMRAUDIT_INCEPTION_WEIGHTS")
+    assert find_inception_weights()[0] == ckpt / "inception_v3_google-0cc3c7bd.pth"

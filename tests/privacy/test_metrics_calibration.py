@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from cmraudit.estimates import Estimate
-from cmraudit.privacy.copies import calibrated_threshold, corrected_rate, detect_copies
+from cmraudit.privacy.copies import calibrated_threshold, corrected_rate, detect_copies, fpr_upper_bound
 from cmraudit.privacy.mia.metrics import evaluate_attack, roc_metrics
 
 
@@ -73,3 +73,7 @@ def test_threshold_order_statistic_and_correction():
     assert tau == 1.0 and a == 1 / 11  # small holdout: the bound is 1/(n+1), stated in the report
     e = corrected_rate(Estimate(0.06, (0.04, 0.09), 400, "slice"), 0.01)
     assert abs(e.value - 0.05 / 0.99) < 1e-12 and e.ci[1] == 0.09 and abs(e.ci[0] - 0.03 / 0.99) < 1e-12
+    e = corrected_rate(Estimate(0.06, (0.04, 0.09), 400, "slice"), 0.01, 0.03)
+    assert abs(e.value - 0.05 / 0.99) < 1e-12 and abs(e.ci[0] - 0.01 / 0.97) < 1e-12
+    # k-th of n order statistic: FPR ~ Beta(k, n+1-k); k=1, n=96 -> 95 % quantile 1 - 0.05**(1/96)
+    assert abs(fpr_upper_bound(1, 96) - (1 - 0.05 ** (1 / 96))) < 1e-9

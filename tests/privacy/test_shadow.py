@@ -61,7 +61,7 @@ def test_lira_detects_overfit_tiny_target(tmp_path):
                          shadow=cfg, reference=ref)
     res = full.mia
     assert res["loss"].slice.auc.value >= 0.75  # the plain loss attack sees the same overfitting
-    assert res["fcre"]["status"] == "skipped" and "prediction_pair" in res["fcre"]["reason"]
+    assert res["fcre"].slice.auc.value >= 0.6  # legacy FCRE (cross-fitted logistic regression) sees it too
     on, off = res["lira_online"], res["lira_offline"]
     assert on.slice.auc.value >= 0.75, on.slice.auc
     assert on.patient.auc.value >= 0.75, on.patient.auc
@@ -70,6 +70,17 @@ def test_lira_detects_overfit_tiny_target(tmp_path):
     res2 = run_shadow_attacks(target=target, train=train, holdout=holdout, reference=ref, config=cfg,
                               timesteps=TinyGenerator.audit_timesteps, workdir=tmp_path / "sh", seed=0, n_resamples=200)
     assert res2["lira_online"].slice.auc.value == on.slice.auc.value
+    # without the prediction_pair hook FCRE is skipped with its reason
+    from cmraudit.privacy.audit import _whitebox
+
+    class NoHook:
+        tags = target.tags
+        loss = target.loss
+
+    out = {}
+    _whitebox(out, generator=NoHook(), train=train, holdout=holdout, config=AuditConfig(attacks=("fcre",)), seed=0,
+              steps=lambda name: __import__("contextlib").nullcontext(), ev={})
+    assert out["fcre"]["status"] == "skipped" and "prediction_pair" in out["fcre"]["reason"]
     assert len(list((tmp_path / "sh").glob("online_*/DONE"))) == 8
 
 

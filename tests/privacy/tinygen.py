@@ -67,6 +67,19 @@ class TinyGenerator:
             xt = (1 - tt).sqrt() * x + tt.sqrt() * eps
             return ((self.net_(torch.cat([xt, tt], 1)) - eps) ** 2).mean(1).numpy()
 
+    def prediction_pair(self, images, masks, *, t, seed: int = 0):
+        """(predicted noise, true noise) as [N, size, size] maps: the hook the legacy FCRE attack uses."""
+        check_is_fitted(self, ("net_",))
+        x = self._x(images)
+        g = torch.Generator().manual_seed(seed)
+        eps = torch.randn(x.shape, generator=g)
+        tt = torch.full((len(x), 1), float(t) / 1000)
+        with torch.no_grad():
+            xt = (1 - tt).sqrt() * x + tt.sqrt() * eps
+            pred = self.net_(torch.cat([xt, tt], 1))
+        s = self.size
+        return pred.reshape(-1, s, s).numpy(), eps.reshape(-1, s, s).numpy()
+
     def sample(self, *, masks=None, n=None, seed: int) -> Dataset:
         check_is_fitted(self, ("net_",))
         rng = np.random.default_rng(seed)
