@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import platform
 import re
 import resource
@@ -254,6 +255,7 @@ def main(argv=None):
                 times[name].append(time.perf_counter() - t0)
     med = {n: statistics.median(v) for n, v in times.items()}
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load = os.getloadavg()[0]
     rows = [f"| {n} | {med[n]:.3f} | {min(times[n]):.3f} | {args.batch / med[n]:.1f} | {med[n] / med['non-private']:.2f}× |"
             for n in variants]
     table = "\n".join([
@@ -267,7 +269,9 @@ def main(argv=None):
         f"{torch.get_num_threads()} threads), median of {args.steps} interleaved steps after {args.warmup} warm-up. "
         f"DP-SGD = Opacus hooks (per-sample gradients, per-patient clipping, Gaussian noise) through "
         f"`cmraudit.privacy.dp.make_private`; k = noise multiplicity (k forward passes per step). "
-        f"Peak RSS of the whole benchmark: {rss_mb:.0f} MB. Target (DESIGN § 11): DP step ≤ 4× the non-private step.\n\n"
+        f"Peak RSS of the whole benchmark: {rss_mb:.0f} MB; 1-min load average at the end {load:.1f} (other jobs "
+        f"on the 2 cores inflate absolute times; the ratios are robust because the variants are interleaved). "
+        f"Target (DESIGN § 11): DP step ≤ 4× the non-private step.\n\n"
         f"{table}\n"
     )
     print(text)

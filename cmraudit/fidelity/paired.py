@@ -32,7 +32,7 @@ def _torch():
 
 def _gauss_window(size: int, sigma: float):
     torch = _torch()
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
     return (g[:, None] * g[None, :])[None, None]
@@ -52,7 +52,7 @@ def _ssim_terms(x, y, win, data_range: float, k1: float = 0.01, k2: float = 0.03
 
 def _prep(a, b, name: str):
     torch = _torch()
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)  # float32: fast CPU convolutions
     if a.shape != b.shape or a.ndim != 3:
         raise UsageError(f"{name} needs two image stacks [N, H, W] of one shape, got {a.shape} and {b.shape}")
     return torch.from_numpy(a)[:, None], torch.from_numpy(b)[:, None]
@@ -75,7 +75,7 @@ def compute_ssim(x: np.ndarray, y: np.ndarray, *, data_range: float = DATA_RANGE
     if min(a.shape[-2:]) < win_size:
         raise UsageError(f"SSIM window {win_size} px does not fit {tuple(a.shape[-2:])} images; pass a smaller win_size")
     ssim, _ = _ssim_terms(a, b, _gauss_window(win_size, sigma), data_range)
-    return ssim.numpy()
+    return ssim.double().numpy()
 
 
 def ms_ssim_scales(h: int, w: int, *, win_size: int = 7) -> int:
@@ -98,7 +98,7 @@ def compute_ms_ssim(x: np.ndarray, y: np.ndarray, *, data_range: float = DATA_RA
         raise UsageError(f"MS-SSIM with {s} scales and a {win_size}-px window needs images ≥ {win_size * 2 ** (s - 1)} px, got {h}x{w}")
     sigma = sigma if sigma is not None else (1.0 if min(h, w) < 128 else 1.5)
     win = _gauss_window(win_size, sigma)
-    wts = torch.tensor(MS_SSIM_WEIGHTS[:s], dtype=torch.float64)
+    wts = torch.tensor(MS_SSIM_WEIGHTS[:s], dtype=torch.float32)
     wts = wts / wts.sum()
     vals = []
     for i in range(s):
@@ -107,4 +107,4 @@ def compute_ms_ssim(x: np.ndarray, y: np.ndarray, *, data_range: float = DATA_RA
         if i < s - 1:
             a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
     stack = torch.stack(vals, 1)  # [N, S]
-    return torch.prod(stack ** wts[None], 1).numpy()
+    return torch.prod(stack ** wts[None], 1).double().numpy()

@@ -176,6 +176,6 @@ def sample_eps(
 
 def onehot(masks: torch.Tensor | np.ndarray, num_classes: int = 4) -> torch.Tensor:
     """uint8 label maps [N, H, W] → float one-hot [N, C, H, W] scaled to [-1, 1]."""
-    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).long()
+    m = masks.long() if isinstance(masks, torch.Tensor) else torch.from_numpy(np.array(masks, dtype=np.int64))
     oh = F.one_hot(m.clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2).float()
     return oh * 2 - 1

@@ -18,7 +18,6 @@ parameter dicts that must be rejected with a UsageError) and ``conformance_fit_k
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Sequence
 
 from .checks import CHECKS, CheckContext, CheckResult, make_context, run_check

@@ -1,6 +1,5 @@
 """fit --resume continues an interrupted two-stage fit and reaches the same weights (CPU, same seed)."""
 import pytest
-import torch
 
 from cmraudit.errors import UsageError
 from cmraudit.testing import make_toy_dataset
