@@ -106,3 +106,19 @@ def patient_bootstrap(
         return (float("nan"), float("nan"))
     a = (1 - confidence) / 2
     return (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a)))
+
+
+def bootstrap_mean_ci(sums: np.ndarray, counts: np.ndarray, *, seed: int, n_resamples: int = 1000,
+                      confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of a slice mean under resampling of patients (vectorised patient bootstrap).
+
+    ``sums`` / ``counts``: per patient, the sum of slice values and the number of slices
+    (one value per patient: counts all 1). Same statistic as
+    :func:`patient_bootstrap` with ``mean`` over the resampled slices.
+    """
+    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(sums), size=(n_resamples, len(sums)))
+    stats = sums[idx].sum(1) / counts[idx].sum(1)
+    a = (1 - confidence) / 2
+    return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))

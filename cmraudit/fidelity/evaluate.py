@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..estimates import Estimate, rate_estimate, skipped
+from ..estimates import Estimate, bootstrap_mean_ci, rate_estimate, skipped
 from .diversity import evaluate_diversity
 from .frechet import compute_frechet_distance
 from .kid import compute_kid
@@ -141,7 +141,6 @@ def _paired_estimate(values: np.ndarray, groups: np.ndarray, *, seed: int, unit_
     v, g = values[ok], groups[ok]
     if len(v) == 0:
         return skipped("no finite values")
-    from ..utility.evaluate import bootstrap_mean_ci
 
     _, inv = np.unique(g, return_inverse=True)
     ci = bootstrap_mean_ci(np.bincount(inv, weights=v), np.bincount(inv), seed=seed)

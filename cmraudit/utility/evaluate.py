@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.dataset import STRUCTURES, Dataset
 from ..errors import DataError, UsageError
-from ..estimates import Estimate, skipped
+from ..estimates import Estimate, bootstrap_mean_ci, skipped
 from .metrics import PatientScores, missed_penalty_mm, score_segmentation
 from .segmentation import PRESETS, Segmenter
 
@@ -60,22 +60,6 @@ class UtilityResult:
             "spacing_assumed": self.spacing_assumed,
             "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
         }
-
-
-def bootstrap_mean_ci(sums: np.ndarray, counts: np.ndarray, *, seed: int, n_resamples: int = 1000,
-                      confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of a slice mean under resampling of patients (vectorised patient bootstrap).
-
-    ``sums`` / ``counts``: per patient, the sum of slice values and the number of slices
-    (one value per patient: counts all 1). Same statistic as
-    :func:`cmraudit.estimates.patient_bootstrap` with ``mean`` over the resampled slices.
-    """
-    sums, counts = np.asarray(sums, float), np.asarray(counts, float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(sums), size=(n_resamples, len(sums)))
-    stats = sums[idx].sum(1) / counts[idx].sum(1)
-    a = (1 - confidence) / 2
-    return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
 
 
 def _boot(values: np.ndarray, *, seed: int, unit_name: str) -> dict:
