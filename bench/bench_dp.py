@@ -278,7 +278,8 @@ def main(argv=None):
     if args.write:
         path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
         old = path.read_text() if path.exists() else "# Benchmarks\n"
-        pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+        # replace the step-time part of the section; keep "### Noise multiplicity" and later sections
+        pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |^### Noise multiplicity|\Z)", re.S | re.M)
         new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
         path.write_text(new)
         print(f"wrote {path}")

@@ -3,7 +3,8 @@
 ``run(RunConfig(...))`` writes the run directory of the shared contract::
 
     RUN/report.json  RUN/report.html  RUN/split.json  RUN/data/{train,holdout,test}/
-    RUN/synthetic/  RUN/synthetic_paired/  RUN/synthetic_nifti/  RUN/samples.png  RUN/model/  RUN/work/
+    RUN/synthetic/  RUN/synthetic_paired/  RUN/synthetic_nifti/  RUN/samples.png  RUN/model/
+    RUN/work      (resumable training state of the mask and image models)
 
 Audit stages (fidelity, utility, privacy) are entries of :data:`STAGES`: functions
 ``(ctx: StageContext) -> dict`` whose result becomes the report section of that name.

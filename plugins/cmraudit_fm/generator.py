@@ -110,9 +110,7 @@ class FMGenerator(TwoStageGenerator):
     def _sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
         net = self.image_modules_["image"].to(device).eval()
         x0 = noise_like((len(masks_oh), 1, *masks_oh.shape[2:]), seed=seed, device=device)
-        res = solve_ode(self._velocity_fn(net, masks_oh, labels), x0, self._solver())
-        self.last_nfe_ = res.nfe
-        return res.x
+        return solve_ode(self._velocity_fn(net, masks_oh, labels), x0, self._solver()).x
 
     # ------------------------------------------------------------ white-box loss
     @torch.no_grad()
