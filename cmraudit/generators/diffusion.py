@@ -16,6 +16,7 @@ from ..errors import UsageError
 
 SAMPLERS = ("ddpm", "ddim")
 SCHEDULES = ("linear_beta", "scaled_linear_beta", "cosine")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,12 @@ class NoiseSpec:
     schedule: str = "scaled_linear_beta"
     beta_start: float = 0.0005
     beta_end: float = 0.0195
+    prediction_type: str = "epsilon"  # network target: noise ε, clean sample x0 ("sample"), or v
 
     def problems(self, prefix: str = "") -> list[str]:
         out = []
+        if self.prediction_type not in PREDICTION_TYPES:
+            out.append(f"{prefix}prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         if int(self.num_train_timesteps) < 2:
             out.append(f"{prefix}num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
         if self.schedule not in SCHEDULES:
@@ -84,7 +88,8 @@ class NoiseSpec:
     def scheduler(self, sampler: str = "ddpm"):
         from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-        kw = {"num_train_timesteps": int(self.num_train_timesteps), "schedule": self.schedule, "clip_sample": True}
+        kw = {"num_train_timesteps": int(self.num_train_timesteps), "schedule": self.schedule, "clip_sample": True,
+              "prediction_type": self.prediction_type}
         if self.schedule != "cosine":
             kw.update(beta_start=float(self.beta_start), beta_end=float(self.beta_end))
         if sampler == "ddim":
@@ -114,8 +119,12 @@ def eps_loss(
     class_labels: torch.Tensor | None = None,
     t: torch.Tensor | None = None,
     reduction: str = "mean",
+    prediction_type: str = "epsilon",
 ) -> torch.Tensor:
-    """ε-prediction MSE: random t (unless given) and noise from ``generator`` (a CPU generator)."""
+    """Denoising MSE: random t (unless given) and noise from ``generator`` (a CPU generator).
+
+    The target is ε (``prediction_type="epsilon"``), x0 (``"sample"``) or v = √ᾱ ε − √(1−ᾱ) x0.
+    """
     n = x0.shape[0]
     if t is None:
         t = torch.randint(0, len(acp), (n,), generator=generator)
@@ -124,7 +133,14 @@ def eps_loss(
     xt = add_noise(x0, eps, t, acp)
     inp = xt if cond is None else torch.cat([xt, cond], dim=1)
     pred = net(inp, timesteps=t, class_labels=class_labels) if class_labels is not None else net(inp, timesteps=t)
-    err = F.mse_loss(pred.float(), eps.float(), reduction="none")
+    if prediction_type == "sample":
+        target = x0
+    elif prediction_type == "v_prediction":
+        a = acp.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))
+        target = a.sqrt() * eps - (1 - a).sqrt() * x0
+    else:
+        target = eps
+    err = F.mse_loss(pred.float(), target.float(), reduction="none")
     if reduction == "none":
         return err.flatten(1).mean(1)
     return err.mean()

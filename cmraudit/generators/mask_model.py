@@ -1,8 +1,10 @@
 """Stage 1 of every two-stage generator: unconditional diffusion on one-hot masks.
 
 Masks (uint8 [N, H, W], 0 bg 1 RV 2 MYO 3 LV) are encoded as 4 one-hot channels scaled to
-[-1, 1]; a MONAI DiffusionModelUNet learns ε-prediction; sampling runs DDPM or DDIM from
-noise and takes the argmax over channels. Plugin-independent: DDPM, LDM and FM share it.
+[-1, 1]; a MONAI DiffusionModelUNet learns to denoise them (``noise.prediction_type``: ε as in
+the reference study, or the clean one-hot x0 — much better after short CPU training, because
+at high noise an x0-model predicts the background prior instead of amplified noise); sampling
+runs DDPM or DDIM from noise and takes the argmax over channels. Plugin-independent: DDPM, LDM and FM share it.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ class MaskDiffusion:
             x0 = data[torch.as_tensor(idx, device=data.device)]
             if augment:
                 (x0,) = flip_rotate([x0], generator=gen, modes=["nearest"])
-            return eps_loss(model, x0, acp=acp, generator=gen)
+            return eps_loss(model, x0, acp=acp, generator=gen, prediction_type=self.noise.prediction_type)
 
         self.result_ = train_loop(
             net, step_loss, n_items=len(masks), config=self.train, seed=seed, device=device,

@@ -2,7 +2,7 @@
 
 * ``micro`` — tests and the conformance suite: 32² px, channels (8, 16), a handful of steps.
 * ``quick`` — CPU, 64² px, channels (32, 64, 64), attention only at the lowest level, one res
-  block, scaled-linear β, DDIM-50 sampling; a few minutes per stage on 2 cores
+  block, scaled-linear β, DDIM-50 sampling, mask model predicting x0 (ε for the image model); a few minutes per stage on 2 cores
   (REFERENCES.md "Compute here": ≈ 0.37 s per step at batch 8).
 * ``paper`` — the reference study (DESIGN.md § 2): 128² px, channels 64–512 with attention at
   the two deepest levels, 1000-step linear β, batch 8, 400 epochs, lr 1e-4 with cosine warm-up,
@@ -25,6 +25,7 @@ COMMON: dict[str, dict] = {
         "mask_num_res_blocks": 1,
         "mask_norm_num_groups": 8,
         "mask_num_head_channels": 8,
+        "mask_prediction_type": "sample",
         "mask_steps": 6,
         "mask_epochs": None,
         "num_train_timesteps": 1000,
@@ -47,6 +48,7 @@ COMMON: dict[str, dict] = {
         "mask_num_res_blocks": 1,
         "mask_norm_num_groups": 32,
         "mask_num_head_channels": 32,
+        "mask_prediction_type": "sample",
         "mask_steps": 200,
         "mask_epochs": None,
         "num_train_timesteps": 1000,
@@ -69,6 +71,7 @@ COMMON: dict[str, dict] = {
         "mask_num_res_blocks": 2,
         "mask_norm_num_groups": 32,
         "mask_num_head_channels": 32,
+        "mask_prediction_type": "epsilon",
         "mask_steps": None,
         "mask_epochs": 400,
         "num_train_timesteps": 1000,

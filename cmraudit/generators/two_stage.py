@@ -91,6 +91,9 @@ class TwoStageGenerator:
     def _noise(self) -> NoiseSpec:
         return NoiseSpec(self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end)
 
+    def _mask_noise(self) -> NoiseSpec:
+        return NoiseSpec(self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end, self.mask_prediction_type)
+
     def _train_config(self, *, steps, epochs) -> TrainConfig:
         return TrainConfig(
             steps=steps, epochs=epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
@@ -99,7 +102,7 @@ class TwoStageGenerator:
 
     def _param_problems(self) -> list[str]:
         """Every problem with the parameters (collected, raised once by :meth:`validate_params`)."""
-        p = self._mask_unet().problems("mask_") + self._noise().problems()
+        p = self._mask_unet().problems("mask_") + self._noise().problems() + self._mask_noise().problems("mask_")
         p += self._train_config(steps=self.mask_steps, epochs=self.mask_epochs).problems("mask model: ")
         p += self._train_config(steps=self.steps, epochs=self.epochs).problems("image model: ")
         if self.sampler not in SAMPLERS:
@@ -192,7 +195,7 @@ class TwoStageGenerator:
             vid = {v: i + 1 for i, v in enumerate(self.vendors_)}
             labels = torch.as_tensor([vid.get(str(v), 0) for v in train.vendor], dtype=torch.long, device=device)
         wd = Path(work_dir) if work_dir is not None else None
-        mask_model = MaskDiffusion(unet=self._mask_unet(), noise=self._noise(), train=self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
+        mask_model = MaskDiffusion(unet=self._mask_unet(), noise=self._mask_noise(), train=self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
                                    sampler=self.sampler, sampling_steps=self.sampling_steps, augment=self.augment)
         mask_model.fit(np.asarray(train.masks), seed=seed, device=device, work_dir=None if wd is None else wd / "mask",
                        resume=resume, progress=progress, dp=dp, callback=callback)
@@ -283,7 +286,7 @@ class TwoStageGenerator:
         gen = cls(**params)
         for k, v in cfg["fitted"].items():
             setattr(gen, k, v)
-        gen.mask_model_ = MaskDiffusion(unet=gen._mask_unet(), noise=gen._noise(), train=gen._train_config(steps=gen.mask_steps, epochs=gen.mask_epochs),
+        gen.mask_model_ = MaskDiffusion(unet=gen._mask_unet(), noise=gen._mask_noise(), train=gen._train_config(steps=gen.mask_steps, epochs=gen.mask_epochs),
                                         sampler=gen.sampler, sampling_steps=gen.sampling_steps).load_state_dict(load_weights(path / "mask_model.safetensors"))
         modules = gen._build_image_modules(seed=0, n_classes=gen._n_classes())
         for k, m in modules.items():
