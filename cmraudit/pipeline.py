@@ -78,6 +78,7 @@ class StageContext:
     device: str
     progress: bool
     config: RunConfig
+    shared: dict = field(default_factory=dict)  # objects stages share (fitted feature extractors)
 
 
 @dataclass
@@ -94,22 +95,43 @@ class RunResult:
 
 
 # ------------------------------------------------------------------ stages
-# TODO(lead): wire cmraudit.fidelity.evaluate_fidelity, cmraudit.utility.evaluate_utility and
-# cmraudit.privacy.audit.audit_privacy here (each returns a result with to_dict()).
-def _stage_fidelity(ctx: StageContext) -> dict:
-    return skipped("stage not implemented yet")
+def _audit_features(ctx: StageContext) -> tuple:
+    """Fit the pixel and domain feature spaces once per run (the domain encoder on train ∪ holdout only)."""
+    if "features" not in ctx.shared:
+        from .features import fit_features
 
-
-def _stage_utility(ctx: StageContext) -> dict:
-    return skipped("stage not implemented yet")
+        pool = np.concatenate([np.asarray(ctx.train.images), np.asarray(ctx.holdout.images)])
+        ctx.shared["features"] = (fit_features("pixel", seed=ctx.seed), fit_features("domain", pool=pool, seed=ctx.seed, progress=ctx.progress))
+    return ctx.shared["features"]
 
 
 def _stage_privacy(ctx: StageContext) -> dict:
-    return skipped("stage not implemented yet")
+    from .privacy.audit import audit_privacy
+
+    res = audit_privacy(train=ctx.train, holdout=ctx.holdout, synthetic=ctx.synthetic, generator=ctx.generator,
+                        features=_audit_features(ctx), seed=ctx.seed, out_dir=ctx.run_dir, progress=ctx.progress,
+                        reference=ctx.test)
+    return res.to_dict()
 
 
+def _stage_fidelity(ctx: StageContext) -> dict:
+    from .fidelity.evaluate import evaluate_fidelity
+
+    pool = Dataset.concat([ctx.train, ctx.holdout])
+    domain = _audit_features(ctx)[1]  # paired rows follow synthetic_paired.meta["test_rows"]
+    return evaluate_fidelity(real=ctx.test, synthetic=ctx.synthetic, paired=ctx.synthetic_paired, pool=pool, seed=ctx.seed,
+                             extractors={"domain": domain}, progress=ctx.progress).to_dict()
+
+
+def _stage_utility(ctx: StageContext) -> dict:
+    from .utility.evaluate import utility_stage
+
+    return utility_stage(ctx)
+
+
+#: privacy first: it fits the domain encoder that fidelity reuses
 STAGES: list[tuple[str, Callable[[StageContext], dict]]] = [
-    ("fidelity", _stage_fidelity), ("utility", _stage_utility), ("privacy", _stage_privacy),
+    ("privacy", _stage_privacy), ("fidelity", _stage_fidelity), ("utility", _stage_utility),
 ]
 
 
@@ -176,10 +198,8 @@ def _synthetic_for_spacing(syn: Dataset, ref: Dataset) -> Dataset:
 
 
 def _write_report(run_dir: Path, report: dict) -> Path:
-    try:
-        from .report import write_report
-    except ImportError:  # report package absent: plain atomic JSON
-        return write_json_atomic(run_dir / "report.json", report)
+    from .report import write_report
+
     return write_report(run_dir, report)
 
 
@@ -255,12 +275,9 @@ def run(config: RunConfig) -> RunResult:
                           parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started, timings=timings)
     if is_main_process():
         _write_report(run_dir, report)
-        try:
-            from .report.html import render_html
+        from .report.html import render_html
 
-            render_html(run_dir)
-        except ImportError:  # TODO(lead): the report helper's HTML renderer
-            pass
+        render_html(run_dir)
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})
 
 
@@ -273,14 +290,10 @@ def build_report(*, config: RunConfig, gen, info, device: str, source: str, spli
 
     fps = {k: v.fingerprint() for k, v in parts.items()}
     seeds = {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
-    try:
-        from .report.provenance import build_run_section
+    from .report.provenance import build_run_section
 
-        run_sec = build_run_section(seed=config.seed, config=config.to_dict(), device=device, data_fingerprints=fps,
-                                    plugins={info.name: info.to_dict()}, command="cmraudit run")
-    except ImportError:
-        run_sec = {"cmraudit_version": __version__, "created_utc": _now(), "seed": config.seed, "device": device, "config": config.to_dict(),
-                   "data_fingerprints": fps, "plugins": {info.name: info.to_dict()}}
+    run_sec = build_run_section(seed=config.seed, config=config.to_dict(), device=device, data_fingerprints=fps,
+                                plugins={info.name: info.to_dict()}, command="cmraudit run")
     import monai
 
     run_sec.setdefault("versions", {}).update({"cmraudit": __version__, "torch": torch.__version__, "monai": monai.__version__,
@@ -296,12 +309,9 @@ def build_report(*, config: RunConfig, gen, info, device: str, source: str, spli
             "training": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v) for k, v in training.items()},
             "dp": None}
     report = {"schema_version": SCHEMA_VERSION, "run": run_sec, "data": data, "generator": gsec, **sections, "verdicts": {}}
-    try:
-        from .report.gate import compute_verdicts
+    from .report.gate import compute_verdicts
 
-        report["verdicts"] = compute_verdicts(report)
-    except ImportError:  # TODO(lead): verdicts from the report helper's policy
-        pass
+    report["verdicts"] = compute_verdicts(report)
     return report
 
 

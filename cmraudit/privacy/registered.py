@@ -57,7 +57,8 @@ class RegisteredSearcher:
         self.batch = batch
 
     def get_params(self) -> dict:
-        return dict(vars(self))
+        # hyper-parameters only: private caches (e.g. rotation grids as tensors) are not parameters
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def search(self, q_images, q_emb, b_images, b_emb, *, k: int):
         """k nearest base rows by registered distance → (distances [Nq, k] ascending, indices [Nq, k])."""
