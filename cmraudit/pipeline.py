@@ -54,7 +54,11 @@ class RunConfig:
     n_samples: int | None = None
     n_paired: int | None = None
     device: str = "auto"
-    dp_epsilon: float | None = None
+    dp_epsilon: float | None = None  # patient-level DP-SGD budget for the whole generator (None or inf: no DP)
+    dp_delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    noise_multiplicity: int = 1
     params: dict = field(default_factory=dict)
     overwrite: bool = False
     resume: bool = False
@@ -208,8 +212,12 @@ def run(config: RunConfig) -> RunResult:
     """Run the whole pipeline; returns the run directory and its report."""
     if config.preset not in PRESET_RUN:
         raise UsageError(f"--preset {config.preset!r} is not a preset; expected one of {', '.join(PRESETS)}")
-    if config.dp_epsilon is not None:
-        raise UsageError(f"--dp-epsilon {config.dp_epsilon}: DP-SGD training is not wired into `cmraudit run` yet; run without --dp-epsilon")
+    from .privacy.dp import DPConfig, require_dp_support
+
+    dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
+                               accountant=config.accountant, noise_multiplicity=config.noise_multiplicity)
+    if dp is not None:
+        require_dp_support(name=config.generator, tags=get_plugin(config.generator).cls.tags, dp=dp)
     from .device import select_device
 
     device = select_device(config.device)
@@ -237,7 +245,7 @@ def run(config: RunConfig) -> RunResult:
     fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
     if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
-    gen.fit(train, seed=config.seed, progress=config.progress, **fit_kw)
+    gen.fit(train, seed=config.seed, progress=config.progress, **fit_kw, **({} if dp is None else {"dp": dp}))
     gen.save(run_dir / "model")
     timings["fit"] = time.perf_counter() - t
 
@@ -307,7 +315,7 @@ def build_report(*, config: RunConfig, gen, info, device: str, source: str, spli
             "tags": gen.tags.to_dict() if hasattr(getattr(gen, "tags", None), "to_dict") else None,
             "training_time_s": round(float(getattr(gen, "training_time_s_", timings.get("fit", 0.0))), 2),
             "training": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v) for k, v in training.items()},
-            "dp": None}
+            "dp": getattr(gen, "dp_", None)}
     report = {"schema_version": SCHEMA_VERSION, "run": run_sec, "data": data, "generator": gsec, **sections, "verdicts": {}}
     from .report.gate import compute_verdicts
 
@@ -318,12 +326,18 @@ def build_report(*, config: RunConfig, gen, info, device: str, source: str, spli
 # ------------------------------------------------------------------ fit / sample alone
 def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick", seed: int = 0,
                   device: str = "auto", params: dict | None = None, work_dir: str | os.PathLike | None = None,
-                  resume: bool = False, progress: bool = True):
-    """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun)."""
+                  resume: bool = False, progress: bool = True, dp=None):
+    """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun).
+
+    ``dp``: a :class:`cmraudit.privacy.dp.DPConfig` (patient-level DP-SGD) or None."""
+    if dp is not None:
+        from .privacy.dp import require_dp_support
+
+        require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
     train = read_dataset(data)
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
     kw = {"work_dir": Path(work_dir or Path(out).with_name(Path(out).name + ".work")), "resume": resume} if hasattr(gen, "from_preset") else {}
-    gen.fit(train, seed=seed, progress=progress, **kw)
+    gen.fit(train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))
     gen.save(out)
     return gen
 

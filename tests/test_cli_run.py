@@ -35,7 +35,7 @@ def test_fit_then_sample(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     assert main(["run", "--generator", "no-such-gen", "--out", str(tmp_path / "a")]) == EXIT_PLUGIN
     assert "unknown generator 'no-such-gen'" in capsys.readouterr().err
-    assert main(["run", "--generator", "ddpm", "--dp-epsilon", "3", "--out", str(tmp_path / "b")]) == EXIT_USAGE
+    assert main(["run", "--generator", "noise", "--dp-epsilon", "3", "--out", str(tmp_path / "b")]) == EXIT_USAGE  # no supports_dp
     assert "--dp-epsilon" in capsys.readouterr().err
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "c")]) == EXIT_USAGE
     assert main(["fit", "--generator", "ddpm", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "m"), "--set", "steps"]) == EXIT_USAGE

@@ -52,7 +52,7 @@ def test_bad_run_config(tmp_path):
     with pytest.raises(UsageError, match="preset"):
         run(RunConfig(generator="ddpm", preset="huge", out=str(tmp_path / "x")))
     with pytest.raises(UsageError, match="dp-epsilon"):
-        run(RunConfig(generator="ddpm", preset="micro", dp_epsilon=1.0, out=str(tmp_path / "y")))
+        run(RunConfig(generator="noise", preset="micro", dp_epsilon=1.0, out=str(tmp_path / "y")))  # no supports_dp
 
 
 def test_finished_run_not_overwritten(result):

@@ -15,6 +15,11 @@ from . import _state
 console = Console()
 
 _SET = typer.Option(None, "--set", help="Override a generator parameter: --set steps=800 --set channels=[32,64,64] (JSON values).")
+_DP_EPS = typer.Option(None, "--dp-epsilon", help="Train every stage with patient-level DP-SGD to this total ε (inf: no DP; docs/dp.md).")
+_DP_DELTA = typer.Option(1e-5, "--dp-delta", help="DP δ for the whole generator (must be < 1/n_patients).")
+_DP_CLIP = typer.Option(1.0, "--max-grad-norm", help="DP-SGD: per-patient gradient clipping norm C.")
+_DP_ACC = typer.Option("prv", "--accountant", help="DP accountant: prv (tighter) or rdp.")
+_DP_K = typer.Option(1, "--noise-multiplicity", help="DP-SGD: diffusion-loss draws averaged per example before clipping.")
 _DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 
 
@@ -40,7 +45,11 @@ def run_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the split, training and sampling."),
     n_samples: Optional[int] = typer.Option(None, "--n-samples", help="Synthetic slices to draw (default: 96 in quick, train size in paper)."),
     n_paired: Optional[int] = typer.Option(None, "--n-paired", help="Real test masks re-rendered for paired fidelity (default 32 in quick, all in paper)."),
-    dp_epsilon: Optional[float] = typer.Option(None, "--dp-epsilon", help="Train with DP-SGD to this ε (not available yet)."),
+    dp_epsilon: Optional[float] = _DP_EPS,
+    dp_delta: float = _DP_DELTA,
+    max_grad_norm: float = _DP_CLIP,
+    accountant: str = _DP_ACC,
+    noise_multiplicity: int = _DP_K,
     device: str = _DEVICE,
     sets: Optional[List[str]] = _SET,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same seed and settings)."),
@@ -51,6 +60,7 @@ def run_cmd(
 
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, out=None if out is None else str(out),
                     seed=seed, n_samples=n_samples, n_paired=n_paired, device=device, dp_epsilon=dp_epsilon,
+                    dp_delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant, noise_multiplicity=noise_multiplicity,
                     params=parse_overrides(sets), overwrite=overwrite, resume=resume, progress=not _state.QUIET)
     res = run(cfg)
     table = Table(title=f"cmraudit run: {generator} → {res.run_dir}")
@@ -79,13 +89,21 @@ def fit_cmd(
     sets: Optional[List[str]] = _SET,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Resumable training state (default OUT.work)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit from --work-dir."),
+    dp_epsilon: Optional[float] = _DP_EPS,
+    dp_delta: float = _DP_DELTA,
+    max_grad_norm: float = _DP_CLIP,
+    accountant: str = _DP_ACC,
+    noise_multiplicity: int = _DP_K,
 ) -> None:
     """Fit a generator on a prepared dataset and save it. Multi-GPU: torchrun --nproc_per_node N -m cmraudit fit …"""
     from ..generators.training import is_main_process
     from ..pipeline import fit_generator
+    from ..privacy.dp import DPConfig
 
+    dp = DPConfig.from_options(dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant,
+                               noise_multiplicity=noise_multiplicity)
     gen = fit_generator(generator=generator, data=data, out=out, preset=preset, seed=seed, device=device, params=parse_overrides(sets),
-                        work_dir=work_dir, resume=resume, progress=not _state.QUIET)
+                        work_dir=work_dir, resume=resume, progress=not _state.QUIET, dp=dp)
     if is_main_process():
         tr = getattr(gen, "training_", {}) or {}
         table = Table(title=f"fit {generator} → {out}")
@@ -96,6 +114,9 @@ def fit_cmd(
             f = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
             table.add_row(stage, str(s.get("steps", "-")), f(s.get("loss_start")), f(s.get("loss_end")), f"{s.get('time_s', 0.0):.1f}")
         console.print(table)
+        block = getattr(gen, "dp_", None)
+        if block:
+            console.print(f"DP-SGD: ε = {block['epsilon']:.3f}, δ = {block['delta']:.2g} per patient ({block['accountant']})")
 
 
 def sample_cmd(

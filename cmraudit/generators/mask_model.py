@@ -54,7 +54,9 @@ class MaskDiffusion:
         progress: bool = True,
         dp=None,
         callback=None,
+        patient_ids=None,
     ) -> "MaskDiffusion":
+        """Train on ``masks``; with ``dp`` (DPConfig) under patient-level DP-SGD (``patient_ids``, one per mask)."""
         masks = np.asarray(masks)
         if masks.ndim != 3 or len(masks) == 0:
             raise UsageError(f"mask model: expected masks [N, H, W] with N >= 1, got shape {masks.shape}")
@@ -72,6 +74,7 @@ class MaskDiffusion:
         self.result_ = train_loop(
             net, step_loss, n_items=len(masks), config=self.train, seed=seed, device=device,
             work_dir=work_dir, resume=resume, progress=progress, desc="mask model", dp=dp, callback=callback,
+            patient_ids=patient_ids, stage="mask_model",
         )
         net.load_state_dict(self.result_.ema_state)
         self.net_ = net.eval()

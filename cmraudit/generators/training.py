@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -82,11 +83,14 @@ class TrainResult:
     steps: int = 0
     time_s: float = 0.0
     resumed_from: int = 0
+    dp: object | None = None  # cmraudit.privacy.dp.StageBudget when trained with DP-SGD, else None
 
     def to_dict(self) -> dict:
-        head = float(np.mean(self.losses[: max(1, len(self.losses) // 10)])) if self.losses else None
-        tail = float(np.mean(self.losses[-max(1, len(self.losses) // 10):])) if self.losses else None
-        return {"steps": self.steps, "time_s": round(self.time_s, 3), "loss_start": head, "loss_end": tail, "resumed_from": self.resumed_from}
+        fin = [x for x in self.losses if math.isfinite(x)]  # a DP run may start with empty (noise-only) batches
+        head = float(np.mean(fin[: max(1, len(fin) // 10)])) if fin else None
+        tail = float(np.mean(fin[-max(1, len(fin) // 10):])) if fin else None
+        return {"steps": self.steps, "time_s": round(self.time_s, 3), "loss_start": head, "loss_end": tail, "resumed_from": self.resumed_from,
+                "dp": None if self.dp is None else self.dp.to_dict()}
 
 
 # ------------------------------------------------------------------ distributed
@@ -153,11 +157,26 @@ def seeded(seed: int):
     return _cm()
 
 
-def _apply_dp(dp, model, optimizer):  # DP hook: cmraudit.privacy.dp plugs in here
-    # TODO(dp helper): wrap model/optimizer with cmraudit.privacy.dp (Opacus, patient-level Poisson sampling)
-    raise UsageError(
-        "DP-SGD is not wired into the training loop yet; run without --dp-epsilon (dp=None)"
-    )
+def _apply_dp(dp, model, optimizer, *, patient_ids, n_items: int, world: int, config: TrainConfig, total: int,
+              seed: int, desc: str):
+    """Wrap ``model``/``optimizer`` for patient-level DP-SGD (:func:`cmraudit.privacy.dp.make_private`)."""
+    from ..privacy.dp import make_private
+
+    if world > 1:
+        raise UsageError(f"{desc}: DP-SGD training runs in one process; launch without torchrun (world size {world}) "
+                         "or drop --dp-epsilon")
+    if patient_ids is None or len(patient_ids) != n_items:
+        got = "none" if patient_ids is None else len(patient_ids)
+        raise UsageError(f"{desc}: DP-SGD needs one patient id per training item ({n_items}), got {got}; "
+                         "pass patient_ids=list(train.patient_id)")
+    return make_private(module=model, optimizer=optimizer, dataset=None, patient_ids=list(patient_ids), dp=dp,
+                        batch_size=int(config.batch_size), steps=total, seed=seed)
+
+
+def _finite(loss: torch.Tensor, desc: str, step: int, config: TrainConfig) -> torch.Tensor:
+    if not torch.isfinite(loss):
+        raise UsageError(f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate (lr={config.lr})")
+    return loss
 
 
 class _Progress:
@@ -238,6 +257,8 @@ def train_loop(
     desc: str = "train",
     dp=None,
     callback: Callable[[int, float], None] | None = None,
+    patient_ids=None,
+    stage: str = "image_model",
 ) -> TrainResult:
     """Train ``model`` in place; return its EMA weights.
 
@@ -245,6 +266,12 @@ def train_loop(
     this rank's share of the batch, drawing any randomness from ``generator`` (CPU).
     ``work_dir`` receives ``train_state.pt`` every ``config.checkpoint_every`` steps and at
     the end; ``resume=True`` continues from it. ``callback(step, loss)`` runs after each step.
+
+    ``dp`` (a :class:`cmraudit.privacy.dp.DPConfig`) trains with patient-level DP-SGD: ``patient_ids``
+    (one per item) define the sampling unit, ``config.batch_size`` is then the *expected number of
+    patients* per step (Poisson sampling, one slice per sampled patient, the batch may be empty),
+    per-patient gradients are clipped by Opacus (``config.grad_clip`` is not used), no AMP, one process.
+    ``result.dp`` is the :class:`~cmraudit.privacy.dp.StageBudget` of ``stage``.
     """
     problems = config.problems()
     if problems:
@@ -253,14 +280,21 @@ def train_loop(
     total = config.total_steps(n_items)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(config.lr), weight_decay=float(config.weight_decay))
+    pt = None
     if dp is not None:
-        model, optimizer = _apply_dp(dp, model, optimizer)
+        pt = _apply_dp(dp, model, optimizer, patient_ids=patient_ids, n_items=n_items, world=world, config=config,
+                       total=total, seed=seed, desc=desc)
+        model, optimizer = pt.unwrapped, pt.optimizer
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     losses: list[float] = []
     start = 0
     state_path = Path(work_dir) / STATE_NAME if work_dir is not None else None
     if resume and state_path is not None and state_path.is_file():
         st = safe_torch_load(state_path)
+        dp_state = None if dp is None else dp.to_dict()
+        if st.get("dp") != dp_state:
+            raise CheckpointError(f"{state_path}: was written with DP options {st.get('dp')} but this run has {dp_state}; "
+                                  "resume with the same --dp-* options or use a fresh --work-dir")
         if st.get("seed") != int(seed) or st.get("config") != config.to_dict():
             raise CheckpointError(
                 f"{state_path}: was written with seed {st.get('seed')} and config {st.get('config')}, "
@@ -272,12 +306,14 @@ def train_loop(
         losses = [float(x) for x in st["losses"]]
         start = int(st["step"])
     ema = {k: v.to(device) for k, v in ema.items()}
+    if pt is not None:
+        pt.resume_at(start)
     float_keys = [k for k, v in model.state_dict().items() if v.is_floating_point()]
 
-    net = model
-    if world > 1:
+    net = model if pt is None else pt.module
+    if world > 1 and pt is None:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    amp = device.type == "cuda"
+    amp = device.type == "cuda" and pt is None  # the loss scaler would scale per-sample gradients before clipping
     scaler = torch.amp.GradScaler("cuda") if amp else None
 
     def _checkpoint(step: int) -> None:
@@ -293,8 +329,21 @@ def train_loop(
                 "losses": list(losses),
                 "seed": int(seed),
                 "config": config.to_dict(),
+                "dp": None if dp is None else dp.to_dict(),
             },
         )
+
+    def _after_step(step: int) -> None:  # EMA, progress, checkpoint, callback
+        d = min(float(config.ema_decay), (1 + step) / (10 + step))
+        with torch.no_grad():
+            sd = model.state_dict()
+            for k in float_keys:
+                ema[k].lerp_(sd[k].float(), 1 - d)
+        bar.update(step + 1, losses[-1])
+        if config.checkpoint_every and (step + 1) % int(config.checkpoint_every) == 0 and step + 1 < total:
+            _checkpoint(step + 1)
+        if callback is not None:
+            callback(step + 1, losses[-1])
 
     bar = _Progress(progress and rank == 0, desc, total, start)
     t0 = time.perf_counter()
@@ -303,15 +352,27 @@ def train_loop(
         for step in range(start, total):
             for g in optimizer.param_groups:
                 g["lr"] = float(config.lr) * lr_factor(step, warmup=int(config.warmup_steps), total=total)
+            gen = torch.Generator().manual_seed(step_seed(seed, step, rank))
+            if pt is not None:
+                idx = pt.batch_indices(step)
+                if getattr(pt.optimizer, "generator", None) is not None:
+                    # stateless DP noise per step: a resumed run draws fresh (not repeated) noise, identical to an
+                    # uninterrupted run; reusing the noise of earlier steps would void the accountant's analysis
+                    pt.optimizer.generator.manual_seed(step_seed(seed, step, 1_000_003))
+                with warnings.catch_warnings():  # Opacus hooks on a first layer whose input needs no grad: harmless
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                    value = pt.step(lambda: _finite(step_loss(net, idx, gen), desc, step, config), empty=len(idx) == 0)
+                # an empty Poisson batch is a noise-only step; log the previous loss (NaN at the start)
+                losses.append(float(value) if value is not None else (losses[-1] if losses else float("nan")))
+                _after_step(step)
+                continue
             idx = batch_indices(n_items, step=step, batch_size=int(config.batch_size), seed=seed)
             if world > 1:
                 idx = idx[rank::world]
-            gen = torch.Generator().manual_seed(step_seed(seed, step, rank))
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type="cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
                 loss = step_loss(net, idx, gen)
-            if not torch.isfinite(loss):
-                raise UsageError(f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate (lr={config.lr})")
+            _finite(loss, desc, step, config)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -324,22 +385,17 @@ def train_loop(
                 scaler.update()
             else:
                 optimizer.step()
-            d = min(float(config.ema_decay), (1 + step) / (10 + step))
-            with torch.no_grad():
-                sd = model.state_dict()
-                for k in float_keys:
-                    ema[k].lerp_(sd[k].float(), 1 - d)
             losses.append(float(loss.detach()))
-            bar.update(step + 1, losses[-1])
-            if config.checkpoint_every and (step + 1) % int(config.checkpoint_every) == 0 and step + 1 < total:
-                _checkpoint(step + 1)
-            if callback is not None:
-                callback(step + 1, losses[-1])
+            _after_step(step)
         _checkpoint(total)
     finally:
         bar.close()
+    dp_budget = None
+    if pt is not None:
+        pt.check_budget()
+        dp_budget = pt.budget(stage)
     with torch.no_grad():
         sd = model.state_dict()
         out = {k: (ema[k] if k in float_keys else sd[k]).detach().to("cpu").to(sd[k].dtype).clone() for k in sd}
     model.eval()
-    return TrainResult(ema_state=out, losses=losses, steps=total, time_s=time.perf_counter() - t0, resumed_from=start)
+    return TrainResult(ema_state=out, losses=losses, steps=total, time_s=time.perf_counter() - t0, resumed_from=start, dp=dp_budget)

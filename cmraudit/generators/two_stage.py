@@ -49,6 +49,8 @@ class TwoStageGenerator:
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False)
     image_defaults: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, dict]] = {}
+    # stages trained on patient data; under DP each gets (ε/n, δ/n) of the budget (DPConfig.split)
+    dp_stages: ClassVar[tuple[str, ...]] = ("mask_model", "image_model")
 
     def __init__(self, **params: Any) -> None:
         defaults = self._defaults()
@@ -126,11 +128,15 @@ class TwoStageGenerator:
     def _build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
 
-    def _fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback) -> dict[str, Any]:
+    def _fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback,
+                         patient_ids=None) -> dict[str, Any]:
         """Default: train module ``"image"`` with :meth:`_image_step_loss`; returns a training summary.
 
         An override (e.g. an autoencoder stage first) must set ``self.image_modules_`` (name → module,
         each saved as ``<name>.safetensors``) and return a dict with at least ``steps``, ``time_s``, ``losses``.
+        ``dp`` is a dict stage name (of ``dp_stages``) → DPConfig (empty without DP); pass
+        ``dp=dp.get(name), patient_ids=patient_ids, stage=name`` to each ``train_loop`` and append each
+        ``result.dp`` to ``self.dp_budgets_``.
         """
         net = self._build_image_modules(seed=seed + 1, n_classes=self._n_classes())["image"]
         step = self._image_step_loss
@@ -142,8 +148,10 @@ class TwoStageGenerator:
         res = train_loop(
             net, step_loss, n_items=len(images), config=self._train_config(steps=self.steps, epochs=self.epochs), seed=seed + 1,
             device=device, work_dir=None if work_dir is None else Path(work_dir) / "image", resume=resume, progress=progress,
-            desc="image model", dp=dp, callback=callback,
+            desc="image model", dp=dp.get("image_model"), callback=callback, patient_ids=patient_ids, stage="image_model",
         )
+        if res.dp is not None:
+            self.dp_budgets_.append(res.dp)
         net.load_state_dict(res.ema_state)
         self.image_modules_ = {"image": net.eval()}
         return res.to_dict() | {"losses": res.losses}
@@ -182,9 +190,19 @@ class TwoStageGenerator:
         continues an interrupted fit with the same seed and parameters and reaches the same weights.
         """
         self.validate_params()
-        if dp is not None and not self.tags.supports_dp:
-            raise UsageError(f"generator {self.name!r} does not support DP-SGD yet; run without --dp-epsilon (dp=None)")
+        stage_dp: dict = {}
+        if dp is not None:
+            from ..privacy.dp import DPConfig, require_dp_support
+
+            if not isinstance(dp, DPConfig):
+                raise UsageError(f"fit: dp must be a cmraudit.privacy.dp.DPConfig (what --dp-epsilon builds) or None, got {type(dp).__name__}")
+            require_dp_support(name=self.name, tags=self.tags, dp=dp)
+            if dp.enabled:
+                self._check_dp()
+                stage_dp = dp.split(list(self.dp_stages))
         self._check_data(train)
+        patient_ids = [str(p) for p in train.patient_id]
+        self.dp_budgets_ = []
         t0 = time.perf_counter()
         device = init_distributed(select_device(self.device))
         self.vendors_ = sorted({str(v) for v in train.vendor if str(v)})
@@ -198,10 +216,18 @@ class TwoStageGenerator:
         mask_model = MaskDiffusion(unet=self._mask_unet(), noise=self._mask_noise(), train=self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
                                    sampler=self.sampler, sampling_steps=self.sampling_steps, augment=self.augment)
         mask_model.fit(np.asarray(train.masks), seed=seed, device=device, work_dir=None if wd is None else wd / "mask",
-                       resume=resume, progress=progress, dp=dp, callback=callback)
+                       resume=resume, progress=progress, dp=stage_dp.get("mask_model"), callback=callback,
+                       patient_ids=patient_ids)
+        if mask_model.result_.dp is not None:
+            self.dp_budgets_.append(mask_model.result_.dp)
         self.mask_model_ = mask_model
         image_summary = self._fit_image_stage(images, masks_oh, labels, seed=seed, device=device, work_dir=wd, resume=resume,
-                                              progress=progress, dp=dp, callback=callback)
+                                              progress=progress, dp=stage_dp, callback=callback, patient_ids=patient_ids)
+        self.dp_ = None
+        if stage_dp:
+            from ..privacy.dp import compose_budget
+
+            self.dp_ = compose_budget(self.dp_budgets_)
         self.image_size_ = int(train.shape[0])
         self.training_time_s_ = time.perf_counter() - t0
         self.seed_ = int(seed)
@@ -209,6 +235,9 @@ class TwoStageGenerator:
                           "n_slices": int(len(train)), "n_patients": int(len(train.patients)), "world_size": dist_info()[1],
                           "device": str(device)}
         return self
+
+    def _check_dp(self) -> None:
+        """Refuse parameters DP-SGD cannot cover (override in plugins; raise UsageError)."""
 
     # ------------------------------------------------------------ sample
     def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int, vendor: str | None = None,
@@ -257,7 +286,7 @@ class TwoStageGenerator:
     # ------------------------------------------------------------ save / load
     def _fitted_meta(self) -> dict:
         return {"image_size_": self.image_size_, "vendors_": list(self.vendors_), "training_time_s_": self.training_time_s_,
-                "seed_": self.seed_, "training_": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v)
+                "seed_": self.seed_, "dp_": getattr(self, "dp_", None), "training_": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v)
                                                    for k, v in self.training_.items()}}
 
     def save(self, path: str | os.PathLike) -> None:

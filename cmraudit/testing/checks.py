@@ -217,16 +217,36 @@ def check_save_load_roundtrip(ctx: CheckContext) -> None:
 
 
 def check_dp_hook(ctx: CheckContext) -> None:
-    """``fit(dp=…)`` without ``supports_dp`` is a UsageError (never silently non-private)."""
-    if ctx.tags().supports_dp:
-        return  # TODO(dp helper): fit with a tiny DPConfig and check the report block
-    try:
-        ctx.make().fit(ctx.train.subset(range(4)), seed=0, progress=False, dp=object(), **ctx.fit_kwargs)
-    except UsageError:
-        return
-    except Exception as e:  # noqa: BLE001
-        raise AssertionError(f"fit(dp=…) raised {type(e).__name__} ({e}), expected UsageError") from e
-    raise AssertionError("fit(dp=…) trained without DP although tags.supports_dp is False")
+    """``supports_dp``: a micro fit under ``DPConfig(epsilon=8, delta=1e-3)`` reports ``dp_`` with ε ≤ 8 per patient
+    and samples; otherwise ``fit(dp=…)`` is a UsageError (never silently non-private)."""
+    from ..privacy.dp import DPConfig
+
+    dp = DPConfig(epsilon=8.0, delta=1e-3)
+    refuses = False
+    if ctx.tags().supports_dp and callable(getattr(ctx.make(), "_check_dp", None)):
+        try:  # these parameters may be ones DP-SGD cannot cover (e.g. fm with ot_pairing): then fit must refuse
+            ctx.make()._check_dp()
+        except UsageError:
+            refuses = True
+    if refuses or not ctx.tags().supports_dp:
+        try:
+            ctx.make().fit(ctx.train.subset(range(4)), seed=0, progress=False, dp=dp, **ctx.fit_kwargs)
+        except UsageError:
+            return
+        except Exception as e:  # noqa: BLE001
+            raise AssertionError(f"fit(dp=…) raised {type(e).__name__} ({e}), expected UsageError") from e
+        raise AssertionError("fit(dp=…) trained although tags.supports_dp is False or _check_dp() refuses these parameters")
+    size = int(ctx.params.get("image_size") or 32)
+    train = make_toy_dataset(n_patients=12, slices=2, size=size, seed=ctx.seed + 5)
+    gen = ctx.make()  # micro batch_size (4) ≤ 12 patients
+    gen.fit(train, seed=0, progress=False, dp=dp, **ctx.fit_kwargs)
+    block = getattr(gen, "dp_", None)
+    _expect(isinstance(block, dict), f"after fit(dp=…) gen.dp_ is {block!r}, expected the generator.dp dict (compose_budget)")
+    eps = block.get("epsilon")
+    _expect(isinstance(eps, (int, float)) and 0 < eps <= 8.0 + 1e-6, f"gen.dp_['epsilon'] = {eps!r}, expected in (0, 8]")
+    _expect(block.get("unit") == "patient", f"gen.dp_['unit'] = {block.get('unit')!r}, expected 'patient'")
+    _expect(bool(block.get("stages")), "gen.dp_['stages'] is empty; every stage trained on patient data must be listed")
+    _check_dataset(gen.sample(n=2, seed=1), n=2, shape=train.shape, what="sample(n=2) after a DP fit")
 
 
 def check_loss(ctx: CheckContext) -> None:

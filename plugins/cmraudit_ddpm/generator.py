@@ -40,7 +40,7 @@ class DDPMGenerator(TwoStageGenerator):
     """Pixel-space DDPM with mask concatenation (the reference study's DDPM, DESIGN.md § 2)."""
 
     name: ClassVar[str] = "ddpm"
-    tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=True,
+    tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True)
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS

@@ -56,9 +56,9 @@ class FMGenerator(TwoStageGenerator):
     """
 
     name: ClassVar[str] = "fm"
-    # supports_dp: the image stage goes through train_loop's DP hook, but that hook is not wired yet
-    # (and minibatch-OT pairing couples the samples of a batch, which per-sample DP-SGD forbids).
-    tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=True,
+    # supports_dp: both stages train through train_loop's DP-SGD hook; minibatch-OT pairing couples the
+    # samples of a batch, which per-sample DP-SGD forbids, so ot_pairing=True is refused under DP.
+    tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True)
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
@@ -77,6 +77,11 @@ class FMGenerator(TwoStageGenerator):
         if self.image_size is not None and int(self.image_size) % self._unet().downsample:
             p.append(f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)")
         return p
+
+    def _check_dp(self) -> None:
+        if self.ot_pairing:
+            raise UsageError("fm: ot_pairing=True pairs noise and images across the batch, so one patient's slice changes "
+                             "the others' losses and per-patient DP-SGD does not hold; use ot_pairing=False with --dp-epsilon")
 
     # ------------------------------------------------------------ hooks
     def _build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:

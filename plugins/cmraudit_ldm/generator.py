@@ -87,11 +87,13 @@ class LDMGenerator(TwoStageGenerator):
     """Mask-conditioned latent diffusion with SPADE (the reference study's LDM)."""
 
     name: ClassVar[str] = "ldm"
-    # supports_dp: both stages go through train_loop's DP hook, which is not wired yet (UsageError).
-    tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=True,
+    # supports_dp: mask model, AutoencoderKL and latent UNet all train through train_loop's DP-SGD hook
+    # (a VQ-VAE's EMA codebook would escape DP-SGD: cmraudit.privacy.dp.fix_module refuses it).
+    tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True)
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
+    dp_stages: ClassVar[tuple[str, ...]] = ("mask_model", "autoencoder", "image_model")
 
     # ------------------------------------------------------------ params
     def _ae(self) -> AutoencoderSpec:
@@ -148,7 +150,8 @@ class LDMGenerator(TwoStageGenerator):
         return self._acp_cache
 
     # ------------------------------------------------------------ fit (stage A then B)
-    def _fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback) -> dict[str, Any]:
+    def _fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback,
+                         patient_ids=None) -> dict[str, Any]:
         modules = self._build_image_modules(seed=seed + 1, n_classes=self._n_classes())
         ae, unet = modules["autoencoder"], modules["image"]
         wd = None if work_dir is None else Path(work_dir)
@@ -159,15 +162,19 @@ class LDMGenerator(TwoStageGenerator):
             x = images[torch.as_tensor(idx, device=images.device)]
             if augment:
                 (x,) = flip_rotate([x], generator=gen, modes=["bilinear"])
-            return autoencoder_loss(model, x, kl_weight=kl_w, grad_weight=grad_w, generator=gen, sample_posterior=sample_post)
+            # under DP, model is Opacus's GradSampleModule: its hooks sit on the inner layers, so calling the
+            # wrapped AutoencoderKL's encode/decode still records per-sample gradients
+            return autoencoder_loss(getattr(model, "_module", model), x, kl_weight=kl_w, grad_weight=grad_w, generator=gen, sample_posterior=sample_post)
 
         res_a = train_loop(ae, ae_step, n_items=len(images), config=self._ae_train_config(), seed=seed + 2, device=device,
                            work_dir=None if wd is None else wd / "autoencoder", resume=resume, progress=progress,
-                           desc="autoencoder", dp=dp, callback=callback)
+                           desc="autoencoder", dp=dp.get("autoencoder"), callback=callback, patient_ids=patient_ids,
+                           stage="autoencoder")
         ae.load_state_dict(res_a.ema_state)
         ae.eval().requires_grad_(False)
         z = encode_mean(ae, images)
-        scale = latent_scale_factor(z)
+        # the latent scale is a statistic over all training slices: not DP, so under DP it is fixed to 1
+        scale = 1.0 if dp.get("image_model") is not None else latent_scale_factor(z)
         latents = z * scale
         self.scale_factor_ = scale
         acp = self._acp()
@@ -188,7 +195,9 @@ class LDMGenerator(TwoStageGenerator):
 
         res_b = train_loop(unet, ldm_step, n_items=len(images), config=self._train_config(steps=self.steps, epochs=self.epochs),
                            seed=seed + 1, device=device, work_dir=None if wd is None else wd / "image", resume=resume,
-                           progress=progress, desc="latent diffusion", dp=dp, callback=callback)
+                           progress=progress, desc="latent diffusion", dp=dp.get("image_model"), callback=callback,
+                           patient_ids=patient_ids, stage="image_model")
+        self.dp_budgets_ += [r.dp for r in (res_a, res_b) if r.dp is not None]
         unet.load_state_dict(res_b.ema_state)
         self.image_modules_ = {"autoencoder": ae, "image": unet.eval()}
         return {"autoencoder": res_a.to_dict(), "latent_scale_factor": scale,

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from cmraudit.report.html import render_html
-from report_fixtures import make_run_dir
+from .report_fixtures import make_run_dir
 
 # injected into a test-only copy: records errors, then checks every <img> after load
 _PROBE = """<script>

@@ -8,7 +8,7 @@ import matplotlib.image as mpimg
 from cmraudit.cli.main import main
 from cmraudit.report import write_report
 from cmraudit.report.compare import CompareRow, headline, pareto_flags
-from report_fixtures import est, make_report, variant
+from .report_fixtures import est, make_report, variant
 
 
 def test_headline_reads_the_right_numbers():

@@ -10,7 +10,7 @@ from cmraudit.cli.main import main
 from cmraudit.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
 from cmraudit.report import compute_verdicts, default_policy, evaluate_gate, load_policy, write_report
 from cmraudit.report.policy import policy_from_dict
-from report_fixtures import est, make_report, variant
+from .report_fixtures import est, make_report, variant
 
 
 def _run(tmp_path, kind_or_report, *args):

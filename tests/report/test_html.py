@@ -14,7 +14,7 @@ from scipy import ndimage
 from cmraudit.cli.main import main
 from cmraudit.report.html import render_html
 from cmraudit.report.plots import MASK_ALPHA, MASK_COLOURS
-from report_fixtures import make_run_dir
+from .report_fixtures import make_run_dir
 
 
 class _Tags(HTMLParser):

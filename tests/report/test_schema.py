@@ -8,7 +8,7 @@ import pytest
 from cmraudit.cli.main import main
 from cmraudit.errors import EXIT_USAGE, ReportSchemaError
 from cmraudit.report import read_report, report_problems, validate_report, write_report
-from report_fixtures import make_report, variant
+from .report_fixtures import make_report, variant
 
 
 @pytest.mark.parametrize("kind", ["holdout", "copycat", "skipped"])
