@@ -15,7 +15,7 @@ import pytest
 from cmraudit.data.dataset import read_dataset
 from cmraudit.report import read_report
 from cmraudit.report.html import render_html
-from test_html import shown_slices
+from .test_html import shown_slices
 
 RUNS = [Path(p) for p in os.environ.get("CMRAUDIT_REPORT_RUNS", "").split(":") if p]
 
