@@ -171,7 +171,7 @@ def test_cli_report_command_and_verdict(run, capsys):
 
 def test_report_without_artefacts_still_renders(tmp_path):
     from cmraudit.report import write_report
-    from report_fixtures import make_report
+    from .report_fixtures import make_report
 
     write_report(tmp_path, make_report("holdout"))
     text = render_html(tmp_path).read_text()
