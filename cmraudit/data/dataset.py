@@ -233,6 +233,17 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- I/O
+def swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename the finished directory ``tmp`` to ``path``, replacing an existing ``path`` (the last step of an atomic write)."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(path)
+
+
 def _fmt_spacing(v: float) -> str:
     return "" if not math.isfinite(v) else f"{v:.6g}"
 
@@ -282,13 +293,7 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = Fal
         )
         with open(tmp / "dataset.json", "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True, default=str)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

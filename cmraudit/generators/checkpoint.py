@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from ..errors import CheckpointError
+from ..data.dataset import swap_into_place
 
 CONFIG_NAME = "config.json"
 FORMAT = "cmraudit-generator"
@@ -63,13 +64,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
