@@ -35,3 +35,16 @@ def select_device(name: str | None = "auto") -> torch.device:
 def amp_enabled(device: torch.device) -> bool:
     """Mixed precision only on CUDA (CPU autocast is slower for these networks and changes numerics)."""
     return device.type == "cuda"
+
+
+def set_cpu_threads(n: int) -> None:
+    """Use ``n`` CPU threads for torch intra-op work and for the BLAS / OpenMP pools of numpy and FAISS."""
+    if int(n) < 1:
+        raise UsageError(f"--threads must be >= 1, got {n}")
+    torch.set_num_threads(int(n))
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(int(n))
+    except ImportError:  # pragma: no cover - faiss is a dependency
+        pass

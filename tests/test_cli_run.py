@@ -45,3 +45,19 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "c")]) == EXIT_USAGE
     assert main(["fit", "--generator", "ddpm", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "m"), "--set", "steps"]) == EXIT_USAGE
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "d"), "--n", "2"]) == EXIT_PLUGIN  # not a saved model
+
+
+def test_threads_option_sets_torch_threads(capsys, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "generators"]) == 0
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("CMRAUDIT_THREADS", "2")
+        assert main(["generators"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert main(["--threads", "0", "generators"]) == EXIT_USAGE
+    assert "--threads" in capsys.readouterr().err

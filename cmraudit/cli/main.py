@@ -42,9 +42,18 @@ def _root(
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (without local variables) on errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, envvar="CMRAUDIT_THREADS",
+        help="CPU threads for torch and BLAS (default: torch's choice, usually all cores). On a shared machine, "
+             "fewer threads than cores avoids oversubscription.",
+    ),
 ) -> None:
     _state.DEBUG = debug
     _state.QUIET = quiet
+    if threads is not None:
+        from ..device import set_cpu_threads
+
+        set_cpu_threads(threads)
 
 
 # command groups register themselves; each module has register(app)

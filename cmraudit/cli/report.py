@@ -72,7 +72,7 @@ def gate_cmd(
             "—" if r.upper is None else f"{r.upper:.4g}",
             "—" if r.value is None else f"{r.value:.4g}",
             f"[{style[r.status]}]{r.status.upper()}[/]",
-            r.reason,
+            r.short_reason,
         )
     console.print(table)
     if junit is not None:
@@ -82,7 +82,8 @@ def gate_cmd(
         console.print("[green]gate PASSED[/]")
         return 0
     for r in result.failed_rules:
-        print(f"gate FAILED: rule {r.rule} — {RULE_HELP.get(r.rule, '')}: {r.reason}", file=sys.stderr)
+        hint = f" [{r.hint}]" if r.hint else ""
+        print(f"gate FAILED: rule {r.rule} — {RULE_HELP.get(r.rule, '')}: {r.reason}{hint}", file=sys.stderr)
     return 1
 
 

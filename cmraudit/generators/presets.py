@@ -1,9 +1,10 @@
 """Named hyper-parameter presets shared by the two-stage generators.
 
 * ``micro`` — tests and the conformance suite: 32² px, channels (8, 16), a handful of steps.
-* ``quick`` — CPU, 64² px, channels (32, 64, 64), attention only at the lowest level, one res
-  block, scaled-linear β, DDIM-50 sampling, mask model predicting x0 (ε for the image model); a few minutes per stage on 2 cores
-  (REFERENCES.md "Compute here": ≈ 0.37 s per step at batch 8).
+* ``quick`` — CPU, 64² px images, channels (32, 64, 64), attention only at the lowest level, one res
+  block, scaled-linear β, DDIM-25 image sampling (ε-prediction). The mask model works at 32²
+  (``mask_size``; upsampled before the argmax), predicts x0, trains 800 steps and samples with DDIM-20.
+  The whole ``cmraudit run`` takes about 9 minutes on 2 idle cores (docs/benchmarks.md).
 * ``paper`` — the reference study (DESIGN.md § 2): 128² px, channels 64–512 with attention at
   the two deepest levels, 1000-step linear β, batch 8, 400 epochs, lr 1e-4 with cosine warm-up,
   flips + ±20° rotation; GPU.
@@ -26,6 +27,8 @@ COMMON: dict[str, dict] = {
         "mask_norm_num_groups": 8,
         "mask_num_head_channels": 8,
         "mask_prediction_type": "sample",
+        "mask_size": None,
+        "mask_sampling_steps": None,
         "mask_steps": 6,
         "mask_epochs": None,
         "num_train_timesteps": 1000,
@@ -49,14 +52,16 @@ COMMON: dict[str, dict] = {
         "mask_norm_num_groups": 32,
         "mask_num_head_channels": 32,
         "mask_prediction_type": "sample",
-        "mask_steps": 200,
+        "mask_size": 32,
+        "mask_sampling_steps": 20,
+        "mask_steps": 800,
         "mask_epochs": None,
         "num_train_timesteps": 1000,
         "schedule": "scaled_linear_beta",
         "beta_start": 0.0005,
         "beta_end": 0.0195,
         "sampler": "ddim",
-        "sampling_steps": 50,
+        "sampling_steps": 25,
         "batch_size": 8,
         "lr": 5e-4,
         "warmup_steps": 30,
@@ -72,6 +77,8 @@ COMMON: dict[str, dict] = {
         "mask_norm_num_groups": 32,
         "mask_num_head_channels": 32,
         "mask_prediction_type": "epsilon",
+        "mask_size": None,
+        "mask_sampling_steps": None,
         "mask_steps": None,
         "mask_epochs": 400,
         "num_train_timesteps": 1000,

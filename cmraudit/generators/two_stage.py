@@ -90,6 +90,12 @@ class TwoStageGenerator:
     def _mask_unet(self) -> UNetSpec:
         return UNetSpec(tuple(self.mask_channels), tuple(self.mask_attention_levels), self.mask_num_res_blocks, self.mask_norm_num_groups, self.mask_num_head_channels)
 
+    def _mask_model(self) -> MaskDiffusion:
+        """A fresh (unfitted) mask model built from this generator's ``mask_*`` parameters."""
+        steps = self.sampling_steps if self.mask_sampling_steps is None else self.mask_sampling_steps
+        return MaskDiffusion(unet=self._mask_unet(), noise=self._mask_noise(), train=self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
+                             sampler=self.sampler, sampling_steps=int(steps), augment=self.augment, size=self.mask_size)
+
     def _noise(self) -> NoiseSpec:
         return NoiseSpec(self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end)
 
@@ -111,8 +117,15 @@ class TwoStageGenerator:
             p.append(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if int(self.sampling_steps) < 1 or int(self.sampling_steps) > int(self.num_train_timesteps):
             p.append(f"sampling_steps must be in 1..num_train_timesteps={self.num_train_timesteps}, got {self.sampling_steps}")
-        if self.image_size is not None and (int(self.image_size) < 8 or int(self.image_size) % self._mask_unet().downsample):
-            p.append(f"image_size must be >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1)), got {self.image_size}")
+        if self.mask_sampling_steps is not None and not 1 <= int(self.mask_sampling_steps) <= int(self.num_train_timesteps):
+            p.append(f"mask_sampling_steps must be None or in 1..num_train_timesteps={self.num_train_timesteps}, got {self.mask_sampling_steps}")
+        if self.mask_size is None:
+            if self.image_size is not None and (int(self.image_size) < 8 or int(self.image_size) % self._mask_unet().downsample):
+                p.append(f"image_size must be >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1)), got {self.image_size}")
+        elif int(self.mask_size) < 8 or int(self.mask_size) % self._mask_unet().downsample:
+            p.append(f"mask_size must be None or >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1) of mask_channels), got {self.mask_size}")
+        elif self.image_size is not None and int(self.image_size) % int(self.mask_size):
+            p.append(f"image_size {self.image_size} must be a multiple of mask_size {self.mask_size}")
         if not 0 <= float(self.cfg_dropout) < 1:
             p.append(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         if int(self.sample_batch_size) < 1:
@@ -179,8 +192,10 @@ class TwoStageGenerator:
                 f"fit: images are {h}×{w} but image_size={self.image_size}; re-import the data with --size {self.image_size} "
                 f"or pass image_size=None to train at the data's size"
             )
-        if h % self._mask_unet().downsample:
+        if self.mask_size is None and h % self._mask_unet().downsample:
             raise DataError(f"fit: image size {h} is not divisible by {self._mask_unet().downsample} (2^(levels-1))")
+        if self.mask_size is not None and h % int(self.mask_size):
+            raise DataError(f"fit: image size {h} is not a multiple of mask_size={self.mask_size}; re-import with --size or change mask_size")
 
     def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, work_dir: str | os.PathLike | None = None,
             resume: bool = False, callback=None) -> "TwoStageGenerator":
@@ -213,8 +228,7 @@ class TwoStageGenerator:
             vid = {v: i + 1 for i, v in enumerate(self.vendors_)}
             labels = torch.as_tensor([vid.get(str(v), 0) for v in train.vendor], dtype=torch.long, device=device)
         wd = Path(work_dir) if work_dir is not None else None
-        mask_model = MaskDiffusion(unet=self._mask_unet(), noise=self._mask_noise(), train=self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
-                                   sampler=self.sampler, sampling_steps=self.sampling_steps, augment=self.augment)
+        mask_model = self._mask_model()
         mask_model.fit(np.asarray(train.masks), seed=seed, device=device, work_dir=None if wd is None else wd / "mask",
                        resume=resume, progress=progress, dp=stage_dp.get("mask_model"), callback=callback,
                        patient_ids=patient_ids)
@@ -315,8 +329,7 @@ class TwoStageGenerator:
         gen = cls(**params)
         for k, v in cfg["fitted"].items():
             setattr(gen, k, v)
-        gen.mask_model_ = MaskDiffusion(unet=gen._mask_unet(), noise=gen._mask_noise(), train=gen._train_config(steps=gen.mask_steps, epochs=gen.mask_epochs),
-                                        sampler=gen.sampler, sampling_steps=gen.sampling_steps).load_state_dict(load_weights(path / "mask_model.safetensors"))
+        gen.mask_model_ = gen._mask_model().load_state_dict(load_weights(path / "mask_model.safetensors"))
         modules = gen._build_image_modules(seed=0, n_classes=gen._n_classes())
         for k, m in modules.items():
             try:

@@ -207,7 +207,7 @@ class RayExecutor:
         self.num_gpus = num_gpus
         self.init_kwargs = init_kwargs
 
-    def map(self, fn: Callable, specs: Sequence) -> list:  # pragma: no cover - needs ray
+    def map(self, fn: Callable, specs: Sequence) -> list:
         import ray
 
         if not ray.is_initialized():

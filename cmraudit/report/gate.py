@@ -12,6 +12,7 @@ The gate itself is two-way: anything but ``pass`` fails it.
 """
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -46,10 +47,17 @@ class RuleResult:
     lower: float | None = None
     where: str | None = None
     unit: str | None = None
+    hint: str | None = None  # why the rule cannot pass at this sample size, and what would let it (power)
 
     @property
     def passed(self) -> bool:
         return self.status != "fail"
+
+    @property
+    def short_reason(self) -> str:
+        """The reason cut to one readable line (for tables); the full text stays in ``reason``."""
+        text = self.reason if len(self.reason) <= 140 else self.reason[:137].rstrip() + "…"
+        return text if self.hint is None else f"{text} — {self.hint}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,6 +182,36 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4g}"
 
 
+def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int:
+    """Smallest n at which 0 events out of n gives a Wilson upper bound <= ``budget``.
+
+    The Wilson upper bound of 0/n is z²/(n + z²), so n >= z²(1 − b)/b.
+    """
+    from scipy import stats
+
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    return int(math.ceil(z * z * (1 - budget) / budget - 1e-9))
+
+
+def _power_hint(rule: str, est: dict, budget: float) -> str | None:
+    """For a rate rule: say so when even a perfect result (0 events) could not pass at this n."""
+    from ..estimates import wilson_ci
+
+    n, unit = est.get("n"), est.get("unit") or "item"
+    if not str(est.get("ci_method") or "").startswith("wilson") or not isinstance(n, int) or n <= 0 or not 0 < budget < 1:
+        return None
+    zero_upper = wilson_ci(0, n)[1]
+    if zero_upper <= budget:
+        return None
+    what = "copied patients" if rule == "patients_copied" else "copies"
+    return (f"underpowered: with n = {n} {unit}s even zero {what} give a CI upper bound of {zero_upper:.3g} > {budget:g}; "
+            f"at least {wilson_min_n(budget)} {unit}s are needed for this budget")
+
+
+_TPR_HINT = ("underpowered: TPR at 1 % FPR needs at least 100 non-member (holdout) patients; audit a larger holdout, "
+             "or set mia_tpr_at_1pct_fpr = false in a policy for pilot runs (docs/concepts.md#gate)")
+
+
 def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     budget = policy.rules.get(rule)
     if rule == "epsilon":
@@ -183,7 +221,8 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     cands, failures, notes = _candidates(report, rule, policy)
     note = f"; {', '.join(notes)}" if notes else ""
     if failures:
-        return RuleResult(rule, budget, "fail", "inconclusive", "fail closed: " + "; ".join(failures) + note)
+        hint = _TPR_HINT if any("unsupported: TPR" in f for f in failures) else None
+        return RuleResult(rule, budget, "fail", "inconclusive", "fail closed: " + "; ".join(failures) + note, hint=hint)
     if not cands:
         what = "feature space" if rule in ("copy_rate", "patients_copied") else "attack"
         return RuleResult(rule, budget, "fail", "inconclusive", f"fail closed: no {what} reported this metric{note}")
@@ -200,7 +239,8 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
         verdict = "inconclusive"
     cmp = "<=" if ok else ">"
     reason = f"CI upper {_fmt(upper)} {cmp} budget {_fmt(budget)} at {where} (point {_fmt(value)}, CI [{_fmt(lower)}, {_fmt(upper)}]){note}"
-    return RuleResult(rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"))
+    hint = None if ok else _power_hint(rule, est, budget)
+    return RuleResult(rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"), hint)
 
 
 def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:

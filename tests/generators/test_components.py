@@ -75,3 +75,52 @@ def test_mask_model_learns_plausible_masks_quickly():
     m = mm.fit(np.asarray(ds.masks), seed=0, device=torch.device("cpu"), progress=False).sample(8, shape=(32, 32), seed=0, device=torch.device("cpu"))
     assert abs(float((m == 0).mean()) - float((np.asarray(ds.masks) == 0).mean())) < 0.08
     assert sum(ndimage.label(x == 3)[1] == 1 for x in m) >= 6  # one LV blob in most samples
+
+
+def test_mask_model_at_lower_resolution_targets_and_upsampling():
+    """``size`` below the mask size: targets are area averages (2×2 blocks), samples come back at full size."""
+    m = np.zeros((1, 4, 4), np.uint8)
+    m[0, :2, :2] = 3  # one 2×2 block all LV
+    m[0, 2:, :2] = [[2, 2], [3, 3]]  # half MYO, half LV
+    mm = MaskDiffusion(unet=UNetSpec((8, 16), (False, False), 1, 8, 8), noise=NoiseSpec(), train=TrainConfig(steps=2, batch_size=2),
+                       sampler="ddim", sampling_steps=2, size=2)
+    t = mm.targets(m)
+    assert t.shape == (1, 4, 2, 2)
+    assert torch.allclose(t[0, :, 0, 0], torch.tensor([-1.0, -1.0, -1.0, 1.0]))  # pure LV block
+    assert torch.allclose(t[0, :, 1, 0], torch.tensor([-1.0, -1.0, 0.0, 0.0]))  # half MYO, half LV
+    assert torch.allclose(t[0, :, 0, 1], torch.tensor([1.0, -1.0, -1.0, -1.0]))  # background
+    with pytest.raises(UsageError, match="multiple of mask_size"):
+        MaskDiffusion(unet=mm.unet, noise=mm.noise, train=mm.train, size=3).targets(m)
+    ds = make_toy_dataset(n_patients=2, slices=2, size=32)
+    small = MaskDiffusion(unet=UNetSpec((8, 16), (False, False), 1, 8, 8), noise=NoiseSpec(prediction_type="sample"),
+                          train=TrainConfig(steps=3, batch_size=4), sampler="ddim", sampling_steps=3, size=16)
+    small.fit(np.asarray(ds.masks), seed=0, device=torch.device("cpu"), progress=False)
+    out = small.sample(3, shape=(32, 32), seed=0, device=torch.device("cpu"))
+    assert out.shape == (3, 32, 32) and out.dtype == np.uint8 and out.max() <= 3
+
+
+def test_two_stage_mask_size_parameters_checked():
+    from cmraudit_ddpm import DDPMGenerator
+
+    params = resolve_preset("micro", DDPMGenerator.presets)
+    with pytest.raises(UsageError, match="image_size 32 must be a multiple of mask_size 24"):
+        DDPMGenerator(**{**params, "mask_size": 24, "mask_channels": (8, 16)}).validate_params()
+    with pytest.raises(UsageError, match="mask_sampling_steps"):
+        DDPMGenerator(**{**params, "mask_sampling_steps": 0}).validate_params()
+    q = resolve_preset("quick", DDPMGenerator.presets)
+    assert q["mask_size"] * 2 == q["image_size"] and q["mask_sampling_steps"] < q["sampling_steps"]
+    gen = DDPMGenerator(**{**params, "mask_size": 16, "mask_sampling_steps": 2, "device": "cpu"})
+    assert gen._mask_model().size == 16 and gen._mask_model().sampling_steps == 2
+
+
+def test_two_stage_with_half_resolution_masks_fits_samples_and_reloads(tmp_path):
+    from cmraudit_ddpm import DDPMGenerator
+
+    ds = make_toy_dataset(n_patients=2, slices=2, size=32)
+    gen = DDPMGenerator(**{**resolve_preset("micro", DDPMGenerator.presets), "mask_size": 16, "mask_sampling_steps": 2, "device": "cpu"})
+    gen.fit(ds, seed=0, progress=False)
+    a = gen.sample(n=3, seed=1)
+    assert np.asarray(a.masks).shape == (3, 32, 32)
+    gen.save(tmp_path / "g")
+    b = DDPMGenerator.load(tmp_path / "g").sample(n=3, seed=1)
+    assert np.array_equal(np.asarray(a.masks), np.asarray(b.masks)) and np.allclose(np.asarray(a.images), np.asarray(b.images))

@@ -63,7 +63,8 @@ def test_data_and_param_checks():
 def test_presets():
     quick, paper = resolve_preset("quick", DDPMGenerator.presets), resolve_preset("paper", DDPMGenerator.presets)
     assert quick["channels"] == (32, 64, 64) and quick["attention_levels"] == (False, False, True) and quick["image_size"] == 64
-    assert quick["sampler"] == "ddim" and quick["sampling_steps"] == 50 and quick["schedule"] == "scaled_linear_beta"
+    assert quick["sampler"] == "ddim" and quick["sampling_steps"] == 25 and quick["schedule"] == "scaled_linear_beta"
+    assert quick["mask_size"] == 32 and quick["mask_sampling_steps"] == 20 and paper["mask_size"] is None
     assert paper["num_train_timesteps"] == 1000 and paper["batch_size"] == 8 and paper["epochs"] == 400 and paper["lr"] == 1e-4
     assert paper["mask_channels"][0] == 64 and paper["mask_channels"][-1] == 512 and paper["mask_attention_levels"][-2:] == (True, True)
     DDPMGenerator.from_preset("paper").validate_params()

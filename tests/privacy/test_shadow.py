@@ -97,13 +97,40 @@ def test_slurm_executor_in_submitit_local_mode(tmp_path):
     assert ex.map(_square, [3, 4]) == [9, 16]
 
 
-def test_ray_executor_missing_extra_names_pip_command():
+def test_ray_executor_missing_extra_names_pip_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: `import ray` raises ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install cmraudit\[ray\]"):
+        RayExecutor()
+    with pytest.raises(MissingExtraError):
+        get_executor("ray")
+
+
+def test_ray_executor_in_local_cluster_matches_inline(tmp_path):
+    """The same shadow tasks through a Ray local cluster (2 CPUs) and inline give identical LiRA scores."""
+    ray = pytest.importorskip("ray", reason="needs pip install cmraudit[ray]")
+    import os
+    from pathlib import Path
+
+    train, holdout = _toy_data(4, 1, "t"), _toy_data(4, 2, "h")
+    target = TinyGenerator(steps=60).fit(train, seed=0)
+    root = str(Path(__file__).resolve().parents[2])  # workers import tests.privacy.tinygen by name
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}})
     try:
-        import ray  # noqa: F401
-    except ImportError:
-        with pytest.raises(MissingExtraError, match=r"pip install cmraudit\[ray\]"):
-            RayExecutor()
-        with pytest.raises(MissingExtraError):
-            get_executor("ray")
-    else:  # pragma: no cover
-        pytest.skip("ray is installed; its local-cluster test needs pip install cmraudit[ray] and is not part of CI")
+        kw = dict(target=target, train=train, holdout=holdout, reference=None, timesteps=TinyGenerator.audit_timesteps,
+                  seed=0, n_resamples=50)
+        via_ray = run_shadow_attacks(config=ShadowConfig(k=2, executor="ray", modes=("online",), workdir=str(tmp_path / "ray")),
+                                     workdir=tmp_path / "ray", **kw)
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+    inline = run_shadow_attacks(config=ShadowConfig(k=2, executor="inline", modes=("online",), workdir=str(tmp_path / "inl")),
+                                workdir=tmp_path / "inl", **kw)
+    assert len(list((tmp_path / "ray").glob("online_*/DONE"))) == 2
+    a, b = via_ray["lira_online"], inline["lira_online"]
+    assert a.slice.auc.value == b.slice.auc.value
+    for i in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / "ray" / f"online_{i:03d}" / "losses.npy"),
+                                      np.load(tmp_path / "inl" / f"online_{i:03d}" / "losses.npy"))

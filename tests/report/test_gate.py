@@ -158,3 +158,32 @@ def test_verdicts_three_way():
     s = compute_verdicts(make_report("skipped"))
     assert s["overall"] == "inconclusive" and s["checks"]["copy_detection"]["verdict"] == "inconclusive"
     json.dumps(v, allow_nan=False)
+
+
+def test_underpowered_rate_rule_says_how_many_are_needed(tmp_path, capsys):
+    """0 copies out of 96 slices: Wilson upper 0.0385 > 0.01, so the rule cannot pass at this n; the gate says
+    so and names the n that could (z²(1−b)/b = 380.3 → 381 slices; 73 patients for b = 0.05)."""
+    from cmraudit.estimates import wilson_ci
+    from cmraudit.report.gate import wilson_min_n
+
+    assert wilson_min_n(0.01) == 381 and wilson_ci(0, 381)[1] <= 0.01 < wilson_ci(0, 380)[1]
+    assert wilson_min_n(0.05) == 73 and wilson_ci(0, 73)[1] <= 0.05 < wilson_ci(0, 72)[1]
+    zero = {"value": 0.0, "ci": list(wilson_ci(0, 96)), "n": 96, "unit": "slice", "ci_method": "wilson, fpr-corrected"}
+    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", zero))
+    res = {r.rule: r for r in evaluate_gate(rep).rules}
+    assert res["copy_rate"].status == "fail" and "at least 381 slices" in res["copy_rate"].hint
+    assert res["patients_copied"].hint is None  # a passing rule gets no hint
+    powered = dict(zero, ci=list(wilson_ci(2, 400)), n=400, value=0.005)  # fails on its data, not for lack of n
+    rep2 = variant(rep, lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", powered))
+    assert {r.rule: r for r in evaluate_gate(rep2).rules}["copy_rate"].hint is None
+    write_report(tmp_path, rep)
+    assert main(["gate", str(tmp_path / "report.json")]) == EXIT_GATE_FAILED
+    assert "underpowered" in capsys.readouterr().err
+
+
+def test_tpr_rule_unsupported_for_few_non_members_gets_a_hint():
+    skipped = {"status": "skipped", "reason": "unsupported: TPR at 0.01 FPR needs at least 100 non-members, have 15 (patient level)"}
+    rep = variant(make_report("holdout"), lambda r: [r["privacy"]["mia"][a]["patient"].__setitem__("tpr_at_1pct_fpr", skipped)
+                                                      for a in ("gan_leaks", "domias")])
+    r = {x.rule: x for x in evaluate_gate(rep).rules}["mia_tpr_at_1pct_fpr"]
+    assert r.status == "fail" and "100 non-member" in r.hint and "mia_tpr_at_1pct_fpr = false" in r.hint
