@@ -23,7 +23,6 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
-    from cmraudit.data.dataset import Dataset
     from cmraudit.data.phantom import PhantomConfig, make_phantom
     from cmraudit.generators.reference import CopycatGenerator
     from cmraudit.privacy import audit_privacy

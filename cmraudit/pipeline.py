@@ -27,7 +27,7 @@ from .data.dataset import Dataset, read_dataset, write_dataset
 from .data.splits import split_patients
 from .errors import CmrAuditError, DataError, UsageError
 from .estimates import skipped
-from .generators.checkpoint import load_generator, write_json_atomic
+from .generators.checkpoint import load_generator
 from .generators.registry import get_plugin
 from .generators.training import is_main_process
 

@@ -177,7 +177,6 @@ class LDMGenerator(TwoStageGenerator):
         scale = 1.0 if dp.get("image_model") is not None else latent_scale_factor(z)
         latents = z * scale
         self.scale_factor_ = scale
-        acp = self._acp()
 
         def ldm_step(model, idx, gen):
             i = torch.as_tensor(idx, device=images.device)

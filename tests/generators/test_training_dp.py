@@ -1,5 +1,4 @@
 """train_loop under patient-level DP-SGD: budget, one slice per patient per step, learning, exact resume."""
-import math
 
 import numpy as np
 import pytest

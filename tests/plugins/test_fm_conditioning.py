@@ -9,13 +9,7 @@ from cmraudit_fm import FMGenerator
 from cmraudit_fm.flow import SolverSpec, linear_path, ot_pair, solve_ode
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # micro networks: one intra-op thread is faster and immune to CPU oversubscription
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _label_means(images, masks):

@@ -14,13 +14,7 @@ from cmraudit_ldm.autoencoder import latent_scale_factor
 from cmraudit_ldm.generator import LatentNoiseSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # micro networks: one intra-op thread is faster and immune to CPU oversubscription
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from cmraudit.cli.main import main
 from cmraudit.data.dataset import write_dataset

@@ -17,7 +17,6 @@ def test_auc_and_tpr_match_definitions():
     r = roc_metrics(scores, member)
     assert abs(r["auc"] - roc_auc_score(member, scores)) < 1e-12
     # TPR at the last ROC point with FPR <= 1 %: brute force over thresholds
-    neg = np.sort(scores[~member])[::-1]
     best = 0.0
     for thr in np.unique(scores):
         fpr = (scores[~member] >= thr).mean()

@@ -7,7 +7,6 @@ M&Ms from the information CSV, 0-based), store labels in ACDC numbering (M&Ms is
 from __future__ import annotations
 
 import csv
-import os
 import re
 from functools import partial
 from pathlib import Path
