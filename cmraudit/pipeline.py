@@ -29,7 +29,7 @@ from .errors import CmrAuditError, DataError, UsageError
 from .estimates import skipped
 from .generators.checkpoint import load_generator
 from .generators.registry import get_plugin
-from .generators.training import is_main_process
+from .generators.distributed import is_main_process
 
 SCHEMA_VERSION = "1.0"
 PRESETS = ("quick", "paper")

@@ -96,7 +96,7 @@ def fit_cmd(
     noise_multiplicity: int = _DP_K,
 ) -> None:
     """Fit a generator on a prepared dataset and save it. Multi-GPU: torchrun --nproc_per_node N -m cmraudit fit …"""
-    from ..generators.training import is_main_process
+    from ..generators.distributed import is_main_process
     from ..pipeline import fit_generator
     from ..privacy.dp import DPConfig
 

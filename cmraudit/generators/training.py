@@ -1,4 +1,4 @@
-"""The shared training loop of every built-in generator stage.
+"""The shared training loop of every built-in generator stage (DDP helpers: distributed.py; bars: progress.py).
 
 AdamW with linear warm-up then cosine decay, gradient clipping, EMA weights, AMP on CUDA,
 atomic checkpoints every N steps, resume, a rich progress bar (loss, it/s, ETA) and DDP
@@ -22,6 +22,8 @@ import torch
 
 from ..errors import CheckpointError, UsageError
 from .checkpoint import safe_torch_load, save_state
+from .distributed import dist_info, init_distributed, is_main_process  # noqa: F401 - also importable from here
+from .progress import TrainProgress, progress_bar  # noqa: F401 - progress_bar also importable from here
 
 STATE_NAME = "train_state.pt"
 
@@ -93,33 +95,6 @@ class TrainResult:
                 "dp": None if self.dp is None else self.dp.to_dict()}
 
 
-# ------------------------------------------------------------------ distributed
-def dist_info() -> tuple[int, int, int]:
-    """(rank, world size, local rank); (0, 1, 0) when not distributed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
-    return 0, 1, 0
-
-
-def init_distributed(device: torch.device) -> torch.device:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); return this rank's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or not torch.distributed.is_available():
-        return device
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    if device.type == "cuda":
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return device
-
-
-def is_main_process() -> bool:
-    return dist_info()[0] == 0
-
-
 # ------------------------------------------------------------------ helpers
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(step), int(rank)]).generate_state(1)[0])
@@ -177,66 +152,6 @@ def _finite(loss: torch.Tensor, desc: str, step: int, config: TrainConfig) -> to
     if not torch.isfinite(loss):
         raise UsageError(f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate (lr={config.lr})")
     return loss
-
-
-class _Progress:
-    def __init__(self, enabled: bool, desc: str, total: int, start: int):
-        self.bar = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} it/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task(desc, total=total, completed=start, loss="-", speed="-")
-        self.t0, self.s0 = time.perf_counter(), start
-
-    def update(self, step: int, loss: float) -> None:
-        if self.bar is None:
-            return
-        dt = time.perf_counter() - self.t0
-        speed = (step - self.s0) / dt if dt > 0 else 0.0
-        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{speed:.2f}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-class progress_bar:  # noqa: N801 - used as a context manager
-    """Rich progress bar with it/s and ETA (no-op when disabled or not rank 0): ``with progress_bar(...) as bar: bar.advance(k)``."""
-
-    def __init__(self, desc: str, *, total: int, enabled: bool = True):
-        self.desc, self.total, self.enabled = desc, total, enabled and is_main_process()
-        self.bar = None
-
-    def __enter__(self) -> "progress_bar":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("ETA"), TimeRemainingColumn())
-            self.bar.start()
-            self.task = self.bar.add_task(self.desc, total=self.total)
-        return self
-
-    def advance(self, k: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task, k)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 # ------------------------------------------------------------------ the loop
@@ -345,7 +260,7 @@ def train_loop(
         if callback is not None:
             callback(step + 1, losses[-1])
 
-    bar = _Progress(progress and rank == 0, desc, total, start)
+    bar = TrainProgress(progress and rank == 0, desc, total, start)
     t0 = time.perf_counter()
     try:
         model.train()

@@ -26,7 +26,9 @@ from .checkpoint import FORMAT, FORMAT_VERSION, atomic_dir, load_weights, read_c
 from .diffusion import SAMPLERS, NoiseSpec, UNetSpec, onehot
 from .mask_model import MaskDiffusion
 from .presets import COMMON, resolve_preset
-from .training import TrainConfig, dist_info, init_distributed, is_main_process, progress_bar, train_loop
+from .distributed import dist_info, init_distributed, is_main_process
+from .progress import progress_bar
+from .training import TrainConfig, train_loop
 
 BASE_DEFAULTS: dict[str, Any] = {
     **COMMON["quick"],
@@ -326,6 +328,8 @@ class TwoStageGenerator:
         if cfg.get("generator") != cls.name:
             raise CheckpointError(f"{path}: saved generator is {cfg.get('generator')!r}, not {cls.name!r}; load it with its own class or cmraudit.generators.checkpoint.load_generator")
         params = {k: v for k, v in cfg["params"].items() if k in cls._defaults()}
+        for k in ("mask_size", "mask_sampling_steps"):  # added in 0.1: older checkpoints ran the mask model at full size
+            params.setdefault(k, None)
         gen = cls(**params)
         for k, v in cfg["fitted"].items():
             setattr(gen, k, v)

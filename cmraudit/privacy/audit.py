@@ -185,6 +185,7 @@ def audit_privacy(
             with steps(f"copy search {name}"):
                 res = detect_copies(
                     train_feats=f_index, holdout_feats=f_h, synthetic_feats=f_s, train_patients=train.patient_id, space=name,
+                    holdout_patients=holdout.patient_id,
                     alpha=config.alpha, n_views=4 if views == "flips" else 1, carlini_k=config.carlini_k,
                     carlini_alpha=config.carlini_alpha, legacy_nndr=config.legacy_nndr, legacy_gu=config.legacy_gu,
                     hist_bins=config.hist_bins, seed=seed, confidence=config.confidence, top_k=config.top_k_pairs,
@@ -292,7 +293,8 @@ def _registered_space(train, holdout, synthetic, dom_feats, *, config: AuditConf
         return D, I
 
     res = detect_copies_with(search, n_train=len(train), n_holdout=len(holdout), n_synthetic=len(synthetic),
-                             train_patients=train.patient_id, space="registered", views="flips x rotations x shifts",
+                             train_patients=train.patient_id, holdout_patients=holdout.patient_id, space="registered",
+                             views="flips x rotations x shifts",
                              alpha=config.alpha, carlini_k=rs.k_candidates, carlini_alpha=config.carlini_alpha,
                              legacy_nndr=config.legacy_nndr, legacy_gu=config.legacy_gu, hist_bins=config.hist_bins, seed=seed,
                              confidence=config.confidence)

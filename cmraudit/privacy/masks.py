@@ -48,6 +48,7 @@ def detect_mask_copies(*, train, holdout, synthetic, alpha: float, size: int = 1
     ft, fh, fs = (mask_features(d.masks, size=size) for d in (train, holdout, synthetic))
     res = detect_copies(
         train_feats=ft, holdout_feats=fh, synthetic_feats=fs, train_patients=train.patient_id, space="masks",
+        holdout_patients=holdout.patient_id,
         alpha=alpha, seed=seed, confidence=confidence, hist_bins=hist_bins, carlini_k=2,
     )
     nn = res.per_slice["nn_index"]

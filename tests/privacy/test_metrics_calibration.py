@@ -76,3 +76,47 @@ def test_threshold_order_statistic_and_correction():
     assert abs(e.value - 0.05 / 0.99) < 1e-12 and abs(e.ci[0] - 0.01 / 0.97) < 1e-12
     # k-th of n order statistic: FPR ~ Beta(k, n+1-k); k=1, n=96 -> 95 % quantile 1 - 0.05**(1/96)
     assert abs(fpr_upper_bound(1, 96) - (1 - 0.05 ** (1 / 96))) < 1e-9
+
+
+def _clustered(rng, n_pat, slices, d, prefix, centres=None, spread=0.3):
+    """Slices clustered by patient: patient centre + small per-slice offset (like slices of one heart)."""
+    c = rng.normal(size=(n_pat, d)) if centres is None else centres
+    x = (np.repeat(c, slices, 0) + rng.normal(0, spread, (n_pat * slices, d))).astype(np.float32)
+    return x, np.repeat([f"{prefix}{i:03d}" for i in range(n_pat)], slices)
+
+
+def test_near_twin_novel_patient_is_not_called_a_copy():
+    """Planted truth: 20 novel patients, one a near-twin of a training patient (own slices, centre 0.05 away).
+    Its slices are flagged together; a slice-level FPR bound would call that copying, the patient-level one must not."""
+    rng = np.random.default_rng(3)
+    d, s = 8, 8
+    train, tp = _clustered(rng, 60, s, d, "t")
+    holdout, hp = _clustered(rng, 30, s, d, "h")
+    twin_centre = train[:s].mean(0, keepdims=True) + rng.normal(0, 0.05, (1, d))
+    novel_c = np.concatenate([twin_centre, rng.normal(size=(19, d))])
+    syn, _ = _clustered(rng, 20, s, d, "n", centres=novel_c)
+    kw = dict(train_feats=train, holdout_feats=holdout, synthetic_feats=syn, train_patients=tp, space="g", alpha=1e-3, carlini_k=5)
+    slice_level = detect_copies(**kw)
+    patient_level = detect_copies(**kw, holdout_patients=hp)
+    flag = patient_level.per_slice["copy"]
+    assert flag[:s].sum() >= 3 and flag[s:].sum() <= 1  # the twin's slices are flagged together
+    assert slice_level.copy_detection["copies_detected"]  # the slice-level bound (1/241) is fooled
+    cd = patient_level.copy_detection
+    assert not cd["copies_detected"] and cd["copy_rate"].ci[0] == 0.0
+    assert cd["alpha_upper_unit"] == "patient" and cd["n_holdout_patients"] == 30
+    assert cd["alpha_upper"] > slice_level.copy_detection["alpha_upper"]
+
+
+def test_closer_to_train_subsamples_patients_not_slices():
+    """Novel patients against 200 train vs 50 holdout patients: subsampling train *slices* to the holdout's size keeps
+    200 patients and pulls novel slices towards train; subsampling *patients* gives a fair 50/50 comparison."""
+    rng = np.random.default_rng(4)
+    d, s = 8, 8
+    train, tp = _clustered(rng, 200, s, d, "t")
+    holdout, hp = _clustered(rng, 50, s, d, "h")
+    syn, _ = _clustered(rng, 100, s, d, "n")
+    kw = dict(train_feats=train, holdout_feats=holdout, synthetic_feats=syn, train_patients=tp, space="g", carlini_k=5)
+    by_slices = detect_copies(**kw).copy_detection
+    by_patients = detect_copies(**kw, holdout_patients=hp).copy_detection
+    assert by_slices["closer_to_train_share"].value > 0.55 and by_slices["closer_to_train_pvalue"] < 1e-3
+    assert 0.4 < by_patients["closer_to_train_share"].value < 0.6 and by_patients["closer_to_train_pvalue"] > 0.01

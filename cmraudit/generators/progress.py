@@ -1,0 +1,68 @@
+"""Rich progress bars: one for training steps (loss, it/s, ETA), one for counted work such as sampling."""
+from __future__ import annotations
+
+import time
+
+from .distributed import is_main_process
+
+
+class TrainProgress:
+    """The training bar: step count, loss, it/s, elapsed and ETA (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, desc: str, total: int, start: int):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} it/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task(desc, total=total, completed=start, loss="-", speed="-")
+        self.t0, self.s0 = time.perf_counter(), start
+
+    def update(self, step: int, loss: float) -> None:
+        if self.bar is None:
+            return
+        dt = time.perf_counter() - self.t0
+        speed = (step - self.s0) / dt if dt > 0 else 0.0
+        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{speed:.2f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+class progress_bar:  # noqa: N801 - used as a context manager
+    """Rich progress bar with it/s and ETA (no-op when disabled or not rank 0): ``with progress_bar(...) as bar: bar.advance(k)``."""
+
+    def __init__(self, desc: str, *, total: int, enabled: bool = True):
+        self.desc, self.total, self.enabled = desc, total, enabled and is_main_process()
+        self.bar = None
+
+    def __enter__(self) -> "progress_bar":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("ETA"), TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task(self.desc, total=self.total)
+        return self
+
+    def advance(self, k: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, k)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
