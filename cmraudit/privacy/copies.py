@@ -79,6 +79,20 @@ def corrected_rate(flagged: Estimate, fpr_point: float, fpr_upper: float | None 
     return Estimate(value=adj(flagged.value, f), ci=(adj(lo, fu), hi), n=flagged.n, unit=flagged.unit, method="wilson, fpr-corrected")
 
 
+def corrected_patients(hit: Estimate, copy_rate: Estimate, *, n_synthetic: int, fpr_point: float, fpr_upper: float) -> Estimate:
+    """Share of training patients copied, corrected for false flags like :func:`corrected_rate`.
+
+    False flags fall only on the non-copies, n_synthetic · (1 − c) · f of them with c the (corrected)
+    copy rate, and each lands on at most one training patient: point p − n(1 − c)f/N; the CI's lower
+    end uses f at ``fpr_upper`` and c at its lower end; the upper end is unchanged (no false flags).
+    N = training patients (``hit.n``).
+    """
+    n_pat = max(1, int(hit.n))
+    adj = lambda p, c, f: min(1.0, max(0.0, p - n_synthetic * (1 - c) * float(f) / n_pat))  # noqa: E731
+    return Estimate(value=adj(hit.value, copy_rate.value, fpr_point), ci=(adj(hit.ci[0], copy_rate.ci[0], fpr_upper), hit.ci[1]),
+                    n=hit.n, unit=hit.unit, method="wilson, fpr-corrected")
+
+
 def fpr_upper_bound(k: int, n: int, *, confidence: float = 0.95) -> float:
     """Upper ``confidence`` quantile of the FPR of a threshold at the k-th smallest of n calibration
     distances: under exchangeability that FPR is Beta(k, n + 1 − k) distributed (conformal result)."""
@@ -229,9 +243,10 @@ def detect_copies_with(
     n_syn = len(d1)
     uniq_train = np.unique(train_patients)
     copied = np.unique(nn_patient[is_copy])
-    patients_copied = rate_estimate(len(copied), len(uniq_train), unit="patient", confidence=confidence)
     flagged = rate_estimate(int(is_copy.sum()), n_syn, unit="slice", confidence=confidence)
     copy_rate = corrected_rate(flagged, alpha_eff, fpr_hi)
+    patients_copied = corrected_patients(rate_estimate(len(copied), len(uniq_train), unit="patient", confidence=confidence),
+                                         copy_rate, n_synthetic=n_syn, fpr_point=alpha_eff, fpr_upper=fpr_hi)
 
     # closer-to-train share (SDMetrics DCR overfitting protection): train subsampled to the holdout's size — by
     # patients when known (a slice subsample spreads over more patients than the holdout has, so novel images

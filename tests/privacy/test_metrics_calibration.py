@@ -104,6 +104,7 @@ def test_near_twin_novel_patient_is_not_called_a_copy():
     cd = patient_level.copy_detection
     assert not cd["copies_detected"] and cd["copy_rate"].ci[0] == 0.0
     assert cd["alpha_upper_unit"] == "patient" and cd["n_holdout_patients"] == 30
+    assert cd["patients_copied"].ci[0] == 0.0
     assert cd["alpha_upper"] > slice_level.copy_detection["alpha_upper"]
 
 
