@@ -19,6 +19,8 @@ def test_run_micro(tmp_path, capsys):
     for stage in ("privacy", "fidelity", "utility"):
         assert r[stage].get("status") != "skipped", (stage, r[stage])
     assert r["privacy"]["feature_spaces"]["pixel"]["copy_detection"]["copy_rate"]["unit"] == "slice"
+    for attack in ("loss", "fcre"):  # white-box attacks on the built-in DDPM (loss and the prediction_pair hook)
+        assert r["privacy"]["mia"][attack].get("status") != "skipped", r["privacy"]["mia"][attack]
     assert (out / "report.html").stat().st_size > 10_000
     assert r["generator"]["params"]["steps"] == 3 and r["data"]["synthetic"]["slices"] == 4
     assert (out / "samples.png").stat().st_size > 1000

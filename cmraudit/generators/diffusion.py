@@ -124,6 +124,8 @@ def eps_loss(
     """Denoising MSE: random t (unless given) and noise from ``generator`` (a CPU generator).
 
     The target is ε (``prediction_type="epsilon"``), x0 (``"sample"``) or v = √ᾱ ε − √(1−ᾱ) x0.
+    ``reduction``: "mean" (scalar), "none" (per-sample mean [N]) or "pair" (the maps (prediction,
+    target), each [N, C, H, W]: the hook of the FCRE white-box attack).
     """
     n = x0.shape[0]
     if t is None:
@@ -140,6 +142,8 @@ def eps_loss(
         target = a.sqrt() * eps - (1 - a).sqrt() * x0
     else:
         target = eps
+    if reduction == "pair":
+        return pred.float(), target.float()
     err = F.mse_loss(pred.float(), target.float(), reduction="none")
     if reduction == "none":
         return err.flatten(1).mean(1)

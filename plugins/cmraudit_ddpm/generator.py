@@ -99,6 +99,21 @@ class DDPMGenerator(TwoStageGenerator):
         For white-box membership inference: lower loss ⇒ the model fits the slice better.
         ``images`` float [N, H, W] in [-1, 1]; ``masks`` uint8 [N, H, W]; returns float64 [N].
         """
+        out = self._eps_batches(images, masks, t=t, seed=seed, reduction="none")
+        return np.concatenate(out) if out else np.zeros(0)
+
+    @torch.no_grad()
+    def prediction_pair(self, images: np.ndarray, masks: np.ndarray, *, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted ε, true ε) maps [N, H, W] at timestep ``t`` with the same fixed noise as :meth:`loss`.
+
+        The hook of the legacy FCRE white-box attack (band-pass error and SSIM features).
+        """
+        pairs = self._eps_batches(images, masks, t=t, seed=seed, reduction="pair")
+        if not pairs:
+            return np.zeros((0, *np.shape(images)[1:]), np.float32), np.zeros((0, *np.shape(images)[1:]), np.float32)
+        return np.concatenate([p for p, _ in pairs])[:, 0], np.concatenate([e for _, e in pairs])[:, 0]
+
+    def _eps_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
         check_is_fitted(self, ("mask_model_", "image_modules_"))
         images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks)
         if images.shape != masks.shape or images.ndim != 3:
@@ -118,9 +133,10 @@ class DDPMGenerator(TwoStageGenerator):
             x0 = torch.as_tensor(images[s : s + bs])[:, None].to(device)
             moh = onehot(masks[s : s + bs]).to(device)
             lab = None if labels is None else labels[s : s + bs]
-            out.append(eps_loss(net, x0, acp=self._acp(), generator=gen, cond=moh, class_labels=lab,
-                                t=torch.as_tensor(tt[s : s + bs].copy()), reduction="none").double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+            res = eps_loss(net, x0, acp=self._acp(), generator=gen, cond=moh, class_labels=lab,
+                           t=torch.as_tensor(tt[s : s + bs].copy()), reduction=reduction)
+            out.append(tuple(r.cpu().numpy() for r in res) if reduction == "pair" else res.double().cpu().numpy())
+        return out
 
 
 def _bad_params() -> list[dict]:

@@ -52,7 +52,8 @@ def velocity_loss(
 
     ``s`` (times in [0, 1], one per sample) and the noise ``x0`` are drawn from ``generator``
     (a CPU generator) unless ``s`` is given; ``ot=True`` pairs noise and data by minibatch OT.
-    ``reduction="none"`` returns the per-sample mean squared velocity error [N].
+    ``reduction="none"`` returns the per-sample mean squared velocity error [N]; ``"pair"`` the maps
+    (predicted velocity, target velocity), each [N, C, H, W] (the FCRE white-box hook).
     """
     n = x1.shape[0]
     if s is None:
@@ -63,6 +64,8 @@ def velocity_loss(
     s = s.to(x1.device).float()
     xs, target = linear_path(x0, x1, s)
     pred = net_fn(xs, s * TIME_SCALE)
+    if reduction == "pair":
+        return pred.float(), target.float()
     err = F.mse_loss(pred.float(), target.float(), reduction="none")
     if reduction == "none":
         return err.flatten(1).mean(1)

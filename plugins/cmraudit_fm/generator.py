@@ -126,6 +126,21 @@ class FMGenerator(TwoStageGenerator):
         ``s = 1 − t / num_train_timesteps``. For white-box membership inference: lower ⇒ better fit.
         ``images`` float [N, H, W] in [-1, 1]; ``masks`` uint8 [N, H, W]; returns float64 [N].
         """
+        out = self._velocity_batches(images, masks, t=t, seed=seed, reduction="none")
+        return np.concatenate(out) if out else np.zeros(0)
+
+    @torch.no_grad()
+    def prediction_pair(self, images: np.ndarray, masks: np.ndarray, *, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted velocity, target velocity x1 − x0) maps [N, H, W] at noise level ``t``, fixed noise as in :meth:`loss`.
+
+        The hook of the legacy FCRE white-box attack (band-pass error and SSIM features).
+        """
+        pairs = self._velocity_batches(images, masks, t=t, seed=seed, reduction="pair")
+        if not pairs:
+            return np.zeros((0, *np.shape(images)[1:]), np.float32), np.zeros((0, *np.shape(images)[1:]), np.float32)
+        return np.concatenate([p for p, _ in pairs])[:, 0], np.concatenate([v for _, v in pairs])[:, 0]
+
+    def _velocity_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
         check_is_fitted(self, ("mask_model_", "image_modules_"))
         images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks)
         if images.shape != masks.shape or images.ndim != 3:
@@ -147,9 +162,9 @@ class FMGenerator(TwoStageGenerator):
             x1 = torch.as_tensor(images[a : a + bs])[:, None].to(device)
             moh = onehot(masks[a : a + bs]).to(device)
             lab = None if labels is None else labels[a : a + bs]
-            out.append(velocity_loss(lambda x, ts: net(x, ts, moh, lab), x1, generator=gen, s=s_all[a : a + bs],
-                                     reduction="none").double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+            res = velocity_loss(lambda x, ts: net(x, ts, moh, lab), x1, generator=gen, s=s_all[a : a + bs], reduction=reduction)
+            out.append(tuple(r.cpu().numpy() for r in res) if reduction == "pair" else res.double().cpu().numpy())
+        return out
 
     # ------------------------------------------------------------ conformance
     @staticmethod

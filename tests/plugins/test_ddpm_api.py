@@ -45,6 +45,11 @@ def test_loss_is_per_sample(vendor_gen):
     assert loss.shape == (3,) and np.isfinite(loss).all() and (loss > 0).all()
     with pytest.raises(UsageError, match="t must be"):
         gen.loss(np.asarray(ds.images[:1]), np.asarray(ds.masks[:1]), t=1000)
+    # the FCRE hook: (predicted ε, true ε) maps with the same fixed noise as loss()
+    im, mk = np.asarray(ds.images[:3]), np.asarray(ds.masks[:3])
+    pred, eps = gen.prediction_pair(im, mk, t=400, seed=5)
+    assert pred.shape == eps.shape == (3, 32, 32)
+    np.testing.assert_allclose(((pred - eps) ** 2).mean((1, 2)), gen.loss(im, mk, t=400, seed=5), rtol=1e-5)
 
 
 def test_data_and_param_checks():

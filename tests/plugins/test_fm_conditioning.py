@@ -76,6 +76,9 @@ def test_fm_loss_time_grid_and_errors():
     a = gen.loss(im, mk, t=np.array([0, 500, 999]))
     assert a.shape == (3,) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, gen.loss(im, mk, t=np.array([0, 500, 999])))
+    pred, target = gen.prediction_pair(im, mk, t=500, seed=3)  # the FCRE hook, same noise as loss()
+    assert pred.shape == target.shape == (3, 32, 32)
+    np.testing.assert_allclose(((pred - target) ** 2).mean((1, 2)), gen.loss(im, mk, t=500, seed=3), rtol=1e-5)
     with pytest.raises(UsageError, match="0..999"):
         gen.loss(im, mk, t=1000)
     with pytest.raises(UsageError, match="solver"):
