@@ -38,7 +38,8 @@ def amp_enabled(device: torch.device) -> bool:
 
 
 def set_cpu_threads(n: int) -> None:
-    """Use ``n`` CPU threads for torch intra-op work and for the BLAS / OpenMP pools of numpy and FAISS."""
+    """Use ``n`` CPU threads for torch intra-op work, FAISS's OpenMP pool and the BLAS / OpenMP pools
+    numpy, scipy and scikit-learn have loaded (threadpoolctl, a scikit-learn dependency)."""
     if int(n) < 1:
         raise UsageError(f"--threads must be >= 1, got {n}")
     torch.set_num_threads(int(n))
@@ -47,4 +48,10 @@ def set_cpu_threads(n: int) -> None:
 
         faiss.omp_set_num_threads(int(n))
     except ImportError:  # pragma: no cover - faiss is a dependency
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=int(n))  # not used as a context manager: applies for the rest of the process
+    except ImportError:  # pragma: no cover - comes with scikit-learn
         pass

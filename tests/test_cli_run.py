@@ -52,14 +52,18 @@ def test_cli_errors(tmp_path, capsys):
 def test_threads_option_sets_torch_threads(capsys, monkeypatch):
     import torch
 
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     before = torch.get_num_threads()
-    try:
-        assert main(["--threads", "1", "generators"]) == 0
-        assert torch.get_num_threads() == 1
-        monkeypatch.setenv("CMRAUDIT_THREADS", "2")
-        assert main(["generators"]) == 0
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    with threadpool_limits(limits=None):  # restores the BLAS/OpenMP pools on exit
+        try:
+            assert main(["--threads", "1", "generators"]) == 0
+            assert torch.get_num_threads() == 1
+            assert all(p["num_threads"] == 1 for p in threadpool_info())
+            monkeypatch.setenv("CMRAUDIT_THREADS", "2")
+            assert main(["generators"]) == 0
+            assert torch.get_num_threads() == 2
+        finally:
+            torch.set_num_threads(before)
     assert main(["--threads", "0", "generators"]) == EXIT_USAGE
     assert "--threads" in capsys.readouterr().err

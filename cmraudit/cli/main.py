@@ -44,7 +44,7 @@ def _root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, envvar="CMRAUDIT_THREADS",
-        help="CPU threads for torch and BLAS (default: torch's choice, usually all cores). On a shared machine, "
+        help="CPU threads for torch, FAISS and BLAS (default: all cores). On a shared machine, "
              "fewer threads than cores avoids oversubscription.",
     ),
 ) -> None:

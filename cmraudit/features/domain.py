@@ -189,7 +189,7 @@ class DomainFeatures:
         size = self.native_size_
         with torch.no_grad(), _seeded(0, self.threads):
             for s in range(0, len(images), batch):
-                x = torch.from_numpy(np.array(resize_images(np.asarray(images[s : s + batch]), size), copy=True))[:, None]  # memmap views are read-only
+                x = torch.from_numpy(resize_images(np.asarray(images[s : s + batch]), size))[:, None]
                 z = sum(model(v) for v in (x, x.flip(-1), x.flip(-2), x.flip(-1, -2))) / 4
                 z = torch.nn.functional.normalize(z.reshape(len(z), -1).float(), dim=1)
                 outs.append(z.numpy().astype(np.float32))

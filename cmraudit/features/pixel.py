@@ -20,7 +20,8 @@ def resize_images(images: np.ndarray, size: int | None, *, batch: int = 2048) ->
     images = np.asarray(images) if not isinstance(images, np.memmap) else images
     n, h, w = images.shape
     if size is None or size >= max(h, w):
-        return np.ascontiguousarray(images, dtype=np.float32)
+        out = np.ascontiguousarray(images, dtype=np.float32)
+        return out if out.flags.writeable else out.copy()  # a read-only memmap would become a read-only tensor
     if size < 1:
         raise UsageError(f"pixel size must be a positive integer or None, got {size}")
     out = np.empty((n, size, size), dtype=np.float32)
