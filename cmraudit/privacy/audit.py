@@ -319,25 +319,29 @@ def _whitebox(mia, *, generator, train, holdout, config, seed, steps, ev) -> Non
             mia[a] = skipped(why)
         return
     from ..data.dataset import Dataset as _D
-    from .mia.whitebox import crossfit_logistic, fcre_features, loss_matrix, loss_scores
+    from .mia.whitebox import crossfit_logistic, fcre_features, loss_matrix, loss_scores, whitebox_matrices
 
     sub_t = _subsample_patients(train, config.max_whitebox_slices // 2, seed)
     sub_h = _subsample_patients(holdout, config.max_whitebox_slices // 2, seed + 1)
     cand = _D.concat([sub_t, sub_h])
     member = np.r_[np.ones(len(sub_t), bool), np.zeros(len(sub_h), bool)]
     groups = cand.patient_id.astype(str)
+    ts = _timesteps(generator, config.loss_timesteps)
+    fcre_ok = "fcre" in wanted and hasattr(generator, "prediction_pair")
+    if "fcre" in wanted and not fcre_ok:
+        mia["fcre"] = skipped("the generator does not expose prediction_pair(images, masks, t=, seed=) needed by the FCRE band-pass feature")
+    L = F = None
+    if "loss" in wanted and fcre_ok and getattr(generator, "loss_is_pair_mse", False):
+        with steps("white-box loss + fcre"):  # one network pass per timestep serves both attacks
+            L, F = whitebox_matrices(generator, cand, loss_timesteps=ts, fcre_timesteps=tuple(config.fcre_timesteps), seed=seed)
     if "loss" in wanted:
-        ts = _timesteps(generator, config.loss_timesteps)
         with steps("white-box loss"):
-            L = loss_matrix(generator, cand, timesteps=ts, seed=seed)
+            L = loss_matrix(generator, cand, timesteps=ts, seed=seed) if L is None else L
             mia["loss"] = evaluate_attack("loss", scores=loss_scores(L), member=member, groups=groups,
                                           info={"threat_model": "white-box (model weights, loss)", "timesteps": list(ts)}, **ev)
-    if "fcre" in wanted:
-        if not hasattr(generator, "prediction_pair"):
-            mia["fcre"] = skipped("the generator does not expose prediction_pair(images, masks, t=, seed=) needed by the FCRE band-pass feature")
-        else:
-            with steps("white-box fcre (legacy)"):
-                F = fcre_features(generator, cand, timesteps=tuple(config.fcre_timesteps), seed=seed)
-                mia["fcre"] = evaluate_attack("fcre", scores=crossfit_logistic(F, member, groups, seed=seed), member=member, groups=groups,
-                                              info={"threat_model": "white-box (legacy FCRE band-pass, cross-fitted logistic regression)",
-                                                    "timesteps": list(config.fcre_timesteps)}, **ev)
+    if fcre_ok:
+        with steps("white-box fcre (legacy)"):
+            F = fcre_features(generator, cand, timesteps=tuple(config.fcre_timesteps), seed=seed) if F is None else F
+            mia["fcre"] = evaluate_attack("fcre", scores=crossfit_logistic(F, member, groups, seed=seed), member=member, groups=groups,
+                                          info={"threat_model": "white-box (legacy FCRE band-pass, cross-fitted logistic regression)",
+                                                "timesteps": list(config.fcre_timesteps)}, **ev)

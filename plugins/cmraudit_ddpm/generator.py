@@ -44,6 +44,8 @@ class DDPMGenerator(TwoStageGenerator):
                                                   vendor_conditional=True, deterministic_fit=True)
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
+    # loss() is the per-slice mean squared error of prediction_pair(): the audit computes both white-box attacks in one pass
+    loss_is_pair_mse: ClassVar[bool] = True
 
     def _unet(self) -> UNetSpec:
         return UNetSpec(tuple(self.channels), tuple(self.attention_levels), self.num_res_blocks, self.norm_num_groups, self.num_head_channels)

@@ -62,6 +62,8 @@ class FMGenerator(TwoStageGenerator):
                                                   vendor_conditional=True, deterministic_fit=True)
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
+    # loss() is the per-slice mean squared error of prediction_pair(): the audit computes both white-box attacks in one pass
+    loss_is_pair_mse: ClassVar[bool] = True
 
     # ------------------------------------------------------------ params
     def _unet(self) -> UNetSpec:

@@ -75,3 +75,18 @@ def test_presets():
     DDPMGenerator.from_preset("paper").validate_params()
     with pytest.raises(UsageError, match="unknown preset"):
         DDPMGenerator.from_preset("huge")
+
+
+def test_shared_whitebox_pass_equals_separate_calls(vendor_gen):
+    """loss + FCRE in one pass per timestep (loss_is_pair_mse): each column is exactly generator.loss with the
+    documented seed, and the FCRE features those of prediction_pair at the same noise."""
+    from cmraudit.privacy.mia.whitebox import _fcre_batch, whitebox_matrices
+
+    gen, ds = vendor_gen
+    im, mk = np.asarray(ds.images, np.float32), np.asarray(ds.masks)
+    L, F = whitebox_matrices(gen, ds, loss_timesteps=(100, 300), fcre_timesteps=(300, 500), seed=7)
+    np.testing.assert_allclose(L[:, 0], gen.loss(im, mk, t=100, seed=7 + 100_000), rtol=1e-6)
+    np.testing.assert_allclose(L[:, 1], gen.loss(im, mk, t=300, seed=7 + 300_000), rtol=1e-5)
+    expect = sum(_fcre_batch(*(np.asarray(a, np.float64) for a in gen.prediction_pair(im, mk, t=t, seed=7 + 1000 * t)))
+                 for t in (300, 500)) / 2
+    np.testing.assert_allclose(F, expect, rtol=1e-6)

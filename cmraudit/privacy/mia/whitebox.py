@@ -82,11 +82,47 @@ def fcre_features(generator, ds, *, timesteps, seed: int, batch: int = 64) -> np
             pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
             if pred.ndim == 4:
                 pred, target = pred[:, 0], target[:, 0]
-            bp = bandpass(pred - target)
-            rng_ = max(float(target.max() - target.min()), 1e-6)
-            feats[s : s + batch, 0] += (bp**2).mean((1, 2)) / len(timesteps)
-            feats[s : s + batch, 1] += (1 - _ssim(pred, target, rng_)) / len(timesteps)
+            feats[s : s + batch] += _fcre_batch(pred, target) / len(timesteps)
     return feats
+
+
+def _fcre_batch(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """[n, 2]: mean squared band-passed error and 1 − SSIM(prediction, target) of one batch of maps."""
+    bp = bandpass(pred - target)
+    rng_ = max(float(target.max() - target.min()), 1e-6)
+    return np.stack([(bp**2).mean((1, 2)), 1 - _ssim(pred, target, rng_)], axis=1)
+
+
+def whitebox_matrices(generator, ds, *, loss_timesteps, fcre_timesteps, seed: int, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The loss matrix [N, len(loss_timesteps)] and the FCRE features [N, 2] with one network pass per timestep.
+
+    For generators that declare ``loss_is_pair_mse = True`` (their ``loss`` is the per-slice mean
+    squared error of ``prediction_pair``, as for the built-in ``ddpm`` and ``fm``): at a timestep in
+    both grids the maps serve both attacks, which saves a pass. Noise at timestep t and batch start
+    s comes from ``seed + 1000 · t + s`` for both, so the loss column equals ``generator.loss`` with
+    that seed. Otherwise the two attacks run separately (:func:`loss_matrix`, :func:`fcre_features`).
+    """
+    if not getattr(generator, "loss_is_pair_mse", False):
+        return (loss_matrix(generator, ds, timesteps=loss_timesteps, seed=seed, batch=batch),
+                fcre_features(generator, ds, timesteps=fcre_timesteps, seed=seed, batch=batch))
+    L = np.empty((len(ds), len(loss_timesteps)))
+    F = np.zeros((len(ds), 2))
+    for t in dict.fromkeys([*loss_timesteps, *fcre_timesteps]):
+        cols = [j for j, u in enumerate(loss_timesteps) if u == t]
+        in_fcre = t in fcre_timesteps
+        for s in range(0, len(ds), batch):
+            im = np.asarray(ds.images[s : s + batch], dtype=np.float32)
+            mk = np.asarray(ds.masks[s : s + batch])
+            sd = seed + 1000 * int(t) + s
+            if not in_fcre:
+                L[s : s + batch, cols] = np.asarray(_call(generator.loss, im, mk, t=t, seed=sd), dtype=np.float64).reshape(-1, 1)
+                continue
+            pred, target = (np.asarray(a, np.float64) for a in _call(generator.prediction_pair, im, mk, t=t, seed=sd))
+            if pred.ndim == 4:
+                pred, target = pred[:, 0], target[:, 0]
+            L[s : s + batch, cols] = ((pred - target) ** 2).mean((1, 2))[:, None]
+            F[s : s + batch] += _fcre_batch(pred, target) / len(fcre_timesteps)
+    return L, F
 
 
 def crossfit_logistic(features: np.ndarray, member: np.ndarray, groups: np.ndarray, *, seed: int) -> np.ndarray:
