@@ -199,3 +199,11 @@ def onehot(masks: torch.Tensor | np.ndarray, num_classes: int = 4) -> torch.Tens
     m = masks.long() if isinstance(masks, torch.Tensor) else torch.from_numpy(np.array(masks, dtype=np.int64))
     oh = F.one_hot(m.clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2).float()
     return oh * 2 - 1
+
+
+def stack_pairs(pairs: list, image_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Per-batch (prediction, target) arrays [n, 1, H, W] → two [N, H, W] maps (for ``prediction_pair``)."""
+    if not pairs:
+        empty = np.zeros((0, *tuple(image_shape)[1:]), np.float32)
+        return empty, empty.copy()
+    return np.concatenate([p for p, _ in pairs])[:, 0], np.concatenate([q for _, q in pairs])[:, 0]

@@ -18,7 +18,7 @@ import torch
 from cmraudit.errors import UsageError
 from cmraudit.generators.augment import flip_rotate
 from cmraudit.generators.base import GeneratorTags, check_is_fitted
-from cmraudit.generators.diffusion import UNetSpec, onehot
+from cmraudit.generators.diffusion import UNetSpec, onehot, stack_pairs
 from cmraudit.generators.training import seeded
 from cmraudit.generators.two_stage import TwoStageGenerator
 
@@ -137,10 +137,7 @@ class FMGenerator(TwoStageGenerator):
 
         The hook of the legacy FCRE white-box attack (band-pass error and SSIM features).
         """
-        pairs = self._velocity_batches(images, masks, t=t, seed=seed, reduction="pair")
-        if not pairs:
-            return np.zeros((0, *np.shape(images)[1:]), np.float32), np.zeros((0, *np.shape(images)[1:]), np.float32)
-        return np.concatenate([p for p, _ in pairs])[:, 0], np.concatenate([v for _, v in pairs])[:, 0]
+        return stack_pairs(self._velocity_batches(images, masks, t=t, seed=seed, reduction="pair"), np.shape(images))
 
     def _velocity_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
         check_is_fitted(self, ("mask_model_", "image_modules_"))

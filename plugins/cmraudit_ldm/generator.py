@@ -25,11 +25,24 @@ import torch.nn.functional as F
 from cmraudit.errors import DataError, UsageError
 from cmraudit.generators.augment import flip_rotate
 from cmraudit.generators.base import GeneratorTags, check_is_fitted
-from cmraudit.generators.diffusion import NoiseSpec, UNetSpec, add_noise, alphas_cumprod, onehot, sample_eps
+from cmraudit.generators.diffusion import (
+    NoiseSpec,
+    UNetSpec,
+    add_noise,
+    alphas_cumprod,
+    onehot,
+    sample_eps,
+)
 from cmraudit.generators.training import seeded, train_loop
 from cmraudit.generators.two_stage import TwoStageGenerator
 
-from .autoencoder import AutoencoderSpec, autoencoder_loss, build_autoencoder, encode_mean, latent_scale_factor
+from .autoencoder import (
+    AutoencoderSpec,
+    autoencoder_loss,
+    build_autoencoder,
+    encode_mean,
+    latent_scale_factor,
+)
 
 IMAGE_DEFAULTS: dict[str, Any] = {
     # stage A: autoencoder
