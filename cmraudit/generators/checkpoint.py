@@ -19,8 +19,8 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-from ..errors import CheckpointError
 from ..data.dataset import swap_into_place
+from ..errors import CheckpointError
 
 CONFIG_NAME = "config.json"
 FORMAT = "cmraudit-generator"

@@ -22,7 +22,15 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from .augment import flip_rotate
-from .diffusion import NoiseSpec, UNetSpec, alphas_cumprod, build_unet, eps_loss, onehot, sample_eps
+from .diffusion import (
+    NoiseSpec,
+    UNetSpec,
+    alphas_cumprod,
+    build_unet,
+    eps_loss,
+    onehot,
+    sample_eps,
+)
 from .training import TrainConfig, TrainResult, seeded, train_loop
 
 NUM_CLASSES = 4

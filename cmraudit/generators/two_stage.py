@@ -22,11 +22,19 @@ from ..data.dataset import Dataset
 from ..device import select_device
 from ..errors import CheckpointError, DataError, UsageError
 from .base import GeneratorTags, check_is_fitted
-from .checkpoint import FORMAT, FORMAT_VERSION, atomic_dir, load_weights, read_config, save_weights, write_json_atomic
+from .checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    atomic_dir,
+    load_weights,
+    read_config,
+    save_weights,
+    write_json_atomic,
+)
 from .diffusion import SAMPLERS, NoiseSpec, UNetSpec, onehot
+from .distributed import dist_info, init_distributed, is_main_process
 from .mask_model import MaskDiffusion
 from .presets import COMMON, resolve_preset
-from .distributed import dist_info, init_distributed, is_main_process
 from .progress import progress_bar
 from .training import TrainConfig, train_loop
 

@@ -23,8 +23,8 @@ from cmraudit.generators.diffusion import (
     eps_loss,
     onehot,
     sample_eps,
-    stack_pairs,
 )
+from cmraudit.generators.pair_loss import PairLoss
 from cmraudit.generators.training import seeded
 from cmraudit.generators.two_stage import TwoStageGenerator
 
@@ -44,7 +44,7 @@ PRESETS = {
 }
 
 
-class DDPMGenerator(TwoStageGenerator):
+class DDPMGenerator(PairLoss, TwoStageGenerator):
     """Pixel-space DDPM with mask concatenation (the reference study's DDPM, DESIGN.md § 2)."""
 
     name: ClassVar[str] = "ddpm"
@@ -52,8 +52,6 @@ class DDPMGenerator(TwoStageGenerator):
                                                   vendor_conditional=True, deterministic_fit=True)
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
-    # loss() is the per-slice mean squared error of prediction_pair(): the audit computes both white-box attacks in one pass
-    loss_is_pair_mse: ClassVar[bool] = True
 
     def _unet(self) -> UNetSpec:
         return UNetSpec(tuple(self.channels), tuple(self.attention_levels), self.num_res_blocks, self.norm_num_groups, self.num_head_channels)
@@ -102,25 +100,8 @@ class DDPMGenerator(TwoStageGenerator):
         return sample_eps(model_fn, (len(masks_oh), 1, *masks_oh.shape[2:]), noise=self._noise(), sampler=self.sampler,
                           steps=self.sampling_steps, seed=seed, device=device)
 
-    @torch.no_grad()
-    def loss(self, images: np.ndarray, masks: np.ndarray, *, t: int | np.ndarray, seed: int = 0) -> np.ndarray:
-        """Per-sample ε-prediction MSE of the image model at timestep(s) ``t`` (fixed noise from ``seed``).
-
-        For white-box membership inference: lower loss ⇒ the model fits the slice better.
-        ``images`` float [N, H, W] in [-1, 1]; ``masks`` uint8 [N, H, W]; returns float64 [N].
-        """
-        out = self._eps_batches(images, masks, t=t, seed=seed, reduction="none")
-        return np.concatenate(out) if out else np.zeros(0)
-
-    @torch.no_grad()
-    def prediction_pair(self, images: np.ndarray, masks: np.ndarray, *, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted ε, true ε) maps [N, H, W] at timestep ``t`` with the same fixed noise as :meth:`loss`.
-
-        The hook of the legacy FCRE white-box attack (band-pass error and SSIM features).
-        """
-        return stack_pairs(self._eps_batches(images, masks, t=t, seed=seed, reduction="pair"), np.shape(images))
-
-    def _eps_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
+    def _pair_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
+        """Per-batch white-box results (ε-prediction: (predicted ε, true ε); loss = ε-MSE at timestep t); see cmraudit.generators.pair_loss."""
         check_is_fitted(self, ("mask_model_", "image_modules_"))
         images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks)
         if images.shape != masks.shape or images.ndim != 3:

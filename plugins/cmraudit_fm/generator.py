@@ -18,7 +18,8 @@ import torch
 from cmraudit.errors import UsageError
 from cmraudit.generators.augment import flip_rotate
 from cmraudit.generators.base import GeneratorTags, check_is_fitted
-from cmraudit.generators.diffusion import UNetSpec, onehot, stack_pairs
+from cmraudit.generators.diffusion import UNetSpec, onehot
+from cmraudit.generators.pair_loss import PairLoss
 from cmraudit.generators.training import seeded
 from cmraudit.generators.two_stage import TwoStageGenerator
 
@@ -47,7 +48,7 @@ PRESETS = {
 }
 
 
-class FMGenerator(TwoStageGenerator):
+class FMGenerator(PairLoss, TwoStageGenerator):
     """Mask-conditioned flow matching (the reference study's FM, DESIGN.md § 2).
 
     ``loss(images, masks, t=…)`` is the per-slice velocity MSE for the white-box attacks; ``t`` is on
@@ -62,8 +63,6 @@ class FMGenerator(TwoStageGenerator):
                                                   vendor_conditional=True, deterministic_fit=True)
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
-    # loss() is the per-slice mean squared error of prediction_pair(): the audit computes both white-box attacks in one pass
-    loss_is_pair_mse: ClassVar[bool] = True
 
     # ------------------------------------------------------------ params
     def _unet(self) -> UNetSpec:
@@ -120,26 +119,8 @@ class FMGenerator(TwoStageGenerator):
         return solve_ode(self._velocity_fn(net, masks_oh, labels), x0, self._solver()).x
 
     # ------------------------------------------------------------ white-box loss
-    @torch.no_grad()
-    def loss(self, images: np.ndarray, masks: np.ndarray, *, t: int | np.ndarray, seed: int = 0) -> np.ndarray:
-        """Per-slice velocity MSE ``‖v_θ(x_s, s) − (x1 − x0)‖²`` (mean over pixels) with fixed noise from ``seed``.
-
-        ``t``: noise level(s) on the grid 0..num_train_timesteps − 1 (0 = clean), flow time
-        ``s = 1 − t / num_train_timesteps``. For white-box membership inference: lower ⇒ better fit.
-        ``images`` float [N, H, W] in [-1, 1]; ``masks`` uint8 [N, H, W]; returns float64 [N].
-        """
-        out = self._velocity_batches(images, masks, t=t, seed=seed, reduction="none")
-        return np.concatenate(out) if out else np.zeros(0)
-
-    @torch.no_grad()
-    def prediction_pair(self, images: np.ndarray, masks: np.ndarray, *, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted velocity, target velocity x1 − x0) maps [N, H, W] at noise level ``t``, fixed noise as in :meth:`loss`.
-
-        The hook of the legacy FCRE white-box attack (band-pass error and SSIM features).
-        """
-        return stack_pairs(self._velocity_batches(images, masks, t=t, seed=seed, reduction="pair"), np.shape(images))
-
-    def _velocity_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
+    def _pair_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
+        """Per-batch white-box results (flow matching: (predicted velocity, x1 − x0) at flow time s = 1 − t / num_train_timesteps); see cmraudit.generators.pair_loss."""
         check_is_fitted(self, ("mask_model_", "image_modules_"))
         images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks)
         if images.shape != masks.shape or images.ndim != 3:
