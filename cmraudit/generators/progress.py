@@ -6,6 +6,21 @@ import time
 from .distributed import is_main_process
 
 
+def _rich_progress(*fields: str):
+    """A rich Progress: description, bar, done/total, the given text ``fields``, elapsed time and ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *(TextColumn(f) for f in fields),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+
+
 class TrainProgress:
     """The training bar: step count, loss, it/s, elapsed and ETA (no-op when disabled)."""
 
@@ -13,26 +28,7 @@ class TrainProgress:
         self.bar = None
         if not enabled:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} it/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            transient=False,
-        )
+        self.bar = _rich_progress("loss {task.fields[loss]}", "{task.fields[speed]} it/s")
         self.bar.start()
         self.task = self.bar.add_task(desc, total=total, completed=start, loss="-", speed="-")
         self.t0, self.s0 = time.perf_counter(), start
@@ -58,17 +54,7 @@ class progress_bar:  # noqa: N801 - used as a context manager
 
     def __enter__(self) -> "progress_bar":
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("ETA"), TimeRemainingColumn())
+            self.bar = _rich_progress()
             self.bar.start()
             self.task = self.bar.add_task(self.desc, total=self.total)
         return self
