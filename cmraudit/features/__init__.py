@@ -23,6 +23,9 @@ Spaces (``FEATURE_SPACES``):
 - ``polar`` — :class:`~cmraudit.features.polar.PolarFeatures`: weight-free polar-harmonic
   magnitudes around the intensity centroid (invariant to flips and rotations, approximately
   to shifts). No fitting.
+- ``spectral`` — :class:`~cmraudit.features.spectral.SpectralFeatures`: weight-free log-magnitude
+  spectrum in polar coordinates (invariant to the dihedral group, shifts, contrast and window/level);
+  the candidate pre-filter of the registered copy search. No fitting.
 
 An extractor object (anything with ``fit(pool, *, seed)`` and ``transform(ds)``) may be passed
 instead of a name. Inputs may be :class:`~cmraudit.data.Dataset` objects or image arrays [N, H, W].
@@ -38,8 +41,9 @@ from .domain import DomainFeatures, load_encoder
 from .neighbours import Neighbours, build_index, knn
 from .pixel import PixelFeatures
 from .polar import PolarFeatures
+from .spectral import SpectralFeatures
 
-FEATURE_SPACES = {"pixel": PixelFeatures, "domain": DomainFeatures, "polar": PolarFeatures}
+FEATURE_SPACES = {"pixel": PixelFeatures, "domain": DomainFeatures, "polar": PolarFeatures, "spectral": SpectralFeatures}
 _NEEDS_POOL = {"domain"}
 
 
@@ -84,6 +88,7 @@ __all__ = [
     "Neighbours",
     "PixelFeatures",
     "PolarFeatures",
+    "SpectralFeatures",
     "build_index",
     "extract_features",
     "fit_features",

@@ -1,9 +1,10 @@
 """Reference generators that validate the auditor (DESIGN.md §§ 5, 6): copycat, holdout, noise.
 
 - ``copycat`` replays training slices: a planted share ``rate`` of its samples are copies of
-  training slices, each passed through one of ``transforms`` ("exact", "flip", "rotation"
-  (|angle| in [5°, max_rotation_deg]), "shift" (1..max_shift_px pixels per axis), "noise"
-  (Gaussian, σ = noise_sigma on the [-1, 1] scale)). The remaining samples are drawn from a
+  training slices, each passed through one of ``transforms`` (the copy transforms of
+  :mod:`cmraudit.data.copy_transforms`: exact, flip, rot90, rotation (|angle| in [5°, max_rotation_deg]),
+  shift (1..max_shift_px pixels per axis at 64², scaled with the image size), gamma, window, contrast,
+  noise (Gaussian, σ up to noise_sigma on the [-1, 1] scale), blur, elastic; "all" = every one). The remaining samples are drawn from a
   *reference* set of real patients disjoint from train (novel images). The ground truth of
   the last ``sample`` call is in ``last_sample_info_`` (``is_copy``, ``train_index``, ``transform``).
 - ``holdout`` replays slices of real patients disjoint from train: the ideal private generator.
@@ -27,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data.dataset import Dataset, read_dataset, write_dataset
+from ..data.copy_transforms import COPY_TRANSFORMS as TRANSFORMS  # one definition of a copy
+from ..data.copy_transforms import apply_transform
 from ..errors import CheckpointError, DataError, UsageError
 from .base import GeneratorTags, check_is_fitted
-
-TRANSFORMS = ("exact", "flip", "rotation", "shift", "noise")
 
 
 def _synthetic_dataset(images, masks, name: str, spacing=None) -> Dataset:
@@ -51,26 +52,6 @@ def _nearest_mask(stored: np.ndarray, query: np.ndarray) -> np.ndarray:
     from ..privacy.masks import mask_features
 
     return knn(mask_features(query, size=0), mask_features(stored, size=0), k=1).indices[:, 0]
-
-
-def _transform(img: np.ndarray, msk: np.ndarray, kind: str, rng: np.random.Generator, *, max_rot: float, max_shift: int, sigma: float):
-    from scipy import ndimage
-
-    if kind == "exact":
-        return img, msk
-    if kind == "flip":
-        axes = [(-1,), (-2,), (-1, -2)][rng.integers(3)]
-        return np.flip(img, axes).copy(), np.flip(msk, axes).copy()
-    if kind == "rotation":
-        ang = float(rng.uniform(min(5.0, max_rot), max_rot)) * (1 if rng.random() < 0.5 else -1)
-        return (ndimage.rotate(img, ang, reshape=False, order=1, mode="nearest"),
-                ndimage.rotate(msk, ang, reshape=False, order=0, mode="nearest"))
-    if kind == "shift":
-        dy, dx = (int(rng.integers(1, max_shift + 1)) * (1 if rng.random() < 0.5 else -1) for _ in range(2))
-        return (ndimage.shift(img, (dy, dx), order=0, mode="nearest"), ndimage.shift(msk, (dy, dx), order=0, mode="nearest"))
-    if kind == "noise":
-        return np.clip(img + rng.normal(0, sigma, img.shape), -1, 1).astype(np.float32), msk
-    raise UsageError(f"unknown copycat transform {kind!r}; expected one of {TRANSFORMS}")
 
 
 class _Replay:
@@ -191,8 +172,9 @@ class CopycatGenerator(_Replay):
         for i in np.flatnonzero(is_copy):
             j = int(src_train[i])
             kind = tr[int(rng.integers(len(tr)))]
-            images[i], out_masks[i] = _transform(np.asarray(self.train_.images[j]), np.asarray(self.train_.masks[j]), kind, rng,
-                                                 max_rot=self.max_rotation_deg, max_shift=self.max_shift_px, sigma=self.noise_sigma)
+            images[i], out_masks[i] = apply_transform(np.asarray(self.train_.images[j]), kind, rng, msk=np.asarray(self.train_.masks[j]),
+                                                      max_rotation_deg=self.max_rotation_deg, max_shift_px=self.max_shift_px,
+                                                      noise_sigma=self.noise_sigma)
             kinds[i], train_index[i] = kind, j
         rest = np.flatnonzero(~is_copy)
         if len(rest):

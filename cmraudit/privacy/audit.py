@@ -158,6 +158,7 @@ def audit_privacy(
         art.mkdir(parents=True, exist_ok=True)
     pool = np.concatenate([np.asarray(train.images), np.asarray(holdout.images)])
     spaces: dict[str, CopyResult] = {}
+    info_notes: list[str] = []
     feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     space_info: dict[str, dict] = {}
     for spec in features:
@@ -199,18 +200,36 @@ def audit_privacy(
                     save_top_pairs(synthetic_images=np.asarray(synthetic.images), train_images=train.images, per_slice=res.per_slice,
                                    path=art / f"top_pairs_{name}.png", k=config.top_k_pairs, title=f"closest pairs, {name} space")
     use_registered = config.registered
-    if use_registered is None:  # auto: on while the registered search stays cheap
-        use_registered = len(synthetic) + len(holdout) <= config.registered_max_queries
-    if config.copy_search and use_registered and "domain" in feats:
+    if use_registered is None:  # auto: on unless the audit is larger than the registered search's cost guard
+        use_registered = len(synthetic) + len(holdout) + len(train) <= config.registered_max_queries
+    if config.copy_search and use_registered:
         with steps("copy search registered"):
-            spaces["registered"] = _registered_space(train, holdout, synthetic, feats["domain"], config=config, seed=seed)
+            from .copy_search import CopySearchParams, registered_copy_detection
+
+            params = CopySearchParams(alpha=config.copy_alpha, margin=config.copy_margin, **config.registered_params)
+            spaces["registered"] = registered_copy_detection(train, holdout, synthetic, params=params, seed=seed,
+                                                             hist_bins=config.hist_bins, top_k=config.top_k_pairs)
+            spaces["registered"].copy_detection["space"] = {
+                "invariance": "dihedral group, rotations <= 20 deg, shifts <= 4 px at 64², intensity polynomials "
+                              "(gamma, window/level, contrast); tolerant of noise, blur and mild elastic deformation",
+                "candidates": "spectral embedding (weight-free)", "role": "the copy decision (default gate scope)"}
             if art is not None:
                 from .pairs import save_top_pairs, write_per_slice_csv
 
                 res = spaces["registered"]
                 write_per_slice_csv(res.per_slice, art / "per_slice_registered.csv")
                 save_top_pairs(synthetic_images=np.asarray(synthetic.images), train_images=train.images, per_slice=res.per_slice,
-                               path=art / "top_pairs_registered.png", k=config.top_k_pairs, title="closest pairs, registered pixels")
+                               path=art / "top_pairs_registered.png", k=config.top_k_pairs, title="closest pairs, registered")
+    elif config.copy_search:
+        spaces_skipped = (f"registered copy search off: {len(synthetic) + len(holdout) + len(train)} slices exceed "
+                          f"registered_max_queries={config.registered_max_queries} (set registered=True to force it)")
+        info_notes.append(spaces_skipped)
+    for res in spaces.values():  # every space names its flagged slices: the HTML report withholds them
+        res.copy_detection["flagged_indices"] = [int(i) for i in np.flatnonzero(res.per_slice["copy"])]
+    if art is not None and spaces:
+        from .pairs import write_copy_flags_csv
+
+        write_copy_flags_csv({k: v.per_slice["copy"] for k, v in spaces.items()}, art / "per_slice_copies.csv")
     masks: dict = skipped("mask audit disabled (config.masks=False)")
     if config.masks:
         with steps("mask copy search"):
@@ -269,38 +288,9 @@ def audit_privacy(
                  for n, d in (("train", train), ("holdout", holdout), ("synthetic", synthetic))},
         "timings_s": steps.timings,
         "artefacts": None if art is None else str(art),
+        "notes": info_notes,
     }
     return PrivacyResult(feature_spaces=spaces, masks=masks, mia=mia, info=info)
-
-
-def _registered_space(train, holdout, synthetic, dom_feats, *, config: AuditConfig, seed: int) -> CopyResult:
-    from .copies import detect_copies_with
-    from .registered import RegisteredSearcher
-
-    params = {"size": config.pixel_size or train.shape[-1], **config.registered_params}
-    rs = RegisteredSearcher(**params)
-    f_t, f_h, f_s = dom_feats
-    imgs = {"train": np.asarray(train.images), "holdout": np.asarray(holdout.images), "synthetic": np.asarray(synthetic.images)}
-    emb = {"train": f_t, "holdout": f_h, "synthetic": f_s}
-
-    def search(query, base, *, k, rows=None):
-        bi, be = imgs[base], emb[base]
-        if rows is not None:
-            bi, be = bi[rows], be[rows]
-        D, I = rs.search(imgs[query], emb[query], bi, be, k=min(k, len(bi)))
-        if rows is not None:
-            I = np.asarray(rows)[I]
-        return D, I
-
-    res = detect_copies_with(search, n_train=len(train), n_holdout=len(holdout), n_synthetic=len(synthetic),
-                             train_patients=train.patient_id, holdout_patients=holdout.patient_id, space="registered",
-                             views="flips x rotations x shifts",
-                             alpha=config.alpha, carlini_k=rs.k_candidates, carlini_alpha=config.carlini_alpha,
-                             legacy_nndr=config.legacy_nndr, legacy_gu=config.legacy_gu, hist_bins=config.hist_bins, seed=seed,
-                             confidence=config.confidence)
-    res.copy_detection["space"] = {"params": rs.get_params(), "invariance": "registration over flips, rotations, shifts; "
-                                   "candidates from the domain embedding", "carlini_note": f"Carlini ratio over the {rs.k_candidates} re-ranked candidates"}
-    return res
 
 
 def _timesteps(generator, default):

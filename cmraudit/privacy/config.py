@@ -34,11 +34,14 @@ class AuditConfig:
         ``audit_timesteps`` attribute.
     max_whitebox_slices: cap on slices scored by white-box attacks (members and non-members
         subsampled by patient, seeded) to bound generator evaluations.
-    registered / registered_params: add the "registered" space (pixel distance minimised over
-        flips × rotations × shifts, candidates from the domain embedding; see
-        cmraudit.privacy.registered) when the domain space is audited. None (auto): on when
-        synthetic + holdout slices ≤ registered_max_queries (its cost is ~10 ms per query slice
-        on 2 cores at 32²); True / False force it.
+    registered / registered_params: the ``registered`` copy search (cmraudit.privacy.copy_search): the copy
+        decision, invariant to the transforms of cmraudit.data.copy_transforms, calibrated per patient.
+        None (auto): on unless train + holdout + synthetic slices exceed registered_max_queries (≈ 5 ms a
+        slice on 2 cores at 64²); True / False force it. registered_params go to CopySearchParams
+        (k_candidates, recall_copies, n_boot, power).
+    copy_alpha: target false-flag rate per novel slice of the registered search (upper bound of the
+        patient-bootstrapped null tail at the threshold).
+    copy_margin: the registered threshold also stays below copy_margin × the smallest null residual seen.
     top_k_pairs: closest synthetic–train pairs drawn into privacy/top_pairs_<space>.png.
     """
 
@@ -64,7 +67,9 @@ class AuditConfig:
     top_k_pairs: int = 12
     domain_params: dict = field(default_factory=dict)
     registered: bool | None = None
-    registered_max_queries: int = 4000
+    registered_max_queries: int = 200_000
+    copy_alpha: float = 1e-3
+    copy_margin: float = 0.5
     registered_params: dict = field(default_factory=dict)
     copy_search: bool = True
     masks: bool = True
@@ -81,6 +86,10 @@ class AuditConfig:
             problems.append(f"unknown attacks {unknown}; expected some of {BLACKBOX_ATTACKS + WHITEBOX_ATTACKS}")
         if self.carlini_k < 2:
             problems.append(f"carlini_k must be >= 2, got {self.carlini_k}")
+        if not 0 < self.copy_alpha < 0.5:
+            problems.append(f"copy_alpha must be in (0, 0.5), got {self.copy_alpha}")
+        if not 0 < self.copy_margin <= 1:
+            problems.append(f"copy_margin must be in (0, 1], got {self.copy_margin}")
         if not 0 < self.confidence < 1:
             problems.append(f"confidence must be in (0, 1), got {self.confidence}")
         if self.n_resamples < 10:

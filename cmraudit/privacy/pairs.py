@@ -23,6 +23,21 @@ def write_per_slice_csv(per_slice: dict, path: Path) -> Path:
     return path
 
 
+def write_copy_flags_csv(flags: dict[str, np.ndarray], path: Path) -> Path:
+    """One row per synthetic slice: the copy flag of each feature space and ``copy_any_space``."""
+    names = list(flags)
+    n = len(next(iter(flags.values())))
+    anyf = np.zeros(n, bool)
+    for v in flags.values():
+        anyf |= np.asarray(v, bool)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["synthetic_index", *[f"copy_{k}" for k in names], "copy_any_space"])
+        for i in range(n):
+            w.writerow([i, *[int(bool(flags[k][i])) for k in names], int(anyf[i])])
+    return path
+
+
 def save_top_pairs(*, synthetic_images: np.ndarray, train_images: np.ndarray, per_slice: dict, path: Path, k: int = 12,
                    title: str = "") -> Path | None:
     """Grid of the k synthetic slices closest to a training slice (top row) above that slice (bottom row).

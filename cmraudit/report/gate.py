@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .policy import RULE_HELP, Policy, default_policy
+from .policy import DETECTION_RULES, RULE_HELP, Policy, default_policy
 
 _GROUPS = {
     "copy_detection": ("copy_rate", "patients_copied"),
@@ -193,19 +193,56 @@ def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int:
     return int(math.ceil(z * z * (1 - budget) / budget - 1e-9))
 
 
-def _power_hint(rule: str, est: dict, budget: float) -> str | None:
-    """For a rate rule: say so when even a perfect result (0 events) could not pass at this n."""
+def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = None, where: str | None = None) -> str | None:
+    """Say so when even a perfect result could not pass at this size, and what size would (see cmraudit.plan)."""
     from ..estimates import wilson_ci
+    from ..plan import auc_half_width, synthetic_needed
 
     n, unit = est.get("n"), est.get("unit") or "item"
-    if not str(est.get("ci_method") or "").startswith("wilson") or not isinstance(n, int) or n <= 0 or not 0 < budget < 1:
+    if rule == "mia_auc":
+        sizes = _mia_sizes(report)
+        if sizes is None or not 0.5 < budget < 1:
+            return None
+        n1, n0 = sizes
+        hw = auc_half_width(n1, n0)
+        if 0.5 + hw <= budget:
+            return None
+        k = 1
+        while 0.5 + auc_half_width(n1 * k, n0 * k) > budget and k < 1000:
+            k += 1
+        return (f"underpowered: with {n1} member and {n0} non-member patients a chance-level attack already has a CI upper "
+                f"bound of {0.5 + hw:.3g} > {budget:g}; about {n1 * k} / {n0 * k} patients are needed")
+    method = str(est.get("ci_method") or "")
+    if not method.startswith("wilson") or not isinstance(n, int) or n <= 0 or not 0 < budget < 1:
         return None
-    zero_upper = wilson_ci(0, n)[1]
+    recall_lo = _recall_lower(report, where)
+    zero_upper = wilson_ci(0, n)[1] / recall_lo
     if zero_upper <= budget:
         return None
     what = "copied patients" if rule == "patients_copied" else "copies"
+    need = synthetic_needed(budget, recall_lower=recall_lo) if rule == "copy_rate" else wilson_min_n(budget)
     return (f"underpowered: with n = {n} {unit}s even zero {what} give a CI upper bound of {zero_upper:.3g} > {budget:g}; "
-            f"at least {wilson_min_n(budget)} {unit}s are needed for this budget")
+            f"at least {need} {unit}s are needed for this budget")
+
+
+def _recall_lower(report: dict | None, where: str | None) -> float:
+    try:
+        parts = where.split(".")[:4]  # privacy.feature_spaces.<space>.copy_detection
+        node = report
+        for p in parts:
+            node = node[p]
+        r = node.get("recall")
+        return float(r["ci"][0]) if isinstance(r, dict) and r.get("ci") and r["ci"][0] > 0 else 1.0
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return 1.0
+
+
+def _mia_sizes(report: dict | None) -> tuple[int, int] | None:
+    try:
+        d = report["privacy"]["data"]
+        return int(d["train"]["patients"]), int(d["holdout"]["patients"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 _TPR_HINT = ("underpowered: TPR at 1 % FPR needs at least 100 non-member (holdout) patients; audit a larger holdout, "
@@ -230,6 +267,13 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     upper = float(est["ci"][1])
     lower = est["ci"][0]
     value = est.get("value")
+    if rule in DETECTION_RULES:
+        hit = [(w, e) for w, e in cands if isinstance(e["ci"][0], (int, float)) and e["ci"][0] > 1e-9]
+        if hit:  # a copy detected with 95 % confidence is a leak whatever the budget
+            w, e = max(hit, key=lambda c: c[1]["ci"][0])
+            reason = (f"copies detected: CI lower {_fmt(e['ci'][0])} > 0 at {w} (point {_fmt(e.get('value'))}, "
+                      f"CI [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]){note}")
+            return RuleResult(rule, budget, "fail", "fail", reason, float(e["ci"][1]), e.get("value"), e["ci"][0], w, e.get("unit"))
     ok = upper <= budget
     if ok:
         verdict = "pass"
@@ -239,7 +283,7 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
         verdict = "inconclusive"
     cmp = "<=" if ok else ">"
     reason = f"CI upper {_fmt(upper)} {cmp} budget {_fmt(budget)} at {where} (point {_fmt(value)}, CI [{_fmt(lower)}, {_fmt(upper)}]){note}"
-    hint = None if ok else _power_hint(rule, est, budget)
+    hint = None if ok else _power_hint(rule, est, budget, report=report, where=where)
     return RuleResult(rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"), hint)
 
 

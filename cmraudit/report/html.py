@@ -122,15 +122,43 @@ def _pick(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(int)) if n else np.zeros(0, int)
 
 
-def _samples(run_dir: Path, include_real: bool) -> str:
+def withheld_slices(report: dict) -> tuple[set[int] | None, str]:
+    """Synthetic slices the shared report must not show: flagged as copies (within the copy threshold of a
+    training slice) in any feature space. ``None`` when the audit gives no per-slice flags (not checked)."""
+    p = report.get("privacy") if isinstance(report, dict) else None
+    if not isinstance(p, dict) or is_skipped(p):
+        return None, "the privacy audit did not run, so no synthetic slice was checked against the training set"
+    out: set[int] = set()
+    checked = False
+    for space, entry in feature_spaces(p).items():
+        cd = entry.get("copy_detection") if isinstance(entry, dict) else None
+        if isinstance(cd, dict) and isinstance(cd.get("flagged_indices"), list):
+            checked = True
+            out |= {int(i) for i in cd["flagged_indices"] if isinstance(i, int)}
+    if not checked:
+        return None, "the report lists no per-slice copy flags (older report), so no synthetic slice could be checked"
+    return out, ""
+
+
+def _samples(run_dir: Path, include_real: bool, report: dict | None = None) -> str:
     out = []
     syn = _read_ds(run_dir / "synthetic")
+    withheld, why = withheld_slices(report or {})
     if syn is None or len(syn) == 0:
         out.append("<p class='skip'>No synthetic dataset found in the run directory (RUN/synthetic).</p>")
+    elif withheld is None and not include_real:
+        out.append(f"<p class='skip'>Synthetic samples withheld: {_E(why)}. Rerun with --include-real-images to show them "
+                   "(the report is then private).</p>")
     else:
-        idx = _pick(len(syn), GRID_N)
-        out.append(_img(plots.sample_grid(syn.images[idx], syn.masks[idx]), "synthetic samples",
-                        f"{len(idx)} of {len(syn)} synthetic slices with their generated masks (RV blue, MYO green, LV red)."))
+        keep = np.array([i for i in range(len(syn)) if include_real or i not in (withheld or set())], dtype=int)
+        idx = keep[_pick(len(keep), GRID_N)] if len(keep) else np.zeros(0, int)
+        if withheld and not include_real:
+            out.append(f"<p class='banner private'>{len(withheld)} of {len(syn)} synthetic slices are flagged as copies of "
+                       "training slices and are withheld from this report (they may show a real patient); see the privacy "
+                       "section and RUN/privacy/per_slice_copies.csv.</p>")
+        if len(idx):
+            out.append(_img(plots.sample_grid(syn.images[idx], syn.masks[idx]), "synthetic samples",
+                            f"{len(idx)} of {len(syn)} synthetic slices with their generated masks (RV blue, MYO green, LV red)."))
     if include_real:
         tr = _read_ds(run_dir / "data" / "train")
         if tr is not None and len(tr):
@@ -159,6 +187,9 @@ def _privacy(report: dict, run_dir: Path, include_real: bool) -> str:
             out.append(_img(plots.dcr_histogram(h["bins"], h["train"], h["holdout"], title=f"distance to closest record ({space})", threshold=thr),
                             f"DCR {space}", f"{space} features: distance of each synthetic slice to its closest training slice (red) and holdout slice (blue). A red mass left of the blue one means training slices are reproduced."))
         pairs = top_pairs(entry)
+        if pairs and not include_real:  # the synthetic side of a flagged pair may be a copy: never shown
+            withheld, _ = withheld_slices(report)
+            pairs = [q for q in pairs if withheld is not None and q.get("synthetic_index") not in withheld and not q.get("flagged")]
         if pairs:
             syn = syn if syn is not None else _read_ds(run_dir / "synthetic")
             out.append(_pairs(pairs, space, syn, run_dir, include_real))
@@ -232,16 +263,21 @@ def render_html(run_dir: str | os.PathLike, *, include_real_images: bool = False
     run_dir = Path(run_dir)
     report = read_report(run_dir)
     name = _E(str((report.get("generator") or {}).get("name", "")))
-    banner = (
-        '<div class="banner private">CONTAINS REAL PATIENT IMAGES (--include-real-images). Do not share outside the data-protection perimeter.</div>'
-        if include_real_images
-        else '<div class="banner share">No real patient image in this report: synthetic slices, distances and statistics only.</div>'
-    )
+    withheld, why = withheld_slices(report)
+    if include_real_images:
+        banner = ('<div class="banner private">CONTAINS REAL PATIENT IMAGES (--include-real-images). '
+                  'Do not share outside the data-protection perimeter.</div>')
+    elif withheld is None:
+        banner = f'<div class="banner share">No synthetic or real slice shown: {_E(why)}.</div>'
+    else:
+        extra = f" {len(withheld)} synthetic slices flagged as copies are withheld." if withheld else ""
+        banner = ('<div class="banner share">No real patient image in this report: synthetic slices checked against the '
+                  f'training set by the copy search, distances and statistics only.{extra}</div>')
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cmraudit report — {name}</title><style>{_CSS}</style></head><body>",
         f"<h1>cmraudit report — {name}</h1>{banner}",
         "<h2 id='summary'>Summary</h2>", _summary(report), _verdicts(report),
-        "<h2 id='samples'>Samples</h2>", _samples(run_dir, include_real_images),
+        "<h2 id='samples'>Samples</h2>", _samples(run_dir, include_real_images, report),
         "<h2 id='fidelity'>Fidelity</h2>",
         _bars(report.get("fidelity"), "fidelity", ("precision", "recall", "density", "coverage"), "precision / recall / density / coverage", "share (density: ratio)"),
         _estimate_table(report.get("fidelity"), "fidelity"),

@@ -1,7 +1,7 @@
 """Report dicts and a tiny run directory for the report tests (no trained model needed).
 
 ``make_report("copycat")`` leaks (high copy rate and AUC), ``make_report("holdout")`` is
-private, ``make_report("skipped")`` is private but with the pixel copy rate skipped.
+private, ``make_report("skipped")`` is private but with the registered copy rate skipped.
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def _space(copy_rate, ci, patients, pci, n_syn=200, with_pairs=True):
         "memorisation": {"memorised_rate": est(copy_rate, ci[0], ci[1], n_syn, "slice")},
         "dcr_histogram": {"bins": bins, "train": near, "holdout": [0, 0, 5, 20, 40, 30, 5, 0, 0, 0]},
     }
+    out["copy_detection"]["flagged_indices"] = list(range(n_syn)) if copy_rate > 0.5 else []
     if with_pairs:
         out["copy_detection"]["top_pairs"] = [
             {"synthetic_index": i, "train_index": i, "distance": 0.1 * i, "flagged": copy_rate > 0.5} for i in range(4)
@@ -64,14 +65,16 @@ def make_report(kind: str = "holdout", *, n_synthetic: int = 12) -> dict:
     if leaky:
         pixel = _space(0.9, (0.85, 0.94), 1.0, (0.83, 1.0), n_synthetic)
         domain = _space(0.8, (0.74, 0.85), 0.95, (0.76, 0.99), n_synthetic, with_pairs=False)
+        registered = _space(0.95, (0.9, 0.98), 1.0, (0.85, 1.0), n_synthetic, with_pairs=False)
         mia = {"gan_leaks": _mia(0.97, 0.9, True), "domias": _mia(0.9, 0.6, True)}
     else:
         pixel = _space(0.0, (0.0, 0.004), 0.0, (0.0, 0.03), n_synthetic)
         domain = _space(0.001, (0.0, 0.006), 0.0, (0.0, 0.04), n_synthetic, with_pairs=False)
+        registered = _space(0.0, (0.0, 0.012), 0.0, (0.0, 0.04), n_synthetic, with_pairs=False)
         mia = {"gan_leaks": _mia(0.5, 0.01, False), "domias": _mia(0.52, 0.012, False)}
     mia["whitebox_loss"] = {"status": "skipped", "reason": "generator has no loss (tags.has_loss is False)"}
     if kind == "skipped":
-        pixel["copy_detection"]["copy_rate"] = {"status": "skipped", "reason": "feature extraction failed in this test"}
+        registered["copy_detection"]["copy_rate"] = {"status": "skipped", "reason": "feature extraction failed in this test"}
     dice = lambda base: {s: est(base + d, base + d - 0.03, base + d + 0.03, 10) for s, d in (("RV", -0.05), ("MYO", -0.08), ("LV", 0.0))}  # noqa: E731
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -97,7 +100,7 @@ def make_report(kind: str = "holdout", *, n_synthetic: int = 12) -> dict:
         },
         "utility": {"regimes": {"real": {"dice": dice(0.85)}, "synthetic": {"dice": dice(0.80 if leaky else 0.7)},
                                 "real+synthetic": {"dice": dice(0.86)}}},
-        "privacy": {"feature_spaces": {"pixel": pixel, "domain": domain}, "mia": mia},
+        "privacy": {"feature_spaces": {"pixel": pixel, "domain": domain, "registered": registered}, "mia": mia},
     }
     report["verdicts"] = compute_verdicts(report)
     return report

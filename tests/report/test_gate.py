@@ -13,6 +13,11 @@ from cmraudit.report.policy import policy_from_dict
 from .report_fixtures import est, make_report, variant
 
 
+# every rule on (the default policy switches off the rules a public-dataset-sized audit cannot decide)
+FULL = policy_from_dict({"rules": {"patients_copied": 0.05, "mia_tpr_at_1pct_fpr": 0.05}})
+FULL_TOML = "[rules]\npatients_copied = 0.05\nmia_tpr_at_1pct_fpr = 0.05\n"
+
+
 def _run(tmp_path, kind_or_report, *args):
     rep = make_report(kind_or_report) if isinstance(kind_or_report, str) else kind_or_report
     write_report(tmp_path, rep)
@@ -20,7 +25,8 @@ def _run(tmp_path, kind_or_report, *args):
 
 
 def test_copycat_fails_and_names_rules(tmp_path, capsys):
-    assert _run(tmp_path, "copycat") == EXIT_GATE_FAILED
+    (tmp_path / "full.toml").write_text(FULL_TOML)
+    assert _run(tmp_path, "copycat", "--policy", str(tmp_path / "full.toml")) == EXIT_GATE_FAILED
     out = capsys.readouterr()
     for rule in ("copy_rate", "patients_copied", "mia_auc", "mia_tpr_at_1pct_fpr"):
         assert f"rule {rule}" in out.err
@@ -40,20 +46,30 @@ def test_skipped_metric_fails_closed(tmp_path, capsys):
 
 
 def test_rule_uses_ci_upper_not_point_estimate():
-    # point estimate 0.004 is under budget 0.01 but the CI upper bound 0.03 is not
-    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", est(0.004, 0.0, 0.03, 100, "slice")))
+    # point estimate 0.004 is under budget 0.02 but the CI upper bound 0.03 is not
+    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", est(0.004, 0.0, 0.03, 100, "slice")))
     res = {r.rule: r for r in evaluate_gate(rep).rules}
     assert res["copy_rate"].status == "fail" and res["copy_rate"].upper == 0.03
     assert res["copy_rate"].verdict == "inconclusive"  # interval straddles the budget
-    assert res["copy_rate"].where.endswith("pixel.copy_detection.copy_rate")
+    assert res["copy_rate"].where.endswith("registered.copy_detection.copy_rate")
+
+
+def test_detected_copies_fail_whatever_the_budget():
+    # CI [0.001, 0.012]: within budget 0.02, but it excludes 0: a copy was detected with 95 % confidence
+    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", est(0.005, 0.001, 0.012, 400, "slice")))
+    res = {r.rule: r for r in evaluate_gate(rep).rules}
+    assert res["copy_rate"].status == "fail" and res["copy_rate"].verdict == "fail" and "copies detected" in res["copy_rate"].reason
+    # the default scope reads the registered space only: flags in the non-invariant pixel space do not decide
+    rep2 = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", est(0.005, 0.001, 0.012, 400, "slice")))
+    assert {r.rule: r for r in evaluate_gate(rep2).rules}["copy_rate"].status == "pass"
 
 
 def test_max_over_feature_spaces_and_attacks():
     rep = make_report("holdout")
-    rep["privacy"]["feature_spaces"]["domain"]["copy_detection"]["copy_rate"] = est(0.0, 0.0, 0.009, 100, "slice")
+    rep["privacy"]["feature_spaces"]["domain"]["copy_detection"]["copy_rate"] = est(0.0, 0.0, 0.015, 100, "slice")
     rep["privacy"]["mia"]["domias"]["patient"]["auc"] = est(0.55, 0.5, 0.59, 40)
-    res = {r.rule: r for r in evaluate_gate(rep).rules}
-    assert res["copy_rate"].upper == 0.009 and "domain" in res["copy_rate"].where
+    res = {r.rule: r for r in evaluate_gate(rep, policy_from_dict({"scope": {"feature_spaces": []}})).rules}
+    assert res["copy_rate"].upper == 0.015 and "domain" in res["copy_rate"].where
     assert res["mia_auc"].upper == 0.59 and "domias" in res["mia_auc"].where
 
 
@@ -64,11 +80,12 @@ def test_max_over_feature_spaces_and_attacks():
         (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"].__setitem__("auc", {"status": "skipped", "reason": "too few patients"}), "mia_auc", "too few patients"),
         (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"]["tpr_at_1pct_fpr"].__setitem__("ci", None), "mia_tpr_at_1pct_fpr", "no CI upper bound"),
         (lambda r: r["privacy"].__setitem__("mia", {"a": {"status": "skipped", "reason": "x"}}), "mia_auc", "no attack"),
-        (lambda r: r["privacy"]["feature_spaces"]["pixel"].__setitem__("copy_detection", {"status": "skipped", "reason": "oom"}), "patients_copied", "oom"),
+        (lambda r: r["privacy"]["feature_spaces"]["registered"].__setitem__("copy_detection", {"status": "skipped", "reason": "oom"}), "patients_copied", "oom"),
+        (lambda r: r["privacy"]["feature_spaces"].pop("registered"), "copy_rate", "registered missing"),
     ],
 )
 def test_missing_or_skipped_fails_closed(mutate, rule, needle):
-    res = {r.rule: r for r in evaluate_gate(variant(make_report("holdout"), mutate)).rules}
+    res = {r.rule: r for r in evaluate_gate(variant(make_report("holdout"), mutate), FULL).rules}
     assert res[rule].status == "fail"
     assert needle in res[rule].reason
 
@@ -96,6 +113,8 @@ def test_epsilon_rule(tmp_path, capsys):
 def test_policy_budgets_change_the_outcome(tmp_path):
     lax = tmp_path / "lax.toml"
     lax.write_text("[rules]\ncopy_rate = 1.0\npatients_copied = 1.0\nmia_auc = 1.0\nmia_tpr_at_1pct_fpr = 1.0\n")
+    assert _run(tmp_path, "copycat", "--policy", str(lax)) == EXIT_GATE_FAILED  # detected copies fail any budget
+    lax.write_text("[rules]\ncopy_rate = false\npatients_copied = false\nmia_auc = 1.0\nmia_tpr_at_1pct_fpr = 1.0\n")
     assert _run(tmp_path, "copycat", "--policy", str(lax)) == EXIT_OK
     off = tmp_path / "off.toml"
     off.write_text("[rules]\ncopy_rate = false\n")
@@ -135,7 +154,8 @@ def test_junit(tmp_path):
     assert set(cases) == {"copy_rate", "patients_copied", "mia_auc", "mia_tpr_at_1pct_fpr", "epsilon"}
     assert cases["copy_rate"].find("failure") is not None
     assert cases["epsilon"].find("skipped") is not None
-    assert suite.get("failures") == "4"
+    assert suite.get("failures") == "2"  # copy_rate and mia_auc; patients_copied and TPR are off by default
+    assert cases["patients_copied"].find("skipped") is not None
 
 
 def test_example_policy_parses_and_matches_defaults():
@@ -169,12 +189,14 @@ def test_underpowered_rate_rule_says_how_many_are_needed(tmp_path, capsys):
     assert wilson_min_n(0.01) == 381 and wilson_ci(0, 381)[1] <= 0.01 < wilson_ci(0, 380)[1]
     assert wilson_min_n(0.05) == 73 and wilson_ci(0, 73)[1] <= 0.05 < wilson_ci(0, 72)[1]
     zero = {"value": 0.0, "ci": list(wilson_ci(0, 96)), "n": 96, "unit": "slice", "ci_method": "wilson, fpr-corrected"}
-    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", zero))
+    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", zero))
     res = {r.rule: r for r in evaluate_gate(rep).rules}
-    assert res["copy_rate"].status == "fail" and "at least 381 slices" in res["copy_rate"].hint
+    # budget 0.02: z²(1 − b)/b = 188.2 → 189 slices (the registered space's recall lower bound divides the budget)
+    assert res["copy_rate"].status == "fail" and "at least 189 slices" in res["copy_rate"].hint
     assert res["patients_copied"].hint is None  # a passing rule gets no hint
     powered = dict(zero, ci=list(wilson_ci(2, 400)), n=400, value=0.005)  # fails on its data, not for lack of n
-    rep2 = variant(rep, lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", powered))
+    powered["ci"] = [0.0, powered["ci"][1] + 0.02]
+    rep2 = variant(rep, lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", powered))
     assert {r.rule: r for r in evaluate_gate(rep2).rules}["copy_rate"].hint is None
     write_report(tmp_path, rep)
     assert main(["gate", str(tmp_path / "report.json")]) == EXIT_GATE_FAILED
@@ -185,5 +207,5 @@ def test_tpr_rule_unsupported_for_few_non_members_gets_a_hint():
     skipped = {"status": "skipped", "reason": "unsupported: TPR at 0.01 FPR needs at least 100 non-members, have 15 (patient level)"}
     rep = variant(make_report("holdout"), lambda r: [r["privacy"]["mia"][a]["patient"].__setitem__("tpr_at_1pct_fpr", skipped)
                                                       for a in ("gan_leaks", "domias")])
-    r = {x.rule: x for x in evaluate_gate(rep).rules}["mia_tpr_at_1pct_fpr"]
+    r = {x.rule: x for x in evaluate_gate(rep, FULL).rules}["mia_tpr_at_1pct_fpr"]
     assert r.status == "fail" and "100 non-member" in r.hint and "mia_tpr_at_1pct_fpr = false" in r.hint

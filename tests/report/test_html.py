@@ -117,18 +117,32 @@ def run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def default_html(run):
-    return render_html(run[0]).read_text()
+def private_run(tmp_path_factory):
+    return make_run_dir(tmp_path_factory.mktemp("run_private"), "holdout")
 
 
-def test_default_report_has_no_real_training_image(run, default_html):
-    root, train, synthetic = run
+@pytest.fixture(scope="module")
+def default_html(private_run):
+    return render_html(private_run[0]).read_text()
+
+
+def test_default_report_has_no_real_training_image(private_run, default_html):
+    root, train, synthetic = private_run
     text = default_html
     assert "No real patient image" in text
     # the detector works: the synthetic slices shown are found …
     assert shown_slices(text, np.asarray(synthetic.images)) >= len(synthetic)
     # … and no training slice is
     assert shown_slices(text, np.asarray(train.images)) == 0
+
+
+def test_flagged_copies_are_withheld(run):
+    """A copycat's synthetic slices are training slices: flagged ones never appear, and the report says why."""
+    root, train, synthetic = run
+    text = render_html(root).read_text()
+    assert shown_slices(text, np.asarray(synthetic.images)) == 0
+    assert shown_slices(text, np.asarray(train.images)) == 0
+    assert "flagged as copies of training slices and are withheld" in text
 
 
 def test_include_real_images_shows_them(run, tmp_path):

@@ -1,0 +1,74 @@
+"""Spectral feature space: weight-free, invariant to the dihedral group, shifts and intensity changes.
+
+Each slice is blurred (``blur_px`` at 64²), area-downsampled to ``size``², standardised inside a
+central disk (mean 0, sd 1: invariant to contrast and window/level up to clipping) and apodised
+with a smooth radial window; the log magnitude of its 2-D Fourier transform (invariant to
+shifts, up to what enters or leaves the window) is sampled on ``rings`` × ``angles`` polar points
+over half a turn, and the magnitudes of the angular Fourier harmonics 0..``harmonics`` of each
+ring are kept (invariant to rotations; flips and transposes permute the frequency grid, so the
+feature is exactly invariant to the dihedral group). Vectors are L2-normalised; Euclidean distance.
+
+It is the candidate generator of the registered copy search (a copy's source ranked in the top
+3 of 500 training slices for every transform of :mod:`cmraudit.data.copy_transforms`, measured on
+the 64² phantom), about 0.3 ms a slice on one core. A magnitude spectrum discards phase, so two
+different slices can share features: it is a pre-filter, never a copy decision on its own.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .pixel import resize_images
+
+
+class SpectralFeatures:
+    """Log-magnitude spectrum in polar coordinates, angular harmonics' magnitudes (see module docstring)."""
+
+    name = "spectral"
+
+    def __init__(self, *, size: int = 32, rings: int = 12, angles: int = 32, harmonics: int = 8, blur_px: float = 1.5):
+        self.size = size
+        self.rings = rings
+        self.angles = angles
+        self.harmonics = harmonics
+        self.blur_px = blur_px
+
+    def get_params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def fit(self, pool=None, *, seed: int = 0, progress: bool = False) -> "SpectralFeatures":
+        self.fitted_ = True
+        return self
+
+    def transform_images(self, images: np.ndarray, *, batch: int = 2048) -> np.ndarray:
+        from scipy import ndimage
+
+        images = np.asarray(images)
+        n, native = len(images), images.shape[-1]
+        S = min(self.size, native)
+        yy, xx = np.mgrid[:S, :S]
+        c = (S - 1) / 2
+        r = np.sqrt((yy - c) ** 2 + (xx - c) ** 2)
+        win = np.cos(np.clip(r / (0.45 * S), 0, 1) * np.pi / 2) ** 2
+        disk = r <= 0.35 * S
+        rad = np.arange(1, self.rings + 1) * 0.8 * (S / 2 - 1) / self.rings  # radii up to 0.8 of Nyquist
+        th = np.arange(self.angles) * np.pi / self.angles
+        coords = np.stack([S // 2 + rad[:, None] * np.sin(th)[None], S // 2 + rad[:, None] * np.cos(th)[None]]).reshape(2, -1)
+        out = np.empty((n, self.rings * (self.harmonics + 1)), np.float32)
+        s_blur = self.blur_px * native / 64.0
+        for s in range(0, n, batch):
+            x = np.asarray(images[s : s + batch], dtype=np.float32)
+            if s_blur > 0:
+                x = ndimage.gaussian_filter(x, (0, s_blur, s_blur), mode="nearest")
+            x = resize_images(x, S).astype(np.float64)
+            mu = x[:, disk].mean(1)
+            sd = x[:, disk].std(1) + 1e-6
+            z = (x - mu[:, None, None]) / sd[:, None, None] * win
+            F = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(z), axes=(1, 2))))
+            for i, f in enumerate(F):
+                ring = ndimage.map_coordinates(f, coords, order=1).reshape(self.rings, self.angles)
+                out[s + i] = (np.abs(np.fft.rfft(ring, axis=1))[:, : self.harmonics + 1] / self.angles).reshape(-1)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def transform(self, ds) -> np.ndarray:
+        return self.transform_images(ds.images)

@@ -1,0 +1,115 @@
+"""Plan an audit before training: what it can detect and which gate rules it can decide.
+
+``plan_audit(train_patients=N, holdout_patients=M, synthetic=K)`` answers, from the sizes alone:
+
+* the **minimum detectable copy rate**: the smallest share of copied synthetic slices that makes
+  the copy-rate interval exclude 0 with 80 % probability, assuming the registered search's recall
+  self-check finds all its planted copies (its Wilson lower bound) and a false-flag bound at the
+  configured ``copy_alpha`` (the worst case the threshold allows; real audits are usually below);
+* per gate rule of the policy: **decidable** (a clean generator passes with ≈ 95 % probability at
+  these sizes) or **underpowered**, with the size that rule needs.
+
+The same size formulas give the gate's "underpowered" hints, so plan and gate agree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from scipy import stats
+
+from .estimates import wilson_ci
+
+
+def auc_half_width(n_members: int, n_nonmembers: int, *, confidence: float = 0.95) -> float:
+    """Half-width of a chance-level AUC's CI with these many patients (Mann–Whitney variance under H0)."""
+    n1, n0 = max(1, int(n_members)), max(1, int(n_nonmembers))
+    se = math.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0))
+    return float(stats.norm.ppf(0.5 + confidence / 2) * se)
+
+
+def synthetic_needed(budget: float, *, recall_lower: float = 1.0, confidence: float = 0.95) -> int:
+    """Smallest synthetic-set size at which zero flags give a copy-rate upper bound ≤ ``budget``."""
+    b = budget * recall_lower
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    return int(math.ceil(z * z * (1 - b) / b - 1e-9))
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    rule: str
+    budget: float | None
+    decidable: bool | None  # None: rule off
+    detail: str
+
+
+@dataclass(frozen=True)
+class AuditPlan:
+    train_patients: int
+    holdout_patients: int
+    synthetic: int
+    min_detectable_copy_rate: float | None
+    assumptions: dict
+    rules: list[RulePlan] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, policy=None, copy_alpha: float = 1e-3,
+               recall_copies: int = 44, power: float = 0.8, confidence: float = 0.95) -> AuditPlan:
+    """See the module docstring. ``policy``: a :class:`cmraudit.report.policy.Policy` (default policy when None)."""
+    from .privacy.copy_search import min_detectable_rate
+    from .report.policy import default_policy
+
+    policy = policy or default_policy()
+    n, N, M = int(synthetic), int(train_patients), int(holdout_patients)
+    r_lo = wilson_ci(recall_copies, recall_copies, confidence=confidence)[0]
+    mdr = min_detectable_rate(n, recall=1.0, fpr=copy_alpha, fpr_upper=copy_alpha, power=power, confidence=confidence)
+    zero_upper = wilson_ci(0, n, confidence=confidence)[1] / r_lo
+    z = float(stats.norm.ppf(0.5 + confidence / 2)) + float(stats.norm.ppf(0.95))
+    rules: list[RulePlan] = []
+    for rule, budget in policy.rules.items():
+        if budget is None:
+            rules.append(RulePlan(rule, None, None, "off in this policy"))
+        elif rule == "copy_rate":
+            ok = zero_upper <= budget
+            need = synthetic_needed(budget, recall_lower=r_lo, confidence=confidence)
+            rules.append(RulePlan(rule, budget, ok, f"zero flags give an upper bound of {zero_upper:.3g}"
+                                  + ("" if ok else f"; needs >= {need} synthetic slices")))
+        elif rule == "patients_copied":
+            up = min(1.0, zero_upper * n / max(N, 1))
+            ok = up <= budget
+            rules.append(RulePlan(rule, budget, ok, f"zero flags give an upper bound of {up:.3g} "
+                                  f"(up to {zero_upper * n:.1f} undetected copies over {N} training patients)"
+                                  + ("" if ok else f"; needs >= {math.ceil(zero_upper * n / budget)} training patients at this synthetic size")))
+        elif rule == "mia_auc":
+            pass_at = 0.5 + z * auc_half_width(N, M, confidence=confidence) / float(stats.norm.ppf(0.5 + confidence / 2))
+            ok = pass_at <= budget
+            k = 1
+            while not ok and k < 1000 and 0.5 + z * math.sqrt((N * k + M * k + 1) / (12.0 * N * k * M * k)) > budget:
+                k += 1
+            rules.append(RulePlan(rule, budget, ok, f"a chance-level attack passes with 95 % probability while its AUC "
+                                  f"CI upper bound stays under {pass_at:.3g}" + ("" if ok else f"; needs about {N * k} / {M * k} patients")))
+        elif rule == "mia_tpr_at_1pct_fpr":
+            ok = M >= 100
+            rules.append(RulePlan(rule, budget, ok, "TPR at 1 % FPR needs >= 100 non-member (holdout) patients"
+                                  + ("" if ok else f"; has {M}")))
+        elif rule == "epsilon":
+            rules.append(RulePlan(rule, budget, True, "read from the DP accountant; no sample-size requirement"))
+    return AuditPlan(train_patients=N, holdout_patients=M, synthetic=n, min_detectable_copy_rate=mdr,
+                     assumptions={"copy_alpha": copy_alpha, "recall_lower": r_lo, "recall_copies": recall_copies,
+                                  "power": power, "confidence": confidence},
+                     rules=rules)
+
+
+def format_plan(p: AuditPlan) -> str:
+    mdr = "none (too few synthetic slices)" if p.min_detectable_copy_rate is None else f"{100 * p.min_detectable_copy_rate:.2f} %"
+    lines = [f"audit plan: {p.train_patients} train / {p.holdout_patients} holdout patients, {p.synthetic} synthetic slices",
+             f"minimum detectable copy rate (80 % power): {mdr}",
+             "rules:"]
+    for r in p.rules:
+        state = "off" if r.decidable is None else "decidable" if r.decidable else "UNDERPOWERED"
+        budget = "" if r.budget is None else f" <= {r.budget:g}"
+        lines.append(f"  {r.rule}{budget}: {state} - {r.detail}")
+    return "\n".join(lines)
