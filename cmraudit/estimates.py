@@ -62,7 +62,8 @@ def wilson_ci(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # the exact ends at k = 0 and k = n (the formula leaves ~1e-18 of rounding there)
+    return (0.0 if k <= 0 else max(0.0, centre - half), 1.0 if k >= n else min(1.0, centre + half))
 
 
 def rate_estimate(k: int, n: int, *, unit: str, confidence: float = 0.95) -> Estimate:

@@ -4,7 +4,7 @@ One trial draws its own phantom, patient split (train / holdout / novel), copies
 from ``seed``, calibrates the copy search on train + holdout, and audits synthetic sets of
 ``n_synthetic`` slices made of novel slices plus copies of training slices at each planted rate
 (each copy under one transform of :data:`cmraudit.data.copy_transforms.COPY_TRANSFORMS`). Rates
-given in ``binomial_rates`` plant Binomial(n, rate) copies instead of exactly round(rate · n).
+given in ``binomial_rates`` plant Binomial(n, rate) copies instead of exactly round(rate · n) (keys ``binomial:<rate>``).
 """
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def copy_trial(seed: int, *, subjects: int = 90, slices: int = 5, size: int = 64
            "novel_flag_patients": sorted(set(nov_pat[d_nov[:, 0] < tau])), "rates": {}, "copies": []}
     mdr = min_detectable_rate(n_synthetic, recall=rec["estimate"].value, fpr=f, fpr_upper=fu, power=params.power)
     out["mdr"] = mdr
-    for rate in tuple(rates) + tuple(binomial_rates):
-        n_copy = int(rng.binomial(n_synthetic, rate)) if rate in binomial_rates else int(round(rate * n_synthetic))
+    plan = [(str(r), r, False) for r in rates] + [(f"binomial:{r}", r, True) for r in binomial_rates]
+    for key, rate, binomial in plan:
+        n_copy = int(rng.binomial(n_synthetic, rate)) if binomial else int(round(rate * n_synthetic))
         kinds = rng.choice(np.array(COPY_TRANSFORMS), size=n_copy)
         src = rng.choice(len(tr_img), size=n_copy)
         copies = plant_copies(tr_img, src, kinds, rng)
@@ -71,7 +72,7 @@ def copy_trial(seed: int, *, subjects: int = 90, slices: int = 5, size: int = 64
         lo, hi = est.ci
         verdict = "fail" if lo > 0 else "pass" if hi <= budget else "inconclusive"
         planted = n_copy / n_synthetic
-        out["rates"][str(rate)] = {"planted": planted, "flags": k, "false_flags": flags_nov, "value": est.value, "ci": [lo, hi],
+        out["rates"][key] = {"planted": planted, "flags": k, "false_flags": flags_nov, "value": est.value, "ci": [lo, hi],
                                    "covered": bool(lo <= planted <= hi), "verdict": verdict}
         out["copies"] += [{"transform": str(t), "found": bool(x and tr_pat[i] == tr_pat[s])}
                           for t, x, i, s in zip(kinds, found, i_cp[:, 0], src)]

@@ -1,15 +1,14 @@
-"""The gate on real audits (issue 8 acceptance): a copycat set violates the policy, a holdout set passes.
+"""The default gate on real audits at the size of a public dataset (issue 13 acceptance).
 
-Phantom 160 subjects × 2 slices × 2 phases at 32² (seed 0), split 50/25/25 by patient → 80 train, 40 holdout,
-40 test patients. Synthetic sets of 400 slices: `copycat` (20 % planted copies of training slices, the rest novel
-slices of test patients) and `holdout` (novel slices of test patients only). Both go through `cmraudit audit`
-(pixel + domain spaces, black-box attacks) and `cmraudit gate` with the policy below: with 40 non-member patients
-the patient-level AUC CI is about ±0.2 wide, so the AUC budget here is 0.8 (a budget a run of this size can meet);
-TPR at 1 % FPR needs ≥ 100 non-member patients and is left out of this policy (it would fail closed).
-The copy-rate budget (6 %) sits above the measured false-flag rate of the `registered` space on novel slices
-(≈ 2.4 %, CI upper ≈ 5 % with 80 holdout calibration slices) and far below the planted 20 %.
+ACDC-sized: phantom of 150 subjects × 2 slices × 2 phases at 32² (seed 0), split like the pipeline (50/25/25 by
+patient → 75 train, 38 holdout, 37 test patients). Synthetic sets of 400 slices: `holdout` (novel slices of test
+patients only: the ideal private generator) and `copycat` at 5 % (20 copies of training slices, each under one copy
+transform, the rest novel). Both go through `cmraudit audit` with its defaults and `cmraudit gate` with the default
+policy: the holdout set passes (exit 0), the copycat fails naming the copy rule (exit 1).
 """
 from __future__ import annotations
+
+import csv
 
 import pytest
 
@@ -17,27 +16,19 @@ from cmraudit.cli.main import main
 from cmraudit.data import PhantomConfig, make_phantom, split_patients, write_dataset
 from cmraudit.generators.reference import CopycatGenerator, HoldoutGenerator
 
-POLICY = """
-[rules]
-copy_rate = 0.06   # the registered space flags ~2 % of novel slices at this calibration size (docs/privacy.md)
-patients_copied = 0.1
-mia_auc = 0.8
-mia_tpr_at_1pct_fpr = false  # unsupported below 100 non-member patients: it would fail closed
-"""
-
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
-    ds = make_phantom(PhantomConfig(subjects=160, slices=2, size=32), seed=0)
+    ds = make_phantom(PhantomConfig(subjects=150, slices=2, size=32), seed=0)
     parts = split_patients(ds, seed=0).apply(ds)
+    assert [len(set(parts[k].patient_id)) for k in ("train", "holdout", "test")] == [75, 38, 37]
     for name, part in parts.items():
         write_dataset(part, root / name)
     syn = {
-        "copycat": CopycatGenerator(rate=0.2).fit(parts["train"], seed=0, reference=parts["test"]).sample(n=400, seed=1),
+        "copycat": CopycatGenerator(rate=0.05, transforms="all").fit(parts["train"], seed=0, reference=parts["test"]).sample(n=400, seed=1),
         "holdout": HoldoutGenerator().fit(parts["train"], seed=0, reference=parts["test"]).sample(n=400, seed=1),
     }
-    (root / "policy.toml").write_text(POLICY)
     for name, s in syn.items():
         write_dataset(s, root / f"syn_{name}")
         rc = main(["-q", "audit", "--train", str(root / "train"), "--holdout", str(root / "holdout"),
@@ -46,16 +37,23 @@ def audited(tmp_path_factory):
     return root
 
 
-def test_copycat_violates_the_policy(audited, capsys):
-    rc = main(["gate", str(audited / "audit_copycat" / "report.json"), "--policy", str(audited / "policy.toml"),
-               "--junit", str(audited / "copycat.xml")])
+def test_copycat_at_5_percent_fails_the_default_gate(audited, capsys):
+    rc = main(["gate", str(audited / "audit_copycat" / "report.json"), "--junit", str(audited / "copycat.xml")])
     err = capsys.readouterr().err
     assert rc == 1
-    assert "gate FAILED: rule copy_rate" in err and "gate FAILED: rule patients_copied" in err
+    assert "gate FAILED: rule copy_rate" in err and "copies detected" in err
     assert "failure" in (audited / "copycat.xml").read_text()
 
 
-def test_holdout_passes_the_policy(audited, capsys):
-    rc = main(["gate", str(audited / "audit_holdout" / "report.json"), "--policy", str(audited / "policy.toml")])
+def test_holdout_passes_the_default_gate(audited, capsys):
+    rc = main(["gate", str(audited / "audit_holdout" / "report.json")])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
+
+
+def test_per_slice_csv_has_a_combined_copy_column(audited):
+    rows = list(csv.DictReader(open(audited / "audit_copycat" / "privacy" / "per_slice_copies.csv")))
+    assert len(rows) == 400 and {"copy_pixel", "copy_domain", "copy_registered", "copy_any_space"} <= set(rows[0])
+    assert all(r["copy_any_space"] == str(int(any(r[k] == "1" for k in r if k.startswith("copy_") and k != "copy_any_space")))
+               for r in rows)
+    assert 19 <= sum(r["copy_registered"] == "1" for r in rows) <= 20
