@@ -12,6 +12,7 @@ x itself (float32). ``--scale`` in export.json re-imports them exactly up to tha
 OUT is written to a temporary sibling folder and renamed; an existing OUT is replaced only with
 ``overwrite`` and only when it is an earlier export (it holds export.json).
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,16 +44,23 @@ class ExportSummary:
     reimport: str
 
     def to_dict(self) -> dict:
-        return {"out": str(self.out), "slices": self.slices, "format": self.format, "bits": self.bits,
-                "has_masks": self.has_masks, "reimport": self.reimport}
+        return {
+            "out": str(self.out),
+            "slices": self.slices,
+            "format": self.format,
+            "bits": self.bits,
+            "has_masks": self.has_masks,
+            "reimport": self.reimport,
+        }
 
 
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(s)).strip("-") or "x"
 
 
-def export_dataset(src: str | os.PathLike, *, out: str | os.PathLike, format: str = "png", bits: int = 8,
-                   overwrite: bool = False) -> ExportSummary:
+def export_dataset(
+    src: str | os.PathLike, *, out: str | os.PathLike, format: str = "png", bits: int = 8, overwrite: bool = False
+) -> ExportSummary:
     """Write the prepared dataset ``src`` as per-slice PNG or NIfTI files (see module doc)."""
     if format not in FORMATS:
         raise UsageError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
@@ -67,7 +75,9 @@ def export_dataset(src: str | os.PathLike, *, out: str | os.PathLike, format: st
         if not overwrite:
             raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
         if not _is_export(out):
-            raise DataError(f"{out}: exists and is not an export written by cmraudit (no export.json); refusing to replace it")
+            raise DataError(
+                f"{out}: exists and is not an export written by cmraudit (no export.json); refusing to replace it"
+            )
     has_masks = bool(ds.meta.get("has_masks", True))
     ext = ".png" if format == "png" else ".nii.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,26 +102,55 @@ def export_dataset(src: str | os.PathLike, *, out: str | os.PathLike, format: st
                 write_nifti(tmp / "images" / name, x, spacing=sp)
                 if has_masks:
                     write_nifti(tmp / "masks" / name, m, spacing=sp)
-            rows.append([name, ds.patient_id[i], ds.vendor[i], ds.frame[i], int(ds.slice_index[i]), ds.source[i],
-                         *("" if not np.isfinite(v) else f"{v:.6g}" for v in sp)])
+            rows.append(
+                [
+                    name,
+                    ds.patient_id[i],
+                    ds.vendor[i],
+                    ds.frame[i],
+                    int(ds.slice_index[i]),
+                    ds.source[i],
+                    *("" if not np.isfinite(v) else f"{v:.6g}" for v in sp),
+                ]
+            )
         with open(tmp / "ids.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["file", "patient_id", "vendor", "frame", "slice_index", "source", "spacing_y_mm", "spacing_x_mm"])
+            w.writerow(
+                ["file", "patient_id", "vendor", "frame", "slice_index", "source", "spacing_y_mm", "spacing_x_mm"]
+            )
             w.writerows(rows)
         scale = f"range:0,{top}" if format == "png" else "none"
-        reimport = (f"cmraudit data import images {out / 'images'} --ids {out / 'ids.csv'} --scale {scale}"
-                    + (f" --masks {out / 'masks'}" if has_masks else "") + " --out DATASET")
-        meta = {"format": MARKER, "files": format, "bits": bits if format == "png" else None, "slices": len(ds),
-                "has_masks": has_masks, "labels": "acdc" if has_masks else None, "scale": scale,
-                "png_rule": f"value = round((x + 1) / 2 * {top})" if format == "png" else None,
-                "source_dataset": str(src), "source_fingerprint": ds.meta.get("fingerprint"), "reimport": reimport}
+        reimport = (
+            f"cmraudit data import images {out / 'images'} --ids {out / 'ids.csv'} --scale {scale}"
+            + (f" --masks {out / 'masks'}" if has_masks else "")
+            + " --out DATASET"
+        )
+        meta = {
+            "format": MARKER,
+            "files": format,
+            "bits": bits if format == "png" else None,
+            "slices": len(ds),
+            "has_masks": has_masks,
+            "labels": "acdc" if has_masks else None,
+            "scale": scale,
+            "png_rule": f"value = round((x + 1) / 2 * {top})" if format == "png" else None,
+            "source_dataset": str(src),
+            "source_fingerprint": ds.meta.get("fingerprint"),
+            "reimport": reimport,
+        }
         (tmp / "export.json").write_text(json.dumps(meta, indent=2))
         swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportSummary(out=out, slices=len(ds), format=format, bits=bits if format == "png" else None,
-                         has_masks=has_masks, reimport=reimport)
+    return ExportSummary(
+        out=out,
+        slices=len(ds),
+        format=format,
+        bits=bits if format == "png" else None,
+        has_masks=has_masks,
+        reimport=reimport,
+    )
 
 
 def _is_export(path: Path) -> bool:

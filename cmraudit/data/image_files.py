@@ -21,6 +21,7 @@ Conventions (stated, not guessed):
   0, 1, 2, 3 over the range 0–3, i.e. what ``plt.imsave(mask, cmap="jet", vmin=0, vmax=3)``
   writes (the reference study's colour-coded masks).
 """
+
 from __future__ import annotations
 
 import json
@@ -116,7 +117,9 @@ def _read_numpy(path: Path, *, mask: bool) -> list[np.ndarray]:
             wanted = ("masks", "mask") if mask else ("images", "image")
             key = next((k for k in wanted if k in keys), keys[0] if len(keys) == 1 else None)
             if key is None:
-                raise DataError(f"{path}: .npz with arrays {keys}; expected one array or one named {' or '.join(wanted)}")
+                raise DataError(
+                    f"{path}: .npz with arrays {keys}; expected one array or one named {' or '.join(wanted)}"
+                )
             arr = data[key]
     else:
         arr = data
@@ -149,15 +152,20 @@ def read_slices(path: str | os.PathLike) -> tuple[list[np.ndarray], tuple[float,
 
 # ------------------------------------------------------------------ masks
 def parse_labels(spec: str) -> dict[int, int]:
-    """``acdc`` | ``mnms`` | a custom map ``VALUE=STRUCTURE,…`` (e.g. ``0=bg,85=RV,170=MYO,255=LV``) → value → ACDC label."""
+    """Stored value → ACDC label for ``acdc``, ``mnms`` or a custom map ``VALUE=STRUCTURE,…``.
+
+    E.g. ``0=bg,85=RV,170=MYO,255=LV``.
+    """
     if spec.lower() in LABEL_CONVENTIONS:
         return dict(LABEL_CONVENTIONS[spec.lower()])
     out: dict[int, int] = {}
     for item in (p.strip() for p in spec.split(",") if p.strip()):
         value, _, name = item.partition("=")
         if name.strip() not in _NAMES or not value.strip().lstrip("-").isdigit():
-            raise UsageError(f"--labels {spec!r}: {item!r} is not VALUE=STRUCTURE; expected acdc, mnms or e.g. "
-                             "'0=bg,1=LV,2=MYO,3=RV' (structures: background/bg, RV, MYO, LV)")
+            raise UsageError(
+                f"--labels {spec!r}: {item!r} is not VALUE=STRUCTURE; expected acdc, mnms or e.g. "
+                "'0=bg,1=LV,2=MYO,3=RV' (structures: background/bg, RV, MYO, LV)"
+            )
         out[int(value)] = _NAMES[name.strip()]
     if not out:
         raise UsageError(f"--labels {spec!r}: empty map; expected acdc, mnms or VALUE=STRUCTURE pairs")
@@ -174,13 +182,17 @@ def load_palette(spec: str) -> dict[int, tuple[int, int, int]]:
         raw = json.loads(path.read_text())
         pal = {int(k): tuple(int(c) for c in v) for k, v in raw.items()}
     except (OSError, ValueError, TypeError, AttributeError) as e:
-        raise UsageError(f"--mask-palette {spec}: expected 'jet' or a JSON file mapping label values to [R, G, B] ({e})") from e
+        raise UsageError(
+            f"--mask-palette {spec}: expected 'jet' or a JSON file mapping label values to [R, G, B] ({e})"
+        ) from e
     if not pal or any(len(c) != 3 or min(c) < 0 or max(c) > 255 for c in pal.values()):
         raise UsageError(f"--mask-palette {spec}: every colour must be [R, G, B] with values 0–255")
     return pal
 
 
-def decode_palette(rgb: np.ndarray, palette: dict[int, tuple[int, int, int]], *, tolerance: float, where: str) -> np.ndarray:
+def decode_palette(
+    rgb: np.ndarray, palette: dict[int, tuple[int, int, int]], *, tolerance: float, where: str
+) -> np.ndarray:
     """Label value of the nearest palette colour per pixel; a pixel beyond ``tolerance`` is a DataError."""
     values = np.array(sorted(palette), dtype=np.int64)
     colours = np.array([palette[v] for v in values], dtype=np.float64)
@@ -192,13 +204,20 @@ def decode_palette(rgb: np.ndarray, palette: dict[int, tuple[int, int, int]], *,
     if far.any():
         c = uniq[far][0].astype(int).tolist()
         n = int(np.isin(inv.ravel(), np.flatnonzero(far)).sum())
-        raise DataError(f"{where}: {n} pixel(s) of colour {c} are farther than {tolerance:g} from every palette colour "
-                        f"(nearest {colours[best[far][0]].astype(int).tolist()}); check --mask-palette or raise --palette-tolerance")
+        raise DataError(
+            f"{where}: {n} pixel(s) of colour {c} are farther than {tolerance:g} from every palette colour "
+            f"(nearest {colours[best[far][0]].astype(int).tolist()}); check --mask-palette or raise --palette-tolerance"
+        )
     return values[best][inv.ravel()].reshape(rgb.shape[:2])
 
 
-def read_mask_slices(path: str | os.PathLike, *, labels: dict[int, int], palette: dict | None = None,
-                     tolerance: float = DEFAULT_TOLERANCE) -> list[np.ndarray]:
+def read_mask_slices(
+    path: str | os.PathLike,
+    *,
+    labels: dict[int, int],
+    palette: dict | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> list[np.ndarray]:
     """ACDC-numbered uint8 masks of one mask file (label image, or colour-coded PNG with ``palette``)."""
     path = Path(path)
     kind = file_kind(path)
@@ -227,8 +246,9 @@ def read_mask_slices(path: str | os.PathLike, *, labels: dict[int, int], palette
         mi = m.astype(np.int64)
         bad = np.setdiff1d(np.unique(mi), lut_values)
         if bad.size:
-            raise DataError(f"{path}: mask values {bad[:8].tolist()} are not in the label map {lut_values.tolist()} "
-                            "(see --labels)")
+            raise DataError(
+                f"{path}: mask values {bad[:8].tolist()} are not in the label map {lut_values.tolist()} (see --labels)"
+            )
         out.append(np.array([labels[v] for v in lut_values], dtype=np.uint8)[np.searchsorted(lut_values, mi)])
     return out
 

@@ -1,4 +1,5 @@
 """``data import images`` / ``data export``: round trips, the reference study's layout, readers, bad input."""
+
 import json
 
 import matplotlib
@@ -21,11 +22,14 @@ matplotlib.use("Agg")
 def _prepared(path, shape, n=6, seed=0, masks=True):
     """A prepared dataset with random images in [-1, 1] and random label masks (3 patients)."""
     rng = np.random.default_rng(seed)
-    ds = Dataset(images=rng.uniform(-1, 1, (n, *shape)).astype(np.float32),
-                 masks=(rng.integers(0, 4, (n, *shape)) if masks else np.zeros((n, *shape))).astype(np.uint8),
-                 patient_id=np.array([f"p{i // 2}" for i in range(n)], dtype=object),
-                 vendor=np.array(["A", "B"] * (n // 2), dtype=object),
-                 spacing_mm=np.tile([1.25, 1.5], (n, 1)), annotated=np.full(n, 7 if masks else 0, np.uint8))
+    ds = Dataset(
+        images=rng.uniform(-1, 1, (n, *shape)).astype(np.float32),
+        masks=(rng.integers(0, 4, (n, *shape)) if masks else np.zeros((n, *shape))).astype(np.uint8),
+        patient_id=np.array([f"p{i // 2}" for i in range(n)], dtype=object),
+        vendor=np.array(["A", "B"] * (n // 2), dtype=object),
+        spacing_mm=np.tile([1.25, 1.5], (n, 1)),
+        annotated=np.full(n, 7 if masks else 0, np.uint8),
+    )
     ds.meta = {"has_masks": masks}
     return write_dataset(ds, path)
 
@@ -36,8 +40,14 @@ def test_round_trip_keeps_size_values_masks_and_ids(tmp_path, shape, fmt, bits, 
     src = _prepared(tmp_path / "src", shape)
     ex = export_dataset(src, out=tmp_path / "ex", format=fmt, bits=bits)
     meta = json.loads((tmp_path / "ex" / "export.json").read_text())
-    import_images(tmp_path / "ex" / "images", masks=tmp_path / "ex" / "masks", ids=tmp_path / "ex" / "ids.csv",
-                  scale=meta["scale"], out=tmp_path / "back", progress=False)
+    import_images(
+        tmp_path / "ex" / "images",
+        masks=tmp_path / "ex" / "masks",
+        ids=tmp_path / "ex" / "ids.csv",
+        scale=meta["scale"],
+        out=tmp_path / "back",
+        progress=False,
+    )
     a, b = read_dataset(src), read_dataset(tmp_path / "back")
     assert b.shape == shape and len(b) == len(a) == ex.slices
     err = np.abs(np.asarray(a.images) - np.asarray(b.images)).max()
@@ -50,10 +60,28 @@ def test_round_trip_keeps_size_values_masks_and_ids(tmp_path, shape, fmt, bits, 
 
 def test_round_trip_through_the_cli_image_only(tmp_path, capsys):
     src = _prepared(tmp_path / "src", (40, 24), masks=False)
-    assert main(["-q", "data", "export", str(src), "--format", "png", "--bits", "16", "--out", str(tmp_path / "ex")]) == 0
+    assert (
+        main(["-q", "data", "export", str(src), "--format", "png", "--bits", "16", "--out", str(tmp_path / "ex")]) == 0
+    )
     assert not (tmp_path / "ex" / "masks").exists()
-    assert main(["-q", "data", "import", "images", str(tmp_path / "ex" / "images"), "--ids", str(tmp_path / "ex" / "ids.csv"),
-                 "--scale", "range:0,65535", "--out", str(tmp_path / "back")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "data",
+                "import",
+                "images",
+                str(tmp_path / "ex" / "images"),
+                "--ids",
+                str(tmp_path / "ex" / "ids.csv"),
+                "--scale",
+                "range:0,65535",
+                "--out",
+                str(tmp_path / "back"),
+            ]
+        )
+        == 0
+    )
     b = read_dataset(tmp_path / "back")
     assert b.shape == (40, 24) and b.meta["has_masks"] is False and b.meta["annotated_structures"] == []
     assert (b.annotated == 0).all() and not np.asarray(b.masks).any()
@@ -85,8 +113,15 @@ def _reference_layout(root, n=4, size=128, seed=0):
 
 def test_reference_layout_jet_masks_decode_to_the_right_class(tmp_path):
     truth = _reference_layout(tmp_path / "ref")
-    s = import_images(tmp_path / "ref" / "images", masks=tmp_path / "ref" / "masks", mask_palette="jet", labels="mnms",
-                      id_pattern=r"sample_(?P<patient>\d+)", out=tmp_path / "ds", progress=False)
+    s = import_images(
+        tmp_path / "ref" / "images",
+        masks=tmp_path / "ref" / "masks",
+        mask_palette="jet",
+        labels="mnms",
+        id_pattern=r"sample_(?P<patient>\d+)",
+        out=tmp_path / "ds",
+        progress=False,
+    )
     ds = read_dataset(tmp_path / "ds")
     assert s.slices == 4 and ds.shape == (128, 128) and ds.meta["has_masks"] is True
     for i, (img, m) in enumerate(truth.values()):
@@ -177,8 +212,12 @@ def test_bad_colour_not_in_palette(tmp_path, capsys):
     rgb = np.asarray(Image.open(bad).convert("RGB")).copy()
     rgb[3, 3] = (0, 255, 0)  # pure green: far from every jet label colour
     Image.fromarray(rgb).save(bad)
-    err = _bad(tmp_path, capsys, [str(tmp_path / "ref" / "images"), "--masks", str(tmp_path / "ref" / "masks"),
-                                  "--mask-palette", "jet"], bad)
+    err = _bad(
+        tmp_path,
+        capsys,
+        [str(tmp_path / "ref" / "images"), "--masks", str(tmp_path / "ref" / "masks"), "--mask-palette", "jet"],
+        bad,
+    )
     assert "[0, 255, 0]" in err
 
 
@@ -199,5 +238,7 @@ def test_overwrite_never_replaces_a_foreign_folder(tmp_path, capsys):
     rc = main(["-q", "data", "export", str(src), "--format", "png", "--out", str(foreign), "--overwrite"])
     assert rc == EXIT_DATA and (foreign / "keep.txt").read_text() == "user file"
     assert main(["-q", "data", "export", str(src), "--format", "png", "--out", str(tmp_path / "ex")]) == 0
-    assert main(["-q", "data", "export", str(src), "--format", "nifti", "--out", str(tmp_path / "ex"), "--overwrite"]) == 0
+    assert (
+        main(["-q", "data", "export", str(src), "--format", "nifti", "--out", str(tmp_path / "ex"), "--overwrite"]) == 0
+    )
     assert sorted(p.name for p in (tmp_path / "ex" / "images").iterdir())[0].endswith(".nii.gz")

@@ -7,6 +7,7 @@ An image-only import stores all-zero masks, ``annotated`` empty on every slice a
 Every problem is one :class:`DataError` naming the file; nothing is written unless the whole
 import succeeds (the dataset writer writes to a temporary directory and renames it).
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,7 +21,13 @@ import numpy as np
 from ...errors import DataError, UsageError
 from ..dataset import STRUCTURE_BIT, Dataset, bits_to_structures, write_dataset
 from ..image_files import (
-    DEFAULT_TOLERANCE, file_kind, file_stem, load_palette, parse_labels, read_mask_slices, read_slices,
+    DEFAULT_TOLERANCE,
+    file_kind,
+    file_stem,
+    load_palette,
+    parse_labels,
+    read_mask_slices,
+    read_slices,
 )
 from ..preprocess import normalise_intensity
 from ._common import ImportSummary
@@ -54,8 +61,10 @@ class Scaling:
             return normalise_intensity(img, PERCENTILES), 0
         if self.kind == "none":
             if img.min() < -1.0001 or img.max() > 1.0001:
-                raise DataError(f"{where}: values {img.min():.4g}..{img.max():.4g} are outside [-1, 1]; "
-                                "choose --scale percentile or --scale range:LO,HI")
+                raise DataError(
+                    f"{where}: values {img.min():.4g}..{img.max():.4g} are outside [-1, 1]; "
+                    "choose --scale percentile or --scale range:LO,HI"
+                )
             return np.clip(img, -1, 1).astype(np.float32), 0
         clipped = int(((img < self.lo) | (img > self.hi)).sum())
         out = (np.clip(img, self.lo, self.hi) - self.lo) / (self.hi - self.lo) * 2.0 - 1.0
@@ -102,7 +111,9 @@ def list_files(root: Path, *, what: str) -> list[Path]:
     files = sorted(p for p in root.iterdir() if not p.name.startswith(".") and not p.is_dir())
     for p in files:
         if file_kind(p) is None:
-            raise DataError(f"{p}: not an image file (supported: .png, .nii, .nii.gz, .npy, .npz); move it out of {root}")
+            raise DataError(
+                f"{p}: not an image file (supported: .png, .nii, .nii.gz, .npy, .npz); move it out of {root}"
+            )
     if not files:
         raise DataError(f"{root}: empty {what} folder (no .png, .nii, .nii.gz, .npy or .npz file)")
     stems: dict[str, Path] = {}
@@ -129,20 +140,30 @@ def read_ids_csv(path: Path) -> dict[str, dict]:
     return out
 
 
-def _ids_for(path: Path, n: int, *, pattern: re.Pattern | None, table: dict | None, ids_path: Path | None) -> list[dict]:
+def _ids_for(
+    path: Path, n: int, *, pattern: re.Pattern | None, table: dict | None, ids_path: Path | None
+) -> list[dict]:
     stem = file_stem(path)
     if table is not None:
         row = table.get(stem)
         if row is None:
             raise DataError(f"{path}: not listed in {ids_path} (column file)")
-        base = {k: (row.get(k) or "") for k in ("patient_id", "vendor", "frame", "slice_index", "source", "spacing_y_mm", "spacing_x_mm")}
+        base = {
+            k: (row.get(k) or "")
+            for k in ("patient_id", "vendor", "frame", "slice_index", "source", "spacing_y_mm", "spacing_x_mm")
+        }
     elif pattern is not None:
         m = pattern.search(path.name)
         if not m:
             raise DataError(f"{path}: file name does not match --id-pattern {pattern.pattern!r}")
         g = m.groupdict()
         pid = g.get("patient") or (m.group(1) if m.re.groups else m.group(0))
-        base = {"patient_id": pid, "vendor": g.get("vendor") or "", "frame": g.get("frame") or "", "slice_index": g.get("slice") or ""}
+        base = {
+            "patient_id": pid,
+            "vendor": g.get("vendor") or "",
+            "frame": g.get("frame") or "",
+            "slice_index": g.get("slice") or "",
+        }
     else:
         base = {"patient_id": stem, "vendor": "", "frame": "", "slice_index": ""}
     if not str(base["patient_id"]).strip():
@@ -194,7 +215,9 @@ def import_images(
             if stem not in stems:
                 raise DataError(f"{p}: mask without an image of the same name in {root}")
     table = read_ids_csv(Path(ids)) if ids is not None else None
-    annotated = 0 if masks is None else int(sum(STRUCTURE_BIT[s] for s in ("RV", "MYO", "LV") if _NUM[s] in label_map.values()))
+    annotated = (
+        0 if masks is None else int(sum(STRUCTURE_BIT[s] for s in ("RV", "MYO", "LV") if _NUM[s] in label_map.values()))
+    )
     imgs, msks, rows, sps, clipped, first = [], [], [], [], 0, None
     from rich.progress import Progress
 
@@ -214,13 +237,17 @@ def import_images(
                 mslices = [np.zeros(s.shape, np.uint8) for s in slices]
             for k, (im, mk) in enumerate(zip(slices, mslices)):
                 if mk.shape != im.shape:
-                    raise DataError(f"{mask_files[file_stem(p)]}: mask size {_hw(mk)} differs from its image {p} ({_hw(im)})")
+                    raise DataError(
+                        f"{mask_files[file_stem(p)]}: mask size {_hw(mk)} differs from its image {p} ({_hw(im)})"
+                    )
                 if target is None:
                     if first is None:
                         first = (p, im.shape)
                     elif im.shape != first[1]:
-                        raise DataError(f"{p}: size {_hw(im)} differs from {first[0].name} ({first[1][0]}×{first[1][1]}); "
-                                        "pass --size N (or HxW) to resize every slice to one size")
+                        raise DataError(
+                            f"{p}: size {_hw(im)} differs from {first[0].name} ({first[1][0]}×{first[1][1]}); "
+                            "pass --size N (or HxW) to resize every slice to one size"
+                        )
                 x, c = scaling.apply(im, where=str(p))
                 clipped += c
                 sp = spacing or (float("nan"), float("nan"))
@@ -236,21 +263,37 @@ def import_images(
         if r.get("spacing_y_mm") not in (None, "") and r.get("spacing_x_mm") not in (None, ""):
             sp_arr[i] = (float(r["spacing_y_mm"]), float(r["spacing_x_mm"]))
     ds = Dataset(
-        images=np.stack(imgs), masks=np.stack(msks),
+        images=np.stack(imgs),
+        masks=np.stack(msks),
         patient_id=np.array([str(r["patient_id"]) for r in rows], dtype=object),
-        vendor=np.array([r["vendor"] for r in rows], dtype=object), frame=np.array([r["frame"] for r in rows], dtype=object),
+        vendor=np.array([r["vendor"] for r in rows], dtype=object),
+        frame=np.array([r["frame"] for r in rows], dtype=object),
         slice_index=np.array([int(r["slice_index"]) for r in rows], dtype=np.int64),
         source=np.array([r.get("source") or source for r in rows], dtype=object),
-        annotated=np.full(len(rows), annotated, dtype=np.uint8), spacing_mm=sp_arr,
+        annotated=np.full(len(rows), annotated, dtype=np.uint8),
+        spacing_mm=sp_arr,
     )
     ds.meta = {
         "has_masks": masks is not None,
         "annotated_structures": list(bits_to_structures(annotated)),
-        "preprocessing": {"scale": scaling.to_dict(), "size": None if target is None else list(target), "crop": None,
-                          "clipped_pixels": clipped, "labels": labels if masks is not None else None,
-                          "mask_palette": mask_palette, "palette_tolerance": palette_tolerance if palette is not None else None},
-        "provenance": {"importer": "images", "root": str(root), "masks": None if masks is None else str(masks),
-                       "files": len(files), "id_pattern": id_pattern, "ids": None if ids is None else str(ids), "skipped": []},
+        "preprocessing": {
+            "scale": scaling.to_dict(),
+            "size": None if target is None else list(target),
+            "crop": None,
+            "clipped_pixels": clipped,
+            "labels": labels if masks is not None else None,
+            "mask_palette": mask_palette,
+            "palette_tolerance": palette_tolerance if palette is not None else None,
+        },
+        "provenance": {
+            "importer": "images",
+            "root": str(root),
+            "masks": None if masks is None else str(masks),
+            "files": len(files),
+            "id_pattern": id_pattern,
+            "ids": None if ids is None else str(ids),
+            "skipped": [],
+        },
     }
     write_dataset(ds, out, overwrite=overwrite)
     return ImportSummary(out=out, patients=int(len(ds.patients)), slices=len(ds))
@@ -264,7 +307,7 @@ def _hw(a: np.ndarray) -> str:
 
 
 def _check_out(out: Path, inputs: list[Path], *, overwrite: bool) -> None:
-    """OUT must not be (inside) an input; an existing OUT is replaced only when it is a prepared dataset and ``overwrite``."""
+    """OUT must not be (inside) an input; an existing OUT is replaced only if it is a prepared dataset."""
     o = out.resolve()
     for i in inputs:
         r = i.resolve()
