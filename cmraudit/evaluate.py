@@ -23,8 +23,7 @@ from .errors import CmrAuditError, DataError, UsageError
 from .estimates import skipped
 from .pipeline import RunResult, StageContext, _audit_features, _now, _write_report, build_report, save_grid
 
-NO_MASKS = "the synthetic set has no masks (image-only import): a segmenter cannot be trained on it"
-NO_MASKS_PRIVACY = "the synthetic set has no masks (image-only import): no mask-copy search"
+NO_MASKS = "the synthetic set has no masks (image-only import)"
 
 
 @dataclass
@@ -86,7 +85,12 @@ def _check_inputs(cfg: EvaluateConfig, sets: dict[str, Dataset]) -> None:
             )
 
 
-def _privacy(ctx: StageContext, *, has_masks: bool, reference: Dataset | None) -> dict:
+def _masked(ds: Dataset) -> bool:
+    """False for an image-only set (``has_masks: false`` in dataset.json, written by ``data import images``)."""
+    return bool(ds.meta.get("has_masks", True))
+
+
+def _privacy(ctx: StageContext, *, has_masks: bool, reference: Dataset | None, why: str) -> dict:
     from .privacy.audit import audit_privacy
     from .privacy.config import AuditConfig
 
@@ -104,15 +108,15 @@ def _privacy(ctx: StageContext, *, has_masks: bool, reference: Dataset | None) -
     )
     d = res.to_dict()
     if not has_masks:
-        d["masks"] = skipped(NO_MASKS_PRIVACY)
+        d["masks"] = skipped(f"{why}: no mask-copy search")
     return d
 
 
-def _fidelity(ctx: StageContext, *, has_masks: bool) -> dict:
+def _fidelity(ctx: StageContext, *, has_masks: bool, why: str) -> dict:
     from .fidelity.evaluate import evaluate_fidelity
 
     pool = Dataset.concat([ctx.train, ctx.holdout])
-    return evaluate_fidelity(
+    d = evaluate_fidelity(
         real=ctx.test,
         synthetic=ctx.synthetic,
         paired=ctx.synthetic_paired,
@@ -122,11 +126,14 @@ def _fidelity(ctx: StageContext, *, has_masks: bool) -> dict:
         progress=ctx.progress,
         masks=has_masks,
     ).to_dict()
+    if not has_masks:  # name the set that lacks masks
+        d["mask_plausibility"] = d["distribution"]["radiomic"] = skipped(f"{why}: mask-based metrics need them")
+    return d
 
 
-def _utility(ctx: StageContext, *, has_masks: bool, preset: str, params: dict) -> dict:
+def _utility(ctx: StageContext, *, has_masks: bool, preset: str, params: dict, why: str) -> dict:
     if not has_masks:
-        return skipped(NO_MASKS)
+        return skipped(f"{why}: a segmenter cannot be trained or scored without masks")
     from .utility.evaluate import evaluate_utility
 
     return evaluate_utility(
@@ -151,8 +158,17 @@ def evaluate(config: EvaluateConfig) -> RunResult:
     }
     _check_inputs(config, sets)
     syn, test = sets["synthetic"], sets["test"]
-    has_masks = bool(syn.meta.get("has_masks", True))
+    has_masks = _masked(syn)
     reference = test if test is not None else sets["holdout"]
+    unmasked_real = [k for k in ("train", "holdout", "test") if sets[k] is not None and not _masked(sets[k])]
+    why = NO_MASKS
+    if has_masks and unmasked_real:
+        why = f"the real --{unmasked_real[0]} set has no masks (image-only)"
+    masks_ok = {  # which stages may read masks: every set they compare must have them
+        "privacy": has_masks and not {"train", "holdout"} & set(unmasked_real),
+        "fidelity": has_masks and _masked(reference),
+        "utility": has_masks and _masked(sets["train"]) and _masked(reference),
+    }
     device = select_device(config.device)
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -173,11 +189,13 @@ def evaluate(config: EvaluateConfig) -> RunResult:
         config=config,
     )  # type: ignore[arg-type]
     stages = (
-        ("privacy", lambda: _privacy(ctx, has_masks=has_masks, reference=test)),
-        ("fidelity", lambda: _fidelity(ctx, has_masks=has_masks)),
+        ("privacy", lambda: _privacy(ctx, has_masks=masks_ok["privacy"], reference=test, why=why)),
+        ("fidelity", lambda: _fidelity(ctx, has_masks=masks_ok["fidelity"], why=why)),
         (
             "utility",
-            lambda: _utility(ctx, has_masks=has_masks, preset=config.utility_preset, params=config.utility_params),
+            lambda: _utility(
+                ctx, has_masks=masks_ok["utility"], preset=config.utility_preset, params=config.utility_params, why=why
+            ),
         ),
     )
     sections, status = {}, {}

@@ -171,6 +171,13 @@ def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subject
     return make_phantom(PhantomConfig(subjects=n, size=size), seed=seed, progress=progress), f"phantom(subjects={n}, size={size}, seed={seed})"
 
 
+def require_masks(ds: Dataset, source: str) -> None:
+    """Training needs masks: an image-only set (``data import images`` without ``--masks``) is a DataError."""
+    if not ds.meta.get("has_masks", True):
+        raise DataError(f"{source}: an image-only dataset (no masks); generators train on image-mask pairs. "
+                        "To audit a synthetic set you already have, use cmraudit evaluate (docs/byo.md)")
+
+
 def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
     """Write ``images.nii.gz`` (float32) and ``masks.nii.gz`` (uint8) as [H, W, N] volumes."""
     import nibabel as nib
@@ -229,6 +236,7 @@ def run(config: RunConfig) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
+    require_masks(ds, source)
     split = split_patients(ds, seed=config.seed)
     split.save(run_dir / "split.json")
     parts = split.apply(ds)
@@ -344,6 +352,7 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
 
         require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
     train = read_dataset(data)
+    require_masks(train, str(data))
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
     kw = {"work_dir": Path(work_dir or Path(out).with_name(Path(out).name + ".work")), "resume": resume} if hasattr(gen, "from_preset") else {}
     gen.fit(train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))

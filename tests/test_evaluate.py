@@ -70,7 +70,7 @@ def test_test_split_as_synthetic_gives_all_three_sections(reports):
 def test_image_only_set_runs_privacy_and_fidelity_and_skips_utility(reports):
     full, image_only = reports
     rep, ref = read_report(image_only.run_dir), read_report(full.run_dir)
-    assert rep["utility"]["status"] == "skipped" and "no masks" in rep["utility"]["reason"]
+    assert rep["utility"]["status"] == "skipped" and "synthetic set has no masks" in rep["utility"]["reason"]
     assert rep["fidelity"]["mask_plausibility"]["status"] == "skipped"
     assert rep["fidelity"]["distribution"]["radiomic"]["status"] == "skipped"
     assert rep["privacy"]["masks"]["status"] == "skipped" and rep["generator"]["name"] == "mygan"
@@ -143,3 +143,13 @@ def test_bad_inputs(phantom, tmp_path, capsys):
         ]
     )
     assert rc == EXIT_USAGE and "--out" in capsys.readouterr().err
+
+
+def test_image_only_sets_cannot_train_and_audit_skips_mask_copies(phantom, tmp_path, capsys):
+    rc = main(["-q", "fit", "--generator", "ddpm", "--data", str(phantom / "image_only"), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert rc == EXIT_DATA and str(phantom / "image_only") in err and "cmraudit evaluate" in err
+    assert not (tmp_path / "m").exists()
+    args = ["--train", str(phantom / "train"), "--holdout", str(phantom / "holdout")]
+    assert main(["-q", "audit", *args, "--synthetic", str(phantom / "image_only"), "--out", str(tmp_path / "a")]) == 0
+    assert read_report(tmp_path / "a")["privacy"]["masks"]["status"] == "skipped"
