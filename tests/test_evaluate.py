@@ -153,3 +153,17 @@ def test_image_only_sets_cannot_train_and_audit_skips_mask_copies(phantom, tmp_p
     args = ["--train", str(phantom / "train"), "--holdout", str(phantom / "holdout")]
     assert main(["-q", "audit", *args, "--synthetic", str(phantom / "image_only"), "--out", str(tmp_path / "a")]) == 0
     assert read_report(tmp_path / "a")["privacy"]["masks"]["status"] == "skipped"
+
+
+def test_test_and_paired_sets(phantom, tmp_path):
+    test = read_dataset(phantom / "test")
+    noisy = test.subset(np.arange(len(test)))
+    rng = np.random.default_rng(0)
+    noisy.images = np.clip(np.asarray(noisy.images) + rng.normal(0, 0.05, noisy.images.shape), -1, 1).astype(np.float32)
+    noisy.source = np.full(len(noisy), "synthetic:noisy", dtype=object)
+    write_dataset(noisy, tmp_path / "paired")
+    res = _evaluate(phantom, "image_only", tmp_path / "ev", test=str(phantom / "test"), paired=str(tmp_path / "paired"))
+    rep = read_report(res.run_dir)
+    assert rep["data"]["reference"] == "test" and rep["data"]["test"]["patients"] == len(test.patients)
+    ssim = rep["fidelity"]["paired"]["ssim"]["value"]
+    assert 0.3 < ssim < 1.0  # images rendered from the test masks, not copies

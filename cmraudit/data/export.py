@@ -4,7 +4,8 @@ Layout of OUT::
 
     images/<name>.png | .nii.gz   one file per slice
     masks/<name>.png  | .nii.gz   label masks, ACDC numbering (0 bg, 1 RV, 2 MYO, 3 LV); absent for an image-only set
-    ids.csv                       file, patient_id, vendor, frame, slice_index, source, spacing_y_mm, spacing_x_mm
+    ids.csv                       file, patient_id, vendor, frame, slice_index, source, spacing_y_mm, spacing_x_mm,
+                                  annotated (structures labelled on the slice, e.g. LV;MYO, or none)
     export.json                   marker, scaling rule and the command that imports OUT back
 
 PNG images store ``round((x + 1) / 2 · (2^bits − 1))`` for x in [-1, 1] (8 or 16 bit); NIfTI stores
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
-from .dataset import read_dataset, swap_into_place
+from .dataset import bits_to_structures, read_dataset, swap_into_place
 from .image_files import write_nifti, write_png
 
 FORMATS = ("png", "nifti")
@@ -111,12 +112,23 @@ def export_dataset(
                     int(ds.slice_index[i]),
                     ds.source[i],
                     *("" if not np.isfinite(v) else f"{v:.6g}" for v in sp),
+                    ";".join(bits_to_structures(int(ds.annotated[i]))) or "none",
                 ]
             )
         with open(tmp / "ids.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(
-                ["file", "patient_id", "vendor", "frame", "slice_index", "source", "spacing_y_mm", "spacing_x_mm"]
+                [
+                    "file",
+                    "patient_id",
+                    "vendor",
+                    "frame",
+                    "slice_index",
+                    "source",
+                    "spacing_y_mm",
+                    "spacing_x_mm",
+                    "annotated",
+                ]
             )
             w.writerows(rows)
         scale = f"range:0,{top}" if format == "png" else "none"

@@ -28,7 +28,7 @@ def _prepared(path, shape, n=6, seed=0, masks=True):
         patient_id=np.array([f"p{i // 2}" for i in range(n)], dtype=object),
         vendor=np.array(["A", "B"] * (n // 2), dtype=object),
         spacing_mm=np.tile([1.25, 1.5], (n, 1)),
-        annotated=np.full(n, 7 if masks else 0, np.uint8),
+        annotated=np.resize(np.array([7, 6, 4], np.uint8), n) * masks,  # partial labels, as Sunnybrook
     )
     ds.meta = {"has_masks": masks}
     return write_dataset(ds, path)
@@ -242,3 +242,38 @@ def test_overwrite_never_replaces_a_foreign_folder(tmp_path, capsys):
         main(["-q", "data", "export", str(src), "--format", "nifti", "--out", str(tmp_path / "ex"), "--overwrite"]) == 0
     )
     assert sorted(p.name for p in (tmp_path / "ex" / "images").iterdir())[0].endswith(".nii.gz")
+
+
+def test_palette_json_custom_labels_and_ids_csv(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    for d in ("i", "m"):
+        (tmp_path / d).mkdir()
+    colours = {"0": [0, 0, 0], "10": [255, 0, 0], "20": [0, 255, 0]}
+    (tmp_path / "pal.json").write_text(json.dumps(colours))
+    truth = {}
+    for name in ("x1", "x2"):
+        _grey(tmp_path / "i" / f"{name}.png", (12, 18), seed=int(name[1]))
+        lab = rng.choice([0, 10, 20], (12, 18))
+        rgb = np.array([colours[str(v)] for v in lab.ravel()], np.uint8).reshape(12, 18, 3)
+        rgb = np.clip(rgb.astype(int) + rng.integers(-5, 6, rgb.shape), 0, 255).astype(np.uint8)  # lossy colours
+        Image.fromarray(rgb).save(tmp_path / "m" / f"{name}.png")
+        truth[name] = lab
+    (tmp_path / "ids.csv").write_text("file,patient_id,vendor\nx1.png,P7,B\nx2.png,P8,C\n")
+    import_images(
+        tmp_path / "i",
+        masks=tmp_path / "m",
+        mask_palette=str(tmp_path / "pal.json"),
+        labels="0=bg,10=LV,20=MYO",
+        ids=tmp_path / "ids.csv",
+        out=tmp_path / "ds",
+        progress=False,
+    )
+    ds = read_dataset(tmp_path / "ds")
+    lut = {0: 0, 10: 3, 20: 2}
+    for i, lab in enumerate(truth.values()):
+        assert np.array_equal(np.asarray(ds.masks[i]), np.vectorize(lut.get)(lab))
+    assert list(ds.patient_id) == ["P7", "P8"] and list(ds.vendor) == ["B", "C"]
+    assert ds.meta["annotated_structures"] == ["MYO", "LV"]  # RV not in the map: unknown, not background
+    (tmp_path / "ids.csv").write_text("file,patient_id\nx1.png,P7\n")
+    _bad(tmp_path, capsys, [str(tmp_path / "i"), "--ids", str(tmp_path / "ids.csv")], tmp_path / "i" / "x2.png")
+    _bad(tmp_path, capsys, [str(tmp_path / "i"), "--id-pattern", r"y(\d)"], tmp_path / "i" / "x1.png")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError, UsageError
-from ..dataset import STRUCTURE_BIT, Dataset, bits_to_structures, write_dataset
+from ..dataset import STRUCTURE_BIT, Dataset, bits_to_structures, structures_to_bits, write_dataset
 from ..image_files import (
     DEFAULT_TOLERANCE,
     file_kind,
@@ -125,7 +125,7 @@ def list_files(root: Path, *, what: str) -> list[Path]:
 
 
 def read_ids_csv(path: Path) -> dict[str, dict]:
-    """``file,patient_id[,vendor,frame,slice_index,source,spacing_y_mm,spacing_x_mm]`` → rows keyed by file stem."""
+    """``file,patient_id[,vendor,frame,slice_index,source,spacing_y_mm,spacing_x_mm,annotated]`` → rows by file stem."""
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -150,7 +150,16 @@ def _ids_for(
             raise DataError(f"{path}: not listed in {ids_path} (column file)")
         base = {
             k: (row.get(k) or "")
-            for k in ("patient_id", "vendor", "frame", "slice_index", "source", "spacing_y_mm", "spacing_x_mm")
+            for k in (
+                "patient_id",
+                "vendor",
+                "frame",
+                "slice_index",
+                "source",
+                "spacing_y_mm",
+                "spacing_x_mm",
+                "annotated",
+            )
         }
     elif pattern is not None:
         m = pattern.search(path.name)
@@ -262,6 +271,7 @@ def import_images(
     for i, r in enumerate(rows):  # explicit spacing in the ids CSV wins over the file header
         if r.get("spacing_y_mm") not in (None, "") and r.get("spacing_x_mm") not in (None, ""):
             sp_arr[i] = (float(r["spacing_y_mm"]), float(r["spacing_x_mm"]))
+    ann = np.array([_annotated(r, annotated, ids) for r in rows], dtype=np.uint8)
     ds = Dataset(
         images=np.stack(imgs),
         masks=np.stack(msks),
@@ -270,12 +280,12 @@ def import_images(
         frame=np.array([r["frame"] for r in rows], dtype=object),
         slice_index=np.array([int(r["slice_index"]) for r in rows], dtype=np.int64),
         source=np.array([r.get("source") or source for r in rows], dtype=object),
-        annotated=np.full(len(rows), annotated, dtype=np.uint8),
+        annotated=ann,
         spacing_mm=sp_arr,
     )
     ds.meta = {
         "has_masks": masks is not None,
-        "annotated_structures": list(bits_to_structures(annotated)),
+        "annotated_structures": list(bits_to_structures(int(np.bitwise_or.reduce(ann)))),
         "preprocessing": {
             "scale": scaling.to_dict(),
             "size": None if target is None else list(target),
@@ -300,6 +310,18 @@ def import_images(
 
 
 _NUM = {"RV": 1, "MYO": 2, "LV": 3}
+
+
+def _annotated(row: dict, default: int, ids) -> int:
+    """Structures labelled on a slice: the label map's (0 without masks), narrowed by the ``annotated`` of --ids."""
+    given = str(row.get("annotated") or "").strip()
+    if not given or default == 0:
+        return default
+    try:
+        bits = 0 if given == "none" else structures_to_bits([s.strip() for s in given.split(";") if s.strip()])
+    except DataError as e:
+        raise DataError(f"{ids}: row of {row.get('patient_id')!r}: annotated {given!r} ({e})") from e
+    return bits & default
 
 
 def _hw(a: np.ndarray) -> str:
