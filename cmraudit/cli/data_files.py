@@ -49,7 +49,7 @@ def import_images_cmd(
         None,
         "--ids",
         help="CSV with columns file, patient_id (optional vendor, frame, slice_index, source, "
-        "spacing_y_mm, spacing_x_mm).",
+        "spacing_y_mm, spacing_x_mm, annotated e.g. LV;MYO or none).",
     ),
     scale: str = typer.Option(
         "percentile",
