@@ -277,3 +277,27 @@ def test_palette_json_custom_labels_and_ids_csv(tmp_path, capsys):
     (tmp_path / "ids.csv").write_text("file,patient_id\nx1.png,P7\n")
     _bad(tmp_path, capsys, [str(tmp_path / "i"), "--ids", str(tmp_path / "ids.csv")], tmp_path / "i" / "x2.png")
     _bad(tmp_path, capsys, [str(tmp_path / "i"), "--id-pattern", r"y(\d)"], tmp_path / "i" / "x1.png")
+
+
+def test_export_interrupted_leaves_nothing(tmp_path, monkeypatch):
+    import cmraudit.data.export as export_mod
+
+    src = _prepared(tmp_path / "src", (16, 16))
+    calls = []
+
+    def failing(path, arr, *, bits):
+        calls.append(path)
+        if len(calls) == 5:
+            raise OSError("disk full")
+        Image.fromarray(np.asarray(arr, np.uint8)).save(path)
+
+    monkeypatch.setattr(export_mod, "write_png", failing)
+    with pytest.raises(OSError, match="disk full"):
+        export_dataset(src, out=tmp_path / "ex", format="png")
+    assert not (tmp_path / "ex").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ex.tmp-")]
+
+
+def test_data_info_says_image_only(tmp_path, capsys):
+    src = _prepared(tmp_path / "src", (16, 16), masks=False)
+    assert main(["data", "info", str(src)]) == 0
+    assert "image-only" in capsys.readouterr().out
