@@ -171,6 +171,13 @@ def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subject
     return make_phantom(PhantomConfig(subjects=n, size=size), seed=seed, progress=progress), f"phantom(subjects={n}, size={size}, seed={seed})"
 
 
+def require_masks(ds: Dataset, source: str) -> None:
+    """Training needs masks: an image-only set (``data import images`` without ``--masks``) is a DataError."""
+    if not ds.meta.get("has_masks", True):
+        raise DataError(f"{source}: an image-only dataset (no masks); generators train on image-mask pairs. "
+                        "To audit a synthetic set you already have, use cmraudit evaluate (docs/byo.md)")
+
+
 def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
     """Write ``images.nii.gz`` (float32) and ``masks.nii.gz`` (uint8) as [H, W, N] volumes."""
     import nibabel as nib
@@ -229,6 +236,7 @@ def run(config: RunConfig) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
+    require_masks(ds, source)
     split = split_patients(ds, seed=config.seed)
     split.save(run_dir / "split.json")
     parts = split.apply(ds)
@@ -289,19 +297,22 @@ def run(config: RunConfig) -> RunResult:
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})
 
 
-def build_report(*, config: RunConfig, gen, info, device: str, source: str, split, parts: dict, paired, sections: dict,
-                 started: str, timings: dict) -> dict:
-    """Assemble report.json (schema 1.0): run, data, generator, stages, verdicts."""
+def build_report(*, config, gen, info, device: str, source: str, split, parts: dict, paired, sections: dict,
+                 started: str, timings: dict, command: str = "cmraudit run", seeds: dict | None = None,
+                 generator_section: dict | None = None) -> dict:
+    """Assemble report.json (schema 1.0): run, data, generator, stages, verdicts.
+
+    ``cmraudit evaluate`` passes ``gen=None, info=None`` and its own ``generator_section`` (an external set)."""
     import torch
 
     from . import __version__
 
     fps = {k: v.fingerprint() for k, v in parts.items()}
-    seeds = {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
+    seeds = seeds or {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
     from .report.provenance import build_run_section
 
     run_sec = build_run_section(seed=config.seed, config=config.to_dict(), device=device, data_fingerprints=fps,
-                                plugins={info.name: info.to_dict()}, command="cmraudit run")
+                                plugins={} if info is None else {info.name: info.to_dict()}, command=command)
     import monai
 
     run_sec.setdefault("versions", {}).update({"cmraudit": __version__, "torch": torch.__version__, "monai": monai.__version__,
@@ -310,15 +321,21 @@ def build_report(*, config: RunConfig, gen, info, device: str, source: str, spli
     counts = {k: {"patients": int(len(v.patients)), "slices": int(len(v))} for k, v in parts.items()}
     data = {"source": source, **counts, "synthetic_paired": None if paired is None else {"slices": int(len(paired))}}
     training = getattr(gen, "training_", {}) or {}
+    if gen is None:
+        return _finish_report(config, run_sec, data, generator_section, sections)
     gsec = {"name": info.name, "params": gen.get_params() if hasattr(gen, "get_params") else {},
             "distribution": info.distribution, "version": info.version, "entry_point": info.value,
             "tags": gen.tags.to_dict() if hasattr(getattr(gen, "tags", None), "to_dict") else None,
             "training_time_s": round(float(getattr(gen, "training_time_s_", timings.get("fit", 0.0))), 2),
             "training": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v) for k, v in training.items()},
             "dp": getattr(gen, "dp_", None)}
-    report = {"schema_version": SCHEMA_VERSION, "run": run_sec, "data": data, "generator": gsec, **sections, "verdicts": {}}
+    return _finish_report(config, run_sec, data, gsec, sections)
+
+
+def _finish_report(config, run_sec: dict, data: dict, gsec: dict, sections: dict) -> dict:
     from .report.gate import compute_verdicts
 
+    report = {"schema_version": SCHEMA_VERSION, "run": run_sec, "data": data, "generator": gsec, **sections, "verdicts": {}}
     report["verdicts"] = compute_verdicts(report)
     return report
 
@@ -335,6 +352,7 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
 
         require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
     train = read_dataset(data)
+    require_masks(train, str(data))
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
     kw = {"work_dir": Path(work_dir or Path(out).with_name(Path(out).name + ".work")), "resume": resume} if hasattr(gen, "from_preset") else {}
     gen.fit(train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))

@@ -82,7 +82,9 @@ def audit_cmd(
     ref = read_dataset(reference) if reference is not None else None
     gen = _load_model(model) if model is not None else None
     domain_params = {"encoder": str(encoder)} if encoder is not None else {}
-    config = AuditConfig(alpha=alpha, pixel_views=pixel_views, n_resamples=resamples, domain_params=domain_params)
+    masks = all(d.meta.get("has_masks", True) for d in ds.values())  # image-only sets: no mask-copy search
+    config = AuditConfig(alpha=alpha, pixel_views=pixel_views, n_resamples=resamples, domain_params=domain_params,
+                         masks=masks)
     shadow_cfg = ShadowConfig(k=shadow, executor=executor, workdir=str(out / "privacy" / "shadows")) if shadow else None
     res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen, features=tuple(spaces),
                         seed=seed, config=config, out_dir=out, progress=not _state.QUIET, shadow=shadow_cfg, reference=ref)

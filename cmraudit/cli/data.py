@@ -161,7 +161,8 @@ def info_cmd(
         ("slices", str(s["slices"])),
         ("shape", "×".join(map(str, s["shape"]))),
         ("vendors", ", ".join(s["vendors"]) or "unknown"),
-        ("labels", "+".join(s["annotated_structures"]) + ("" if len(s["annotated_structures"]) == 3 else "  (others unknown)")),
+        ("labels", "none (image-only set: no masks)" if not ds.meta.get("has_masks", True) else
+         "+".join(s["annotated_structures"]) + ("" if len(s["annotated_structures"]) == 3 else "  (others unknown)")),
         ("spacing", "unknown" if sp is None else f"{sp[0]:.3f}–{sp[1]:.3f} mm"),
         ("fingerprint", str(s["fingerprint"])),
     ]
@@ -171,4 +172,6 @@ def info_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from . import data_files  # noqa: F401 - registers `data import images` and `data export` on the apps above
+
     app.add_typer(data_app, name="data")

@@ -5,7 +5,7 @@ A prepared dataset is a directory::
     images.npy    float32 [N, H, W], values in [-1, 1]
     masks.npy     uint8   [N, H, W], 0 bg, 1 RV, 2 MYO, 3 LV (ACDC numbering)
     index.csv     one row per slice: patient_id, vendor, frame, slice_index, source,
-                  annotated (structures labelled on that slice, e.g. "RV;MYO;LV"),
+                  annotated (structures labelled on that slice, e.g. "RV;MYO;LV"; "none" for an image-only slice),
                   spacing_y_mm, spacing_x_mm (empty when unknown)
     dataset.json  format version, shape, labels, preprocessing, fingerprint, provenance
 
@@ -272,7 +272,7 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = Fal
                         ds.frame[i],
                         int(ds.slice_index[i]),
                         ds.source[i],
-                        ";".join(bits_to_structures(int(ds.annotated[i]))),
+                        ";".join(bits_to_structures(int(ds.annotated[i]))) or "none",
                         _fmt_spacing(float(ds.spacing_mm[i, 0])),
                         _fmt_spacing(float(ds.spacing_mm[i, 1])),
                     ]
@@ -343,7 +343,7 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         return float(v) if v not in ("", None) else float("nan")
 
     annotated = [
-        structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s]) if a is not None else ALL_STRUCTURES
+        0 if a == "none" else structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s]) if a is not None else ALL_STRUCTURES
         for a in cols["annotated"]
     ]
     meta.pop("summary", None)

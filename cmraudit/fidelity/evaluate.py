@@ -21,6 +21,7 @@ from .masks import evaluate_mask_plausibility
 from .paired import compute_ms_ssim, compute_psnr, compute_ssim
 
 SPACES = ("pixel", "radiomic", "domain", "inception")
+NO_MASKS = "the synthetic set has no masks (image-only import): mask-based metrics need them"
 
 
 @dataclass
@@ -208,6 +209,7 @@ def evaluate_fidelity(
     pixel_size: int | None = 16,
     diversity_pairs: int = 500,
     progress: bool = True,
+    masks: bool = True,
 ) -> FidelityResult:
     """Fidelity of ``synthetic`` against ``real`` (and of ``paired`` against ``real`` slice by slice).
 
@@ -218,6 +220,8 @@ def evaluate_fidelity(
     the pixel space is area-downsampled to this size² (default 16² = 256-d, so the covariance
     of a few hundred slices is not hopelessly rank deficient; ``None`` = native). ``lpips_weights``:
     path of the LPIPS backbone state dict (else ``CMRAUDIT_LPIPS_WEIGHTS`` / the torch hub cache).
+    ``masks=False`` (an image-only synthetic set): the mask-based radiomic space and mask
+    plausibility are ``skipped`` with that reason instead of being computed on empty masks.
     """
     bad = [f for f in features if f not in SPACES]
     if bad:
@@ -232,6 +236,9 @@ def evaluate_fidelity(
     try:
         for space in features:
             bar.step(f"fidelity: {space} features")
+            if space == "radiomic" and not masks:
+                dist[space] = skipped(NO_MASKS)
+                continue
             t0 = time.perf_counter()
             try:
                 # progress=False inside: only one rich live display may be active at a time
@@ -257,7 +264,7 @@ def evaluate_fidelity(
         timings["diversity"] = time.perf_counter() - t0
         bar.step("fidelity: mask plausibility")
         t0 = time.perf_counter()
-        mp = evaluate_mask_plausibility(real=real, synthetic=synthetic)
+        mp = evaluate_mask_plausibility(real=real, synthetic=synthetic) if masks else skipped(NO_MASKS)
         timings["mask_plausibility"] = time.perf_counter() - t0
     finally:
         bar.close()
