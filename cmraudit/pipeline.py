@@ -25,10 +25,11 @@ import numpy as np
 
 from .data.dataset import Dataset, read_dataset, write_dataset
 from .data.splits import split_patients
-from .errors import CmrAuditError, DataError, UsageError
+from .errors import CmrAuditError, DataError, PluginError, UsageError
 from .estimates import skipped
 from .generators.checkpoint import load_generator
-from .generators.registry import get_plugin
+from .generators.registry import call_plugin, get_plugin
+from .io_guard import atomic_file, check_output, make_output_dir
 from .generators.distributed import is_main_process
 
 SCHEMA_VERSION = "1.0"
@@ -152,17 +153,21 @@ def make_generator(name: str, *, preset: str, params: dict | None = None, device
         if image_size is not None and "image_size" not in params:
             params["image_size"] = image_size
         params.setdefault("device", device)
-        return cls.from_preset(preset, **params)
+        return call_plugin(name, "its constructor", cls.from_preset, preset, **params)
     try:
         return cls(**params)
     except TypeError as e:
         raise UsageError(f"generator {name!r} rejected its parameters {sorted(params)}: {e}") from e
+    except (CmrAuditError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a plugin's constructor bug is a plugin error (exit 3)
+        raise PluginError(f"generator {name!r} failed in its constructor: {type(e).__name__}: {e}") from e
 
 
 def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subjects: int | None = None, progress: bool = False) -> tuple[Dataset, str]:
     """The prepared dataset at ``data``, or the embedded phantom at the preset's image size."""
     if data is not None:
-        return read_dataset(data), str(data)
+        return read_input_dataset(data, option="--data"), str(data)
     from .data.phantom import PhantomConfig, make_phantom
     from .generators.presets import resolve_preset
 
@@ -171,20 +176,56 @@ def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subject
     return make_phantom(PhantomConfig(subjects=n, size=size), seed=seed, progress=progress), f"phantom(subjects={n}, size={size}, seed={seed})"
 
 
+def read_input_dataset(path: str | os.PathLike, *, option: str = "--data") -> Dataset:
+    """Read a prepared dataset given as input and validate it on entry (every value), before any training.
+
+    A problem is one DataError (exit 4) naming the option, the dataset and the problem.
+    """
+    ds = read_dataset(path)
+    if len(ds) == 0:
+        raise DataError(f"{option} {path}: the dataset has no slices")
+    ds.check_values(name=f"{option} {path}")
+    return ds
+
+
+def check_run_config(config: RunConfig) -> None:
+    """Option checks done before anything is read, trained or written (exit 2 naming the option)."""
+    if config.preset not in PRESET_RUN:
+        raise UsageError(f"--preset {config.preset!r} is not a preset; expected one of {', '.join(PRESETS)}")
+    if config.n_samples is not None and int(config.n_samples) < 1:
+        raise UsageError(f"--n-samples {config.n_samples}: must be at least 1")
+    if config.n_paired is not None and int(config.n_paired) < 0:
+        raise UsageError(f"--n-paired {config.n_paired}: must be 0 (no paired fidelity) or more")
+    if not 0 <= int(config.seed) < 2**32:
+        raise UsageError(f"--seed {config.seed}: must be in 0..{2**32 - 1}")
+
+
+#: fewest patients per part for a run whose privacy audit can be computed (holdout is cross-fitted by patient)
+MIN_SPLIT_PATIENTS = {"train": 1, "holdout": 2, "test": 1}
+
+
+def check_split_sizes(parts: dict, source: str) -> None:
+    """Refuse, before any training, a split that cannot support the audit (exit 4 naming the sizes)."""
+    sizes = {k: int(len(v.patients)) for k, v in parts.items()}
+    short = [f"{k} {sizes[k]} < {n}" for k, n in MIN_SPLIT_PATIENTS.items() if sizes.get(k, 0) < n]
+    if short:
+        raise DataError(f"{source}: {sum(sizes.values())} patients split {sizes['train']} / {sizes['holdout']} / {sizes['test']} "
+                        f"(train / holdout / test) cannot support the privacy audit ({', '.join(short)} patients); "
+                        f"use a dataset with at least 8 patients")
+
+
 def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
     """Write ``images.nii.gz`` (float32) and ``masks.nii.gz`` (uint8) as [H, W, N] volumes."""
     import nibabel as nib
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out, kind="nifti")
     sp = ds.spacing_mm[np.isfinite(ds.spacing_mm).all(1)]
     zooms = (float(sp[0, 0]), float(sp[0, 1]), 1.0) if len(sp) else (1.0, 1.0, 1.0)
     for name, arr in (("images", np.asarray(ds.images, np.float32)), ("masks", np.asarray(ds.masks, np.uint8))):
         img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(arr, (1, 2, 0))), np.diag([*zooms, 1.0]))
         img.header.set_zooms(zooms)
-        tmp = out / f".{name}.tmp.nii.gz"
-        nib.save(img, tmp)
-        os.replace(tmp, out / f"{name}.nii.gz")
+        with atomic_file(out / f"{name}.nii.gz", suffix=".tmp.nii.gz") as tmp:  # nibabel picks the format by suffix
+            nib.save(img, tmp)
     return out
 
 
@@ -210,8 +251,7 @@ def _write_report(run_dir: Path, report: dict) -> Path:
 # ------------------------------------------------------------------ run
 def run(config: RunConfig) -> RunResult:
     """Run the whole pipeline; returns the run directory and its report."""
-    if config.preset not in PRESET_RUN:
-        raise UsageError(f"--preset {config.preset!r} is not a preset; expected one of {', '.join(PRESETS)}")
+    check_run_config(config)
     from .privacy.dp import DPConfig, require_dp_support
 
     dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
@@ -223,20 +263,20 @@ def run(config: RunConfig) -> RunResult:
     device = select_device(config.device)
     started, timings, t = _now(), {}, time.perf_counter()
     run_dir = Path(config.out or f"cmraudit-runs/{config.generator}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    check_output(run_dir, inputs=[("--data", config.data)], option="--out")
     if (run_dir / "report.json").exists() and not (config.overwrite or config.resume):
         raise UsageError(f"--out {run_dir}: a finished run is already there; pass --overwrite or choose another --out")
     info = get_plugin(config.generator)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
     split = split_patients(ds, seed=config.seed)
-    split.save(run_dir / "split.json")
     parts = split.apply(ds)
+    check_split_sizes(parts, source)
+    make_output_dir(run_dir, kind="run")
+    split.save(run_dir / "split.json")
     for name, part in parts.items():
         write_dataset(part, run_dir / "data" / name, overwrite=True)
     train, holdout, test = parts["train"], parts["holdout"], parts["test"]
-    if len(train) == 0 or len(test) == 0:
-        raise DataError(f"{source}: the split left train or test empty ({len(train)} / {len(test)} slices); use more patients")
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -245,22 +285,25 @@ def run(config: RunConfig) -> RunResult:
     fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
     if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
-    gen.fit(train, seed=config.seed, progress=config.progress, **fit_kw, **({} if dp is None else {"dp": dp}))
-    gen.save(run_dir / "model")
+    call_plugin(config.generator, "fit", gen.fit, train, seed=config.seed, progress=config.progress, **fit_kw,
+                **({} if dp is None else {"dp": dp}))
+    call_plugin(config.generator, "save", gen.save, run_dir / "model")
     timings["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
-    n_samples = int(config.n_samples or defaults["n_samples"] or len(train))
+    n_samples = int(config.n_samples if config.n_samples is not None else (defaults["n_samples"] or len(train)))
     pkw = {"progress": config.progress} if "progress" in inspect.signature(gen.sample).parameters else {}
-    synthetic = _synthetic_for_spacing(gen.sample(n=n_samples, seed=config.seed + 1, **pkw), train)
+    synthetic = _synthetic_for_spacing(call_plugin(config.generator, "sample", gen.sample, n=n_samples, seed=config.seed + 1, **pkw), train)
     write_dataset(synthetic, run_dir / "synthetic", overwrite=True)
     paired = None
     tags = getattr(gen, "tags", None)
-    if tags is None or tags.conditional:
-        k = min(len(test), int(config.n_paired or defaults["n_paired"] or len(test)))
+    n_paired = config.n_paired if config.n_paired is not None else (defaults["n_paired"] or len(test))
+    if (tags is None or tags.conditional) and n_paired > 0:
+        k = min(len(test), int(n_paired))
         rows = np.arange(len(test)) if k == len(test) else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
-        paired = _synthetic_for_spacing(gen.sample(masks=np.asarray(test.masks[rows]), seed=config.seed + 2, **pkw), test)
+        paired = _synthetic_for_spacing(call_plugin(config.generator, "sample", gen.sample, masks=np.asarray(test.masks[rows]),
+                                                    seed=config.seed + 2, **pkw), test)
         paired.meta.update({"paired_with": "test", "test_rows": rows.tolist()})
         write_dataset(paired, run_dir / "synthetic_paired", overwrite=True)
     export_nifti(synthetic, run_dir / "synthetic_nifti")
@@ -334,11 +377,19 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
         from .privacy.dp import require_dp_support
 
         require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
-    train = read_dataset(data)
+    if not 0 <= int(seed) < 2**32:
+        raise UsageError(f"--seed {seed}: must be in 0..{2**32 - 1}")
+    work = Path(work_dir or Path(out).with_name(Path(out).name + ".work"))
+    check_output(out, inputs=[("--data", data), ("--work-dir", work)], option="--out")
+    check_output(work, inputs=[("--data", data), ("--out", out)], option="--work-dir")
+    if resume and not work.is_dir():
+        raise UsageError(f"--resume: no training state in --work-dir {work} (it does not exist); run without --resume")
+    get_plugin(generator)
+    train = read_input_dataset(data, option="--data")
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
-    kw = {"work_dir": Path(work_dir or Path(out).with_name(Path(out).name + ".work")), "resume": resume} if hasattr(gen, "from_preset") else {}
-    gen.fit(train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))
-    gen.save(out)
+    kw = {"work_dir": work, "resume": resume} if hasattr(gen, "from_preset") else {}
+    call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))
+    call_plugin(generator, "save", gen.save, out)
     return gen
 
 
@@ -346,18 +397,37 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
                      seed: int = 0, vendor: str | None = None, nifti: bool = True, grid: bool = True, overwrite: bool = False,
                      progress: bool = False) -> Dataset:
     """Load a saved generator, draw ``n`` slices (or images for the masks of dataset ``masks``) and write them."""
+    out = Path(out)
+    nifti_dir, png = out.with_name(out.name + "_nifti"), out.with_name(out.name + ".png")
+    inputs = [("--model", model), ("--masks", masks)]
+    check_output(out, inputs=inputs, option="--out")
+    if nifti:
+        check_output(nifti_dir, inputs=inputs, option="--out (its NIfTI folder)")
+    if grid:
+        check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file")
+    if out.exists() and not overwrite:
+        raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
+    for sibling in ([nifti_dir] if nifti else []) + ([png] if grid else []):
+        if sibling.exists() and not (overwrite and out.is_dir() and (out / ".cmraudit-output").is_file()):
+            raise DataError(f"{sibling}: already exists and is not part of an earlier cmraudit output at {out}; "
+                            f"move it or choose another --out")
+    if n is not None and int(n) < 1:
+        raise UsageError(f"--n {n}: must be at least 1")
+    if not 0 <= int(seed) < 2**32:
+        raise UsageError(f"--seed {seed}: must be in 0..{2**32 - 1}")
     gen = load_generator(model)
+    name = getattr(gen, "name", type(gen).__name__)
     kw = {"vendor": vendor} if vendor is not None else {}
     if "progress" in inspect.signature(gen.sample).parameters:
         kw["progress"] = progress
     if masks is not None:
-        ref = read_dataset(masks)
-        syn = _synthetic_for_spacing(gen.sample(masks=np.asarray(ref.masks), seed=seed, **kw), ref)
+        ref = read_input_dataset(masks, option="--masks")
+        syn = _synthetic_for_spacing(call_plugin(name, "sample", gen.sample, masks=np.asarray(ref.masks), seed=seed, **kw), ref)
     else:
-        syn = gen.sample(n=n, seed=seed, **kw)
+        syn = call_plugin(name, "sample", gen.sample, n=n, seed=seed, **kw)
     write_dataset(syn, out, overwrite=overwrite)
     if nifti:
-        export_nifti(syn, Path(out).with_name(Path(out).name + "_nifti"))
+        export_nifti(syn, nifti_dir)
     if grid:
-        save_grid(syn, Path(out).with_name(Path(out).name + ".png"), seed=seed)
+        save_grid(syn, png, seed=seed)
     return syn
