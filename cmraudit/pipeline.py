@@ -29,7 +29,8 @@ from .errors import CmrAuditError, DataError, PluginError, UsageError
 from .estimates import skipped
 from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
-from .io_guard import atomic_file, check_output, make_output_dir
+from .io_guard import atomic_file, check_output, make_output_dir, remove_if_created
+from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 from .generators.distributed import is_main_process
 
 SCHEMA_VERSION = "1.0"
@@ -176,44 +177,6 @@ def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subject
     return make_phantom(PhantomConfig(subjects=n, size=size), seed=seed, progress=progress), f"phantom(subjects={n}, size={size}, seed={seed})"
 
 
-def read_input_dataset(path: str | os.PathLike, *, option: str = "--data") -> Dataset:
-    """Read a prepared dataset given as input and validate it on entry (every value), before any training.
-
-    A problem is one DataError (exit 4) naming the option, the dataset and the problem.
-    """
-    ds = read_dataset(path)
-    if len(ds) == 0:
-        raise DataError(f"{option} {path}: the dataset has no slices")
-    ds.check_values(name=f"{option} {path}")
-    return ds
-
-
-def check_run_config(config: RunConfig) -> None:
-    """Option checks done before anything is read, trained or written (exit 2 naming the option)."""
-    if config.preset not in PRESET_RUN:
-        raise UsageError(f"--preset {config.preset!r} is not a preset; expected one of {', '.join(PRESETS)}")
-    if config.n_samples is not None and int(config.n_samples) < 1:
-        raise UsageError(f"--n-samples {config.n_samples}: must be at least 1")
-    if config.n_paired is not None and int(config.n_paired) < 0:
-        raise UsageError(f"--n-paired {config.n_paired}: must be 0 (no paired fidelity) or more")
-    if not 0 <= int(config.seed) < 2**32:
-        raise UsageError(f"--seed {config.seed}: must be in 0..{2**32 - 1}")
-
-
-#: fewest patients per part for a run whose privacy audit can be computed (holdout is cross-fitted by patient)
-MIN_SPLIT_PATIENTS = {"train": 1, "holdout": 2, "test": 1}
-
-
-def check_split_sizes(parts: dict, source: str) -> None:
-    """Refuse, before any training, a split that cannot support the audit (exit 4 naming the sizes)."""
-    sizes = {k: int(len(v.patients)) for k, v in parts.items()}
-    short = [f"{k} {sizes[k]} < {n}" for k, n in MIN_SPLIT_PATIENTS.items() if sizes.get(k, 0) < n]
-    if short:
-        raise DataError(f"{source}: {sum(sizes.values())} patients split {sizes['train']} / {sizes['holdout']} / {sizes['test']} "
-                        f"(train / holdout / test) cannot support the privacy audit ({', '.join(short)} patients); "
-                        f"use a dataset with at least 8 patients")
-
-
 def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
     """Write ``images.nii.gz`` (float32) and ``masks.nii.gz`` (uint8) as [H, W, N] volumes."""
     import nibabel as nib
@@ -269,7 +232,10 @@ def run(config: RunConfig) -> RunResult:
     info = get_plugin(config.generator)
 
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
-    split = split_patients(ds, seed=config.seed)
+    try:
+        split = split_patients(ds, seed=config.seed)
+    except CmrAuditError as e:
+        raise type(e)(f"{source}: {e}") from e
     parts = split.apply(ds)
     check_split_sizes(parts, source)
     make_output_dir(run_dir, kind="run")
@@ -377,8 +343,7 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
         from .privacy.dp import require_dp_support
 
         require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
-    if not 0 <= int(seed) < 2**32:
-        raise UsageError(f"--seed {seed}: must be in 0..{2**32 - 1}")
+    check_seed(seed)
     work = Path(work_dir or Path(out).with_name(Path(out).name + ".work"))
     check_output(out, inputs=[("--data", data), ("--work-dir", work)], option="--out")
     check_output(work, inputs=[("--data", data), ("--out", out)], option="--work-dir")
@@ -388,8 +353,17 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
     train = read_input_dataset(data, option="--data")
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
     kw = {"work_dir": work, "resume": resume} if hasattr(gen, "from_preset") else {}
-    call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))
-    call_plugin(generator, "save", gen.save, out)
+    created = not work.exists()
+    if kw:
+        make_output_dir(work, kind="work")  # marked, so a later fit or --resume may write into it
+    try:
+        call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))
+        call_plugin(generator, "save", gen.save, out)
+    except BaseException:
+        # keep a work dir that holds training state (for --resume); remove one this call made and left empty
+        if created and work.is_dir() and {p.name for p in work.iterdir()} <= {".cmraudit-output"}:
+            remove_if_created(work, True)
+        raise
     return gen
 
 
@@ -413,8 +387,7 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
                             f"move it or choose another --out")
     if n is not None and int(n) < 1:
         raise UsageError(f"--n {n}: must be at least 1")
-    if not 0 <= int(seed) < 2**32:
-        raise UsageError(f"--seed {seed}: must be in 0..{2**32 - 1}")
+    check_seed(seed)
     gen = load_generator(model)
     name = getattr(gen, "name", type(gen).__name__)
     kw = {"vendor": vendor} if vendor is not None else {}
@@ -425,9 +398,18 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
         syn = _synthetic_for_spacing(call_plugin(name, "sample", gen.sample, masks=np.asarray(ref.masks), seed=seed, **kw), ref)
     else:
         syn = call_plugin(name, "sample", gen.sample, n=n, seed=seed, **kw)
-    write_dataset(syn, out, overwrite=overwrite)
-    if nifti:
-        export_nifti(syn, nifti_dir)
-    if grid:
-        save_grid(syn, png, seed=seed)
+    new = [p for p in (out, nifti_dir, png) if not p.exists()]
+    try:
+        write_dataset(syn, out, overwrite=overwrite)
+        if nifti:
+            export_nifti(syn, nifti_dir)
+        if grid:
+            save_grid(syn, png, seed=seed)
+    except BaseException:
+        for p in new:  # all or nothing: remove what this call created (never what was there before)
+            if p.is_dir():
+                remove_if_created(p, True)
+            elif p.exists():
+                p.unlink()
+        raise
     return syn

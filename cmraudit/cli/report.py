@@ -41,8 +41,15 @@ def compare_cmd(
     from ..io_guard import check_output
     from ..report.compare import COLUMNS, compare_runs
 
+    from ..io_guard import remove_if_created
+
     check_output(out, inputs=[("RUN_DIR", p) for p in run_dirs], option="--out")
-    result = compare_runs(run_dirs, out=out)
+    created = not out.exists()
+    try:
+        result = compare_runs(run_dirs, out=out)
+    except BaseException:
+        remove_if_created(out, created)  # nothing half-written; never a directory that was there before
+        raise
     table = Table(title="fidelity · utility · privacy")
     for key, label, _ in COLUMNS:
         table.add_column(label, justify="left" if key in ("run", "generator") else "right", overflow="fold")
