@@ -51,6 +51,17 @@ def is_cmraudit_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
+def marker_kind(path: str | os.PathLike) -> str | None:
+    """The kind of output (dataset, model, run, …) recorded in the marker of ``path``; None when unmarked."""
+    p = Path(path) / MARKER
+    if not p.is_file():
+        return None
+    try:
+        return str(json.loads(p.read_text()).get("kind", "output"))
+    except (OSError, ValueError, AttributeError):
+        return "output"
+
+
 def write_marker(directory: str | os.PathLike, kind: str = "output") -> None:
     from . import __version__
 
@@ -61,11 +72,13 @@ def write_marker(directory: str | os.PathLike, kind: str = "output") -> None:
 
 
 def check_output(out: str | os.PathLike, *, inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
-                 option: str = "--out", kind: str = "dir", signature: str | None = None) -> Path:
+                 option: str = "--out", kind: str = "dir", signature: str | None = None,
+                 produces: str | None = None) -> Path:
     """Refuse an output path that would endanger an input or a foreign file; return it as a Path.
 
     ``inputs``: ``(option name, path)`` pairs (None paths are skipped). ``kind``: ``"dir"`` (a directory
-    cmraudit creates or replaces) or ``"file"`` (one file; missing parent directories are created; an existing file
+    cmraudit creates or replaces; with ``produces``, an existing cmraudit directory must hold that kind of output,
+    so that e.g. ``data phantom --overwrite`` never replaces a model) or ``"file"`` (one file; missing parent directories are created; an existing file
     is replaced only when it contains ``signature``, the mark of cmraudit's own output of that kind).
     Raises :class:`UsageError` (exit 2) naming the option and both paths.
     """
@@ -98,6 +111,9 @@ def check_output(out: str | os.PathLike, *, inputs: Iterable[tuple[str, str | os
     if out.is_dir() and any(out.iterdir()) and not is_cmraudit_dir(out):
         raise UsageError(f"{option} {out}: a directory cmraudit did not write (no {MARKER}); cmraudit never writes into "
                          f"or replaces it — choose another {option}")
+    have = marker_kind(out) if out.is_dir() else None
+    if produces is not None and have not in (None, produces, "output"):
+        raise UsageError(f"{option} {out}: holds a cmraudit {have}, not a {produces}; choose another {option}")
     return out
 
 
@@ -173,6 +189,9 @@ def replace_dir(tmp: Path, path: Path, *, kind: str = "output") -> None:
         raise UsageError(f"{path}: exists and is not a directory; cmraudit does not replace it")
     if any(path.iterdir()) and not is_cmraudit_dir(path):
         raise UsageError(f"{path}: a directory cmraudit did not write (no {MARKER}); refusing to replace it")
+    have = marker_kind(path)
+    if have not in (None, kind, "output"):
+        raise UsageError(f"{path}: holds a cmraudit {have}, not a {kind}; refusing to replace it")
     trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
     try:
         path.rename(trash / "old")

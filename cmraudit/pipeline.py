@@ -226,7 +226,7 @@ def run(config: RunConfig) -> RunResult:
     device = select_device(config.device)
     started, timings, t = _now(), {}, time.perf_counter()
     run_dir = Path(config.out or f"cmraudit-runs/{config.generator}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    check_output(run_dir, inputs=[("--data", config.data)], option="--out")
+    check_output(run_dir, inputs=[("--data", config.data)], option="--out", produces="run")
     if (run_dir / "report.json").exists() and not (config.overwrite or config.resume):
         raise UsageError(f"--out {run_dir}: a finished run is already there; pass --overwrite or choose another --out")
     info = get_plugin(config.generator)
@@ -335,7 +335,7 @@ def build_report(*, config: RunConfig, gen, info, device: str, source: str, spli
 # ------------------------------------------------------------------ fit / sample alone
 def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick", seed: int = 0,
                   device: str = "auto", params: dict | None = None, work_dir: str | os.PathLike | None = None,
-                  resume: bool = False, progress: bool = True, dp=None):
+                  resume: bool = False, progress: bool = True, dp=None, overwrite: bool = False):
     """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun).
 
     ``dp``: a :class:`cmraudit.privacy.dp.DPConfig` (patient-level DP-SGD) or None."""
@@ -345,8 +345,10 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
         require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
     check_seed(seed)
     work = Path(work_dir or Path(out).with_name(Path(out).name + ".work"))
-    check_output(out, inputs=[("--data", data), ("--work-dir", work)], option="--out")
-    check_output(work, inputs=[("--data", data), ("--out", out)], option="--work-dir")
+    check_output(out, inputs=[("--data", data), ("--work-dir", work)], option="--out", produces="model")
+    check_output(work, inputs=[("--data", data), ("--out", out)], option="--work-dir", produces="work")
+    if Path(out).exists() and not overwrite:
+        raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
     if resume and not work.is_dir():
         raise UsageError(f"--resume: no training state in --work-dir {work} (it does not exist); run without --resume")
     get_plugin(generator)
@@ -374,9 +376,9 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
     out = Path(out)
     nifti_dir, png = out.with_name(out.name + "_nifti"), out.with_name(out.name + ".png")
     inputs = [("--model", model), ("--masks", masks)]
-    check_output(out, inputs=inputs, option="--out")
+    check_output(out, inputs=inputs, option="--out", produces="dataset")
     if nifti:
-        check_output(nifti_dir, inputs=inputs, option="--out (its NIfTI folder)")
+        check_output(nifti_dir, inputs=inputs, option="--out (its NIfTI folder)", produces="nifti")
     if grid:
         check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file")
     if out.exists() and not overwrite:

@@ -81,7 +81,7 @@ def audit_cmd(
     from ..pipeline import read_input_dataset
 
     check_output(out, inputs=[("--train", train), ("--holdout", holdout), ("--synthetic", synthetic), ("--model", model),
-                              ("--reference", reference), ("--encoder", encoder)], option="--out")
+                              ("--reference", reference), ("--encoder", encoder)], option="--out", produces="audit")
     if pixel_views not in ("none", "flips"):
         raise UsageError(f"--pixel-views {pixel_views!r}: expected none or flips")
     ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in (("train", train), ("holdout", holdout), ("synthetic", synthetic))}

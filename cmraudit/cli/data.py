@@ -25,7 +25,7 @@ def _guard(out: Path, **inputs) -> None:
     """The shared output-path guard (cmraudit.io_guard): OUT is none of the inputs, holds none, lies in none."""
     from ..io_guard import check_output
 
-    check_output(out, inputs=[(k, v) for k, v in inputs.items()], option="--out")
+    check_output(out, inputs=[(k, v) for k, v in inputs.items()], option="--out", produces="dataset")
 _STRICT = typer.Option(False, "--strict", help="Treat a bad patient as an error instead of skipping it.")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it exists.")
 

@@ -90,6 +90,7 @@ def fit_cmd(
     sets: Optional[List[str]] = _SET,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Resumable training state (default OUT.work)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit from --work-dir."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it is a model cmraudit wrote."),
     dp_epsilon: Optional[float] = _DP_EPS,
     dp_delta: float = _DP_DELTA,
     max_grad_norm: float = _DP_CLIP,
@@ -104,7 +105,7 @@ def fit_cmd(
     dp = DPConfig.from_options(dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant,
                                noise_multiplicity=noise_multiplicity)
     gen = fit_generator(generator=generator, data=data, out=out, preset=preset, seed=seed, device=device, params=parse_overrides(sets),
-                        work_dir=work_dir, resume=resume, progress=not _state.QUIET, dp=dp)
+                        work_dir=work_dir, resume=resume, progress=not _state.QUIET, dp=dp, overwrite=overwrite)
     if is_main_process():
         tr = getattr(gen, "training_", {}) or {}
         table = Table(title=f"fit {generator} → {out}")

@@ -32,7 +32,7 @@ def sweep_cmd(
 
     from ..io_guard import check_output
 
-    check_output(out, inputs=[("--data", data)], option="--out")
+    check_output(out, inputs=[("--data", data)], option="--out", produces="sweep")
     eps = parse_epsilons(epsilons)
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, seed=seed, device=device,
                     params=parse_overrides(sets), overwrite=overwrite, progress=not _state.QUIET)

@@ -161,7 +161,8 @@ CASES = [
          ("holdout",)),
     # ---- report / compare / gate
     Case("report-out-is-dir", "report {run} --out {t}", U, ("--out", "is a directory")),
-    Case("report-out-is-report-json", "report {run} --out {run}/report.json", U, ("is the input",)),
+    Case("report-out-is-report-json", "report {run} --out {run}/report.json", U, ("lies inside", "{run}")),
+    Case("report-out-inside-run", "report {run} --out {run}/other.html", U, ("lies inside", "{run}")),
     Case("report-out-foreign-file", "report {run} --out {foreign_html}", U, ("{foreign_html}", "did not write")),
     Case("report-out-under-file", "report {run} --out {file}/x.html", U, ("{file}",)),
     Case("report-missing-run", "report {t}/nowhere", U, ("{t}/nowhere",)),
