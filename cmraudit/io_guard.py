@@ -19,6 +19,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -215,6 +216,26 @@ def make_output_dir(path: str | os.PathLike, *, kind: str = "output") -> Path:
             path.mkdir(parents=True, exist_ok=True)
             write_marker(path, kind)
     return path
+
+
+_STALE = re.compile(r"^\..+(\.tmp|\.tmp\.nii\.gz)$|^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries a killed process (kill -9, power loss) left in a directory cmraudit wrote.
+
+    Only names of cmraudit's own temporaries (``.NAME.XXXX.tmp``, ``.NAME.tmp-XXXX``, ``.NAME.old-XXXX``), and only
+    inside a directory holding :data:`MARKER`. Returns what was removed.
+    """
+    directory = Path(directory)
+    if not is_cmraudit_dir(directory):
+        return []
+    gone = []
+    for p in sorted(directory.rglob(".*"), key=lambda q: len(q.parts), reverse=True):
+        if _STALE.match(p.name) and p.exists():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
 
 
 def remove_if_created(path: Path, created: bool) -> None:

@@ -29,7 +29,7 @@ from .errors import CmrAuditError, DataError, PluginError, UsageError
 from .estimates import skipped
 from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
-from .io_guard import atomic_file, check_output, make_output_dir, remove_if_created
+from .io_guard import atomic_file, check_output, make_output_dir, remove_if_created, remove_stale_temps
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 from .generators.distributed import is_main_process
 
@@ -239,6 +239,8 @@ def run(config: RunConfig) -> RunResult:
     parts = split.apply(ds)
     check_split_sizes(parts, source)
     make_output_dir(run_dir, kind="run")
+    if config.resume:
+        remove_stale_temps(run_dir)  # what a killed run (kill -9) could not clean up
     split.save(run_dir / "split.json")
     for name, part in parts.items():
         write_dataset(part, run_dir / "data" / name, overwrite=True)

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     _state.DEBUG = "--debug" in args
     try:
         rv = app(args=args, prog_name="cmraudit", standalone_mode=False)
+        if rv == 130:  # typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code silently
+            print(INTERRUPTED, file=sys.stderr)
         return int(rv) if isinstance(rv, int) else 0
     except Exit as e:  # typer turns Ctrl-C into Exit(130)
         if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
