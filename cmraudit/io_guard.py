@@ -30,7 +30,8 @@ from .errors import DataError, UsageError
 #: marker file in every directory cmraudit creates; ``--overwrite`` only replaces directories holding it
 MARKER = ".cmraudit-output"
 #: OSErrors that mean "this destination cannot be written" (exit 4, naming the path) rather than a bug
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                errno.ENOENT, errno.ENOTDIR}
 
 
 def _inject(stage: str, path: Path) -> None:

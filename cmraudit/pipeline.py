@@ -238,6 +238,11 @@ def run(config: RunConfig) -> RunResult:
         raise type(e)(f"{source}: {e}") from e
     parts = split.apply(ds)
     check_split_sizes(parts, source)
+    # the generator is built and its parameters checked before anything is written
+    gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
+                         image_size=int(parts["train"].shape[0]) if config.data is not None else None)
+    if hasattr(gen, "validate_params"):
+        call_plugin(config.generator, "validate_params", gen.validate_params)
     make_output_dir(run_dir, kind="run")
     if config.resume:
         remove_stale_temps(run_dir)  # what a killed run (kill -9) could not clean up
@@ -248,8 +253,6 @@ def run(config: RunConfig) -> RunResult:
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
-                         image_size=int(train.shape[0]) if config.data is not None else None)
     fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
     if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
@@ -356,6 +359,8 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
     get_plugin(generator)
     train = read_input_dataset(data, option="--data")
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
+    if hasattr(gen, "validate_params"):
+        call_plugin(generator, "validate_params", gen.validate_params)
     kw = {"work_dir": work, "resume": resume} if hasattr(gen, "from_preset") else {}
     created = not work.exists()
     if kw:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import UsageError
-from .io_guard import atomic_file, make_output_dir, write_text_atomic
+from .io_guard import MARKER, atomic_file, make_output_dir, remove_if_created, write_text_atomic
 
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("frechet_distance", "fidelity: Fréchet distance", "lower is better"),
@@ -105,11 +105,17 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     if run is None:
         from .pipeline import run as run  # noqa: PLW0127
     eps = parse_epsilons(epsilons)
+    created = not Path(out).exists()
     out = make_output_dir(out, kind="sweep")
     points = []
     for e in eps:
         cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"))
-        res = run(cfg)
+        try:
+            res = run(cfg)
+        except BaseException:
+            if created and {p.name for p in out.iterdir()} <= {MARKER}:
+                remove_if_created(out, created)  # refused before any work: leave nothing behind
+            raise
         points.append(point_from_report(res.report, epsilon=e, run_dir=str(res.run_dir)))
     result = SweepResult(generator=str(config.generator), points=points)
     summary = out / "sweep.json"

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except ClickException as e:
         # one line naming the option (click's own format spreads usage over three lines)
-        hint = f" (see cmraudit {e.ctx.command_path.split(' ', 1)[-1]} --help)" if getattr(e, "ctx", None) else ""
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None and ctx.command_path else ""
         print(f"error: {e.format_message()}{hint}".replace("\n", " "), file=sys.stderr)
         return EXIT_USAGE
     except Abort:
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return 130
     except OSError as e:
-        if e.errno in WRITE_ERRNOS:  # a write outside the guarded helpers: still one line naming the file, exit 4
-            _report_error(e, f"error: {e.filename or 'output'}: cannot write ({e.strerror})")
+        if e.errno in WRITE_ERRNOS:  # a file error outside the guarded helpers: still one line naming the file, exit 4
+            _report_error(e, f"error: {e.filename or 'a file'}: {e.strerror}")
             return EXIT_DATA
         _report_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
         return EXIT_INTERNAL

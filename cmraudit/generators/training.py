@@ -49,6 +49,14 @@ class TrainConfig:
 
     def problems(self, prefix: str = "") -> list[str]:
         out = []
+        for name in ("steps", "epochs", "batch_size", "warmup_steps", "checkpoint_every", "lr", "ema_decay", "grad_clip"):
+            v = getattr(self, name)
+            integral = name not in ("lr", "ema_decay", "grad_clip")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or (integral and not float(v).is_integer()) or not math.isfinite(float(v))):
+                out.append(f"{prefix}{name} must be {'an integer' if integral else 'a finite number'}, got {v!r}")
+        if out:
+            return out
         if self.steps is None and self.epochs is None:
             out.append(f"{prefix}give steps or epochs")
         if self.steps is not None and int(self.steps) < 1:

@@ -176,7 +176,20 @@ CASES = [
     Case("gate-policy-nan", "gate {run} --policy {policy_nan}", U, ("{policy_nan}", "copy_rate")),
     Case("gate-policy-inf", "gate {run} --policy {policy_inf}", U, ("{policy_inf}", "mia_auc")),
     Case("gate-policy-missing", "gate {run} --policy {t}/none.toml", U, ("{t}/none.toml",)),
+    # ---- parameters checked before anything is written (found by a second hostile pass)
+    Case("run-set-unknown-param", f"{RUN} --out {{t}}/r --set nosuchparam=3", U, ("nosuchparam",)),
+    Case("run-set-steps-negative", f"{RUN} --out {{t}}/r --set steps=-5", U, ("steps",)),
+    Case("run-set-steps-abc", f"{RUN} --out {{t}}/r --set steps=abc", U, ("steps", "abc")),
+    Case("fit-set-steps-abc", f"{FIT} --out {{t}}/m --set steps=abc", U, ("steps", "abc")),
+    Case("fit-set-lr-nan", f"{FIT} --out {{t}}/m --set lr=NaN", U, ("lr",)),
+    Case("run-device-bogus", f"{RUN} --out {{t}}/r --device tpu", U, ("--device",)),
+    Case("phantom-out-unwritable", f"{PH} --out /proc/cmraudit-x", D, ("/proc/cmraudit-x",)),
+    Case("unknown-option", "data phantom --bogus", U, ("--bogus",)),
+    Case("unknown-command", "nosuchcmd", U, ("nosuchcmd",)),
     # ---- sweep
+    Case("sweep-no-dp-support", "sweep -g noise --epsilons 1 --data {ph} --out {t}/s", U, ("--dp-epsilon", "noise")),
+    Case("sweep-bad-param", "sweep -g ddpm --preset micro --epsilons inf --data {ph} --out {t}/s --set steps=0", U, ("steps",)),
+    Case("sweep-epsilons-abc", "sweep -g ddpm --epsilons abc --data {ph} --out {t}/s", U, ("--epsilons",)),
     Case("sweep-out-is-data", "sweep -g ddpm --preset micro --data {ph} --out {ph}", U, ("{ph}", "--data")),
     Case("sweep-seed-negative", "sweep -g ddpm --preset micro --data {ph} --out {t}/s --seed -1", U, ("--seed",)),
     # ---- hostile plugins: never fail open
