@@ -13,6 +13,7 @@ The rules, in one place:
 Any command that writes (the existing ones and new ones) calls :func:`check_output` first, then
 writes through :func:`atomic_file` / :func:`replace_dir` / :func:`make_output_dir`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,17 @@ from .errors import DataError, UsageError
 #: marker file in every directory cmraudit creates; ``--overwrite`` only replaces directories holding it
 MARKER = ".cmraudit-output"
 #: OSErrors that mean "this destination cannot be written" (exit 4, naming the path) rather than a bug
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
-                errno.ENOENT, errno.ENOTDIR}
+WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EIO,
+    errno.ENOENT,
+    errno.ENOTDIR,
+}
 
 
 def _inject(stage: str, path: Path) -> None:
@@ -73,15 +83,22 @@ def write_marker(directory: str | os.PathLike, kind: str = "output") -> None:
         os.chmod(p, 0o666 & ~_umask())
 
 
-def check_output(out: str | os.PathLike, *, inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
-                 option: str = "--out", kind: str = "dir", signature: str | None = None,
-                 produces: str | None = None) -> Path:
+def check_output(
+    out: str | os.PathLike,
+    *,
+    inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
+    option: str = "--out",
+    kind: str = "dir",
+    signature: str | None = None,
+    produces: str | None = None,
+) -> Path:
     """Refuse an output path that would endanger an input or a foreign file; return it as a Path.
 
     ``inputs``: ``(option name, path)`` pairs (None paths are skipped). ``kind``: ``"dir"`` (a directory
     cmraudit creates or replaces; with ``produces``, an existing cmraudit directory must hold that kind of output,
-    so that e.g. ``data phantom --overwrite`` never replaces a model) or ``"file"`` (one file; missing parent directories are created; an existing file
-    is replaced only when it contains ``signature``, the mark of cmraudit's own output of that kind).
+    so that e.g. ``data phantom --overwrite`` never replaces a model) or ``"file"`` (one file; missing parent
+    directories are created; an existing file is replaced only when it contains ``signature``, the mark of
+    cmraudit's own output of that kind).
     Raises :class:`UsageError` (exit 2) naming the option and both paths.
     """
     out = Path(out)
@@ -105,14 +122,18 @@ def check_output(out: str | os.PathLike, *, inputs: Iterable[tuple[str, str | os
         if out.is_dir():
             raise UsageError(f"{option} {out}: is a directory; give a file path")
         if out.exists() and signature is not None and signature.encode() not in out.read_bytes():
-            raise UsageError(f"{option} {out}: an existing file cmraudit did not write; cmraudit never replaces it — "
-                             f"choose another {option}")
+            raise UsageError(
+                f"{option} {out}: an existing file cmraudit did not write; cmraudit never replaces it — "
+                f"choose another {option}"
+            )
         return out
     if out.exists() and not out.is_dir():
         raise UsageError(f"{option} {out}: is a file, not a directory; choose another {option}")
     if out.is_dir() and any(out.iterdir()) and not is_cmraudit_dir(out):
-        raise UsageError(f"{option} {out}: a directory cmraudit did not write (no {MARKER}); cmraudit never writes into "
-                         f"or replaces it — choose another {option}")
+        raise UsageError(
+            f"{option} {out}: a directory cmraudit did not write (no {MARKER}); cmraudit never writes into "
+            f"or replaces it — choose another {option}"
+        )
     have = marker_kind(out) if out.is_dir() else None
     if produces is not None and have not in (None, produces, "output"):
         raise UsageError(f"{option} {out}: holds a cmraudit {have}, not a {produces}; choose another {option}")
@@ -126,7 +147,9 @@ def write_errors(path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as e:
         if e.errno in WRITE_ERRNOS and not isinstance(e, DataError):
-            raise DataError(f"{path}: cannot write ({e.strerror or os.strerror(e.errno)}); nothing was left behind") from e
+            raise DataError(
+                f"{path}: cannot write ({e.strerror or os.strerror(e.errno)}); nothing was left behind"
+            ) from e
         raise
 
 

@@ -23,13 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .data.dataset import Dataset, read_dataset, write_dataset
+from .data.dataset import Dataset, write_dataset
 from .data.splits import split_patients
-from .errors import CmrAuditError, DataError, PluginError, UsageError
+from .errors import CmrAuditError, PluginError, UsageError
 from .estimates import skipped
-from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
-from .io_guard import atomic_file, check_output, make_output_dir, remove_if_created, remove_stale_temps
+from .io_guard import atomic_file, check_output, make_output_dir, remove_stale_temps
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 from .generators.distributed import is_main_process
 
@@ -265,7 +264,8 @@ def run(config: RunConfig) -> RunResult:
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
     n_samples = int(config.n_samples if config.n_samples is not None else (defaults["n_samples"] or len(train)))
     pkw = {"progress": config.progress} if "progress" in inspect.signature(gen.sample).parameters else {}
-    synthetic = _synthetic_for_spacing(call_plugin(config.generator, "sample", gen.sample, n=n_samples, seed=config.seed + 1, **pkw), train)
+    drawn = call_plugin(config.generator, "sample", gen.sample, n=n_samples, seed=config.seed + 1, **pkw)
+    synthetic = _synthetic_for_spacing(drawn, train)
     write_dataset(synthetic, run_dir / "synthetic", overwrite=True)
     paired = None
     tags = getattr(gen, "tags", None)
@@ -273,8 +273,9 @@ def run(config: RunConfig) -> RunResult:
     if (tags is None or tags.conditional) and n_paired > 0:
         k = min(len(test), int(n_paired))
         rows = np.arange(len(test)) if k == len(test) else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
-        paired = _synthetic_for_spacing(call_plugin(config.generator, "sample", gen.sample, masks=np.asarray(test.masks[rows]),
-                                                    seed=config.seed + 2, **pkw), test)
+        drawn = call_plugin(config.generator, "sample", gen.sample, masks=np.asarray(test.masks[rows]),
+                            seed=config.seed + 2, **pkw)
+        paired = _synthetic_for_spacing(drawn, test)
         paired.meta.update({"paired_with": "test", "test_rows": rows.tolist()})
         write_dataset(paired, run_dir / "synthetic_paired", overwrite=True)
     export_nifti(synthetic, run_dir / "synthetic_nifti")
@@ -337,88 +338,5 @@ def build_report(*, config: RunConfig, gen, info, device: str, source: str, spli
     return report
 
 
-# ------------------------------------------------------------------ fit / sample alone
-def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick", seed: int = 0,
-                  device: str = "auto", params: dict | None = None, work_dir: str | os.PathLike | None = None,
-                  resume: bool = False, progress: bool = True, dp=None, overwrite: bool = False):
-    """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun).
-
-    ``dp``: a :class:`cmraudit.privacy.dp.DPConfig` (patient-level DP-SGD) or None."""
-    if dp is not None:
-        from .privacy.dp import require_dp_support
-
-        require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
-    check_seed(seed)
-    work = Path(work_dir or Path(out).with_name(Path(out).name + ".work"))
-    check_output(out, inputs=[("--data", data), ("--work-dir", work)], option="--out", produces="model")
-    check_output(work, inputs=[("--data", data), ("--out", out)], option="--work-dir", produces="work")
-    if Path(out).exists() and not overwrite:
-        raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
-    if resume and not work.is_dir():
-        raise UsageError(f"--resume: no training state in --work-dir {work} (it does not exist); run without --resume")
-    get_plugin(generator)
-    train = read_input_dataset(data, option="--data")
-    gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
-    if hasattr(gen, "validate_params"):
-        call_plugin(generator, "validate_params", gen.validate_params)
-    kw = {"work_dir": work, "resume": resume} if hasattr(gen, "from_preset") else {}
-    created = not work.exists()
-    if kw:
-        make_output_dir(work, kind="work")  # marked, so a later fit or --resume may write into it
-    try:
-        call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))
-        call_plugin(generator, "save", gen.save, out)
-    except BaseException:
-        # keep a work dir that holds training state (for --resume); remove one this call made and left empty
-        if created and work.is_dir() and {p.name for p in work.iterdir()} <= {".cmraudit-output"}:
-            remove_if_created(work, True)
-        raise
-    return gen
-
-
-def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int | None = None, masks: str | os.PathLike | None = None,
-                     seed: int = 0, vendor: str | None = None, nifti: bool = True, grid: bool = True, overwrite: bool = False,
-                     progress: bool = False) -> Dataset:
-    """Load a saved generator, draw ``n`` slices (or images for the masks of dataset ``masks``) and write them."""
-    out = Path(out)
-    nifti_dir, png = out.with_name(out.name + "_nifti"), out.with_name(out.name + ".png")
-    inputs = [("--model", model), ("--masks", masks)]
-    check_output(out, inputs=inputs, option="--out", produces="dataset")
-    if nifti:
-        check_output(nifti_dir, inputs=inputs, option="--out (its NIfTI folder)", produces="nifti")
-    if grid:
-        check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file")
-    if out.exists() and not overwrite:
-        raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
-    for sibling in ([nifti_dir] if nifti else []) + ([png] if grid else []):
-        if sibling.exists() and not (overwrite and out.is_dir() and (out / ".cmraudit-output").is_file()):
-            raise DataError(f"{sibling}: already exists and is not part of an earlier cmraudit output at {out}; "
-                            f"move it or choose another --out")
-    if n is not None and int(n) < 1:
-        raise UsageError(f"--n {n}: must be at least 1")
-    check_seed(seed)
-    gen = load_generator(model)
-    name = getattr(gen, "name", type(gen).__name__)
-    kw = {"vendor": vendor} if vendor is not None else {}
-    if "progress" in inspect.signature(gen.sample).parameters:
-        kw["progress"] = progress
-    if masks is not None:
-        ref = read_input_dataset(masks, option="--masks")
-        syn = _synthetic_for_spacing(call_plugin(name, "sample", gen.sample, masks=np.asarray(ref.masks), seed=seed, **kw), ref)
-    else:
-        syn = call_plugin(name, "sample", gen.sample, n=n, seed=seed, **kw)
-    new = [p for p in (out, nifti_dir, png) if not p.exists()]
-    try:
-        write_dataset(syn, out, overwrite=overwrite)
-        if nifti:
-            export_nifti(syn, nifti_dir)
-        if grid:
-            save_grid(syn, png, seed=seed)
-    except BaseException:
-        for p in new:  # all or nothing: remove what this call created (never what was there before)
-            if p.is_dir():
-                remove_if_created(p, True)
-            elif p.exists():
-                p.unlink()
-        raise
-    return syn
+# ------------------------------------------------------------------ fit / sample alone (cmraudit/standalone.py)
+from .standalone import fit_generator, sample_generator  # noqa: E402,F401 - re-exported

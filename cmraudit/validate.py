@@ -3,6 +3,7 @@
 Model folders are validated where they are read (:func:`cmraudit.generators.checkpoint.load_generator`:
 config.json format, params, weights that fit the network; exit 4 naming the file).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,6 +53,8 @@ def check_split_sizes(parts: dict, source: str) -> None:
     sizes = {k: int(len(v.patients)) for k, v in parts.items()}
     short = [f"{k} {sizes[k]} < {n}" for k, n in MIN_SPLIT_PATIENTS.items() if sizes.get(k, 0) < n]
     if short:
-        raise DataError(f"{source}: {sum(sizes.values())} patients split {sizes['train']} / {sizes['holdout']} / {sizes['test']} "
-                        f"(train / holdout / test) cannot support the privacy audit ({', '.join(short)} patients); "
-                        f"use a dataset with at least 8 patients")
+        raise DataError(
+            f"{source}: {sum(sizes.values())} patients split {sizes['train']} / {sizes['holdout']} / {sizes['test']} "
+            f"(train / holdout / test) cannot support the privacy audit ({', '.join(short)} patients); "
+            f"use a dataset with at least 8 patients"
+        )

@@ -60,13 +60,25 @@ def audit_cmd(
     model: Optional[Path] = typer.Option(None, "--model", help="RUN_DIR (or RUN_DIR/model) of the fitted generator: enables white-box and shadow attacks."),
     feature: str = typer.Option("pixel,domain", "--feature", help="Comma-separated feature spaces: pixel, domain, polar."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="User encoder for the domain space (TorchScript file or dir with config.json + weights)."),
-    alpha: float = typer.Option(1e-3, "--alpha", min=1e-9, max=0.5, help="Target false-positive rate of the calibrated copy threshold."),
+    alpha: float = typer.Option(
+        1e-3, "--alpha", min=1e-9, max=0.5,
+        help="Target false-positive rate of the calibrated copy threshold.",
+    ),
     pixel_views: str = typer.Option("none", "--pixel-views", help="'flips' also indexes flipped training slices in pixel space (4x cost)."),
-    shadow: int = typer.Option(0, "--shadow", min=0, max=1024, help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off."),
+    shadow: int = typer.Option(
+        0, "--shadow", min=0, max=1024,
+        help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off.",
+    ),
     executor: str = typer.Option("local", "--executor", help="Shadow executor: local, slurm, ray, inline."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
-    resamples: int = typer.Option(1000, "--resamples", min=1, max=1_000_000, help="Patient-bootstrap resamples for MIA CIs."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Random seed (encoder training, folds, bootstrap, shadows)."),
+    resamples: int = typer.Option(
+        1000, "--resamples", min=1, max=1_000_000,
+        help="Patient-bootstrap resamples for MIA CIs.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**32 - 1,
+        help="Random seed (encoder training, folds, bootstrap, shadows).",
+    ),
 ) -> None:
     """Audit a synthetic set for copies, memorisation and membership inference (privacy section of report.json)."""
     from ..errors import UsageError
@@ -80,11 +92,13 @@ def audit_cmd(
     from ..io_guard import check_output, make_output_dir, remove_if_created
     from ..pipeline import read_input_dataset
 
-    check_output(out, inputs=[("--train", train), ("--holdout", holdout), ("--synthetic", synthetic), ("--model", model),
+    check_output(out, inputs=[("--train", train), ("--holdout", holdout), ("--synthetic", synthetic),
+                              ("--model", model),
                               ("--reference", reference), ("--encoder", encoder)], option="--out", produces="audit")
     if pixel_views not in ("none", "flips"):
         raise UsageError(f"--pixel-views {pixel_views!r}: expected none or flips")
-    ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in (("train", train), ("holdout", holdout), ("synthetic", synthetic))}
+    named = (("train", train), ("holdout", holdout), ("synthetic", synthetic))
+    ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in named}
     ref = read_input_dataset(reference, option="--reference") if reference is not None else None
     gen = _load_model(model) if model is not None else None
     domain_params = {"encoder": str(encoder)} if encoder is not None else {}
@@ -93,8 +107,9 @@ def audit_cmd(
     created = not out.exists()
     make_output_dir(out, kind="audit")
     try:
-        res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen, features=tuple(spaces),
-                            seed=seed, config=config, out_dir=out, progress=not _state.QUIET, shadow=shadow_cfg, reference=ref)
+        res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen,
+                            features=tuple(spaces), seed=seed, config=config, out_dir=out, progress=not _state.QUIET,
+                            shadow=shadow_cfg, reference=ref)
         d = res.to_dict()
         report = _report(d, ds, gen=gen, seed=seed, config=config)
         path = _write(out, report)

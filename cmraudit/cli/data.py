@@ -16,8 +16,14 @@ import_app = typer.Typer(help="Import real data (NIfTI / DICOM) into the prepare
 data_app.add_typer(import_app, name="import")
 console = Console()
 
-_CROP = typer.Option(128, "--crop", min=8, max=4096, help="ROI crop size in pixels, centred on the mask centroid (8–4096).")
-_SIZE = typer.Option(None, "--size", min=8, max=2048, help="Resize the crop to SIZE×SIZE (images area/bilinear, masks nearest; 8–2048).")
+_CROP = typer.Option(
+    128, "--crop", min=8, max=4096,
+    help="ROI crop size in pixels, centred on the mask centroid (8–4096).",
+)
+_SIZE = typer.Option(
+    None, "--size", min=8, max=2048,
+    help="Resize the crop to SIZE×SIZE (images area/bilinear, masks nearest; 8–2048).",
+)
 SEED_MAX = 2**32 - 1
 
 
@@ -45,7 +51,10 @@ def phantom_cmd(
     subjects: int = typer.Option(60, "--subjects", min=1, max=100000, help="Number of phantom subjects (patients)."),
     slices: int = typer.Option(8, "--slices", min=1, max=64, help="Short-axis slices per subject and phase (1–64)."),
     size: int = typer.Option(64, "--size", min=16, max=1024, help="Image size in pixels (16–1024)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed (the phantom is deterministic by seed)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX,
+        help="Random seed (the phantom is deterministic by seed).",
+    ),
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Write the embedded procedural cine-MRI phantom as a prepared dataset."""
@@ -159,7 +168,8 @@ def import_dicom_cmd(
     structures = [s.strip() for s in annotated.split(",") if s.strip()]
     bad = [s for s in structures if s not in STRUCTURES]
     if bad or not structures:
-        raise UsageError(f"--annotated {annotated!r}: unknown structure(s) {bad}; expected a comma-separated subset of {list(STRUCTURES)}")
+        raise UsageError(f"--annotated {annotated!r}: unknown structure(s) {bad}; "
+                         f"expected a comma-separated subset of {list(STRUCTURES)}")
     _print_summary(import_dicom(root, masks_from=masks_from, out=out, config=PreprocessConfig(crop=crop, size=size), mask_format=mask_format,
                                 annotated=structures, link=link, strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 

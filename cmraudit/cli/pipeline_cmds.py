@@ -17,10 +17,16 @@ SEED_MAX = 2**32 - 1
 
 _SET = typer.Option(None, "--set", help="Override a generator parameter: --set steps=800 --set channels=[32,64,64] (JSON values).")
 _DP_EPS = typer.Option(None, "--dp-epsilon", help="Train every stage with patient-level DP-SGD to this total ε (inf: no DP; docs/dp.md).")
-_DP_DELTA = typer.Option(1e-5, "--dp-delta", min=0.0, max=1.0, help="DP δ for the whole generator (must be < 1/n_patients).")
+_DP_DELTA = typer.Option(
+    1e-5, "--dp-delta", min=0.0, max=1.0,
+    help="DP δ for the whole generator (must be < 1/n_patients).",
+)
 _DP_CLIP = typer.Option(1.0, "--max-grad-norm", min=0.0, help="DP-SGD: per-patient gradient clipping norm C.")
 _DP_ACC = typer.Option("prv", "--accountant", help="DP accountant: prv (tighter) or rdp.")
-_DP_K = typer.Option(1, "--noise-multiplicity", min=1, max=1024, help="DP-SGD: diffusion-loss draws averaged per example before clipping.")
+_DP_K = typer.Option(
+    1, "--noise-multiplicity", min=1, max=1024,
+    help="DP-SGD: diffusion-loss draws averaged per example before clipping.",
+)
 _DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 
 
@@ -44,8 +50,14 @@ def run_cmd(
     preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default cmraudit-runs/<generator>-<time>)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the split, training and sampling."),
-    n_samples: Optional[int] = typer.Option(None, "--n-samples", min=1, help="Synthetic slices to draw (default: 96 in quick, train size in paper)."),
-    n_paired: Optional[int] = typer.Option(None, "--n-paired", min=0, help="Real test masks re-rendered for paired fidelity (default 32 in quick, all in paper; 0: none)."),
+    n_samples: Optional[int] = typer.Option(
+        None, "--n-samples", min=1,
+        help="Synthetic slices to draw (default: 96 in quick, train size in paper).",
+    ),
+    n_paired: Optional[int] = typer.Option(
+        None, "--n-paired", min=0,
+        help="Real test masks re-rendered for paired fidelity (default 32 in quick, all in paper; 0: none).",
+    ),
     dp_epsilon: Optional[float] = _DP_EPS,
     dp_delta: float = _DP_DELTA,
     max_grad_norm: float = _DP_CLIP,
@@ -124,11 +136,17 @@ def fit_cmd(
 def sample_cmd(
     model: Path = typer.Option(..., "--model", help="Saved generator directory (from cmraudit fit / run)."),
     out: Path = typer.Option(..., "--out", help="Output prepared dataset."),
-    n: Optional[int] = typer.Option(None, "--n", min=1, max=1_000_000, help="Number of slices (masks from the mask model)."),
+    n: Optional[int] = typer.Option(
+        None, "--n", min=1, max=1_000_000,
+        help="Number of slices (masks from the mask model).",
+    ),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Prepared dataset whose masks condition the images (paired)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
     vendor: Optional[str] = typer.Option(None, "--vendor", help="Render this scanner vendor's appearance (vendor-conditioned models)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT (and OUT_nifti, OUT.png) when cmraudit wrote them."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite",
+        help="Replace OUT (and OUT_nifti, OUT.png) when cmraudit wrote them.",
+    ),
 ) -> None:
     """Draw synthetic slices from a saved generator (prepared format + NIfTI + PNG grid)."""
     from ..pipeline import sample_generator

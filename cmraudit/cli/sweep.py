@@ -20,7 +20,10 @@ def sweep_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; default: the embedded phantom."),
     preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
     out: Path = typer.Option(..., "--out", help="Sweep directory: eps-<ε>/ run directories, sweep.json, sweep.png."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of the split, training and sampling (same for every ε)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**32 - 1,
+        help="Seed of the split, training and sampling (same for every ε).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a generator parameter (JSON values)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace finished runs in --out."),

@@ -356,8 +356,8 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         return _num(v, float, col, i, float("nan"))
 
     try:
-        annotated = [structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s]) if a is not None else ALL_STRUCTURES
-                     for a in cols["annotated"]]
+        annotated = [structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s])
+                     if a is not None else ALL_STRUCTURES for a in cols["annotated"]]
     except DataError as e:
         raise DataError(f"{path / 'index.csv'}: annotated column: {e}") from None
     meta.pop("summary", None)
@@ -367,7 +367,8 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         patient_id=np.array(cols["patient_id"], dtype=object),
         vendor=np.array(cols["vendor"], dtype=object),
         frame=np.array(cols["frame"], dtype=object),
-        slice_index=np.array([_num(x, int, "slice_index", i, -1) for i, x in enumerate(cols["slice_index"])], dtype=np.int64),
+        slice_index=np.array([_num(x, int, "slice_index", i, -1) for i, x in enumerate(cols["slice_index"])],
+                             dtype=np.int64),
         source=np.array(cols["source"], dtype=object),
         annotated=np.array(annotated, dtype=np.uint8),
         spacing_mm=np.array([[_sp(a, i, "spacing_y_mm"), _sp(b, i, "spacing_x_mm")]

@@ -24,7 +24,8 @@ class PreprocessConfig:
 
         if isinstance(self.crop, bool) or not isinstance(self.crop, int) or not 8 <= self.crop <= 4096:
             raise UsageError(f"--crop {self.crop!r}: must be an integer in 8..4096")
-        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or not 8 <= self.size <= 2048):
+        size = self.size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 2048):
             raise UsageError(f"--size {self.size!r}: must be an integer in 8..2048")
 
     def to_dict(self) -> dict:

@@ -53,7 +53,8 @@ def _load(info: PluginInfo, ep: EntryPoint) -> PluginInfo:
     try:
         info.cls = ep.load()
     except BaseException as e:  # noqa: BLE001 - fail closed: a plugin can never end or hijack the process
-        info.error = f"{type(e).__name__} at import: {e}" if isinstance(e, (SystemExit, KeyboardInterrupt)) else f"{type(e).__name__}: {e}"
+        at = " at import" if isinstance(e, (SystemExit, KeyboardInterrupt)) else ""
+        info.error = f"{type(e).__name__}{at}: {e}"
     return info
 
 
@@ -74,8 +75,8 @@ def _discover() -> dict[str, PluginInfo]:
         cands = sorted(cands, key=lambda c: c[1] != BUILTIN_DIST)  # stable: built-in first, else path order
         ep, dist, ver = cands[0]
         for other, odist, over in cands[1:]:
-            CONFLICTS.append(PluginInfo(name=name, value=other.value, distribution=odist, version=over,
-                                        error=f"name {name!r} is taken by {dist} ({ep.value}); this entry point is ignored"))
+            why = f"name {name!r} is taken by {dist} ({ep.value}); this entry point is ignored"
+            CONFLICTS.append(PluginInfo(name=name, value=other.value, distribution=odist, version=over, error=why))
             warnings.warn(
                 f"generator name {name!r} is registered by both {dist} ({ep.value}) and {odist} ({other.value}); "
                 f"using the one from {dist}" + (" (built-in names cannot be shadowed)" if dist == BUILTIN_DIST else ""),

@@ -49,7 +49,8 @@ class TrainConfig:
 
     def problems(self, prefix: str = "") -> list[str]:
         out = []
-        for name in ("steps", "epochs", "batch_size", "warmup_steps", "checkpoint_every", "lr", "ema_decay", "grad_clip"):
+        numeric = ("steps", "epochs", "batch_size", "warmup_steps", "checkpoint_every", "lr", "ema_decay", "grad_clip")
+        for name in numeric:
             v = getattr(self, name)
             integral = name not in ("lr", "ema_decay", "grad_clip")
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))

@@ -4,6 +4,7 @@
 Every defect of issue 15 has a case; the ids say which. A case with ``plugins=True`` runs with the
 hostile third-party plugins of the ``hostile_plugins`` fixture installed.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -61,25 +62,56 @@ CASES = [
     Case("acdc-crop-0", "data import acdc {acdc} --out {t}/o --crop 0", U, ("--crop",)),
     Case("acdc-size-200000", "data import acdc {acdc} --out {t}/o --size 200000", U, ("--size",)),
     Case("acdc-root-empty", "data import acdc {empty} --out {t}/o", D, ("{empty}",)),
-    Case("mnms-duplicate-code", "data import mnms {mnms} --info {info_dup} --out {t}/o --crop 32", D, ("{info_dup}", "twice")),
-    Case("mnms-out-is-info", "data import mnms {mnms} --info {info} --out {info} --overwrite", U, ("{info}", "lies inside")),
+    Case(
+        "mnms-duplicate-code",
+        "data import mnms {mnms} --info {info_dup} --out {t}/o --crop 32",
+        D,
+        ("{info_dup}", "twice"),
+    ),
+    Case(
+        "mnms-out-is-info",
+        "data import mnms {mnms} --info {info} --out {info} --overwrite",
+        U,
+        ("{info}", "lies inside"),
+    ),
     Case("mnms-out-inside-root", "data import mnms {mnms} --info {info} --out {mnms}/o", U, ("{mnms}", "lies inside")),
     Case("mnms-info-missing", "data import mnms {mnms} --info {t}/none.csv --out {t}/o", D, ("{t}/none.csv",)),
     Case("mnms-crop-0", "data import mnms {mnms} --info {info} --out {t}/o --crop 0", U, ("--crop",)),
     # ---- data import sunnybrook / dicom: duplicate IDs, options named
-    Case("sunnybrook-duplicate-patient", "data import sunnybrook {sb_dup_pid} --out {t}/o", D, ("link.csv", "SCD1", "twice")),
+    Case(
+        "sunnybrook-duplicate-patient",
+        "data import sunnybrook {sb_dup_pid} --out {t}/o",
+        D,
+        ("link.csv", "SCD1", "twice"),
+    ),
     Case("sunnybrook-duplicate-original", "data import sunnybrook {sb_dup_orig} --out {t}/o", D, ("link.csv", "SC-1")),
     Case("sunnybrook-out-inside-root", "data import sunnybrook {sb_dup_pid} --out {sb_dup_pid}/o", U, ("lies inside",)),
     Case("sunnybrook-not-a-folder", "data import sunnybrook {empty} --out {t}/o", D, ("{empty}", "link.csv")),
     Case("sunnybrook-crop-0", "data import sunnybrook {sb_dup_pid} --out {t}/o --crop 0", U, ("--crop",)),
-    Case("dicom-mask-format-bogus", "data import dicom {empty} --masks-from {raw} --out {t}/o --mask-format bogus", U,
-         ("--mask-format", "bogus")),
-    Case("dicom-annotated-FOO", "data import dicom {empty} --masks-from {raw} --out {t}/o --annotated FOO", U,
-         ("--annotated", "FOO")),
-    Case("dicom-link-duplicate", "data import dicom {sb_dup_pid}/dicoms --masks-from {raw} --link {link_dup} --out {t}/o", D,
-         ("{link_dup}", "twice")),
-    Case("dicom-out-is-masks-from", "data import dicom {empty} --masks-from {raw} --out {raw} --overwrite", U,
-         ("--masks-from", "{raw}")),
+    Case(
+        "dicom-mask-format-bogus",
+        "data import dicom {empty} --masks-from {raw} --out {t}/o --mask-format bogus",
+        U,
+        ("--mask-format", "bogus"),
+    ),
+    Case(
+        "dicom-annotated-FOO",
+        "data import dicom {empty} --masks-from {raw} --out {t}/o --annotated FOO",
+        U,
+        ("--annotated", "FOO"),
+    ),
+    Case(
+        "dicom-link-duplicate",
+        "data import dicom {sb_dup_pid}/dicoms --masks-from {raw} --link {link_dup} --out {t}/o",
+        D,
+        ("{link_dup}", "twice"),
+    ),
+    Case(
+        "dicom-out-is-masks-from",
+        "data import dicom {empty} --masks-from {raw} --out {raw} --overwrite",
+        U,
+        ("--masks-from", "{raw}"),
+    ),
     Case("dicom-size-0", "data import dicom {empty} --masks-from {raw} --out {t}/o --size 0", U, ("--size",)),
     # ---- prepared datasets validated on entry
     Case("info-slice-index-abc", "data info {bad_slice_index}", D, ("{bad_slice_index}", "slice_index")),
@@ -109,8 +141,12 @@ CASES = [
     Case("run-out-foreign-dir", f"{RUN} --out {{foreign}}", U, ("{foreign}", "did not write")),
     Case("run-data-label-7", "run -g ddpm --preset micro --data {bad_label7} --out {t}/r", D, ("{bad_label7}", "0..3")),
     Case("run-data-nan", "run -g ddpm --preset micro --data {bad_nan} --out {t}/r", D, ("{bad_nan}", "NaN")),
-    Case("run-data-json-list", "run -g ddpm --preset micro --data {bad_json_list} --out {t}/r", D, ("{bad_json_list}",)),
-    Case("run-data-slice-index", "run -g ddpm --preset micro --data {bad_slice_index} --out {t}/r", D, ("slice_index",)),
+    Case(
+        "run-data-json-list", "run -g ddpm --preset micro --data {bad_json_list} --out {t}/r", D, ("{bad_json_list}",)
+    ),
+    Case(
+        "run-data-slice-index", "run -g ddpm --preset micro --data {bad_slice_index} --out {t}/r", D, ("slice_index",)
+    ),
     Case("run-data-missing", "run -g ddpm --preset micro --data {t}/nowhere --out {t}/r", D, ("{t}/nowhere",)),
     Case("run-split-too-small", "run -g ddpm --preset micro --data {ph5} --out {t}/r", D, ("{ph5}", "holdout 1 < 2")),
     Case("run-one-patient", "run -g ddpm --preset micro --data {ph1} --out {t}/r", D, ("{ph1}", "at least 3 patients")),
@@ -123,8 +159,12 @@ CASES = [
     Case("fit-data-nan", "fit -g ddpm --preset micro --data {bad_nan} --out {t}/m", D, ("{bad_nan}", "NaN")),
     Case("fit-data-0d", "fit -g ddpm --preset micro --data {bad_0d} --out {t}/m", D, ("{bad_0d}", "images.npy")),
     Case("fit-resume-without-state", f"{FIT} --out {{t}}/m --resume", U, ("--resume", "--work-dir")),
-    Case("fit-resume-foreign-state", f"{FIT} --out {{t}}/m --work-dir {{work_foreign}} --resume", D,
-         ("{work_foreign}", "train_state.pt")),
+    Case(
+        "fit-resume-foreign-state",
+        f"{FIT} --out {{t}}/m --work-dir {{work_foreign}} --resume",
+        D,
+        ("{work_foreign}", "train_state.pt"),
+    ),
     Case("fit-seed-negative", f"{FIT} --out {{t}}/m --seed -1", U, ("--seed",)),
     Case("fit-set-malformed", f"{FIT} --out {{t}}/m --set steps", U, ("--set",)),
     # ---- sample: model folder validated, output guard (the model is never deleted)
@@ -152,13 +192,22 @@ CASES = [
     # ---- audit
     Case("audit-out-is-train", f"{AUDIT} --out {{ph}}", U, ("--train", "{ph}")),
     Case("audit-out-inside-holdout", f"{AUDIT} --out {{ph5}}/a", U, ("--holdout", "lies inside")),
-    Case("audit-train-nan", "audit --train {bad_nan} --holdout {ph5} --synthetic {ph1} --out {t}/a", D, ("{bad_nan}", "NaN")),
+    Case(
+        "audit-train-nan",
+        "audit --train {bad_nan} --holdout {ph5} --synthetic {ph1} --out {t}/a",
+        D,
+        ("{bad_nan}", "NaN"),
+    ),
     Case("audit-alpha-0", f"{AUDIT} --out {{t}}/a --alpha 0", U, ("--alpha",)),
     Case("audit-resamples-0", f"{AUDIT} --out {{t}}/a --resamples 0", U, ("--resamples",)),
     Case("audit-feature-bogus", f"{AUDIT} --out {{t}}/a --feature bogus", U, ("--feature",)),
     Case("audit-pixel-views-bogus", f"{AUDIT} --out {{t}}/a --pixel-views bogus", U, ("--pixel-views",)),
-    Case("audit-holdout-one-patient", "audit --train {ph} --holdout {ph1} --synthetic {ph5} --out {t}/a --feature pixel", D,
-         ("holdout",)),
+    Case(
+        "audit-holdout-one-patient",
+        "audit --train {ph} --holdout {ph1} --synthetic {ph5} --out {t}/a --feature pixel",
+        D,
+        ("holdout",),
+    ),
     # ---- report / compare / gate
     Case("report-out-is-dir", "report {run} --out {t}", U, ("--out", "is a directory")),
     Case("report-out-is-report-json", "report {run} --out {run}/report.json", U, ("lies inside", "{run}")),
@@ -188,14 +237,25 @@ CASES = [
     Case("unknown-command", "nosuchcmd", U, ("nosuchcmd",)),
     # ---- sweep
     Case("sweep-no-dp-support", "sweep -g noise --epsilons 1 --data {ph} --out {t}/s", U, ("--dp-epsilon", "noise")),
-    Case("sweep-bad-param", "sweep -g ddpm --preset micro --epsilons inf --data {ph} --out {t}/s --set steps=0", U, ("steps",)),
+    Case(
+        "sweep-bad-param",
+        "sweep -g ddpm --preset micro --epsilons inf --data {ph} --out {t}/s --set steps=0",
+        U,
+        ("steps",),
+    ),
     Case("sweep-epsilons-abc", "sweep -g ddpm --epsilons abc --data {ph} --out {t}/s", U, ("--epsilons",)),
     Case("sweep-out-is-data", "sweep -g ddpm --preset micro --data {ph} --out {ph}", U, ("{ph}", "--data")),
     Case("sweep-seed-negative", "sweep -g ddpm --preset micro --data {ph} --out {t}/s --seed -1", U, ("--seed",)),
     # ---- hostile plugins: never fail open
     Case("plugin-sys-exit-at-import", "run -g exitgen --data {ph} --out {t}/r", P, ("exitgen", "SystemExit"), True),
     Case("plugin-kbint-at-import", "run -g kbgen --data {ph} --out {t}/r", P, ("kbgen", "KeyboardInterrupt"), True),
-    Case("plugin-baseexception-at-import", "fit -g basegen --data {ph} --out {t}/m", P, ("basegen", "BaseException"), True),
+    Case(
+        "plugin-baseexception-at-import",
+        "fit -g basegen --data {ph} --out {t}/m",
+        P,
+        ("basegen", "BaseException"),
+        True,
+    ),
     Case("plugin-constructor-raises", "fit -g ctorgen --data {ph} --out {t}/m", P, ("ctorgen", "constructor"), True),
     Case("plugin-fit-raises", "fit -g fitgen --data {ph} --out {t}/m", P, ("fitgen", "fit exploded"), True),
     Case("plugin-check-broken", "generators check exitgen", P, ("exitgen",), True),

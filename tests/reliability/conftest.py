@@ -3,6 +3,7 @@
 ``assets`` maps a name to a path under one session directory; every case's argv refers to these
 names as ``{name}`` and to its own empty directory as ``{t}``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -161,11 +162,46 @@ def assets(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, n in (("ph", 9), ("ph5", 5), ("ph1", 1)):
-            assert main(["-q", "data", "phantom", "--out", str(root / name), "--subjects", str(n), "--size", "32",
-                         "--slices", "2"]) == 0
+            assert (
+                main(
+                    [
+                        "-q",
+                        "data",
+                        "phantom",
+                        "--out",
+                        str(root / name),
+                        "--subjects",
+                        str(n),
+                        "--size",
+                        "32",
+                        "--slices",
+                        "2",
+                    ]
+                )
+                == 0
+            )
             a[name] = root / name
-        assert main(["-q", "--threads", "1", "fit", "-g", "ddpm", "--preset", "micro", "--data", str(a["ph"]),
-                     "--out", str(root / "model"), "--set", "steps=2"]) == 0
+        assert (
+            main(
+                [
+                    "-q",
+                    "--threads",
+                    "1",
+                    "fit",
+                    "-g",
+                    "ddpm",
+                    "--preset",
+                    "micro",
+                    "--data",
+                    str(a["ph"]),
+                    "--out",
+                    str(root / "model"),
+                    "--set",
+                    "steps=2",
+                ]
+            )
+            == 0
+        )
     torch.set_num_threads(threads)
     a["model"], a["model_work"] = root / "model", root / "model.work"
     # a training state of another network: the image stage's state where the mask stage's belongs
@@ -188,7 +224,7 @@ def _fake_dist(root: Path, name: str, entry_points: str) -> None:
     (d / "entry_points.txt").write_text(entry_points)
 
 
-PLUGIN_SRC = '''
+PLUGIN_SRC = """
 class CtorFails:
     name = "ctorgen"
     def __init__(self, **kw):
@@ -203,20 +239,24 @@ class FitFails:
 
 class Impostor(FitFails):
     name = "ddpm"
-'''
+"""
 
 
 @pytest.fixture
 def hostile_plugins(tmp_path_factory, monkeypatch):
-    """Third-party plugins that exit, interrupt or raise at import, fail in their constructor or fit, or reuse 'ddpm'."""
+    """Third-party plugins that exit, interrupt or raise at import, fail in constructor or fit, or reuse 'ddpm'."""
     root = tmp_path_factory.mktemp("plugins")
     (root / "rel15_exit.py").write_text("import sys\nsys.exit(0)\n")
     (root / "rel15_kbint.py").write_text("raise KeyboardInterrupt\n")
     (root / "rel15_base.py").write_text("raise BaseException('plugin raised BaseException')\n")
     (root / "rel15_ok.py").write_text(PLUGIN_SRC)
-    _fake_dist(root, "hostile", "[cmraudit.generators]\nexitgen = rel15_exit:Gen\nkbgen = rel15_kbint:Gen\n"
-                                "basegen = rel15_base:Gen\nctorgen = rel15_ok:CtorFails\nfitgen = rel15_ok:FitFails\n"
-                                "ddpm = rel15_ok:Impostor\n")
+    _fake_dist(
+        root,
+        "hostile",
+        "[cmraudit.generators]\nexitgen = rel15_exit:Gen\nkbgen = rel15_kbint:Gen\n"
+        "basegen = rel15_base:Gen\nctorgen = rel15_ok:CtorFails\nfitgen = rel15_ok:FitFails\n"
+        "ddpm = rel15_ok:Impostor\n",
+    )
     monkeypatch.syspath_prepend(str(root))
     registry.refresh()
     yield root

@@ -1,5 +1,6 @@
 """Issue 15: every bad input gives the documented exit code, one line naming the file or option, no traceback,
 and leaves every input byte-identical and nothing behind (directory listings compared before and after)."""
+
 from __future__ import annotations
 
 import pytest

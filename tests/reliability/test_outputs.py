@@ -1,6 +1,7 @@
 """Issue 15, data loss: no command, with any --out / --overwrite, removes or changes a file it did not create
 (checksums of every input before and after); --overwrite replaces only cmraudit's own outputs and leaves no
 ``.NAME.old-PID`` / ``.tmp`` behind; disk full leaves nothing (exit 4 naming the path); the permission policy."""
+
 from __future__ import annotations
 
 import errno
@@ -53,7 +54,9 @@ def test_no_input_ever_changes(command, overwrite, assets, tmp_path, capsys):
     fmt = {k: str(v) for k, v in assets.items()} | {"t": str(tmp_path)}
     before = snapshot(assets["root"])
     for label, target in _targets(assets, inputs, command):
-        argv = template.format(**fmt, OUT=target).split() + (["--overwrite"] if overwrite and "--overwrite" in _HAS_OVERWRITE[command] else [])
+        argv = template.format(**fmt, OUT=target).split() + (
+            ["--overwrite"] if overwrite and "--overwrite" in _HAS_OVERWRITE[command] else []
+        )
         rc, out, err = cli(argv, capsys)
         # a target that is an input, inside one, holds one, or is not cmraudit's: refused before any work
         assert rc != 0, f"{command} --out {label} succeeded"
@@ -62,9 +65,25 @@ def test_no_input_ever_changes(command, overwrite, assets, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-_HAS_OVERWRITE = {k: ("--overwrite" if k in {"phantom", "import-folder", "import-mnms", "run", "sample", "sample-masks", "sweep",
-                                                      "fit-out", "fit-work-dir"}
-                      else "") for k in COMMANDS}
+_HAS_OVERWRITE = {
+    k: (
+        "--overwrite"
+        if k
+        in {
+            "phantom",
+            "import-folder",
+            "import-mnms",
+            "run",
+            "sample",
+            "sample-masks",
+            "sweep",
+            "fit-out",
+            "fit-work-dir",
+        }
+        else ""
+    )
+    for k in COMMANDS
+}
 
 
 def _listing(p):
@@ -121,14 +140,18 @@ def _enospc(stage, path):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-@pytest.mark.parametrize("argv,named", [
-    ("data phantom --subjects 2 --slices 1 --size 32 --out {t}/ph", "{t}/ph"),
-    ("data import folder {raw} --crop 32 --out {t}/imp", "{t}/imp"),
-    ("sample --model {model} --n 2 --out {t}/syn", "{t}/syn"),
-    ("report {run} --out {t}/r.html", "{t}/r.html"),
-    ("compare {run} {run2} --out {t}/cmp", "{t}/cmp"),
-    ("gate {run} --junit {t}/gate.xml", "{t}/gate.xml"),
-], ids=["phantom", "import", "sample", "report", "compare", "gate-junit"])
+@pytest.mark.parametrize(
+    "argv,named",
+    [
+        ("data phantom --subjects 2 --slices 1 --size 32 --out {t}/ph", "{t}/ph"),
+        ("data import folder {raw} --crop 32 --out {t}/imp", "{t}/imp"),
+        ("sample --model {model} --n 2 --out {t}/syn", "{t}/syn"),
+        ("report {run} --out {t}/r.html", "{t}/r.html"),
+        ("compare {run} {run2} --out {t}/cmp", "{t}/cmp"),
+        ("gate {run} --junit {t}/gate.xml", "{t}/gate.xml"),
+    ],
+    ids=["phantom", "import", "sample", "report", "compare", "gate-junit"],
+)
 def test_disk_full_leaves_nothing(argv, named, assets, tmp_path, capsys, monkeypatch):
     """ENOSPC injected on the write helpers (a tmpfs cannot be mounted in the test sandbox)."""
     monkeypatch.setattr(io_guard, "_inject", _enospc)
@@ -158,6 +181,11 @@ def test_permissions_follow_the_umask(mask, assets, tmp_path, capsys):
         os.umask(old)
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(tmp_path / "ph") == 0o777 & ~mask
-    for f in (tmp_path / "ph" / "images.npy", tmp_path / "ph" / io_guard.MARKER, tmp_path / "r.html", tmp_path / "g.xml",
-              tmp_path / "w.safetensors"):
+    for f in (
+        tmp_path / "ph" / "images.npy",
+        tmp_path / "ph" / io_guard.MARKER,
+        tmp_path / "r.html",
+        tmp_path / "g.xml",
+        tmp_path / "w.safetensors",
+    ):
         assert mode(f) == 0o666 & ~mask, f

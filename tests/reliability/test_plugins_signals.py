@@ -1,5 +1,6 @@
 """Issue 15, fail-closed plugins and Ctrl-C: a plugin that exits, interrupts or raises at import is listed as
 broken and never ends the process; a third-party 'ddpm' never shadows the built-in; SIGINT prints one line."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,11 @@ def test_generators_list_survives_hostile_plugins(hostile_plugins, capsys):
     rc, out, err = cli(["generators", "list"], capsys)
     assert rc == 0 and "Traceback" not in out + err
     broken = {line.split()[1]: line for line in out.splitlines() if line.startswith("broken: ")}
-    assert "SystemExit" in broken["exitgen"] and "KeyboardInterrupt" in broken["kbgen"] and "BaseException" in broken["basegen"]
+    assert (
+        "SystemExit" in broken["exitgen"]
+        and "KeyboardInterrupt" in broken["kbgen"]
+        and "BaseException" in broken["basegen"]
+    )
     ignored = [line for line in out.splitlines() if line.startswith("ignored: ddpm")]
     assert len(ignored) == 1 and "hostile" in ignored[0] and "rel15_ok:Impostor" in ignored[0]
 
@@ -44,11 +49,16 @@ def _wait_for(path: Path, timeout: float = 120) -> None:
 def test_sigint_prints_one_line_and_exits_130(tmp_path):
     """A real SIGINT during `data phantom`: exit 130, one line saying so, no traceback, nothing left behind."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    code = ("import time, cmraudit.data.phantom as ph\n"
-            "def slow(*a, **k):\n    open('started', 'w').close()\n    time.sleep(60)\n"
-            "ph.make_phantom = slow\n"
-            "from cmraudit.cli.main import main\nraise SystemExit(main(['-q', 'data', 'phantom', '--out', 'o', '--size', '32']))\n")
-    p = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = (
+        "import time, cmraudit.data.phantom as ph\n"
+        "def slow(*a, **k):\n    open('started', 'w').close()\n    time.sleep(60)\n"
+        "ph.make_phantom = slow\n"
+        "from cmraudit.cli.main import main\n"
+        "raise SystemExit(main(['-q', 'data', 'phantom', '--out', 'o', '--size', '32']))\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for(tmp_path / "started")
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)

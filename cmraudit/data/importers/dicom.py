@@ -236,7 +236,8 @@ def read_link(path: Path) -> dict[str, str]:
                 if not pid:
                     continue
                 if pid in link:
-                    raise DataError(f"{path}: line {i}: patient_id {pid!r} appears twice; each patient must have exactly one row")
+                    raise DataError(f"{path}: line {i}: patient_id {pid!r} appears twice; "
+                                    "each patient must have exactly one row")
                 if orig in link.values():
                     raise DataError(f"{path}: line {i}: original_id {orig!r} is linked to two patients; "
                                     "one patient's contours would be joined to another's images")
