@@ -22,7 +22,8 @@ from .validate import check_seed, read_input_dataset
 
 def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick",
                   seed: int = 0, device: str = "auto", params: dict | None = None,
-                  work_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True, dp=None, overwrite: bool = False):
+                  work_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True, dp=None,
+                  overwrite: bool = False):
     """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun).
 
     ``dp``: a :class:`cmraudit.privacy.dp.DPConfig` (patient-level DP-SGD) or None."""
