@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -26,9 +27,14 @@ from ..report.report_fixtures import make_run_dir
 def snapshot(root: Path) -> dict[str, str]:
     """Relative path → sha256 (directories → 'dir') of everything under ``root``, hidden files included."""
     out = {}
-    for p in sorted(Path(root).rglob("*")):
-        rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    for dirpath, dirnames, filenames in os.walk(root):  # never follows symbolic links
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = "link:" + os.readlink(p)
+            else:
+                out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
@@ -144,6 +150,10 @@ def _misc(root: Path) -> dict[str, Path]:
     out["foreign_html"].write_text("<html>my own page</html>\n")
     out["policy_nan"] = root / "nan.toml"
     out["policy_nan"].write_text("[rules]\ncopy_rate = nan\n")
+    out["raw_link"] = root / "raw_link"  # a symbolic link to the raw NIfTI folder
+    out["raw_link"].symlink_to(root / "raw", target_is_directory=True)
+    out["dangling"] = root / "dangling"
+    out["dangling"].symlink_to(root / "nowhere-at-all")
     out["shots"] = root / "shots"  # does not exist, but shots.png (a user's file) does
     (root / "shots.png").write_bytes(b"a user's picture")
     out["policy_inf"] = root / "inf.toml"
