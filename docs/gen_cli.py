@@ -36,7 +36,10 @@ Every command checks its outputs before doing any work (`cmraudit.io_guard.check
 - an output (`--out`, `--work-dir`, `--junit`, …) may not be, contain, or lie inside one of the command's inputs
   (exit 2, naming both);
 - cmraudit writes into or replaces an existing non-empty directory only when cmraudit wrote it: every directory it
-  creates holds a marker file `.cmraudit-output`; `--overwrite` never removes anything else (exit 2);
+  creates holds a marker file `.cmraudit-output` naming the kind of output (dataset, model, run, …), and an output
+  only ever replaces one of its own kind (`data phantom --overwrite` never replaces a model); `--overwrite` never
+  removes anything else (exit 2); `fit`, `sample`, importers and `data phantom` refuse an existing output without
+  `--overwrite` (exit 4);
 - a regular file is never replaced by a directory; an existing `report --out` or `gate --junit` file is replaced only
   when it is cmraudit's own HTML report or JUnit file;
 - every file and directory is written to a temporary sibling and renamed into place: on a full disk or Ctrl-C
