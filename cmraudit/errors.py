@@ -45,7 +45,12 @@ class NotFittedError(PluginError, AttributeError):
 
 
 class CheckpointError(PluginError):
-    """A checkpoint that cannot be loaded safely (exit 3)."""
+    """A model folder or checkpoint that is missing, malformed or cannot be loaded safely (exit 4: bad input data).
+
+    Still a PluginError subclass so older ``except PluginError`` code keeps catching it.
+    """
+
+    exit_code = EXIT_DATA
 
 
 class DataError(CmrAuditError, ValueError):

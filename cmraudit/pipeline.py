@@ -23,12 +23,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .data.dataset import Dataset, read_dataset, write_dataset
+from .data.dataset import Dataset, write_dataset
 from .data.splits import split_patients
-from .errors import CmrAuditError, DataError, UsageError
+from .errors import CmrAuditError, PluginError, UsageError
 from .estimates import skipped
-from .generators.checkpoint import load_generator
-from .generators.registry import get_plugin
+from .generators.registry import call_plugin, get_plugin
+from .io_guard import atomic_file, check_output, make_output_dir, remove_stale_temps
+from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 from .generators.distributed import is_main_process
 
 SCHEMA_VERSION = "1.0"
@@ -152,17 +153,21 @@ def make_generator(name: str, *, preset: str, params: dict | None = None, device
         if image_size is not None and "image_size" not in params:
             params["image_size"] = image_size
         params.setdefault("device", device)
-        return cls.from_preset(preset, **params)
+        return call_plugin(name, "its constructor", cls.from_preset, preset, **params)
     try:
         return cls(**params)
     except TypeError as e:
         raise UsageError(f"generator {name!r} rejected its parameters {sorted(params)}: {e}") from e
+    except (CmrAuditError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a plugin's constructor bug is a plugin error (exit 3)
+        raise PluginError(f"generator {name!r} failed in its constructor: {type(e).__name__}: {e}") from e
 
 
 def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subjects: int | None = None, progress: bool = False) -> tuple[Dataset, str]:
     """The prepared dataset at ``data``, or the embedded phantom at the preset's image size."""
     if data is not None:
-        return read_dataset(data), str(data)
+        return read_input_dataset(data, option="--data"), str(data)
     from .data.phantom import PhantomConfig, make_phantom
     from .generators.presets import resolve_preset
 
@@ -182,16 +187,14 @@ def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
     """Write ``images.nii.gz`` (float32) and ``masks.nii.gz`` (uint8) as [H, W, N] volumes."""
     import nibabel as nib
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out, kind="nifti")
     sp = ds.spacing_mm[np.isfinite(ds.spacing_mm).all(1)]
     zooms = (float(sp[0, 0]), float(sp[0, 1]), 1.0) if len(sp) else (1.0, 1.0, 1.0)
     for name, arr in (("images", np.asarray(ds.images, np.float32)), ("masks", np.asarray(ds.masks, np.uint8))):
         img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(arr, (1, 2, 0))), np.diag([*zooms, 1.0]))
         img.header.set_zooms(zooms)
-        tmp = out / f".{name}.tmp.nii.gz"
-        nib.save(img, tmp)
-        os.replace(tmp, out / f"{name}.nii.gz")
+        with atomic_file(out / f"{name}.nii.gz", suffix=".tmp.nii.gz") as tmp:  # nibabel picks the format by suffix
+            nib.save(img, tmp)
     return out
 
 
@@ -217,8 +220,7 @@ def _write_report(run_dir: Path, report: dict) -> Path:
 # ------------------------------------------------------------------ run
 def run(config: RunConfig) -> RunResult:
     """Run the whole pipeline; returns the run directory and its report."""
-    if config.preset not in PRESET_RUN:
-        raise UsageError(f"--preset {config.preset!r} is not a preset; expected one of {', '.join(PRESETS)}")
+    check_run_config(config)
     from .privacy.dp import DPConfig, require_dp_support
 
     dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
@@ -230,45 +232,58 @@ def run(config: RunConfig) -> RunResult:
     device = select_device(config.device)
     started, timings, t = _now(), {}, time.perf_counter()
     run_dir = Path(config.out or f"cmraudit-runs/{config.generator}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    check_output(run_dir, inputs=[("--data", config.data)], option="--out", produces="run")
     if (run_dir / "report.json").exists() and not (config.overwrite or config.resume):
         raise UsageError(f"--out {run_dir}: a finished run is already there; pass --overwrite or choose another --out")
     info = get_plugin(config.generator)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
     require_masks(ds, source)
-    split = split_patients(ds, seed=config.seed)
-    split.save(run_dir / "split.json")
+    try:
+        split = split_patients(ds, seed=config.seed)
+    except CmrAuditError as e:
+        raise type(e)(f"{source}: {e}") from e
     parts = split.apply(ds)
+    check_split_sizes(parts, source)
+    # the generator is built and its parameters checked before anything is written
+    gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
+                         image_size=int(parts["train"].shape[0]) if config.data is not None else None)
+    if hasattr(gen, "validate_params"):
+        call_plugin(config.generator, "validate_params", gen.validate_params)
+    make_output_dir(run_dir, kind="run")
+    if config.resume:
+        remove_stale_temps(run_dir)  # what a killed run (kill -9) could not clean up
+    split.save(run_dir / "split.json")
     for name, part in parts.items():
         write_dataset(part, run_dir / "data" / name, overwrite=True)
     train, holdout, test = parts["train"], parts["holdout"], parts["test"]
-    if len(train) == 0 or len(test) == 0:
-        raise DataError(f"{source}: the split left train or test empty ({len(train)} / {len(test)} slices); use more patients")
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
-                         image_size=int(train.shape[0]) if config.data is not None else None)
     fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
     if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
-    gen.fit(train, seed=config.seed, progress=config.progress, **fit_kw, **({} if dp is None else {"dp": dp}))
-    gen.save(run_dir / "model")
+    call_plugin(config.generator, "fit", gen.fit, train, seed=config.seed, progress=config.progress, **fit_kw,
+                **({} if dp is None else {"dp": dp}))
+    call_plugin(config.generator, "save", gen.save, run_dir / "model")
     timings["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
-    n_samples = int(config.n_samples or defaults["n_samples"] or len(train))
+    n_samples = int(config.n_samples if config.n_samples is not None else (defaults["n_samples"] or len(train)))
     pkw = {"progress": config.progress} if "progress" in inspect.signature(gen.sample).parameters else {}
-    synthetic = _synthetic_for_spacing(gen.sample(n=n_samples, seed=config.seed + 1, **pkw), train)
+    drawn = call_plugin(config.generator, "sample", gen.sample, n=n_samples, seed=config.seed + 1, **pkw)
+    synthetic = _synthetic_for_spacing(drawn, train)
     write_dataset(synthetic, run_dir / "synthetic", overwrite=True)
     paired = None
     tags = getattr(gen, "tags", None)
-    if tags is None or tags.conditional:
-        k = min(len(test), int(config.n_paired or defaults["n_paired"] or len(test)))
+    n_paired = config.n_paired if config.n_paired is not None else (defaults["n_paired"] or len(test))
+    if (tags is None or tags.conditional) and n_paired > 0:
+        k = min(len(test), int(n_paired))
         rows = np.arange(len(test)) if k == len(test) else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
-        paired = _synthetic_for_spacing(gen.sample(masks=np.asarray(test.masks[rows]), seed=config.seed + 2, **pkw), test)
+        drawn = call_plugin(config.generator, "sample", gen.sample, masks=np.asarray(test.masks[rows]),
+                            seed=config.seed + 2, **pkw)
+        paired = _synthetic_for_spacing(drawn, test)
         paired.meta.update({"paired_with": "test", "test_rows": rows.tolist()})
         write_dataset(paired, run_dir / "synthetic_paired", overwrite=True)
     export_nifti(synthetic, run_dir / "synthetic_nifti")
@@ -340,42 +355,5 @@ def _finish_report(config, run_sec: dict, data: dict, gsec: dict, sections: dict
     return report
 
 
-# ------------------------------------------------------------------ fit / sample alone
-def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick", seed: int = 0,
-                  device: str = "auto", params: dict | None = None, work_dir: str | os.PathLike | None = None,
-                  resume: bool = False, progress: bool = True, dp=None):
-    """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun).
-
-    ``dp``: a :class:`cmraudit.privacy.dp.DPConfig` (patient-level DP-SGD) or None."""
-    if dp is not None:
-        from .privacy.dp import require_dp_support
-
-        require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
-    train = read_dataset(data)
-    require_masks(train, str(data))
-    gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
-    kw = {"work_dir": Path(work_dir or Path(out).with_name(Path(out).name + ".work")), "resume": resume} if hasattr(gen, "from_preset") else {}
-    gen.fit(train, seed=seed, progress=progress, **kw, **({} if dp is None else {"dp": dp}))
-    gen.save(out)
-    return gen
-
-
-def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int | None = None, masks: str | os.PathLike | None = None,
-                     seed: int = 0, vendor: str | None = None, nifti: bool = True, grid: bool = True, overwrite: bool = False,
-                     progress: bool = False) -> Dataset:
-    """Load a saved generator, draw ``n`` slices (or images for the masks of dataset ``masks``) and write them."""
-    gen = load_generator(model)
-    kw = {"vendor": vendor} if vendor is not None else {}
-    if "progress" in inspect.signature(gen.sample).parameters:
-        kw["progress"] = progress
-    if masks is not None:
-        ref = read_dataset(masks)
-        syn = _synthetic_for_spacing(gen.sample(masks=np.asarray(ref.masks), seed=seed, **kw), ref)
-    else:
-        syn = gen.sample(n=n, seed=seed, **kw)
-    write_dataset(syn, out, overwrite=overwrite)
-    if nifti:
-        export_nifti(syn, Path(out).with_name(Path(out).name + "_nifti"))
-    if grid:
-        save_grid(syn, Path(out).with_name(Path(out).name + ".png"), seed=seed)
-    return syn
+# ------------------------------------------------------------------ fit / sample alone (cmraudit/standalone.py)
+from .standalone import fit_generator, sample_generator  # noqa: E402,F401 - re-exported

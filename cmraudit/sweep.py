@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import UsageError
+from .io_guard import MARKER, atomic_file, make_output_dir, remove_if_created, write_text_atomic
 
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("frechet_distance", "fidelity: Fréchet distance", "lower is better"),
@@ -104,19 +105,22 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     if run is None:
         from .pipeline import run as run  # noqa: PLW0127
     eps = parse_epsilons(epsilons)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    created = not Path(out).exists()
+    out = make_output_dir(out, kind="sweep")
     points = []
     for e in eps:
         cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"))
-        res = run(cfg)
+        try:
+            res = run(cfg)
+        except BaseException:
+            if created and {p.name for p in out.iterdir()} <= {MARKER}:
+                remove_if_created(out, created)  # refused before any work: leave nothing behind
+            raise
         points.append(point_from_report(res.report, epsilon=e, run_dir=str(res.run_dir)))
     result = SweepResult(generator=str(config.generator), points=points)
     summary = out / "sweep.json"
     result.files = [summary, plot_sweep(result, out / "sweep.png")]
-    tmp = summary.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False))
-    os.replace(tmp, summary)
+    write_text_atomic(summary, json.dumps(result.to_dict(), indent=2, allow_nan=False))
     return result
 
 
@@ -153,6 +157,7 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike) -> Path:
     fig.suptitle(f"privacy–utility trade-off: {result.generator}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -3,7 +3,7 @@ import json
 
 from cmraudit.cli.main import main
 from cmraudit.data.dataset import read_dataset, write_dataset
-from cmraudit.errors import EXIT_PLUGIN, EXIT_USAGE
+from cmraudit.errors import EXIT_DATA, EXIT_PLUGIN, EXIT_USAGE
 from cmraudit.testing import make_toy_dataset
 
 
@@ -46,7 +46,9 @@ def test_cli_errors(tmp_path, capsys):
     assert "--dp-epsilon" in capsys.readouterr().err
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "c")]) == EXIT_USAGE
     assert main(["fit", "--generator", "ddpm", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "m"), "--set", "steps"]) == EXIT_USAGE
-    assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "d"), "--n", "2"]) == EXIT_PLUGIN  # not a saved model
+    # out inside the model folder: refused (exit 2); a folder that is not a model: exit 4
+    assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "d"), "--n", "2"]) == EXIT_USAGE
+    assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path.parent / "d15"), "--n", "2"]) == EXIT_DATA
 
 
 def test_threads_option_sets_torch_threads(capsys, monkeypatch):

@@ -60,16 +60,27 @@ def audit_cmd(
     model: Optional[Path] = typer.Option(None, "--model", help="RUN_DIR (or RUN_DIR/model) of the fitted generator: enables white-box and shadow attacks."),
     feature: str = typer.Option("pixel,domain", "--feature", help="Comma-separated feature spaces: pixel, domain, polar."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="User encoder for the domain space (TorchScript file or dir with config.json + weights)."),
-    alpha: float = typer.Option(1e-3, "--alpha", help="Target false-positive rate of the calibrated copy threshold."),
+    alpha: float = typer.Option(
+        1e-3, "--alpha", min=1e-9, max=0.5,
+        help="Target false-positive rate of the calibrated copy threshold.",
+    ),
     pixel_views: str = typer.Option("none", "--pixel-views", help="'flips' also indexes flipped training slices in pixel space (4x cost)."),
-    shadow: int = typer.Option(0, "--shadow", help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off."),
+    shadow: int = typer.Option(
+        0, "--shadow", min=0, max=1024,
+        help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off.",
+    ),
     executor: str = typer.Option("local", "--executor", help="Shadow executor: local, slurm, ray, inline."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
-    resamples: int = typer.Option(1000, "--resamples", help="Patient-bootstrap resamples for MIA CIs."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (encoder training, folds, bootstrap, shadows)."),
+    resamples: int = typer.Option(
+        1000, "--resamples", min=1, max=1_000_000,
+        help="Patient-bootstrap resamples for MIA CIs.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**32 - 1,
+        help="Random seed (encoder training, folds, bootstrap, shadows).",
+    ),
 ) -> None:
     """Audit a synthetic set for copies, memorisation and membership inference (privacy section of report.json)."""
-    from ..data.dataset import read_dataset
     from ..errors import UsageError
     from ..privacy import AuditConfig, ShadowConfig, audit_privacy
 
@@ -78,19 +89,35 @@ def audit_cmd(
     bad = [f for f in spaces if f not in known]
     if bad or not spaces:
         raise UsageError(f"--feature {feature!r}: unknown space(s) {bad or spaces}; expected a comma-separated subset of {sorted(known)}")
-    ds = {n: read_dataset(p) for n, p in (("train", train), ("holdout", holdout), ("synthetic", synthetic))}
-    ref = read_dataset(reference) if reference is not None else None
+    from ..io_guard import check_output, make_output_dir, remove_if_created
+    from ..pipeline import read_input_dataset
+
+    check_output(out, inputs=[("--train", train), ("--holdout", holdout), ("--synthetic", synthetic),
+                              ("--model", model),
+                              ("--reference", reference), ("--encoder", encoder)], option="--out", produces="audit")
+    if pixel_views not in ("none", "flips"):
+        raise UsageError(f"--pixel-views {pixel_views!r}: expected none or flips")
+    named = (("train", train), ("holdout", holdout), ("synthetic", synthetic))
+    ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in named}
+    ref = read_input_dataset(reference, option="--reference") if reference is not None else None
     gen = _load_model(model) if model is not None else None
     domain_params = {"encoder": str(encoder)} if encoder is not None else {}
     masks = all(d.meta.get("has_masks", True) for d in ds.values())  # image-only sets: no mask-copy search
     config = AuditConfig(alpha=alpha, pixel_views=pixel_views, n_resamples=resamples, domain_params=domain_params,
                          masks=masks)
     shadow_cfg = ShadowConfig(k=shadow, executor=executor, workdir=str(out / "privacy" / "shadows")) if shadow else None
-    res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen, features=tuple(spaces),
-                        seed=seed, config=config, out_dir=out, progress=not _state.QUIET, shadow=shadow_cfg, reference=ref)
-    d = res.to_dict()
-    report = _report(d, ds, gen=gen, seed=seed, config=config)
-    path = _write(out, report)
+    created = not out.exists()
+    make_output_dir(out, kind="audit")
+    try:
+        res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen,
+                            features=tuple(spaces), seed=seed, config=config, out_dir=out, progress=not _state.QUIET,
+                            shadow=shadow_cfg, reference=ref)
+        d = res.to_dict()
+        report = _report(d, ds, gen=gen, seed=seed, config=config)
+        path = _write(out, report)
+    except BaseException:
+        remove_if_created(out, created)  # never a half-written audit; never an existing directory
+        raise
     if not _state.QUIET:
         console.print(_summary_table(d))
     console.print(f"privacy report -> {path}")

@@ -16,8 +16,22 @@ import_app = typer.Typer(help="Import real data (NIfTI / DICOM) into the prepare
 data_app.add_typer(import_app, name="import")
 console = Console()
 
-_CROP = typer.Option(128, "--crop", help="ROI crop size in pixels, centred on the mask centroid.")
-_SIZE = typer.Option(None, "--size", help="Resize the crop to SIZE×SIZE (images area/bilinear, masks nearest).")
+_CROP = typer.Option(
+    128, "--crop", min=8, max=4096,
+    help="ROI crop size in pixels, centred on the mask centroid (8–4096).",
+)
+_SIZE = typer.Option(
+    None, "--size", min=8, max=2048,
+    help="Resize the crop to SIZE×SIZE (images area/bilinear, masks nearest; 8–2048).",
+)
+SEED_MAX = 2**32 - 1
+
+
+def _guard(out: Path, **inputs) -> None:
+    """The shared output-path guard (cmraudit.io_guard): OUT is none of the inputs, holds none, lies in none."""
+    from ..io_guard import check_output
+
+    check_output(out, inputs=[(k, v) for k, v in inputs.items()], option="--out", produces="dataset")
 _STRICT = typer.Option(False, "--strict", help="Treat a bad patient as an error instead of skipping it.")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it exists.")
 
@@ -34,16 +48,24 @@ def _print_summary(summary) -> None:
 @data_app.command("phantom")
 def phantom_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
-    subjects: int = typer.Option(60, "--subjects", help="Number of phantom subjects (patients)."),
-    slices: int = typer.Option(8, "--slices", help="Short-axis slices per subject and phase."),
-    size: int = typer.Option(64, "--size", help="Image size in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (the phantom is deterministic by seed)."),
+    subjects: int = typer.Option(60, "--subjects", min=1, max=100000, help="Number of phantom subjects (patients)."),
+    slices: int = typer.Option(8, "--slices", min=1, max=64, help="Short-axis slices per subject and phase (1–64)."),
+    size: int = typer.Option(64, "--size", min=16, max=1024, help="Image size in pixels (16–1024)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX,
+        help="Random seed (the phantom is deterministic by seed).",
+    ),
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Write the embedded procedural cine-MRI phantom as a prepared dataset."""
     from ..data.dataset import write_dataset
     from ..data.phantom import PhantomConfig, make_phantom
 
+    _guard(out)
+    if out.exists() and not overwrite:  # before the work, not after it
+        from ..errors import DataError
+
+        raise DataError(f"{out}: output already exists (pass overwrite / --overwrite to replace it)")
     cfg = PhantomConfig(subjects=subjects, slices=slices, size=size)
     ds = make_phantom(cfg, seed=seed, progress=not _state.QUIET)
     write_dataset(ds, out, overwrite=overwrite)
@@ -64,6 +86,7 @@ def import_acdc_cmd(
     from ..data.importers import import_acdc
     from ..data.preprocess import PreprocessConfig
 
+    _guard(out, ROOT=root)
     _print_summary(import_acdc(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
 
@@ -81,6 +104,7 @@ def import_mnms_cmd(
     from ..data.importers import import_mnms
     from ..data.preprocess import PreprocessConfig
 
+    _guard(out, ROOT=root, **{"--info": info})
     _print_summary(import_mnms(root, info=info, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
 
@@ -97,6 +121,7 @@ def import_folder_cmd(
     from ..data.importers import import_folder
     from ..data.preprocess import PreprocessConfig
 
+    _guard(out, ROOT=root)
     _print_summary(import_folder(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
 
@@ -113,6 +138,7 @@ def import_sunnybrook_cmd(
     from ..data.importers.dicom import import_sunnybrook
     from ..data.preprocess import PreprocessConfig
 
+    _guard(out, ROOT=root)
     _print_summary(import_sunnybrook(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
 
@@ -133,7 +159,17 @@ def import_dicom_cmd(
     from ..data.importers.dicom import import_dicom
     from ..data.preprocess import PreprocessConfig
 
+    from ..data.dataset import STRUCTURES
+    from ..errors import UsageError
+
+    _guard(out, ROOT=root, **{"--masks-from": masks_from, "--link": link})
+    if mask_format not in ("auto", "contours", "labels"):
+        raise UsageError(f"--mask-format {mask_format!r}: expected contours, labels or auto")
     structures = [s.strip() for s in annotated.split(",") if s.strip()]
+    bad = [s for s in structures if s not in STRUCTURES]
+    if bad or not structures:
+        raise UsageError(f"--annotated {annotated!r}: unknown structure(s) {bad}; "
+                         f"expected a comma-separated subset of {list(STRUCTURES)}")
     _print_summary(import_dicom(root, masks_from=masks_from, out=out, config=PreprocessConfig(crop=crop, size=size), mask_format=mask_format,
                                 annotated=structures, link=link, strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 

@@ -5,7 +5,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..generators.registry import get_plugin, list_generators
+from ..generators.registry import CONFLICTS, get_plugin, list_generators
 
 gen_app = typer.Typer(help="List installed generator plugins and check them.", no_args_is_help=False, invoke_without_command=True)
 console = Console()
@@ -30,6 +30,8 @@ def list_cmd() -> None:
     for p in plugins:
         if not p.ok:  # plain lines: the whole error, never truncated by the table
             typer.echo(f"broken: {p.name} ({p.distribution} {p.version}): {p.error}")
+    for p in CONFLICTS:  # a third-party entry point reusing a taken (e.g. built-in) name: never used
+        typer.echo(f"ignored: {p.name} ({p.distribution} {p.version}, {p.value}): {p.error}")
 
 
 @gen_app.command("check")

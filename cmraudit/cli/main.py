@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from .. import __version__
-from ..errors import EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
+from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
+from ..io_guard import WRITE_ERRNOS
 from . import _state
 
 try:  # typer >= 0.20 vendors click
@@ -29,6 +30,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err_console = Console(stderr=True)
+INTERRUPTED = "interrupted (Ctrl-C): unfinished outputs were removed; a run or fit continues with --resume"
 
 
 def _version(value: bool) -> None:
@@ -76,21 +78,34 @@ def main(argv: list[str] | None = None) -> int:
     _state.DEBUG = "--debug" in args
     try:
         rv = app(args=args, prog_name="cmraudit", standalone_mode=False)
+        if rv == 130:  # typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code silently
+            print(INTERRUPTED, file=sys.stderr)
         return int(rv) if isinstance(rv, int) else 0
-    except Exit as e:  # pragma: no cover - handled by click when standalone_mode=False
+    except Exit as e:  # typer turns Ctrl-C into Exit(130)
+        if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
+            print(INTERRUPTED, file=sys.stderr)
         return e.exit_code
     except ClickException as e:
-        e.show(file=sys.stderr)
+        # one line naming the option (click's own format spreads usage over three lines)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None and ctx.command_path else ""
+        print(f"error: {e.format_message()}{hint}".replace("\n", " "), file=sys.stderr)
         return EXIT_USAGE
     except Abort:
-        err_console.print("aborted")
+        print("error: aborted", file=sys.stderr)
         return EXIT_USAGE
     except CmrAuditError as e:
         _report_error(e, f"error: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        print(INTERRUPTED, file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:  # a file error outside the guarded helpers: still one line naming the file, exit 4
+            _report_error(e, f"error: {e.filename or 'a file'}: {e.strerror}")
+            return EXIT_DATA
+        _report_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
+        return EXIT_INTERNAL
     except Exception as e:  # noqa: BLE001
         _report_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
         return EXIT_INTERNAL

@@ -13,13 +13,20 @@ from ..errors import UsageError
 from . import _state
 
 console = Console()
+SEED_MAX = 2**32 - 1
 
 _SET = typer.Option(None, "--set", help="Override a generator parameter: --set steps=800 --set channels=[32,64,64] (JSON values).")
 _DP_EPS = typer.Option(None, "--dp-epsilon", help="Train every stage with patient-level DP-SGD to this total ε (inf: no DP; docs/dp.md).")
-_DP_DELTA = typer.Option(1e-5, "--dp-delta", help="DP δ for the whole generator (must be < 1/n_patients).")
-_DP_CLIP = typer.Option(1.0, "--max-grad-norm", help="DP-SGD: per-patient gradient clipping norm C.")
+_DP_DELTA = typer.Option(
+    1e-5, "--dp-delta", min=0.0, max=1.0,
+    help="DP δ for the whole generator (must be < 1/n_patients).",
+)
+_DP_CLIP = typer.Option(1.0, "--max-grad-norm", min=0.0, help="DP-SGD: per-patient gradient clipping norm C.")
 _DP_ACC = typer.Option("prv", "--accountant", help="DP accountant: prv (tighter) or rdp.")
-_DP_K = typer.Option(1, "--noise-multiplicity", help="DP-SGD: diffusion-loss draws averaged per example before clipping.")
+_DP_K = typer.Option(
+    1, "--noise-multiplicity", min=1, max=1024,
+    help="DP-SGD: diffusion-loss draws averaged per example before clipping.",
+)
 _DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 
 
@@ -42,9 +49,15 @@ def run_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; default: the embedded phantom."),
     preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default cmraudit-runs/<generator>-<time>)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, training and sampling."),
-    n_samples: Optional[int] = typer.Option(None, "--n-samples", help="Synthetic slices to draw (default: 96 in quick, train size in paper)."),
-    n_paired: Optional[int] = typer.Option(None, "--n-paired", help="Real test masks re-rendered for paired fidelity (default 32 in quick, all in paper)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the split, training and sampling."),
+    n_samples: Optional[int] = typer.Option(
+        None, "--n-samples", min=1,
+        help="Synthetic slices to draw (default: 96 in quick, train size in paper).",
+    ),
+    n_paired: Optional[int] = typer.Option(
+        None, "--n-paired", min=0,
+        help="Real test masks re-rendered for paired fidelity (default 32 in quick, all in paper; 0: none).",
+    ),
     dp_epsilon: Optional[float] = _DP_EPS,
     dp_delta: float = _DP_DELTA,
     max_grad_norm: float = _DP_CLIP,
@@ -84,11 +97,12 @@ def fit_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared training dataset."),
     out: Path = typer.Option(..., "--out", help="Directory for the saved generator (config.json + weights)."),
     preset: str = typer.Option("quick", "--preset", help="quick, paper (or micro for tests)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
     device: str = _DEVICE,
     sets: Optional[List[str]] = _SET,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Resumable training state (default OUT.work)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit from --work-dir."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it is a model cmraudit wrote."),
     dp_epsilon: Optional[float] = _DP_EPS,
     dp_delta: float = _DP_DELTA,
     max_grad_norm: float = _DP_CLIP,
@@ -103,7 +117,7 @@ def fit_cmd(
     dp = DPConfig.from_options(dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant,
                                noise_multiplicity=noise_multiplicity)
     gen = fit_generator(generator=generator, data=data, out=out, preset=preset, seed=seed, device=device, params=parse_overrides(sets),
-                        work_dir=work_dir, resume=resume, progress=not _state.QUIET, dp=dp)
+                        work_dir=work_dir, resume=resume, progress=not _state.QUIET, dp=dp, overwrite=overwrite)
     if is_main_process():
         tr = getattr(gen, "training_", {}) or {}
         table = Table(title=f"fit {generator} → {out}")
@@ -122,11 +136,17 @@ def fit_cmd(
 def sample_cmd(
     model: Path = typer.Option(..., "--model", help="Saved generator directory (from cmraudit fit / run)."),
     out: Path = typer.Option(..., "--out", help="Output prepared dataset."),
-    n: Optional[int] = typer.Option(None, "--n", help="Number of slices (masks from the mask model)."),
+    n: Optional[int] = typer.Option(
+        None, "--n", min=1, max=1_000_000,
+        help="Number of slices (masks from the mask model).",
+    ),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Prepared dataset whose masks condition the images (paired)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
     vendor: Optional[str] = typer.Option(None, "--vendor", help="Render this scanner vendor's appearance (vendor-conditioned models)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite",
+        help="Replace OUT (and OUT_nifti, OUT.png) when cmraudit wrote them.",
+    ),
 ) -> None:
     """Draw synthetic slices from a saved generator (prepared format + NIfTI + PNG grid)."""
     from ..pipeline import sample_generator

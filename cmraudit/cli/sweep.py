@@ -20,7 +20,10 @@ def sweep_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; default: the embedded phantom."),
     preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
     out: Path = typer.Option(..., "--out", help="Sweep directory: eps-<ε>/ run directories, sweep.json, sweep.png."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, training and sampling (same for every ε)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**32 - 1,
+        help="Seed of the split, training and sampling (same for every ε).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a generator parameter (JSON values)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace finished runs in --out."),
@@ -30,6 +33,9 @@ def sweep_cmd(
     from ..sweep import parse_epsilons, run_sweep
     from .pipeline_cmds import parse_overrides
 
+    from ..io_guard import check_output
+
+    check_output(out, inputs=[("--data", data)], option="--out", produces="sweep")
     eps = parse_epsilons(epsilons)
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, seed=seed, device=device,
                     params=parse_overrides(sets), overwrite=overwrite, progress=not _state.QUIET)

@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..io_guard import replace_dir, write_errors
 
 FORMAT_VERSION = 1
 LABELS = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
@@ -234,14 +235,8 @@ class Dataset:
 
 # ---------------------------------------------------------------------- I/O
 def swap_into_place(tmp: Path, path: Path) -> None:
-    """Rename the finished directory ``tmp`` to ``path``, replacing an existing ``path`` (the last step of an atomic write)."""
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(path)
+    """Rename the finished directory ``tmp`` to ``path`` (see :func:`cmraudit.io_guard.replace_dir`)."""
+    replace_dir(tmp, path, kind="dataset")
 
 
 def _fmt_spacing(v: float) -> str:
@@ -254,8 +249,14 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = Fal
     if path.exists():
         if not overwrite:
             raise DataError(f"{path}: output already exists (pass overwrite / --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    with write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        _write_into(ds, tmp, path, extra_meta)
+    return path
+
+
+def _write_into(ds: Dataset, tmp: Path, path: Path, extra_meta: dict | None) -> None:
     try:
         images = np.ascontiguousarray(ds.images, dtype=np.float32)
         masks = np.ascontiguousarray(ds.masks, dtype=np.uint8)
@@ -297,7 +298,6 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = Fal
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
 
 
 def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = False) -> Dataset:
@@ -315,6 +315,8 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         meta = json.loads((path / "dataset.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"{path / 'dataset.json'}: unreadable JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise DataError(f"{path / 'dataset.json'}: expected a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise DataError(f"{path / 'dataset.json'}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
@@ -323,6 +325,9 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         masks = np.load(path / "masks.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read arrays ({e})") from e
+    for name, arr in (("images.npy", images), ("masks.npy", masks)):
+        if arr.ndim != 3:
+            raise DataError(f"{path / name}: expected a [N, H, W] array, got shape {arr.shape}")
     cols: dict[str, list] = {c: [] for c in INDEX_COLUMNS}
     try:
         with open(path / "index.csv", newline="") as f:
@@ -339,13 +344,24 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
     if len(cols["patient_id"]) != n:
         raise DataError(f"{path / 'index.csv'}: {len(cols['patient_id'])} rows but images.npy has {n} slices")
 
-    def _sp(v: str) -> float:
-        return float(v) if v not in ("", None) else float("nan")
+    def _num(v: str | None, conv, col: str, row: int, empty):
+        if v in ("", None):
+            return empty
+        try:
+            return conv(v)
+        except ValueError:
+            raise DataError(f"{path / 'index.csv'}: row {row + 2}: {col} {v!r} is not a number") from None
 
-    annotated = [
-        0 if a == "none" else structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s]) if a is not None else ALL_STRUCTURES
-        for a in cols["annotated"]
-    ]
+    def _sp(v: str, i: int, col: str) -> float:
+        return _num(v, float, col, i, float("nan"))
+
+    try:
+        annotated = [
+            0 if a == "none" else structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s]) if a is not None else ALL_STRUCTURES
+            for a in cols["annotated"]
+        ]
+    except DataError as e:
+        raise DataError(f"{path / 'index.csv'}: annotated column: {e}") from None
     meta.pop("summary", None)
     ds = Dataset(
         images=images,
@@ -353,10 +369,13 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         patient_id=np.array(cols["patient_id"], dtype=object),
         vendor=np.array(cols["vendor"], dtype=object),
         frame=np.array(cols["frame"], dtype=object),
-        slice_index=np.array([int(x) if x != "" else -1 for x in cols["slice_index"]], dtype=np.int64),
+        slice_index=np.array([_num(x, int, "slice_index", i, -1) for i, x in enumerate(cols["slice_index"])],
+                             dtype=np.int64),
         source=np.array(cols["source"], dtype=object),
         annotated=np.array(annotated, dtype=np.uint8),
-        spacing_mm=np.array([[_sp(a), _sp(b)] for a, b in zip(cols["spacing_y_mm"], cols["spacing_x_mm"])], dtype=np.float64).reshape(n, 2),
+        spacing_mm=np.array([[_sp(a, i, "spacing_y_mm"), _sp(b, i, "spacing_x_mm")]
+                             for i, (a, b) in enumerate(zip(cols["spacing_y_mm"], cols["spacing_x_mm"]))],
+                            dtype=np.float64).reshape(n, 2),
         meta=meta,
     )
     ds.validate(name=str(path))

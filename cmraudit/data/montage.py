@@ -85,8 +85,12 @@ def save_montage(
     else:
         fig.tight_layout(pad=0.3)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    from ..io_guard import atomic_file, write_errors
+
+    with write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -19,6 +19,15 @@ class PreprocessConfig:
     clip_percentiles: tuple[float, float] = (1.0, 99.9)
     size: int | None = None  # resize the crop to size×size; None keeps the crop size
 
+    def __post_init__(self) -> None:
+        from ..errors import UsageError
+
+        if isinstance(self.crop, bool) or not isinstance(self.crop, int) or not 8 <= self.crop <= 4096:
+            raise UsageError(f"--crop {self.crop!r}: must be an integer in 8..4096")
+        size = self.size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 2048):
+            raise UsageError(f"--size {self.size!r}: must be an integer in 8..2048")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

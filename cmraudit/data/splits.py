@@ -70,9 +70,9 @@ class PatientSplit:
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        os.replace(tmp, path)
+        from ..io_guard import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PatientSplit":

@@ -12,15 +12,13 @@ import contextlib
 import json
 import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
 
-from ..data.dataset import swap_into_place
-from ..errors import CheckpointError
+from .. import io_guard
+from ..errors import CheckpointError, CmrAuditError
 
 CONFIG_NAME = "config.json"
 FORMAT = "cmraudit-generator"
@@ -31,16 +29,10 @@ FORMAT_VERSION = 1
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` via a temporary sibling file and ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with io_guard.write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with io_guard.atomic_file(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
     return path
 
 
@@ -56,18 +48,12 @@ def _json_default(o: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``path``."""
+    """Yield a temporary sibling directory; on success it replaces ``path`` (only a directory cmraudit wrote)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise CheckpointError(f"{path}: already exists; choose another directory or allow overwriting")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with io_guard.atomic_dir(path, kind="model") as tmp:
         yield tmp
-        swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # ------------------------------------------------------------------ tensors
@@ -76,20 +62,13 @@ def save_weights(path: str | os.PathLike, state: Mapping[str, torch.Tensor], *, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with io_guard.atomic_file(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
             save_file(_untie(tensors), tmp, metadata=metadata)
         else:
             torch.save(tensors, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -146,15 +125,8 @@ def save_state(path: str | os.PathLike, state: dict) -> Path:
     """Save a nested training state (tensors, numbers, strings, lists, dicts) atomically with torch.save."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with io_guard.atomic_file(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -167,11 +139,18 @@ def read_config(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: no {CONFIG_NAME}; this is not a saved cmraudit generator (save it with gen.save(dir))")
     try:
         cfg = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{cfg_path}: unreadable JSON ({e})") from e
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}")
     if cfg.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r} is not {FORMAT!r}")
-    if int(cfg.get("format_version", -1)) > FORMAT_VERSION:
+    version = cfg.get("format_version", -1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{cfg_path}: format_version {version!r} is not an integer")
+    if not isinstance(cfg.get("params", {}), dict):
+        raise CheckpointError(f"{cfg_path}: params must be a JSON object")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{cfg_path}: format_version {cfg.get('format_version')} is newer than this cmraudit supports ({FORMAT_VERSION}); upgrade cmraudit"
         )
@@ -184,6 +163,13 @@ def load_generator(path: str | os.PathLike):
 
     cfg = read_config(path)
     name = cfg.get("generator")
-    if not name:
+    if not name or not isinstance(name, str):
         raise CheckpointError(f"{path}: config.json names no generator")
-    return get_generator_class(name).load(path)
+    cls = get_generator_class(name)
+    try:
+        return cls.load(path)
+    except (CmrAuditError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed folder (missing params, another network's weights)
+        line = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise CheckpointError(f"{path}: not a loadable {name!r} model folder ({type(e).__name__}: {line})") from e

@@ -2,7 +2,9 @@
 
 The core never imports a plugin by name: every generator, the built-ins included, is
 found here. A plugin that fails to import is recorded as broken (listed with its error,
-raised only when requested); duplicate names warn naming both distributions.
+raised only when requested) — even one that calls ``sys.exit`` or raises KeyboardInterrupt at
+import. A built-in name cannot be shadowed by a third-party package: the built-in is used and the
+other entry point is listed as a conflict. Other duplicate names warn naming both distributions.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
-from ..errors import PluginError
+from ..errors import CmrAuditError, PluginError
 
 GROUP = "cmraudit.generators"
 
@@ -40,28 +42,61 @@ def _dist(ep: EntryPoint) -> tuple[str, str]:
     return d.metadata["Name"] or "unknown", d.version or "unknown"
 
 
+#: the distribution whose entry points are the built-in generators; its names cannot be shadowed
+BUILTIN_DIST = "cmraudit"
+#: third-party entry points ignored because they reuse a taken name (shown by ``cmraudit generators list``)
+CONFLICTS: list[PluginInfo] = []
+
+
+def _load(info: PluginInfo, ep: EntryPoint) -> PluginInfo:
+    """Import one plugin; *anything* it raises (SystemExit and KeyboardInterrupt included) marks it broken."""
+    try:
+        info.cls = ep.load()
+    except BaseException as e:  # noqa: BLE001 - fail closed: a plugin can never end or hijack the process
+        at = " at import" if isinstance(e, (SystemExit, KeyboardInterrupt)) else ""
+        info.error = f"{type(e).__name__}{at}: {e}"
+    return info
+
+
 @lru_cache(maxsize=1)
 def _discover() -> dict[str, PluginInfo]:
-    found: dict[str, PluginInfo] = {}
+    """Built-in names always win over third-party ones (the loser is listed as a conflict, with a warning);
+    between two third-party distributions the first on the path wins, with a warning naming both."""
+    by_name: dict[str, list[tuple[EntryPoint, str, str]]] = {}
     for ep in entry_points(group=GROUP):
         dist, ver = _dist(ep)
-        if ep.name in found:
-            prev = found[ep.name]
-            if prev.value == ep.value:
-                continue  # the same entry point seen twice (e.g. editable + metadata)
+        cands = by_name.setdefault(ep.name, [])
+        if any(c[0].value == ep.value for c in cands):
+            continue  # the same entry point seen twice (e.g. editable + metadata)
+        cands.append((ep, dist, ver))
+    found: dict[str, PluginInfo] = {}
+    CONFLICTS.clear()
+    for name, cands in by_name.items():
+        cands = sorted(cands, key=lambda c: c[1] != BUILTIN_DIST)  # stable: built-in first, else path order
+        ep, dist, ver = cands[0]
+        for other, odist, over in cands[1:]:
+            why = f"name {name!r} is taken by {dist} ({ep.value}); this entry point is ignored"
+            CONFLICTS.append(PluginInfo(name=name, value=other.value, distribution=odist, version=over, error=why))
             warnings.warn(
-                f"generator name {ep.name!r} is registered by both {prev.distribution} ({prev.value}) and "
-                f"{dist} ({ep.value}); using the one from {prev.distribution}",
+                f"generator name {name!r} is registered by both {dist} ({ep.value}) and {odist} ({other.value}); "
+                f"using the one from {dist}" + (" (built-in names cannot be shadowed)" if dist == BUILTIN_DIST else ""),
                 stacklevel=2,
             )
-            continue
-        info = PluginInfo(name=ep.name, value=ep.value, distribution=dist, version=ver)
-        try:
-            info.cls = ep.load()
-        except Exception as e:  # noqa: BLE001 - any import failure marks the plugin broken
-            info.error = f"{type(e).__name__}: {e}"
-        found[ep.name] = info
+        found[name] = _load(PluginInfo(name=name, value=ep.value, distribution=dist, version=ver), ep)
     return found
+
+
+def call_plugin(name: str, what: str, fn, *args, **kwargs):
+    """Call a plugin's method; an exception that is not a deliberate cmraudit error becomes a PluginError (exit 3)."""
+    try:
+        return fn(*args, **kwargs)
+    except CmrAuditError:
+        raise
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a plugin's bug must not look like cmraudit's (exit 5)
+        line = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise PluginError(f"generator {name!r} failed in {what}: {type(e).__name__}: {line}") from e
 
 
 def refresh() -> None:
@@ -91,7 +126,4 @@ def get_generator_class(name: str) -> type:
 def make_generator(name: str, **params):
     """Instantiate a registered generator with hyper-parameters; bad params give a PluginError/UsageError."""
     cls = get_generator_class(name)
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise PluginError(f"generator {name!r} rejected its parameters: {e}") from e
+    return call_plugin(name, "its constructor", cls, **params)

@@ -49,6 +49,15 @@ class TrainConfig:
 
     def problems(self, prefix: str = "") -> list[str]:
         out = []
+        numeric = ("steps", "epochs", "batch_size", "warmup_steps", "checkpoint_every", "lr", "ema_decay", "grad_clip")
+        for name in numeric:
+            v = getattr(self, name)
+            integral = name not in ("lr", "ema_decay", "grad_clip")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or (integral and not float(v).is_integer()) or not math.isfinite(float(v))):
+                out.append(f"{prefix}{name} must be {'an integer' if integral else 'a finite number'}, got {v!r}")
+        if out:
+            return out
         if self.steps is None and self.epochs is None:
             out.append(f"{prefix}give steps or epochs")
         if self.steps is not None and int(self.steps) < 1:
@@ -206,6 +215,8 @@ def train_loop(
     state_path = Path(work_dir) / STATE_NAME if work_dir is not None else None
     if resume and state_path is not None and state_path.is_file():
         st = safe_torch_load(state_path)
+        if not isinstance(st, dict) or not {"model", "optimizer", "ema", "losses", "step"} <= set(st):
+            raise CheckpointError(f"{state_path}: not a cmraudit training state; use a fresh --work-dir")
         dp_state = None if dp is None else dp.to_dict()
         if st.get("dp") != dp_state:
             raise CheckpointError(f"{state_path}: was written with DP options {st.get('dp')} but this run has {dp_state}; "
@@ -215,11 +226,16 @@ def train_loop(
                 f"{state_path}: was written with seed {st.get('seed')} and config {st.get('config')}, "
                 f"but this run has seed {seed} and config {config.to_dict()}; resume with the same settings or use a fresh --work-dir"
             )
-        model.load_state_dict(st["model"])
-        optimizer.load_state_dict(st["optimizer"])
-        ema = {k: v.to(device) for k, v in st["ema"].items()}
-        losses = [float(x) for x in st["losses"]]
-        start = int(st["step"])
+        try:
+            model.load_state_dict(st["model"])
+            optimizer.load_state_dict(st["optimizer"])
+            ema = {k: v.to(device) for k, v in st["ema"].items()}
+            losses = [float(x) for x in st["losses"]]
+            start = int(st["step"])
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:
+            line = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{state_path}: holds another network's training state ({line}); "
+                                  "use a fresh --work-dir") from e
     ema = {k: v.to(device) for k, v in ema.items()}
     if pt is not None:
         pt.resume_at(start)

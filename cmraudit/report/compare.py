@@ -179,11 +179,11 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         rows.append(headline(rep, run=name if names[name] == 1 else f"{name}#{names[name]}"))
     for r, flag in zip(rows, pareto_flags(rows)):
         r.pareto_optimal = flag
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from ..io_guard import atomic_file, make_output_dir, write_text_atomic
+
+    out = make_output_dir(out, kind="compare")
     files = [_write_csv(rows, out / "compare.csv"), _write_md(rows, out / "compare.md")]
-    (out / "compare.json").write_text(json.dumps([r.to_dict() for r in rows], indent=2))
-    files.append(out / "compare.json")
+    files.append(write_text_atomic(out / "compare.json", json.dumps([r.to_dict() for r in rows], indent=2)))
     png = plots.pareto_plot(
         [r.run for r in rows],
         [r.frechet_distance for r in rows],
@@ -192,13 +192,16 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         labels=("fidelity: Fréchet distance (lower better)", "utility: Dice, synthetic-only (higher better)", "privacy: MIA AUC CI upper (lower better)"),
         optimal=[r.pareto_optimal for r in rows],
     )
-    (out / "pareto.png").write_bytes(png)
+    with atomic_file(out / "pareto.png") as tmp:
+        tmp.write_bytes(png)
     files.append(out / "pareto.png")
     return CompareResult(rows=rows, files=files)
 
 
 def _write_csv(rows: Sequence[CompareRow], path: Path) -> Path:
-    with open(path, "w", newline="") as f:
+    from ..io_guard import atomic_file
+
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
         w.writeheader()
         for r in rows:
@@ -211,5 +214,6 @@ def _write_md(rows: Sequence[CompareRow], path: Path) -> Path:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([r.cell(k) for k, _, _ in COLUMNS] + ["yes" if r.pareto_optimal else ""]) + " |")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    from ..io_guard import write_text_atomic
+
+    return write_text_atomic(path, "\n".join(lines) + "\n")

@@ -367,6 +367,8 @@ def write_junit(result: GateResult, path: str | os.PathLike) -> Path:
             out.text = r.reason
     suites = ET.Element("testsuites")
     suites.append(suite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    from ..io_guard import atomic_file
+
+    with atomic_file(path) as tmp:  # all or nothing: never a 0-byte or half-written file
+        ET.ElementTree(suites).write(tmp, encoding="utf-8", xml_declaration=True)
     return path

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from ..errors import ReportSchemaError
@@ -26,18 +25,11 @@ def write_report(run_dir: str | os.PathLike, report: dict) -> Path:
         # keep the computed numbers for debugging, under a name no reader accepts as a report
         bad = _dump_invalid(run_dir, report)
         raise ReportSchemaError(f"{e} — not written; the invalid report was kept as {bad}" if bad else str(e)) from e
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from ..io_guard import make_output_dir, write_text_atomic
+
+    make_output_dir(run_dir, kind="run")
     text = json.dumps(report, indent=2, allow_nan=False, default=_default)
-    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is a normal, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text + "\n")  # 0666 & ~umask, like every cmraudit output
 
 
 def _dump_invalid(run_dir: Path, report) -> Path | None:

@@ -101,7 +101,10 @@ def policy_from_dict(d: Mapping[str, Any], *, source: str = "policy") -> Policy:
         if budget is False:
             rules[name] = None
         elif isinstance(budget, (int, float)) and not isinstance(budget, bool):
-            if budget < 0 or (name != "epsilon" and budget > 1):
+            if budget != budget or budget in (float("inf"), float("-inf")):  # nan / inf: never a budget
+                problems.append(f"rules.{name}: budget {budget} is not a finite number "
+                                "(use false to turn the rule off)")
+            elif budget < 0 or (name != "epsilon" and budget > 1):
                 problems.append(f"rules.{name}: budget {budget} out of range (expected {'>= 0' if name == 'epsilon' else 'a share in [0, 1]'})")
             rules[name] = float(budget)
         else:

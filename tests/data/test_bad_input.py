@@ -7,7 +7,7 @@ import pytest
 
 from cmraudit.cli.main import main
 from cmraudit.data import read_dataset
-from cmraudit.errors import EXIT_DATA
+from cmraudit.errors import EXIT_DATA, EXIT_USAGE
 
 from .nifti_fixtures import make_acdc, make_folder, make_mnms, save_nii, volume
 
@@ -136,8 +136,18 @@ def test_existing_output_is_not_clobbered(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
     rc, err, out = _import_acdc(tmp_path, capsys)
+    # a directory cmraudit did not write is refused (exit 2, naming the option), with or without --overwrite
+    assert rc == EXIT_USAGE and "--out" in err and "did not write" in err
+    rc, err, out = _import_acdc(tmp_path, capsys, "--overwrite")
+    assert rc == EXIT_USAGE and "did not write" in err
+    assert (out / "keep.txt").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["acdc", "out"]
+    # a second import over cmraudit's own output: "already exists" without --overwrite (exit 4), replaced with it
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    assert _import_acdc(tmp_path, capsys)[0] == 0
+    rc, err, _ = _import_acdc(tmp_path, capsys)
     assert rc == EXIT_DATA and "already exists" in err and "--overwrite" in err
-    assert (out / "keep.txt").exists()
+    assert _import_acdc(tmp_path, capsys, "--overwrite")[0] == 0
 
 
 def test_read_dataset_errors(tmp_path, capsys):

@@ -145,7 +145,8 @@ def test_unparsable_contour_and_missing_patient_folder(mini, tmp_path):
 
 
 def test_not_a_sunnybrook_folder(tmp_path, capsys):
-    rc = main(["-q", "data", "import", "sunnybrook", str(tmp_path), "--out", str(tmp_path / "o")])
+    (tmp_path / "root").mkdir()
+    rc = main(["-q", "data", "import", "sunnybrook", str(tmp_path / "root"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == EXIT_DATA and "not a Sunnybrook folder" in err and "link.csv" in err
 

@@ -34,9 +34,11 @@ def test_audit_cli_writes_privacy_report(tmp_path, phantom_split, capsys):
 
 
 def test_audit_cli_errors(tmp_path, capsys):
-    rc = main(["audit", "--train", str(tmp_path / "nope"), "--holdout", str(tmp_path), "--synthetic", str(tmp_path),
+    d = tmp_path / "d"  # inputs beside --out, never holding it (the output guard refuses an --out inside an input)
+    d.mkdir()
+    rc = main(["audit", "--train", str(tmp_path / "nope"), "--holdout", str(d), "--synthetic", str(d),
                "--out", str(tmp_path / "o")])
     assert rc == 4 and "not a prepared dataset" in capsys.readouterr().err
-    rc = main(["audit", "--train", str(tmp_path), "--holdout", str(tmp_path), "--synthetic", str(tmp_path),
+    rc = main(["audit", "--train", str(d), "--holdout", str(d), "--synthetic", str(d),
                "--feature", "inception", "--out", str(tmp_path / "o")])
     assert rc == 2 and "inception" in capsys.readouterr().err

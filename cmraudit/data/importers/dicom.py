@@ -230,7 +230,18 @@ def read_link(path: Path) -> dict[str, str]:
             reader = csv.DictReader(f)
             if not {"patient_id", "original_id"} <= set(reader.fieldnames or []):
                 raise DataError(f"{path}: expected columns patient_id, original_id (found {reader.fieldnames})")
-            link = {r["patient_id"].strip(): r["original_id"].strip() for r in reader if (r.get("patient_id") or "").strip()}
+            link: dict[str, str] = {}
+            for i, r in enumerate(reader, start=2):
+                pid, orig = (r.get("patient_id") or "").strip(), (r.get("original_id") or "").strip()
+                if not pid:
+                    continue
+                if pid in link:
+                    raise DataError(f"{path}: line {i}: patient_id {pid!r} appears twice; "
+                                    "each patient must have exactly one row")
+                if orig in link.values():
+                    raise DataError(f"{path}: line {i}: original_id {orig!r} is linked to two patients; "
+                                    "one patient's contours would be joined to another's images")
+                link[pid] = orig
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: unreadable link file ({e})") from e
     if not link:

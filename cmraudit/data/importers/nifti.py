@@ -128,6 +128,9 @@ def read_mnms_info(path: Path) -> dict[str, dict]:
                 code = (row[fields["External code"]] or "").strip()
                 if not code:
                     continue
+                if code in rows:
+                    raise DataError(f"{path}: line {i}: External code {code!r} appears twice; "
+                                    "each patient must have exactly one row")
                 try:
                     rows[code] = {"vendor": (row[fields["Vendor"]] or "").strip(), "ED": int(float(row[fields["ED"]])), "ES": int(float(row[fields["ES"]]))}
                 except (TypeError, ValueError) as e:

@@ -1,0 +1,110 @@
+"""``cmraudit fit`` and ``cmraudit sample`` as Python functions (re-exported by :mod:`cmraudit.pipeline`).
+
+Both check every output path first (:func:`cmraudit.io_guard.check_output`), validate their inputs on entry,
+map a plugin's own exceptions to exit 3 and leave nothing behind when they fail.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .data.dataset import Dataset, write_dataset
+from .errors import DataError, UsageError
+from .generators.checkpoint import load_generator
+from .generators.registry import call_plugin, get_plugin
+from .io_guard import MARKER, check_output, make_output_dir, remove_if_created
+from .pipeline import _synthetic_for_spacing, export_nifti, make_generator, require_masks, save_grid
+from .validate import check_seed, read_input_dataset
+
+
+def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick",
+                  seed: int = 0, device: str = "auto", params: dict | None = None,
+                  work_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True, dp=None,
+                  overwrite: bool = False):
+    """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun).
+
+    ``dp``: a :class:`cmraudit.privacy.dp.DPConfig` (patient-level DP-SGD) or None."""
+    if dp is not None:
+        from .privacy.dp import require_dp_support
+
+        require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
+    check_seed(seed)
+    work = Path(work_dir or Path(out).with_name(Path(out).name + ".work"))
+    check_output(out, inputs=[("--data", data), ("--work-dir", work)], option="--out", produces="model")
+    check_output(work, inputs=[("--data", data), ("--out", out)], option="--work-dir", produces="work")
+    if Path(out).exists() and not overwrite:
+        raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
+    if resume and not work.is_dir():
+        raise UsageError(f"--resume: no training state in --work-dir {work} (it does not exist); run without --resume")
+    get_plugin(generator)
+    train = read_input_dataset(data, option="--data")
+    require_masks(train, str(data))
+    gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
+    if hasattr(gen, "validate_params"):
+        call_plugin(generator, "validate_params", gen.validate_params)
+    kw = {"work_dir": work, "resume": resume} if hasattr(gen, "from_preset") else {}
+    created = not work.exists()
+    if kw:
+        make_output_dir(work, kind="work")  # marked, so a later fit or --resume may write into it
+    try:
+        call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw,
+                    **({} if dp is None else {"dp": dp}))
+        call_plugin(generator, "save", gen.save, out)
+    except BaseException:
+        # keep a work dir that holds training state (for --resume); remove one this call made and left empty
+        if created and work.is_dir() and {p.name for p in work.iterdir()} <= {".cmraudit-output"}:
+            remove_if_created(work, True)
+        raise
+    return gen
+
+
+def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int | None = None,
+                     masks: str | os.PathLike | None = None, seed: int = 0, vendor: str | None = None,
+                     nifti: bool = True, grid: bool = True, overwrite: bool = False, progress: bool = False) -> Dataset:
+    """Load a saved generator, draw ``n`` slices (or images for the masks of dataset ``masks``) and write them."""
+    out = Path(out)
+    nifti_dir, png = out.with_name(out.name + "_nifti"), out.with_name(out.name + ".png")
+    inputs = [("--model", model), ("--masks", masks)]
+    check_output(out, inputs=inputs, option="--out", produces="dataset")
+    if nifti:
+        check_output(nifti_dir, inputs=inputs, option="--out (its NIfTI folder)", produces="nifti")
+    if grid:
+        check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file")
+    if out.exists() and not overwrite:
+        raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
+    for sibling in ([nifti_dir] if nifti else []) + ([png] if grid else []):
+        if sibling.exists() and not (overwrite and out.is_dir() and (out / MARKER).is_file()):
+            raise DataError(f"{sibling}: already exists and is not part of an earlier cmraudit output at {out}; "
+                            f"move it or choose another --out")
+    if n is not None and int(n) < 1:
+        raise UsageError(f"--n {n}: must be at least 1")
+    check_seed(seed)
+    gen = load_generator(model)
+    name = getattr(gen, "name", type(gen).__name__)
+    kw = {"vendor": vendor} if vendor is not None else {}
+    if "progress" in inspect.signature(gen.sample).parameters:
+        kw["progress"] = progress
+    if masks is not None:
+        ref = read_input_dataset(masks, option="--masks")
+        drawn = call_plugin(name, "sample", gen.sample, masks=np.asarray(ref.masks), seed=seed, **kw)
+        syn = _synthetic_for_spacing(drawn, ref)
+    else:
+        syn = call_plugin(name, "sample", gen.sample, n=n, seed=seed, **kw)
+    new = [p for p in (out, nifti_dir, png) if not p.exists()]
+    try:
+        write_dataset(syn, out, overwrite=overwrite)
+        if nifti:
+            export_nifti(syn, nifti_dir)
+        if grid:
+            save_grid(syn, png, seed=seed)
+    except BaseException:
+        for p in new:  # all or nothing: remove what this call created (never what was there before)
+            if p.is_dir():
+                remove_if_created(p, True)
+            elif p.exists():
+                p.unlink()
+        raise
+    return syn

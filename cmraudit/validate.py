@@ -1,0 +1,60 @@
+"""Checks done on entry, before anything is trained or written: options, prepared datasets, patient splits.
+
+Model folders are validated where they are read (:func:`cmraudit.generators.checkpoint.load_generator`:
+config.json format, params, weights that fit the network; exit 4 naming the file).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .data.dataset import Dataset, read_dataset
+from .errors import DataError, UsageError
+
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    if isinstance(seed, bool) or not 0 <= int(seed) <= SEED_MAX:
+        raise UsageError(f"{option} {seed}: must be in 0..{SEED_MAX}")
+
+
+def read_input_dataset(path: str | os.PathLike, *, option: str = "--data") -> Dataset:
+    """Read a prepared dataset given as input and validate it on entry (every value), before any training.
+
+    A problem is one DataError (exit 4) naming the option, the dataset and the problem.
+    """
+    ds = read_dataset(path)
+    if len(ds) == 0:
+        raise DataError(f"{option} {path}: the dataset has no slices")
+    ds.check_values(name=f"{option} {path}")
+    return ds
+
+
+def check_run_config(config) -> None:
+    """Option checks done before anything is read, trained or written (exit 2 naming the option)."""
+    from .pipeline import PRESET_RUN, PRESETS
+
+    if config.preset not in PRESET_RUN:
+        raise UsageError(f"--preset {config.preset!r} is not a preset; expected one of {', '.join(PRESETS)}")
+    if config.n_samples is not None and int(config.n_samples) < 1:
+        raise UsageError(f"--n-samples {config.n_samples}: must be at least 1")
+    if config.n_paired is not None and int(config.n_paired) < 0:
+        raise UsageError(f"--n-paired {config.n_paired}: must be 0 (no paired fidelity) or more")
+    check_seed(config.seed)
+
+
+#: fewest patients per part for a run whose privacy audit can be computed (holdout is cross-fitted by patient)
+MIN_SPLIT_PATIENTS = {"train": 1, "holdout": 2, "test": 1}
+
+
+def check_split_sizes(parts: dict, source: str) -> None:
+    """Refuse, before any training, a split that cannot support the audit (exit 4 naming the sizes)."""
+    sizes = {k: int(len(v.patients)) for k, v in parts.items()}
+    short = [f"{k} {sizes[k]} < {n}" for k, n in MIN_SPLIT_PATIENTS.items() if sizes.get(k, 0) < n]
+    if short:
+        raise DataError(
+            f"{source}: {sum(sizes.values())} patients split {sizes['train']} / {sizes['holdout']} / {sizes['test']} "
+            f"(train / holdout / test) cannot support the privacy audit ({', '.join(short)} patients); "
+            f"use a dataset with at least 8 patients"
+        )
