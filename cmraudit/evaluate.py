@@ -49,11 +49,10 @@ class EvaluateConfig:
 
 
 def _check_inputs(cfg: EvaluateConfig, sets: dict[str, Dataset]) -> None:
-    out = Path(cfg.out).resolve()
-    for key in ("train", "holdout", "synthetic", "test", "paired"):
-        p = getattr(cfg, key)
-        if p is not None and (out == Path(p).resolve() or Path(p).resolve() in out.parents):
-            raise UsageError(f"--out {cfg.out}: must not be the --{key} dataset or inside it")
+    from .io_guard import check_output
+
+    check_output(cfg.out, inputs=[(f"--{k}", getattr(cfg, k)) for k in ("train", "holdout", "synthetic", "test", "paired")],
+                 option="--out", produces="run")
     if (Path(cfg.out) / "report.json").exists() and not cfg.overwrite:
         raise UsageError(f"--out {cfg.out}: a report is already there; pass --overwrite or choose another --out")
     real = {k: v for k, v in sets.items() if k in ("train", "holdout", "test") and v is not None}
@@ -170,8 +169,9 @@ def evaluate(config: EvaluateConfig) -> RunResult:
         "utility": has_masks and _masked(sets["train"]) and _masked(reference),
     }
     device = select_device(config.device)
-    run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from .io_guard import make_output_dir
+
+    run_dir = make_output_dir(config.out, kind="run")
     write_dataset(syn, run_dir / "synthetic", overwrite=(run_dir / "synthetic" / "dataset.json").is_file())
     save_grid(syn, run_dir / "samples.png", seed=config.seed)
     timings["data"] = time.perf_counter() - t

@@ -25,7 +25,7 @@ import numpy as np
 
 from .data.dataset import Dataset, write_dataset
 from .data.splits import split_patients
-from .errors import CmrAuditError, PluginError, UsageError
+from .errors import CmrAuditError, DataError, PluginError, UsageError
 from .estimates import skipped
 from .generators.registry import call_plugin, get_plugin
 from .io_guard import atomic_file, check_output, make_output_dir, remove_stale_temps

@@ -28,6 +28,21 @@ def auc_half_width(n_members: int, n_nonmembers: int, *, confidence: float = 0.9
     return float(stats.norm.ppf(0.5 + confidence / 2) * se)
 
 
+def auc_pass_bound(n_members: int, n_nonmembers: int, *, confidence: float = 0.95, power: float = 0.95) -> float:
+    """The AUC budget a chance-level attack's CI upper bound stays under with probability ``power``:
+    0.5 + (z_conf + z_power) · SE. A budget below it makes the ``mia_auc`` rule undecidable at these sizes."""
+    z = float(stats.norm.ppf(0.5 + confidence / 2)) + float(stats.norm.ppf(power))
+    return 0.5 + z * auc_half_width(n_members, n_nonmembers, confidence=confidence) / float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def auc_patients_needed(n_members: int, n_nonmembers: int, budget: float, **kw) -> tuple[int, int] | None:
+    """The smallest multiple of (members, non-members) at which ``mia_auc <= budget`` becomes decidable."""
+    for k in range(1, 1001):
+        if auc_pass_bound(n_members * k, n_nonmembers * k, **kw) <= budget:
+            return n_members * k, n_nonmembers * k
+    return None
+
+
 def synthetic_needed(budget: float, *, recall_lower: float = 1.0, confidence: float = 0.95) -> int:
     """Smallest synthetic-set size at which zero flags give a copy-rate upper bound ≤ ``budget``."""
     b = budget * recall_lower
@@ -67,32 +82,30 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
     r_lo = wilson_ci(recall_copies, recall_copies, confidence=confidence)[0]
     mdr = min_detectable_rate(n, recall=1.0, fpr=copy_alpha, fpr_upper=copy_alpha, power=power, confidence=confidence)
     zero_upper = wilson_ci(0, n, confidence=confidence)[1] / r_lo
-    z = float(stats.norm.ppf(0.5 + confidence / 2)) + float(stats.norm.ppf(0.95))
     rules: list[RulePlan] = []
     for rule, budget in policy.rules.items():
         if budget is None:
             rules.append(RulePlan(rule, None, None, "off in this policy"))
         elif rule == "copy_rate":
-            ok = zero_upper <= budget
+            ok = bool(zero_upper <= budget)
             need = synthetic_needed(budget, recall_lower=r_lo, confidence=confidence)
             rules.append(RulePlan(rule, budget, ok, f"zero flags give an upper bound of {zero_upper:.3g}"
                                   + ("" if ok else f"; needs >= {need} synthetic slices")))
         elif rule == "patients_copied":
             up = min(1.0, zero_upper * n / max(N, 1))
-            ok = up <= budget
+            ok = bool(up <= budget)
             rules.append(RulePlan(rule, budget, ok, f"zero flags give an upper bound of {up:.3g} "
                                   f"(up to {zero_upper * n:.1f} undetected copies over {N} training patients)"
                                   + ("" if ok else f"; needs >= {math.ceil(zero_upper * n / budget)} training patients at this synthetic size")))
         elif rule == "mia_auc":
-            pass_at = 0.5 + z * auc_half_width(N, M, confidence=confidence) / float(stats.norm.ppf(0.5 + confidence / 2))
-            ok = pass_at <= budget
-            k = 1
-            while not ok and k < 1000 and 0.5 + z * math.sqrt((N * k + M * k + 1) / (12.0 * N * k * M * k)) > budget:
-                k += 1
+            pass_at = auc_pass_bound(N, M, confidence=confidence)
+            ok = bool(pass_at <= budget)
+            need = None if ok else auc_patients_needed(N, M, budget, confidence=confidence)
             rules.append(RulePlan(rule, budget, ok, f"a chance-level attack passes with 95 % probability while its AUC "
-                                  f"CI upper bound stays under {pass_at:.3g}" + ("" if ok else f"; needs about {N * k} / {M * k} patients")))
+                                  f"CI upper bound stays under {pass_at:.3g}"
+                                  + ("" if ok or need is None else f"; needs about {need[0]} / {need[1]} patients")))
         elif rule == "mia_tpr_at_1pct_fpr":
-            ok = M >= 100
+            ok = bool(M >= 100)
             rules.append(RulePlan(rule, budget, ok, "TPR at 1 % FPR needs >= 100 non-member (holdout) patients"
                                   + ("" if ok else f"; has {M}")))
         elif rule == "epsilon":

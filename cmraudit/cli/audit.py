@@ -58,7 +58,7 @@ def audit_cmd(
     synthetic: Path = typer.Option(..., "--synthetic", help="Prepared dataset of synthetic slices to audit."),
     out: Path = typer.Option(..., "--out", help="Output directory: report.json and privacy/ artefacts (local: shows real slices)."),
     model: Optional[Path] = typer.Option(None, "--model", help="RUN_DIR (or RUN_DIR/model) of the fitted generator: enables white-box and shadow attacks."),
-    feature: str = typer.Option("pixel,domain", "--feature", help="Comma-separated feature spaces: pixel, domain, polar."),
+    feature: str = typer.Option("pixel,domain", "--feature", help="Comma-separated feature spaces: pixel, domain, polar, spectral (the registered copy search always runs)."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="User encoder for the domain space (TorchScript file or dir with config.json + weights)."),
     alpha: float = typer.Option(
         1e-3, "--alpha", min=1e-9, max=0.5,
@@ -85,7 +85,7 @@ def audit_cmd(
     from ..privacy import AuditConfig, ShadowConfig, audit_privacy
 
     spaces = [f.strip() for f in feature.split(",") if f.strip()]
-    known = {"pixel", "domain", "polar"}
+    known = {"pixel", "domain", "polar", "spectral"}
     bad = [f for f in spaces if f not in known]
     if bad or not spaces:
         raise UsageError(f"--feature {feature!r}: unknown space(s) {bad or spaces}; expected a comma-separated subset of {sorted(known)}")

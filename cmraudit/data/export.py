@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
-from .dataset import bits_to_structures, read_dataset, swap_into_place
+from ..io_guard import check_output, replace_dir
+from .dataset import bits_to_structures, read_dataset
 from .image_files import write_nifti, write_png
 
 FORMATS = ("png", "nifti")
@@ -68,6 +69,7 @@ def export_dataset(
     if format == "png" and bits not in (8, 16):
         raise UsageError(f"--bits {bits}: PNG export writes 8 or 16 bit")
     src, out = Path(src), Path(out)
+    check_output(out, inputs=[("DIR", src)], option="--out", produces="export")
     ds = read_dataset(src)
     o, r = out.resolve(), src.resolve()
     if o == r or r in o.parents or o in r.parents:
@@ -151,7 +153,7 @@ def export_dataset(
             "reimport": reimport,
         }
         (tmp / "export.json").write_text(json.dumps(meta, indent=2))
-        swap_into_place(tmp, out)
+        replace_dir(tmp, out, kind="export")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

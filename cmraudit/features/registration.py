@@ -55,6 +55,18 @@ def _rotate(x, deg: float):
     return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
 
+def _rotate_each(x, deg):
+    """Rotate each image of [B, S, S] by its own angle ``deg`` [B] (degrees; bilinear, border padding)."""
+    torch = _torch()
+    F = torch.nn.functional
+    r = deg.to(x.dtype) * (math.pi / 180.0)
+    c, s = torch.cos(r), torch.sin(r)
+    z = torch.zeros_like(r)
+    theta = torch.stack([torch.stack([c, -s, z], 1), torch.stack([s, c, z], 1)], 1)
+    grid = F.affine_grid(theta, [len(x), 1, *x.shape[-2:]], align_corners=False)
+    return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
+
+
 def _disk(size: int, radius: float):
     torch = _torch()
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -147,7 +159,6 @@ class RegisteredSearch:
         cand = np.asarray(cand, dtype=np.int64)
         kr = min(self.k_refine if k is None else max(k, 1), cand.shape[1])
         D = np.full((len(cand), kr), np.inf)
-        I = np.full((len(cand), kr), -1, dtype=np.int64)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # many small FFTs: one thread avoids oversubscription on shared cores
         try:
@@ -219,15 +230,16 @@ class RegisteredSearch:
             rs = []
             for off in (-self.rot_step_deg, 0.0, self.rot_step_deg):
                 a = (ang + off).clamp(-self.max_rotation_deg, self.max_rotation_deg)
-                rs.append(torch.stack([_rotate(base[i : i + 1], float(a[i]))[0] for i in range(b)]))
-            V = torch.stack(rs, 1).double()  # [b, 3, S, S]
-            basis = torch.stack([V**p for p in range(K + 1)], 2) * W.double()  # [b, 3, K+1, S, S]
-            G = torch.einsum("bvkxy,bvlxy->bvkl", basis, basis)
+                rs.append(_rotate_each(base, a))
+            V = torch.stack(rs, 1)  # [b, 3, S, S]
+            basis = torch.stack([V**p for p in range(K + 1)], 2) * W  # [b, 3, K+1, S, S]
+            G = torch.einsum("bvkxy,bvlxy->bvkl", basis.double(), basis.double())
             Ginv = torch.linalg.pinv(G)
-            t = B[torch.from_numpy(np.where(rows[:, j] < 0, 0, rows[:, j]))].double()
+            t = B[torch.from_numpy(np.where(rows[:, j] < 0, 0, rows[:, j]))]
             TF, T2F = torch.fft.rfft2(t), torch.fft.rfft2(t * t)
-            bk = torch.fft.irfft2(torch.fft.rfft2(basis) * TF.conj()[:, None, None], s=(size, size))[..., sh, :][..., sh]
-            E = torch.fft.irfft2(WF[None].to(torch.complex128) * T2F.conj(), s=(size, size))[:, sh][:, :, sh]  # [b, s, s]
+            # float32 FFTs (residual shares of 1e-3 are far above their rounding), float64 for the least squares
+            bk = torch.fft.irfft2(torch.fft.rfft2(basis) * TF.conj()[:, None, None], s=(size, size))[..., sh, :][..., sh].double()
+            E = torch.fft.irfft2(WF[None] * T2F.conj(), s=(size, size))[:, sh][:, :, sh].double()  # [b, s, s]
             fit = torch.einsum("bvkxy,bvkl,bvlxy->bvxy", bk, Ginv, bk)
             var_t = (E[:, None] - bk[:, :, 0] ** 2 / n).clamp_min(1e-12)  # b_0 = Σ_W t: the same for every view
             rho = ((E[:, None] - fit) / var_t).clamp(0, 1)  # [b, 3, s, s]

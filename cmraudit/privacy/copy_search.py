@@ -42,7 +42,7 @@ class CopySearchParams:
 
     alpha: float = 1e-3  # target false-flag rate per novel slice (bootstrap upper bound of the fitted tail)
     margin: float = 0.5  # τ ≤ margin × the smallest null residual observed
-    k_candidates: int = 16
+    k_candidates: int = 10
     recall_copies: int = 44  # planted self-copies for the recall check (spread over the transforms)
     n_boot: int = 400
     confidence: float = 0.95
@@ -52,7 +52,7 @@ class CopySearchParams:
 class RegisteredCopyIndex:
     """Training slices indexed for the registered search; :meth:`query` returns residuals and rows."""
 
-    def __init__(self, images: np.ndarray, patients: np.ndarray, *, k_candidates: int = 16,
+    def __init__(self, images: np.ndarray, patients: np.ndarray, *, k_candidates: int = 10,
                  registration: RegisteredSearch | None = None, spectral: SpectralFeatures | None = None):
         self.registration = registration or RegisteredSearch()
         self.spectral = spectral or SpectralFeatures()

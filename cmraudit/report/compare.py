@@ -125,7 +125,10 @@ def headline(report: dict, *, run: str) -> CompareRow:
         row.dice_synthetic = _mean_dice(regimes.get("synthetic"))
         row.dice_real_synthetic = _mean_dice(regimes.get("real+synthetic"))
     priv = report.get("privacy")
-    uppers = [_upper((s.get("copy_detection") or {}).get("copy_rate")) for s in feature_spaces(priv).values() if isinstance(s.get("copy_detection"), dict)]
+    spaces = feature_spaces(priv)
+    if "registered" in spaces:  # the copy decision (the gate's default scope); older reports: max over spaces
+        spaces = {"registered": spaces["registered"]}
+    uppers = [_upper((s.get("copy_detection") or {}).get("copy_rate")) for s in spaces.values() if isinstance(s.get("copy_detection"), dict)]
     uppers = [u for u in uppers if u is not None]
     row.copy_rate_upper = max(uppers) if uppers else None
     mia = priv.get("mia") if isinstance(priv, dict) else None

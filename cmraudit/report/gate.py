@@ -196,7 +196,7 @@ def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int:
 def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = None, where: str | None = None) -> str | None:
     """Say so when even a perfect result could not pass at this size, and what size would (see cmraudit.plan)."""
     from ..estimates import wilson_ci
-    from ..plan import auc_half_width, synthetic_needed
+    from ..plan import auc_pass_bound, auc_patients_needed, synthetic_needed
 
     n, unit = est.get("n"), est.get("unit") or "item"
     if rule == "mia_auc":
@@ -204,14 +204,13 @@ def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = No
         if sizes is None or not 0.5 < budget < 1:
             return None
         n1, n0 = sizes
-        hw = auc_half_width(n1, n0)
-        if 0.5 + hw <= budget:
+        bound = auc_pass_bound(n1, n0)
+        if bound <= budget:
             return None
-        k = 1
-        while 0.5 + auc_half_width(n1 * k, n0 * k) > budget and k < 1000:
-            k += 1
-        return (f"underpowered: with {n1} member and {n0} non-member patients a chance-level attack already has a CI upper "
-                f"bound of {0.5 + hw:.3g} > {budget:g}; about {n1 * k} / {n0 * k} patients are needed")
+        need = auc_patients_needed(n1, n0, budget)
+        more = "" if need is None else f"; about {need[0]} / {need[1]} patients are needed (cmraudit plan)"
+        return (f"underpowered: with {n1} member and {n0} non-member patients even a chance-level attack passes this "
+                f"budget with less than 95 % probability (it needs a budget of at least {bound:.3g}){more}")
     method = str(est.get("ci_method") or "")
     if not method.startswith("wilson") or not isinstance(n, int) or n <= 0 or not 0 < budget < 1:
         return None

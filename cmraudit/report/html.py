@@ -179,7 +179,15 @@ def _privacy(report: dict, run_dir: Path, include_real: bool) -> str:
     syn = None
     for space, entry in feature_spaces(p).items():
         h = entry.get("dcr_histogram")
-        if isinstance(h, dict) and {"bins", "train", "holdout"} <= set(h):
+        if isinstance(h, dict) and {"bins", "train", "holdout_to_train"} <= set(h) and "holdout" not in h:
+            cd = entry.get("copy_detection") if isinstance(entry.get("copy_detection"), dict) else {}
+            thr = float(cd["threshold"]) if isinstance(cd.get("threshold"), (int, float)) else None
+            out.append(_img(plots.dcr_histogram(h["bins"], h["train"], h["holdout_to_train"], title=f"copy statistic ({space})",
+                                                threshold=thr),
+                            f"copy statistic {space}", f"{space}: residual of each synthetic slice to its closest training slice "
+                            "(red) and of each novel real (holdout) slice (blue, the calibration reference); the dashed line is "
+                            "the copy threshold. Red mass left of the line = copies."))
+        elif isinstance(h, dict) and {"bins", "train", "holdout"} <= set(h):
             thr = None
             cd = entry.get("copy_detection")
             if isinstance(cd, dict) and isinstance(cd.get("threshold"), (int, float)):

@@ -14,7 +14,7 @@ from cmraudit.data.image_files import JET_PALETTE
 from cmraudit.data.importers.images import import_images
 from cmraudit.data.importers.nifti import MNMS_TO_ACDC
 from cmraudit.data.preprocess import normalise_intensity
-from cmraudit.errors import EXIT_DATA
+from cmraudit.errors import EXIT_DATA, EXIT_USAGE
 
 matplotlib.use("Agg")
 
@@ -236,7 +236,7 @@ def test_overwrite_never_replaces_a_foreign_folder(tmp_path, capsys):
     foreign.mkdir()
     (foreign / "keep.txt").write_text("user file")
     rc = main(["-q", "data", "export", str(src), "--format", "png", "--out", str(foreign), "--overwrite"])
-    assert rc == EXIT_DATA and (foreign / "keep.txt").read_text() == "user file"
+    assert rc == EXIT_USAGE and (foreign / "keep.txt").read_text() == "user file"
     assert main(["-q", "data", "export", str(src), "--format", "png", "--out", str(tmp_path / "ex")]) == 0
     assert (
         main(["-q", "data", "export", str(src), "--format", "nifti", "--out", str(tmp_path / "ex"), "--overwrite"]) == 0

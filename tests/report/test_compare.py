@@ -16,7 +16,7 @@ def test_headline_reads_the_right_numbers():
     assert row.generator == "copycat"
     assert row.frechet_distance == 3.0 and row.fd_space == "pixel" and row.coverage == 0.9
     assert abs(row.dice_synthetic - (0.75 + 0.72 + 0.80) / 3) < 1e-9
-    assert row.copy_rate_upper == 0.94  # max over pixel (0.94) and domain (0.85)
+    assert row.copy_rate_upper == 0.98  # the registered space (the copy decision), not the max over pixel / domain
     assert row.mia_auc_upper == 1.0
     assert row.epsilon is None and row.verdict == "fail"
 
