@@ -93,7 +93,7 @@ def table(s: dict, load: str, sunny: dict | None) -> str:
               f"false-flag upper bound {s['fpr_upper_median']:.1e}; {s['seconds_per_seed_median']:.1f} s per seed "
               "(calibration, recall check and 9 synthetic sets)."]
     if sunny:
-        lines += ["", f"Real anatomy (Sunnybrook, {sunny['split']} train / novel patients, {sunny['seeds']} seeds, "
+        lines += ["", f"Real anatomy (Sunnybrook, {sunny['split']} patients, {sunny['seeds']} seeds, "
                   "every copy transform): " + ", ".join(f"{t} {v['found']}/{v['planted']}" for t, v in sunny["recall"].items())
                   + f"; novel slices flagged {sunny['novel_flags']} of {sunny['novel_slices']}."]
     return "\n".join(lines)
@@ -115,7 +115,7 @@ def sunnybrook(path: str, seeds: int) -> dict:
             rec[c["transform"]]["planted"] += 1
         flags += tr["novel_flags"]
         slices += tr["novel_slices"]
-    return {"recall": rec, "novel_flags": flags, "novel_slices": slices, "seeds": seeds, "split": "3 / 1 (+1 holdout)"}
+    return {"recall": rec, "novel_flags": flags, "novel_slices": slices, "seeds": seeds, "split": "3 train / 1 holdout / 1 novel"}
 
 
 def main() -> None:
