@@ -46,16 +46,15 @@ def _root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, envvar="CMRAUDIT_THREADS",
-        help="CPU threads for torch, FAISS and BLAS (default: all cores). On a shared machine, "
-             "fewer threads than cores avoids oversubscription.",
+        help="CPU threads for torch, FAISS and BLAS (default: the CPUs this process may use - affinity mask, "
+             "cgroup quota - minus those other processes keep busy at start-up; see cmraudit.cpu).",
     ),
 ) -> None:
     _state.DEBUG = debug
     _state.QUIET = quiet
-    if threads is not None:
-        from ..device import set_cpu_threads
+    from ..cpu import configure_cpu
 
-        set_cpu_threads(threads)
+    _state.THREADS = configure_cpu(threads)
 
 
 # command groups register themselves; each module has register(app)

@@ -176,13 +176,17 @@ class RegisteredSearch:
         o = np.argsort(D, axis=1, kind="stable")
         return np.take_along_axis(D, o, 1), np.take_along_axis(np.where(np.isfinite(D), c_rows, -1), o, 1)
 
+    def _window(self, size: int):
+        """Shift indices, the comparison disk W (clear of wrapped and replicated borders), its FFT and area."""
+        torch = _torch()
+        m, sh = self._shifts(size, size)
+        W = _disk(size, size / 2 - 2 * m)
+        return sh, W, torch.fft.rfft2(W), float(W.sum())
+
     def _coarse_all(self, Q, B, cand):
         torch = _torch()
         size = Q.shape[-1]
-        m, sh = self._shifts(size, size)
-        W = _disk(size, size / 2 - 2 * m)
-        WF = torch.fft.rfft2(W)
-        n = float(W.sum())
+        sh, W, WF, n = self._window(size)
         angles = self._angles(self.coarse_rot_step_deg)
         safe = np.where(cand < 0, 0, cand)
         score = np.empty(cand.shape)
@@ -213,10 +217,7 @@ class RegisteredSearch:
         """Polynomial-intensity residual at the fine size for the given (query, candidate, coarse view)."""
         torch = _torch()
         size = qb.shape[-1]
-        m, sh = self._shifts(size, size)
-        W = _disk(size, size / 2 - 2 * m)
-        WF = torch.fft.rfft2(W)
-        n = float(W.sum())
+        sh, W, WF, n = self._window(size)
         c_angles = self._angles(self.coarse_rot_step_deg)
         b, kr = rows.shape
         dih = dihedral_views(qb)  # list of [b, S, S]
