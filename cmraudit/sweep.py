@@ -108,7 +108,8 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     points = []
     for e in eps:
-        cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"))
+        cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"),
+                      dp_split=None if math.isinf(e) else getattr(config, "dp_split", None))
         res = run(cfg)
         points.append(point_from_report(res.report, epsilon=e, run_dir=str(res.run_dir)))
     result = SweepResult(generator=str(config.generator), points=points)

@@ -122,6 +122,9 @@ class LDMGenerator(TwoStageGenerator):
     def _ae_train_config(self):
         return replace(self._train_config(steps=self.ae_steps, epochs=self.ae_epochs), lr=float(self.ae_lr))
 
+    def _dp_train_configs(self):
+        return {**super()._dp_train_configs(), "autoencoder": self._ae_train_config()}
+
     def _param_problems(self) -> list[str]:
         p = super()._param_problems() + self._ae().problems() + self._unet().problems("image ")
         p += self._latent_noise().problems("latent_") + self._ae_train_config().problems("autoencoder: ")
