@@ -8,6 +8,8 @@ from ..errors import ConfigError
 
 BLACKBOX_ATTACKS = ("gan_leaks", "domias")
 WHITEBOX_ATTACKS = ("loss", "fcre")
+# registered diffusion-structure attacks (cmraudit.privacy.mia.attacks); opt-in by name, not in the default set
+REGISTERED_ATTACKS = ("pia", "pian", "secmi", "sima", "sima_mc", "conditional_gap", "flow_gap")
 VIEWS = ("none", "flips")
 
 
@@ -76,9 +78,10 @@ class AuditConfig:
         for name in ("pixel_views", "domain_views"):
             if getattr(self, name) not in VIEWS:
                 problems.append(f"{name} must be one of {VIEWS}, got {getattr(self, name)!r}")
-        unknown = [a for a in self.attacks if a not in BLACKBOX_ATTACKS + WHITEBOX_ATTACKS]
+        known = BLACKBOX_ATTACKS + WHITEBOX_ATTACKS + REGISTERED_ATTACKS
+        unknown = [a for a in self.attacks if a not in known]
         if unknown:
-            problems.append(f"unknown attacks {unknown}; expected some of {BLACKBOX_ATTACKS + WHITEBOX_ATTACKS}")
+            problems.append(f"unknown attacks {unknown}; expected some of {known}")
         if self.carlini_k < 2:
             problems.append(f"carlini_k must be >= 2, got {self.carlini_k}")
         if not 0 < self.confidence < 1:
