@@ -9,6 +9,7 @@ per slice. One line of JSON per (generator, seed, attack) goes to ``--json``.
 
     python bench/bench_attacks.py --generators ddpm,fm --steps 800 --subjects 50 --slices 4 --seeds 0,1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,35 +54,64 @@ def main() -> None:
             g = get_plugin(gname).cls.from_preset("micro", steps=args.steps, mask_steps=1, device="cpu")
             t0 = time.perf_counter()
             g.fit(train, seed=seed, progress=False)
-            print(f"[{gname} seed {seed}] fit {args.steps} steps: {time.perf_counter() - t0:.1f} s; "
-                  f"{len(train)} member / {len(holdout)} non-member slices")
+            print(
+                f"[{gname} seed {seed}] fit {args.steps} steps: {time.perf_counter() - t0:.1f} s; "
+                f"{len(train)} member / {len(holdout)} non-member slices"
+            )
             ev = dict(seed=seed, n_resamples=args.resamples)
             cand = Dataset.concat([train, holdout])
             member = np.r_[np.ones(len(train), bool), np.zeros(len(holdout), bool)]
             t0 = time.perf_counter()
             L = loss_matrix(g, cand, timesteps=(50, 150, 300, 500), seed=seed)
-            res = {"loss": evaluate_attack("loss", scores=loss_scores(L), member=member, groups=cand.patient_id.astype(str),
-                                           info={"seconds_per_slice": (time.perf_counter() - t0) / len(cand),
-                                                 "queries_per_slice": 4}, **ev)}
+            res = {
+                "loss": evaluate_attack(
+                    "loss",
+                    scores=loss_scores(L),
+                    member=member,
+                    groups=cand.patient_id.astype(str),
+                    info={"seconds_per_slice": (time.perf_counter() - t0) / len(cand), "queries_per_slice": 4},
+                    **ev,
+                )
+            }
             names = [n for n in ATTACKS if not missing_hooks(g, get_attack(n))]
-            res.update(run_attacks(names, generator=g, train=train, holdout=holdout, seed=seed, cap=100_000,
-                                   subsample=_subsample_patients, steps=lambda _: nullcontext(), ev=ev))
+            res.update(
+                run_attacks(
+                    names,
+                    generator=g,
+                    train=train,
+                    holdout=holdout,
+                    seed=seed,
+                    cap=100_000,
+                    subsample=_subsample_patients,
+                    steps=lambda _: nullcontext(),
+                    ev=ev,
+                )
+            )
             for name, r in res.items():
                 d = r.to_dict()
                 p, s = d["patient"], d["slice"]
                 tpr = s["tpr_at_1pct_fpr"]
-                row = {"generator": gname, "seed": seed, "steps": args.steps, "attack": name,
-                       "patient_auc": p["auc"]["value"], "patient_auc_ci": p["auc"]["ci"],
-                       "slice_auc": s["auc"]["value"],
-                       "slice_tpr_1pct": tpr.get("value") if "value" in tpr else None,
-                       "slice_tpr_1pct_ci": tpr.get("ci"),
-                       "seconds_per_slice": d["info"].get("seconds_per_slice"),
-                       "queries_per_slice": d["info"].get("queries_per_slice")}
+                row = {
+                    "generator": gname,
+                    "seed": seed,
+                    "steps": args.steps,
+                    "attack": name,
+                    "patient_auc": p["auc"]["value"],
+                    "patient_auc_ci": p["auc"]["ci"],
+                    "slice_auc": s["auc"]["value"],
+                    "slice_tpr_1pct": tpr.get("value") if "value" in tpr else None,
+                    "slice_tpr_1pct_ci": tpr.get("ci"),
+                    "seconds_per_slice": d["info"].get("seconds_per_slice"),
+                    "queries_per_slice": d["info"].get("queries_per_slice"),
+                }
                 rows.append(row)
                 ci = ", ".join(f"{v:.2f}" for v in p["auc"]["ci"])
                 t1 = "n/a" if row["slice_tpr_1pct"] is None else f"{row['slice_tpr_1pct']:.3f}"
-                print(f"  {name:16s} patient AUC {p['auc']['value']:.3f} [{ci}]  slice AUC {s['auc']['value']:.3f}  "
-                      f"slice TPR@1%FPR {t1}  {1000 * row['seconds_per_slice']:.1f} ms/slice ({row['queries_per_slice']} queries)")
+                print(
+                    f"  {name:16s} patient AUC {p['auc']['value']:.3f} [{ci}]  slice AUC {s['auc']['value']:.3f}  "
+                    f"slice TPR@1%FPR {t1}  {1000 * row['seconds_per_slice']:.1f} ms/slice "
+                    f"({row['queries_per_slice']} queries)"
+                )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:

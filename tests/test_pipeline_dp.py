@@ -33,8 +33,8 @@ def test_fit_micro_at_epsilon_1_with_a_stage_split(tmp_path):
 
     data = tmp_path / "train"
     write_dataset(make_phantom(PhantomConfig(subjects=6, slices=2, size=32), seed=0), data)
-    rc = main(["--quiet", "fit", "--generator", "ddpm", "--preset", "micro", "--data", str(data), "--out", str(tmp_path / "m"),
-               "--device", "cpu", "--dp-epsilon", "1", "--dp-delta", "1e-3", "--dp-split", "mask=0.3,image=0.7"])
+    rc = main(["--quiet", "fit", "--generator", "ddpm", "--preset", "micro", "--data", str(data),
+               "--out", str(tmp_path / "m"), "--device", "cpu", "--dp-epsilon", "1", "--dp-delta", "1e-3", "--dp-split", "mask=0.3,image=0.7"])
     assert rc == 0
     dp = load_generator(tmp_path / "m").dp_
     assert 0.99 <= dp["epsilon"] <= 1.0 and dp["split"] == {"mask_model": 0.3, "image_model": 0.7}

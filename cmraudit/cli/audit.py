@@ -65,8 +65,9 @@ def audit_cmd(
     shadow: int = typer.Option(0, "--shadow", help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off."),
     executor: str = typer.Option("local", "--executor", help="Shadow executor: local, slurm, ray, inline."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
-    attacks: Optional[str] = typer.Option(None, "--attacks", help="Comma-separated MIAs to run (default gan_leaks,domias,loss,fcre); "
-                                          "add pia, pian, secmi, sima, sima_mc, conditional_gap, flow_gap (need --model; docs/privacy.md)."),
+    attacks: Optional[str] = typer.Option(
+        None, "--attacks", help="Comma-separated MIAs to run (default gan_leaks,domias,loss,fcre); add pia, pian, "
+        "secmi, sima, sima_mc, conditional_gap, flow_gap (need --model; docs/privacy.md)."),
     resamples: int = typer.Option(1000, "--resamples", help="Patient-bootstrap resamples for MIA CIs."),
     seed: int = typer.Option(0, "--seed", help="Random seed (encoder training, folds, bootstrap, shadows)."),
 ) -> None:
@@ -91,9 +92,11 @@ def audit_cmd(
             raise UsageError(f"--attacks {attacks!r}: give at least one attack name, e.g. --attacks loss,pia,secmi")
         extra["attacks"] = names
     try:
-        config = AuditConfig(alpha=alpha, pixel_views=pixel_views, n_resamples=resamples, domain_params=domain_params, **extra)
+        config = AuditConfig(alpha=alpha, pixel_views=pixel_views, n_resamples=resamples, domain_params=domain_params,
+                             **extra)
     except UsageError as e:
-        raise UsageError(f"--attacks {attacks!r}: {e}" if attacks is not None and "unknown attacks" in str(e) else str(e)) from e
+        named = attacks is not None and "unknown attacks" in str(e)
+        raise UsageError(f"--attacks {attacks!r}: {e}" if named else str(e)) from e
     shadow_cfg = ShadowConfig(k=shadow, executor=executor, workdir=str(out / "privacy" / "shadows")) if shadow else None
     res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen, features=tuple(spaces),
                         seed=seed, config=config, out_dir=out, progress=not _state.QUIET, shadow=shadow_cfg, reference=ref)

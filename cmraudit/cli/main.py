@@ -63,8 +63,9 @@ from . import pipeline_cmds as _pipeline_cmds  # noqa: E402
 from . import audit as _audit  # noqa: E402
 from . import report as _report  # noqa: E402
 from . import sweep as _sweep  # noqa: E402
+from . import dp_audit as _dp_audit  # noqa: E402
 
-for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep):
+for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep, _dp_audit):
     _mod.register(app)
 
 

@@ -20,8 +20,8 @@ _DP_DELTA = typer.Option(1e-5, "--dp-delta", help="DP δ for the whole generator
 _DP_CLIP = typer.Option(1.0, "--max-grad-norm", help="DP-SGD: per-patient gradient clipping norm C.")
 _DP_ACC = typer.Option("prv", "--accountant", help="DP accountant: prv (tighter) or rdp.")
 _DP_K = typer.Option(1, "--noise-multiplicity", help="DP-SGD: diffusion-loss draws averaged per example before clipping.")
-_DP_SPLIT = typer.Option(None, "--dp-split", help="DP: weight of each stage in the joint budget, e.g. mask=0.3,image=0.7 "
-                         "(ldm also ae=…); default equal (docs/dp.md).")
+_DP_SPLIT = typer.Option(None, "--dp-split", help="DP: weight of each stage in the joint budget, e.g. "
+                         "mask=0.3,image=0.7 (ldm also ae=…); default equal (docs/dp.md).")
 _DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 
 
@@ -64,7 +64,8 @@ def run_cmd(
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, out=None if out is None else str(out),
                     seed=seed, n_samples=n_samples, n_paired=n_paired, device=device, dp_epsilon=dp_epsilon,
                     dp_delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant, noise_multiplicity=noise_multiplicity,
-                    dp_split=dp_split, params=parse_overrides(sets), overwrite=overwrite, resume=resume, progress=not _state.QUIET)
+                    dp_split=dp_split, params=parse_overrides(sets), overwrite=overwrite, resume=resume,
+                    progress=not _state.QUIET)
     res = run(cfg)
     table = Table(title=f"cmraudit run: {generator} → {res.run_dir}")
     table.add_column("step")

@@ -24,7 +24,8 @@ def sweep_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a generator parameter (JSON values)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace finished runs in --out."),
-    dp_split: Optional[str] = typer.Option(None, "--dp-split", help="DP stage weights for every finite ε, e.g. mask=0.3,image=0.7."),
+    dp_split: Optional[str] = typer.Option(None, "--dp-split",
+                                           help="DP stage weights for every finite ε, e.g. mask=0.3,image=0.7."),
 ) -> None:
     """Train and audit the generator at each ε; plot fidelity, utility and MIA AUC against ε."""
     from ..pipeline import RunConfig

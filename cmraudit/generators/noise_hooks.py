@@ -15,6 +15,7 @@ methods, on the diffusion noise-level grid shared by every generator (integer t,
 A plugin implements ``_noise_schedule(t: int)`` and ``_predict_noise_batch(x_t, masks_oh, t) -> ε̂``
 (torch tensors [n, 1, H, W], one timestep per batch); batching, checks and numpy conversion live here.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -56,7 +57,9 @@ class NoisePrediction:
     def _check_t(self, t) -> int:
         T = int(self.num_train_timesteps)
         if not (np.ndim(t) == 0 and 0 <= int(t) < T):
-            raise UsageError(f"noise_prediction: t must be one integer in 0..{T - 1} (noise level; 0 = clean), got {t!r}")
+            raise UsageError(
+                f"noise_prediction: t must be one integer in 0..{T - 1} (noise level; 0 = clean), got {t!r}"
+            )
         return int(t)
 
     def _class_labels(self, n: int, device) -> torch.Tensor | None:

@@ -272,7 +272,8 @@ class TwoStageGenerator:
         configs = self._dp_train_configs()
         missing = sorted(set(self.dp_stages) - set(configs))
         if missing:
-            raise UsageError(f"{type(self).__name__}: no training config for DP stage(s) {missing}; override _dp_train_configs")
+            raise UsageError(f"{type(self).__name__}: no training config for DP stage(s) {missing}; "
+                             "override _dp_train_configs")
         return {s: (min(1.0, int(configs[s].batch_size) / max(1, n_patients)), configs[s].total_steps(n_items))
                 for s in self.dp_stages}
 

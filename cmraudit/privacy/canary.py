@@ -7,6 +7,7 @@ canaries, scores every canary with a white-box attack (a patient's score = the m
 "in" for the ``r_plus`` highest and "out" for the ``r_minus`` lowest, and reports the one-run lower bound ε̂
 (Steinke, Nasr, Jagielski 2023) beside the claimed ε. ``falsified`` is True when ε̂ exceeds the claim.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,12 +41,16 @@ class CanaryAuditResult:
         """The ``dp_audit`` report block."""
         g = guesses_from_scores(self.scores, r_plus=self.audit.r_plus, r_minus=self.audit.r_minus)
         return self.audit.to_dict() | {
-            "epsilon_claimed": self.epsilon_claimed, "falsified": bool(self.falsified), "attack": self.attack,
+            "epsilon_claimed": self.epsilon_claimed,
+            "falsified": bool(self.falsified),
+            "attack": self.attack,
             "unit": "patient",
             "note": "ε̂ is a lower bound at 1 − significance confidence: a small ε̂ does not show privacy; "
-                    "ε̂ above the claimed ε falsifies the claim",
-            "canaries": [{"patient_id": p, "included": bool(i), "score": float(s), "guess": int(x)}
-                         for p, i, s, x in zip(self.canary_ids, self.included, self.scores, g)],
+            "ε̂ above the claimed ε falsifies the claim",
+            "canaries": [
+                {"patient_id": p, "included": bool(i), "score": float(s), "guess": int(x)}
+                for p, i, s, x in zip(self.canary_ids, self.included, self.scores, g)
+            ],
             **self.info,
         }
 
@@ -64,23 +69,37 @@ def _score_slices(generator, ds, *, attack: str, seed: int) -> np.ndarray:
 
     a = get_attack(attack)
     if a.needs_reference:
-        raise UsageError(f"--attack {attack}: needs reference non-members, which a canary audit does not have; use loss, pia, …")
+        raise UsageError(
+            f"--attack {attack}: needs reference non-members, which a canary audit does not have; use loss, pia, …"
+        )
     missing = missing_hooks(generator, a)
     if missing:
         raise UsageError(f"--attack {attack}: the generator does not offer the hook(s) {', '.join(missing)}")
     return a.score(generator, ds, seed)
 
 
-def canary_audit(*, make_generator: Callable[[], Any], data, canaries: int, seed: int, dp=None, attack: str = "loss",
-                 r_plus: int | None = None, r_minus: int | None = None, significance: float = 0.05,
-                 fit_kwargs: dict | None = None) -> CanaryAuditResult:
+def canary_audit(
+    *,
+    make_generator: Callable[[], Any],
+    data,
+    canaries: int,
+    seed: int,
+    dp=None,
+    attack: str = "loss",
+    r_plus: int | None = None,
+    r_minus: int | None = None,
+    significance: float = 0.05,
+    fit_kwargs: dict | None = None,
+) -> CanaryAuditResult:
     """Run one canary audit; ``make_generator()`` returns a fresh, unfitted generator with the run's settings."""
     pids = np.asarray(data.patient_id).astype(str)
     patients = np.unique(pids)
     m = int(canaries)
     if m < 2 or m > len(patients) - 2:
-        raise UsageError(f"--canaries {canaries}: need 2 ≤ canaries ≤ {len(patients) - 2} (the dataset has {len(patients)} "
-                         "patients and at least 2 must stay non-canary)")
+        raise UsageError(
+            f"--canaries {canaries}: need 2 ≤ canaries ≤ {len(patients) - 2} (the dataset has {len(patients)} "
+            "patients and at least 2 must stay non-canary)"
+        )
     rp = max(1, m // 4) if r_plus is None else int(r_plus)
     rm = max(1, m // 4) if r_minus is None else int(r_minus)
     rng = np.random.default_rng([int(seed), 0xCA7])
@@ -89,8 +108,13 @@ def canary_audit(*, make_generator: Callable[[], Any], data, canaries: int, seed
     base = [p for p in patients if p not in set(canary_ids)]
     train_ids = base + [p for p, inc in zip(canary_ids, included) if inc]
     gen = make_generator()
-    gen.fit(data.select_patients(np.asarray(train_ids)), seed=seed, progress=False, **({} if dp is None else {"dp": dp}),
-            **(fit_kwargs or {}))
+    gen.fit(
+        data.select_patients(np.asarray(train_ids)),
+        seed=seed,
+        progress=False,
+        **({} if dp is None else {"dp": dp}),
+        **(fit_kwargs or {}),
+    )
     cds = data.select_patients(np.asarray(canary_ids))
     slice_scores = np.asarray(_score_slices(gen, cds, attack=attack, seed=seed + 1), dtype=np.float64)
     scores = _patient_means(slice_scores, np.asarray(cds.patient_id).astype(str), canary_ids)
@@ -101,7 +125,18 @@ def canary_audit(*, make_generator: Callable[[], Any], data, canaries: int, seed
         claimed = float(block["epsilon"]) if isinstance(block, dict) else float(dp.epsilon)
         delta = float(block["delta"]) if isinstance(block, dict) else float(dp.delta)
     res = one_run_audit(scores, included, r_plus=rp, r_minus=rm, delta=delta, significance=significance)
-    info = {"n_base_patients": len(base), "n_train_patients": len(train_ids), "seed": int(seed),
-            "epsilon_claimed_source": "generator.dp.epsilon (joint accountant)" if claimed is not None else "no DP (ε = ∞)"}
-    return CanaryAuditResult(audit=res, attack=attack, epsilon_claimed=claimed, canary_ids=canary_ids, included=included,
-                             scores=scores, info=info)
+    info = {
+        "n_base_patients": len(base),
+        "n_train_patients": len(train_ids),
+        "seed": int(seed),
+        "epsilon_claimed_source": "generator.dp.epsilon (joint accountant)" if claimed is not None else "no DP (ε = ∞)",
+    }
+    return CanaryAuditResult(
+        audit=res,
+        attack=attack,
+        epsilon_claimed=claimed,
+        canary_ids=canary_ids,
+        included=included,
+        scores=scores,
+        info=info,
+    )

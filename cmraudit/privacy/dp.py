@@ -94,7 +94,8 @@ class DPConfig:
 
     @classmethod
     def from_options(cls, epsilon: float | None = None, *, delta: float = 1e-5, max_grad_norm: float = 1.0,
-                     accountant: str = "prv", noise_multiplicity: int = 1, split: str | None = None) -> "DPConfig | None":
+                     accountant: str = "prv", noise_multiplicity: int = 1,
+                     split: str | None = None) -> "DPConfig | None":
         """The CLI entry: ``None`` when ``--dp-epsilon`` is absent or ``inf`` (no DP), else a validated config."""
         if epsilon is None or (isinstance(epsilon, (int, float)) and math.isinf(epsilon) and epsilon > 0):
             if split is not None:

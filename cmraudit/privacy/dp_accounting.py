@@ -188,7 +188,8 @@ def compose_budget(stages: Sequence[StageBudget], *, target_epsilon: float | Non
         "composition": "basic (sum of per-stage ε and δ)",
         "basic_composition": {"epsilon": eps_basic, "delta": delta_total},
         "target_epsilon": _json_float(target_epsilon) if target_epsilon is not None else (
-            _json_float(sum(s.target_epsilon for s in stages)) if all(s.target_epsilon is not None for s in stages) else None),
+            _json_float(sum(s.target_epsilon for s in stages))
+            if all(s.target_epsilon is not None for s in stages) else None),
         "max_grad_norm": clip.pop() if len(clip) == 1 else None,
         "per_stage": {s.name: float(s.epsilon) for s in stages},
         "stages": {s.name: s.to_dict() for s in stages},

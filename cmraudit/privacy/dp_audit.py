@@ -13,6 +13,7 @@ guesses is dominated by Binomial(r, e^ε / (1 + e^ε)) plus a δ term (their The
 ε̂ above the claimed ε falsifies the claim. For generators the canary unit is the patient, and a
 canary's score is its membership score aggregated over its slices.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,7 @@ from scipy import optimize, stats
 
 from ..errors import UsageError
 
-__all__ = ["OneRunAudit", "draw_inclusion", "epsilon_lower_bound", "guesses_from_scores", "one_run_audit",
-           "p_value"]
+__all__ = ["OneRunAudit", "draw_inclusion", "epsilon_lower_bound", "guesses_from_scores", "one_run_audit", "p_value"]
 
 
 def _check_counts(m: int, r: int, v: int) -> None:
@@ -51,8 +51,9 @@ def p_value(*, m: int, r: int, v: int, epsilon: float, delta: float = 0.0) -> fl
     return min(tail + 2.0 * m * delta * alpha, 1.0)
 
 
-def epsilon_lower_bound(*, m: int, r: int, v: int, delta: float = 0.0, significance: float = 0.05,
-                        tol: float = 1e-9) -> float:
+def epsilon_lower_bound(
+    *, m: int, r: int, v: int, delta: float = 0.0, significance: float = 0.05, tol: float = 1e-9
+) -> float:
     """ε̂: the largest ε with ``p_value(ε) < significance`` (0.0 when even ε = 0 is not rejected).
 
     The p-value grows with ε, so ε̂ is the root of ``p_value(ε) = significance`` (Brent's method).
@@ -90,12 +91,14 @@ def guesses_from_scores(scores: np.ndarray, *, r_plus: int, r_minus: int) -> np.
     if s.ndim != 1 or not np.all(np.isfinite(s)):
         raise UsageError("one-run audit: scores must be a 1-D array of finite numbers (one per canary)")
     if r_plus < 0 or r_minus < 0 or r_plus + r_minus > len(s):
-        raise UsageError(f"one-run audit: r_plus={r_plus} + r_minus={r_minus} guesses must be ≥ 0 and ≤ {len(s)} canaries")
+        raise UsageError(
+            f"one-run audit: r_plus={r_plus} + r_minus={r_minus} guesses must be ≥ 0 and ≤ {len(s)} canaries"
+        )
     order = np.argsort(-s, kind="stable")
     g = np.zeros(len(s), dtype=np.int8)
     g[order[:r_plus]] = 1
     if r_minus:
-        g[order[len(s) - r_minus:]] = -1
+        g[order[len(s) - r_minus :]] = -1
     return g
 
 
@@ -119,15 +122,32 @@ class OneRunAudit:
         return d
 
 
-def one_run_audit(scores: np.ndarray, included: np.ndarray, *, r_plus: int, r_minus: int, delta: float = 0.0,
-                  significance: float = 0.05) -> OneRunAudit:
+def one_run_audit(
+    scores: np.ndarray,
+    included: np.ndarray,
+    *,
+    r_plus: int,
+    r_minus: int,
+    delta: float = 0.0,
+    significance: float = 0.05,
+) -> OneRunAudit:
     """Guess from ``scores`` (higher = more likely included), count the correct guesses, bound ε."""
     included = np.asarray(included, dtype=bool)
     if included.shape != np.shape(scores):
-        raise UsageError(f"one-run audit: {np.shape(scores)} scores for {included.shape} inclusion bits; give one per canary")
+        raise UsageError(
+            f"one-run audit: {np.shape(scores)} scores for {included.shape} inclusion bits; give one per canary"
+        )
     g = guesses_from_scores(scores, r_plus=r_plus, r_minus=r_minus)
     correct = int(np.sum((g == 1) & included) + np.sum((g == -1) & ~included))
     r = int(r_plus + r_minus)
     eps = epsilon_lower_bound(m=len(g), r=r, v=correct, delta=delta, significance=significance)
-    return OneRunAudit(epsilon_lower_bound=eps, m=len(g), r_plus=int(r_plus), r_minus=int(r_minus), guesses=r,
-                       correct=correct, delta=float(delta), significance=float(significance))
+    return OneRunAudit(
+        epsilon_lower_bound=eps,
+        m=len(g),
+        r_plus=int(r_plus),
+        r_minus=int(r_minus),
+        guesses=r,
+        correct=correct,
+        delta=float(delta),
+        significance=float(significance),
+    )

@@ -16,6 +16,7 @@ subsampled Gaussian mechanism with rate q and noise multiplier σ behave as μ-G
 and one scalar μ is searched (bisection) until the exact accountant (PRV or RDP) over all stages gives the
 requested ε. The GDP formula only shapes how the noise is shared; the reported ε is the accountant's.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,14 @@ from .dp_accounting import _epsilon_of_history
 __all__ = ["STAGE_ALIASES", "calibrate_noise", "parse_split", "stage_weights"]
 
 # short names accepted by --dp-split → stage names of generator.dp.stages
-STAGE_ALIASES = {"mask": "mask_model", "image": "image_model", "ae": "autoencoder", "autoencoder": "autoencoder",
-                 "mask_model": "mask_model", "image_model": "image_model"}
+STAGE_ALIASES = {
+    "mask": "mask_model",
+    "image": "image_model",
+    "ae": "autoencoder",
+    "autoencoder": "autoencoder",
+    "mask_model": "mask_model",
+    "image_model": "image_model",
+}
 
 TOLERANCE = 0.99  # the joint ε lands in [TOLERANCE·ε, ε]
 
@@ -87,8 +94,15 @@ def _sigma(mu: float, w: float, q: float, steps: int) -> float:
     return 1.0 / math.sqrt(math.log1p(w * mu * mu / (q * q * steps)))
 
 
-def calibrate_noise(*, epsilon: float, delta: float, accountant: str, stages: Mapping[str, tuple[float, int]],
-                    weights: Mapping[str, float] | None = None, max_iter: int = 60) -> tuple[dict[str, float], float]:
+def calibrate_noise(
+    *,
+    epsilon: float,
+    delta: float,
+    accountant: str,
+    stages: Mapping[str, tuple[float, int]],
+    weights: Mapping[str, float] | None = None,
+    max_iter: int = 60,
+) -> tuple[dict[str, float], float]:
     """Noise multipliers σ_i per stage so that the joint ε over all stages is in [0.99·ε, ε] at ``delta``.
 
     ``stages``: stage → (sample rate q, planned steps T). Returns (stage → σ, the joint ε they give).
@@ -97,7 +111,9 @@ def calibrate_noise(*, epsilon: float, delta: float, accountant: str, stages: Ma
         raise UsageError("calibrate_noise: no stages given")
     for name, (q, steps) in stages.items():
         if not 0 < q <= 1 or int(steps) < 1:
-            raise UsageError(f"calibrate_noise: stage {name!r} has sample rate {q} and {steps} steps; need 0 < q ≤ 1, steps ≥ 1")
+            raise UsageError(
+                f"calibrate_noise: stage {name!r} has sample rate {q} and {steps} steps; need 0 < q ≤ 1, steps ≥ 1"
+            )
     w = dict(weights) if weights is not None else {s: 1.0 / len(stages) for s in stages}
 
     def sigmas(mu: float) -> dict[str, float]:
@@ -105,7 +121,9 @@ def calibrate_noise(*, epsilon: float, delta: float, accountant: str, stages: Ma
 
     def joint(mu: float) -> float:
         sig = sigmas(mu)
-        return _epsilon_of_history([(sig[s], q, int(t)) for s, (q, t) in stages.items()], delta=delta, accountant=accountant)
+        return _epsilon_of_history(
+            [(sig[s], q, int(t)) for s, (q, t) in stages.items()], delta=delta, accountant=accountant
+        )
 
     lo, hi = 0.0, 1.0
     e_hi = joint(hi)
@@ -126,6 +144,8 @@ def calibrate_noise(*, epsilon: float, delta: float, accountant: str, stages: Ma
             hi = mid
     if best is None or best[1] < TOLERANCE * epsilon:
         got = "nothing" if best is None else f"{best[1]:.4f}"
-        raise UsageError(f"--dp-epsilon {epsilon}: could not calibrate the noise to a joint ε in "
-                         f"[{TOLERANCE * epsilon:.4g}, {epsilon}] (reached {got}); try --accountant rdp")
+        raise UsageError(
+            f"--dp-epsilon {epsilon}: could not calibrate the noise to a joint ε in "
+            f"[{TOLERANCE * epsilon:.4g}, {epsilon}] (reached {got}); try --accountant rdp"
+        )
     return sigmas(best[0]), float(best[1])

@@ -62,7 +62,8 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     # samples of a batch, which per-sample DP-SGD forbids, so ot_pairing=True is refused under DP.
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True,
-                                                  hooks=("loss", "prediction_pair", "noise_prediction", "velocity_loss"))
+                                                  hooks=("loss", "prediction_pair", "noise_prediction",
+                                                         "velocity_loss"))
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
 

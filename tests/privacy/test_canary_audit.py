@@ -1,4 +1,5 @@
 """Canary-patient DP audit (issue 19): ε̂ ≤ ε under DP; ε̂ > 0 with the canaries found for a non-DP overfit model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def test_non_dp_overfit_model_is_caught(canary_data):
 
 @pytest.mark.parametrize("epsilon", [1.0, 8.0])
 def test_dp_models_are_not_falsified(canary_data, epsilon):
-    r = canary_audit(make_generator=_ddpm(40), data=canary_data, canaries=24, seed=0,
-                     dp=DPConfig(epsilon=epsilon, delta=1e-3))
+    r = canary_audit(
+        make_generator=_ddpm(40), data=canary_data, canaries=24, seed=0, dp=DPConfig(epsilon=epsilon, delta=1e-3)
+    )
     d = r.to_dict()
     assert 0.99 * epsilon <= d["epsilon_claimed"] <= epsilon  # the joint accountant's ε of the run
     assert d["epsilon_lower_bound"] <= epsilon and not d["falsified"]
@@ -49,3 +51,56 @@ def test_dp_models_are_not_falsified(canary_data, epsilon):
 def test_bad_canary_count(canary_data):
     with pytest.raises(UsageError, match="--canaries 31"):
         canary_audit(make_generator=_ddpm(1), data=canary_data, canaries=31, seed=0)
+
+
+def test_dp_audit_cli(tmp_path, capsys):
+    import json
+
+    from cmraudit.cli.main import main
+
+    args = [
+        "dp-audit",
+        "--generator",
+        "ddpm",
+        "--preset",
+        "micro",
+        "--subjects",
+        "24",
+        "--canaries",
+        "16",
+        "--device",
+        "cpu",
+        "--set",
+        "steps=20",
+        "--set",
+        "mask_steps=1",
+        "--dp-epsilon",
+        "8",
+        "--dp-delta",
+        "1e-3",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(["--quiet", *args]) == 0, capsys.readouterr().err
+    block = json.loads((tmp_path / "dp_audit.json").read_text())["dp_audit"]
+    assert block["m"] == 16 and block["guesses"] == 8 and len(block["canaries"]) == 16
+    assert (
+        7.92 <= block["epsilon_claimed"] <= 8.0 and block["epsilon_lower_bound"] <= 8.0 and block["falsified"] is False
+    )
+    assert main(args) == 2 and "already there" in capsys.readouterr().err  # never replaces without --overwrite
+    assert (
+        main(
+            [
+                "dp-audit",
+                "--generator",
+                "copycat",
+                "--preset",
+                "micro",
+                "--dp-epsilon",
+                "8",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )

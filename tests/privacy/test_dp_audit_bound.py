@@ -1,4 +1,5 @@
 """One-run DP audit bound (Steinke, Nasr, Jagielski 2023): golden values, invariants, planted canaries."""
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ def test_bound_is_the_significance_crossing():
     assert p_value(m=1000, r=100, v=90, epsilon=eps - 1e-4, delta=1e-5) < 0.05
     assert p_value(m=1000, r=100, v=90, epsilon=eps + 1e-4, delta=1e-5) >= 0.05
     # ε = 0 with δ = 0: each guess is a fair coin, the p-value is the plain binomial tail
-    assert p_value(m=10, r=10, v=10, epsilon=0.0) == pytest.approx(0.5 ** 10)
+    assert p_value(m=10, r=10, v=10, epsilon=0.0) == pytest.approx(0.5**10)
 
 
 def test_monotone_in_correct_guesses_delta_and_significance():
@@ -61,8 +62,10 @@ def test_planted_canaries_found_and_null_not_falsely_bounded():
     leaky = one_run_audit(inc + rng.normal(0, 0.3, 1000), inc, r_plus=100, r_minus=100)
     assert leaky.correct >= 190 and leaky.epsilon_lower_bound > 2.0
     # scores independent of inclusion (a perfectly private mechanism): ε̂ = 0 for most seeds (level 0.05)
-    null = [one_run_audit(np.random.default_rng(s).normal(size=1000), inc, r_plus=50, r_minus=50).epsilon_lower_bound
-            for s in range(40)]
+    null = [
+        one_run_audit(np.random.default_rng(s).normal(size=1000), inc, r_plus=50, r_minus=50).epsilon_lower_bound
+        for s in range(40)
+    ]
     assert sum(e > 0 for e in null) <= 6
 
 

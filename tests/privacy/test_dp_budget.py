@@ -1,4 +1,5 @@
 """Joint noise calibration: the whole generator spends the ε asked for (issue 19), split by stage weights."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,12 @@ def test_joint_calibration_spends_more_than_the_even_basic_split():
     old = DPConfig(epsilon=8.0).split(list(QUICK))
     from cmraudit.privacy.dp import noise_multiplier_for
 
-    sig_old = {s: noise_multiplier_for(epsilon=c.epsilon, delta=c.delta, sample_rate=QUICK[s][0], steps=QUICK[s][1],
-                                       accountant="prv") for s, c in old.items()}
+    sig_old = {
+        s: noise_multiplier_for(
+            epsilon=c.epsilon, delta=c.delta, sample_rate=QUICK[s][0], steps=QUICK[s][1], accountant="prv"
+        )
+        for s, c in old.items()
+    }
     joint_old = _epsilon_of_history([(sig_old[s], q, t) for s, (q, t) in QUICK.items()], delta=1e-5, accountant="prv")
     new = DPConfig(epsilon=8.0).calibrate(QUICK)
     assert joint_old < 7.5  # budget left unspent
@@ -53,8 +58,15 @@ def test_calibrated_stage_configs():
     for s, c in cfgs.items():
         assert c.delta == pytest.approx(5e-6) and c.noise_multiplier > 0
         # each stage's epsilon is what it spends alone with its σ
-        assert c.epsilon == pytest.approx(compute_epsilon(noise_multiplier=c.noise_multiplier, sample_rate=QUICK[s][0],
-                                                          steps=QUICK[s][1], delta=c.delta, accountant="prv"))
+        assert c.epsilon == pytest.approx(
+            compute_epsilon(
+                noise_multiplier=c.noise_multiplier,
+                sample_rate=QUICK[s][0],
+                steps=QUICK[s][1],
+                delta=c.delta,
+                accountant="prv",
+            )
+        )
     assert cfgs["image_model"].epsilon > cfgs["mask_model"].epsilon
 
 

@@ -1,4 +1,5 @@
 """Registered diffusion-structure attacks (issue 19): hooks, registry, scores on micro models, audit selection."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -107,14 +108,24 @@ def test_holdout_reference_generator_all_cis_contain_half(micro_models, micro_da
 
     # the micro models were trained on other patients: both candidate groups (40 fresh phantom subjects) are unseen
     unseen = make_phantom(PhantomConfig(subjects=40, slices=2, size=32), seed=7)
-    pats = np.random.default_rng(0).permutation(np.unique(unseen.patient_id.astype(str)))  # (index order alternates vendors)
+    pats = np.random.default_rng(0).permutation(
+        np.unique(unseen.patient_id.astype(str))
+    )  # (index order alternates vendors)
     fake_members = unseen.select_patients(pats[::2])
     nonmembers = unseen.select_patients(pats[1::2])
     for gname in ("ddpm", "fm"):
         names = [n for n in REGISTERED_ATTACKS if not missing_hooks(micro_models[gname], get_attack(n))]
-        res = run_attacks(names, generator=micro_models[gname], train=fake_members, holdout=nonmembers, seed=0, cap=10_000,
-                          subsample=_subsample_patients, steps=lambda _: nullcontext(),
-                          ev=dict(seed=0, n_resamples=2000, confidence=1 - 0.05 / 13))
+        res = run_attacks(
+            names,
+            generator=micro_models[gname],
+            train=fake_members,
+            holdout=nonmembers,
+            seed=0,
+            cap=10_000,
+            subsample=_subsample_patients,
+            steps=lambda _: nullcontext(),
+            ev=dict(seed=0, n_resamples=2000, confidence=1 - 0.05 / 13),
+        )
         for n in names:
             r = res[n].to_dict() if hasattr(res[n], "to_dict") else res[n]
             if r.get("status") == "skipped":
@@ -129,8 +140,15 @@ def test_audit_skips_with_a_reason(micro_models, micro_data):
     from cmraudit.privacy.audit import _subsample_patients
 
     train, holdout = micro_data
-    kw = dict(train=train, holdout=holdout, seed=0, cap=100, subsample=_subsample_patients, steps=lambda _: nullcontext(),
-              ev=dict(seed=0, n_resamples=50))
+    kw = dict(
+        train=train,
+        holdout=holdout,
+        seed=0,
+        cap=100,
+        subsample=_subsample_patients,
+        steps=lambda _: nullcontext(),
+        ev=dict(seed=0, n_resamples=50),
+    )
     out = run_attacks(["pia"], generator=None, **kw)
     assert out["pia"]["status"] == "skipped" and "--model" in out["pia"]["reason"]
     out = run_attacks(["flow_gap"], generator=micro_models["ddpm"], **kw)
@@ -150,8 +168,22 @@ def test_audit_cli_attacks_option_writes_every_block_and_roc(tmp_path, micro_mod
         write_dataset(ds, tmp_path / name)
     micro_models["ddpm"].save(tmp_path / "run" / "model")
     names = ["pia", "secmi", "sima", "conditional_gap"]
-    args = ["-q", "audit", "--train", str(tmp_path / "train"), "--holdout", str(tmp_path / "holdout"), "--synthetic",
-            str(tmp_path / "syn"), "--model", str(tmp_path / "run"), "--feature", "pixel", "--resamples", "50"]
+    args = [
+        "-q",
+        "audit",
+        "--train",
+        str(tmp_path / "train"),
+        "--holdout",
+        str(tmp_path / "holdout"),
+        "--synthetic",
+        str(tmp_path / "syn"),
+        "--model",
+        str(tmp_path / "run"),
+        "--feature",
+        "pixel",
+        "--resamples",
+        "50",
+    ]
     rc = main(args + ["--attacks", ",".join(names), "--out", str(tmp_path / "out")])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((tmp_path / "out" / "report.json").read_text())

@@ -4,6 +4,7 @@
 generator lacks for it (``GeneratorTags.hooks``). The audit (``audit --attacks``) and the Python API select
 them by name; each is scored by ``evaluate_attack`` (patient-level AUC, TPR at 1 % / 0.1 % FPR, bootstrap CIs).
 """
+
 from __future__ import annotations
 
 from ....errors import UsageError

@@ -6,6 +6,7 @@ slice (higher = more likely a member). It never sees membership labels; :func:`e
 the slice and patient level. An attack that needs known non-members (``needs_reference``) gets a separate
 ``reference`` dataset of holdout patients that are *not* among the candidates.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -27,7 +28,10 @@ class Attack:
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
-            raise UsageError(f"attack {self.name!r}: unknown parameter(s) {unknown}; valid: {', '.join(sorted(self.defaults)) or 'none'}")
+            raise UsageError(
+                f"attack {self.name!r}: unknown parameter(s) {unknown}; "
+                f"valid: {', '.join(sorted(self.defaults)) or 'none'}"
+            )
         self.params = {**self.defaults, **params}
 
     def queries_per_slice(self) -> int:
@@ -39,8 +43,12 @@ class Attack:
         raise NotImplementedError
 
     def info(self) -> dict:
-        return {"threat_model": self.threat_model, "needs": list(self.needs), "params": dict(self.params),
-                "queries_per_slice": self.queries_per_slice()}
+        return {
+            "threat_model": self.threat_model,
+            "needs": list(self.needs),
+            "params": dict(self.params),
+            "queries_per_slice": self.queries_per_slice(),
+        }
 
 
 def arrays(ds) -> tuple[np.ndarray, np.ndarray]:

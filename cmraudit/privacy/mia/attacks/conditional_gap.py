@@ -6,6 +6,7 @@ gap = ‖ε_θ(x_t, blank) − ε‖² − ‖ε_θ(x_t, mask) − ε‖², aver
 condition is the blank mask (all background, default) or the masks shuffled among the candidates (seeded).
 2 queries per slice and timestep.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,5 +38,8 @@ class ConditionalGap(Attack):
             a, s = generator.noise_schedule(t)
             eps = fixed_noise(x0.shape, seed=seed, draw=j)
             xt = (a * x0 + s * eps).astype(np.float32)
-            gap += norm(generator.predict_noise(xt, null, t=t) - eps) ** 2 - norm(generator.predict_noise(xt, m, t=t) - eps) ** 2
+            gap += (
+                norm(generator.predict_noise(xt, null, t=t) - eps) ** 2
+                - norm(generator.predict_noise(xt, m, t=t) - eps) ** 2
+            )
         return gap / len(self.params["t_fracs"])

@@ -7,6 +7,7 @@ error of *reference* patients known to be non-members (holdout patients that are
 maximises (mean_ref − mean_candidates) / sd_ref — where the candidate pool, which holds the members, is fitted
 best relative to unseen data. Score at that t: −error. Grid of 9 levels: 9 queries per slice.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,9 @@ class FlowGap(Attack):
 
     def score(self, generator, dataset, seed: int, *, reference=None) -> np.ndarray:
         if reference is None or len(reference) < 2:
-            raise UsageError("attack flow_gap needs reference non-member slices (holdout patients not among the candidates)")
+            raise UsageError(
+                "attack flow_gap needs reference non-member slices (holdout patients not among the candidates)"
+            )
         x, m = arrays(dataset)
         xr, mr = arrays(reference)
         best, scores, chosen = -np.inf, None, None

@@ -5,6 +5,7 @@ built deterministically and the score is −‖ε_θ(x_t, t) − ε̂₀‖₄ (
 own trajectory, so the error is smaller). PIAN first normalises ε̂₀ to zero mean and unit variance per slice.
 Two queries per slice; t = 0.2·T by default (t = 200 of 1000 in the paper).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Run registered attacks inside the privacy audit: candidates, reference non-members, timing, evaluation."""
+
 from __future__ import annotations
 
 import time
@@ -25,8 +26,19 @@ def split_reference(holdout, candidates_h, *, seed: int):
     return candidates_h.select_patients(pats[:k]), candidates_h.select_patients(pats[k:])
 
 
-def run_attacks(names: Sequence[str], *, generator, train, holdout, seed: int, cap: int,
-                subsample: Callable, steps: Callable, ev: dict, params: dict[str, dict] | None = None) -> dict[str, Any]:
+def run_attacks(
+    names: Sequence[str],
+    *,
+    generator,
+    train,
+    holdout,
+    seed: int,
+    cap: int,
+    subsample: Callable,
+    steps: Callable,
+    ev: dict,
+    params: dict[str, dict] | None = None,
+) -> dict[str, Any]:
     """One ``evaluate_attack`` result (or a skipped block) per attack name, members = ``train`` patients."""
     from ....data.dataset import Dataset
 
@@ -41,14 +53,18 @@ def run_attacks(names: Sequence[str], *, generator, train, holdout, seed: int, c
         attack = get_attack(name, **(params or {}).get(name, {}))
         missing = missing_hooks(generator, attack)
         if missing:
-            out[name] = skipped(f"the generator {getattr(generator, 'name', type(generator).__name__)!r} does not offer the "
-                                f"hook(s) {', '.join(missing)} that {name} needs (GeneratorTags.hooks)")
+            out[name] = skipped(
+                f"the generator {getattr(generator, 'name', type(generator).__name__)!r} does not offer the "
+                f"hook(s) {', '.join(missing)} that {name} needs (GeneratorTags.hooks)"
+            )
             continue
         reference, cand_h = None, sub_h
         if attack.needs_reference:
             reference, cand_h = split_reference(holdout, sub_h, seed=seed)
             if reference is None:
-                out[name] = skipped(f"{name} needs reference non-member patients besides the candidates; the holdout is too small")
+                out[name] = skipped(
+                    f"{name} needs reference non-member patients besides the candidates; the holdout is too small"
+                )
                 continue
         cand = Dataset.concat([sub_t, cand_h])
         member = np.r_[np.ones(len(sub_t), bool), np.zeros(len(cand_h), bool)]
@@ -59,5 +75,7 @@ def run_attacks(names: Sequence[str], *, generator, train, holdout, seed: int, c
         info = attack.info() | {"seconds_per_slice": dt / max(1, len(cand))}
         if reference is not None:
             info["reference_patients"] = int(len(set(reference.patient_id.astype(str))))
-        out[name] = evaluate_attack(name, scores=scores, member=member, groups=cand.patient_id.astype(str), info=info, **ev)
+        out[name] = evaluate_attack(
+            name, scores=scores, member=member, groups=cand.patient_id.astype(str), info=info, **ev
+        )
     return out

@@ -6,6 +6,7 @@ posterior-estimation error ‖x̂_{t_sec} − x_{t_sec}‖² as the score (negat
 t_sec/Δ + 2 queries per slice (12 by default). SecMI_NN (a classifier on the error maps) needs labels and is
 not offered.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,4 +40,4 @@ class SecMI(Attack):
         t_up = min(int(getattr(generator, "num_train_timesteps", 1000)) - 1, t_sec + d)
         x_up = ddim_step(generator, x, generator.predict_noise(x.astype(np.float32), m, t=t_sec), t_sec, t_up)
         x_back = ddim_step(generator, x_up, generator.predict_noise(x_up.astype(np.float32), m, t=t_up), t_up, t_sec)
-        return -norm(x_back - x) ** 2
+        return -(norm(x_back - x) ** 2)

@@ -5,6 +5,7 @@ samples, so its norm is small near a training sample. ``sima``: one query, ε_θ
 clean slice, score −‖ε̂‖₂. ``sima_mc`` (Monte-Carlo, best at low FPR in the paper): the expectation is
 estimated over K noised copies x_t = a_t·x₀ + s_t·ε_k, score −‖(1/K)·Σ_k ε_θ(x_t^k, t)‖₂ (K queries).
 """
+
 from __future__ import annotations
 
 import numpy as np
