@@ -49,7 +49,7 @@ class NoisePrediction:
         out = []
         bs = int(self.sample_batch_size)
         for s in range(0, len(x_t), bs):
-            x = torch.as_tensor(x_t[s : s + bs])[:, None].to(device)
+            x = torch.tensor(x_t[s : s + bs])[:, None].to(device)  # a copy: memory-mapped input is read-only
             moh = onehot(masks[s : s + bs]).to(device)
             out.append(self._predict_noise_batch(x, moh, t)[:, 0].double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, *x_t.shape[1:]))

@@ -124,6 +124,7 @@ class ShadowConfig:
     max_workers: int | None = None
     fit_kwargs: dict = field(default_factory=dict)
     global_variance: bool | None = None  # None: global when k < 64 (Carlini et al.)
+    score_attack: str = "loss"  # per-example statistic: "loss" or a registered attack (not flow_gap: needs a reference)
 
     def __post_init__(self) -> None:
         problems = []
@@ -132,5 +133,8 @@ class ShadowConfig:
         bad = [m for m in self.modes if m not in ("online", "offline")]
         if bad or not self.modes:
             problems.append(f"modes must be a non-empty subset of ('online', 'offline'), got {self.modes}")
+        if self.score_attack != "loss" and self.score_attack not in tuple(a for a in REGISTERED_ATTACKS if a != "flow_gap"):
+            problems.append(f"score_attack must be 'loss' or one of {[a for a in REGISTERED_ATTACKS if a != 'flow_gap']}, "
+                            f"got {self.score_attack!r}")
         if problems:
             raise ConfigError("ShadowConfig: " + "; ".join(problems))

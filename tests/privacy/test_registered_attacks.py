@@ -197,3 +197,29 @@ def test_audit_cli_attacks_option_writes_every_block_and_roc(tmp_path, micro_mod
     assert "ROC patient" in html or "membership inference" in html
     assert main(args + ["--attacks", "pia,nope", "--out", str(tmp_path / "bad")]) == 2
     assert "nope" in capsys.readouterr().err and not (tmp_path / "bad" / "report.json").exists()
+
+
+def test_lira_with_a_registered_attack_as_its_statistic(tmp_path, micro_models, micro_data):
+    from cmraudit.errors import ConfigError
+    from cmraudit.privacy.config import ShadowConfig
+    from cmraudit.privacy.mia.shadow import run_shadow_attacks
+
+    train, holdout = micro_data
+    target = micro_models["ddpm"]
+    cfg = ShadowConfig(k=2, executor="inline", modes=("online",), workdir=str(tmp_path / "sh"), score_attack="sima",
+                       params=target.get_params() | {"steps": 5})
+    kw = dict(target=target, train=train, holdout=holdout, reference=None, timesteps=(100,), workdir=tmp_path / "sh", seed=0,
+              n_resamples=50)
+    res = run_shadow_attacks(config=cfg, **kw)
+    r = res["lira_online"].to_dict()
+    assert r["info"]["score_attack"] == "sima" and 0 <= r["patient"]["auc"]["value"] <= 1
+    shadows = sorted((tmp_path / "sh").glob("online_*"))
+    assert len(shadows) == 2 and all((d / "scores_sima.npy").is_file() for d in shadows)
+    # the target's own statistic: shadows rescored from their saved models give the same numbers (idempotent)
+    again = run_shadow_attacks(config=cfg, **kw)["lira_online"].to_dict()
+    assert again["patient"]["auc"] == r["patient"]["auc"]
+    with pytest.raises(ConfigError, match="score_attack"):
+        ShadowConfig(score_attack="flow_gap")
+    ldm_like = type("T", (), {"tags": type("G", (), {"hooks": ("loss",), "has_loss": True})()})()
+    out = run_shadow_attacks(config=cfg, **(kw | {"target": ldm_like}))
+    assert out["lira_online"]["status"] == "skipped" and "noise_prediction" in out["lira_online"]["reason"]
