@@ -63,8 +63,10 @@ def audit_cmd(
     alpha: float = typer.Option(1e-3, "--alpha", help="Target false-positive rate of the calibrated copy threshold."),
     pixel_views: str = typer.Option("none", "--pixel-views", help="'flips' also indexes flipped training slices in pixel space (4x cost)."),
     shadow: int = typer.Option(0, "--shadow", help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off."),
-    shadow_score: str = typer.Option("loss", "--shadow-score", help="LiRA's per-example statistic: loss or a registered "
-                                     "attack (pia, pian, secmi, sima, sima_mc, conditional_gap)."),
+    shadow_score: str = typer.Option(
+        "loss", "--shadow-score",
+        help="LiRA's per-example statistic: loss or a registered attack "
+        "(pia, pian, secmi, sima, sima_mc, conditional_gap)."),
     executor: str = typer.Option("local", "--executor", help="Shadow executor: local, slurm, ray, inline."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
     attacks: Optional[str] = typer.Option(

@@ -133,8 +133,8 @@ class ShadowConfig:
         bad = [m for m in self.modes if m not in ("online", "offline")]
         if bad or not self.modes:
             problems.append(f"modes must be a non-empty subset of ('online', 'offline'), got {self.modes}")
-        if self.score_attack != "loss" and self.score_attack not in tuple(a for a in REGISTERED_ATTACKS if a != "flow_gap"):
-            problems.append(f"score_attack must be 'loss' or one of {[a for a in REGISTERED_ATTACKS if a != 'flow_gap']}, "
-                            f"got {self.score_attack!r}")
+        scorable = ("loss",) + tuple(a for a in REGISTERED_ATTACKS if a != "flow_gap")
+        if self.score_attack not in scorable:
+            problems.append(f"score_attack must be one of {list(scorable)}, got {self.score_attack!r}")
         if problems:
             raise ConfigError("ShadowConfig: " + "; ".join(problems))

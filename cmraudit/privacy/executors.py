@@ -117,7 +117,7 @@ def train_shadow(spec: ShadowSpec) -> str:
 
 
 def _attack_scores(spec: ShadowSpec, out: Path) -> None:
-    """``scores_<attack>.npy`` [N_candidates] of a finished shadow for a registered attack (written once, atomically)."""
+    """``scores_<attack>.npy`` [N_candidates] of a finished shadow for a registered attack (written once, atomic)."""
     if spec.score_attack == "loss":
         return
     path = out / f"scores_{spec.score_attack}.npy"

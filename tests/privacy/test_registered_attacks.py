@@ -208,8 +208,8 @@ def test_lira_with_a_registered_attack_as_its_statistic(tmp_path, micro_models, 
     target = micro_models["ddpm"]
     cfg = ShadowConfig(k=2, executor="inline", modes=("online",), workdir=str(tmp_path / "sh"), score_attack="sima",
                        params=target.get_params() | {"steps": 5})
-    kw = dict(target=target, train=train, holdout=holdout, reference=None, timesteps=(100,), workdir=tmp_path / "sh", seed=0,
-              n_resamples=50)
+    kw = dict(target=target, train=train, holdout=holdout, reference=None, timesteps=(100,), workdir=tmp_path / "sh",
+              seed=0, n_resamples=50)
     res = run_shadow_attacks(config=cfg, **kw)
     r = res["lira_online"].to_dict()
     assert r["info"]["score_attack"] == "sima" and 0 <= r["patient"]["auc"]["value"] <= 1

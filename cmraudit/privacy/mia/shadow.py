@@ -105,7 +105,8 @@ def run_shadow_attacks(
 
         missing = missing_hooks(target, get_attack(config.score_attack))
         if missing:
-            why = f"LiRA on {config.score_attack} needs the hook(s) {', '.join(missing)}, which the target does not offer"
+            why = (f"LiRA on {config.score_attack} needs the hook(s) {', '.join(missing)}, "
+                   "which the target does not offer")
             return {f"lira_{m}": skipped(why) for m in config.modes}
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
