@@ -60,6 +60,7 @@ class RunConfig:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     noise_multiplicity: int = 1
+    dp_split: str | None = None  # stage weights of the joint DP budget, e.g. "mask=0.3,image=0.7" (None: equal)
     params: dict = field(default_factory=dict)
     overwrite: bool = False
     resume: bool = False
@@ -224,7 +225,8 @@ def run(config: RunConfig) -> RunResult:
     from .privacy.dp import DPConfig, require_dp_support
 
     dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
-                               accountant=config.accountant, noise_multiplicity=config.noise_multiplicity)
+                               accountant=config.accountant, noise_multiplicity=config.noise_multiplicity,
+                               split=config.dp_split)
     if dp is not None:
         require_dp_support(name=config.generator, tags=get_plugin(config.generator).cls.tags, dp=dp)
     from .device import select_device

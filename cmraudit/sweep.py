@@ -109,7 +109,8 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     out = make_output_dir(out, kind="sweep")
     points = []
     for e in eps:
-        cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"))
+        cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"),
+                      dp_split=None if math.isinf(e) else getattr(config, "dp_split", None))
         try:
             res = run(cfg)
         except BaseException:

@@ -69,8 +69,15 @@ def audit_cmd(
         0, "--shadow", min=0, max=1024,
         help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off.",
     ),
+    shadow_score: str = typer.Option(
+        "loss", "--shadow-score",
+        help="LiRA's per-example statistic: loss or a registered attack "
+        "(pia, pian, secmi, sima, sima_mc, conditional_gap)."),
     executor: str = typer.Option("local", "--executor", help="Shadow executor: local, slurm, ray, inline."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
+    attacks: Optional[str] = typer.Option(
+        None, "--attacks", help="Comma-separated MIAs to run (default gan_leaks,domias,loss,fcre); add pia, pian, "
+        "secmi, sima, sima_mc, conditional_gap, flow_gap (need --model; docs/privacy.md)."),
     resamples: int = typer.Option(
         1000, "--resamples", min=1, max=1_000_000,
         help="Patient-bootstrap resamples for MIA CIs.",
@@ -103,9 +110,20 @@ def audit_cmd(
     gen = _load_model(model) if model is not None else None
     domain_params = {"encoder": str(encoder)} if encoder is not None else {}
     masks = all(d.meta.get("has_masks", True) for d in ds.values())  # image-only sets: no mask-copy search
-    config = AuditConfig(alpha=alpha, pixel_views=pixel_views, n_resamples=resamples, domain_params=domain_params,
-                         masks=masks)
-    shadow_cfg = ShadowConfig(k=shadow, executor=executor, workdir=str(out / "privacy" / "shadows")) if shadow else None
+    extra = {}
+    if attacks is not None:
+        names = tuple(dict.fromkeys(a.strip() for a in attacks.split(",") if a.strip()))
+        if not names:
+            raise UsageError(f"--attacks {attacks!r}: give at least one attack name, e.g. --attacks loss,pia,secmi")
+        extra["attacks"] = names
+    try:
+        config = AuditConfig(alpha=alpha, pixel_views=pixel_views, n_resamples=resamples, domain_params=domain_params,
+                             masks=masks, **extra)
+    except UsageError as e:
+        named = attacks is not None and "unknown attacks" in str(e)
+        raise UsageError(f"--attacks {attacks!r}: {e}" if named else str(e)) from e
+    shadow_cfg = ShadowConfig(k=shadow, executor=executor, workdir=str(out / "privacy" / "shadows"),
+                              score_attack=shadow_score) if shadow else None
     created = not out.exists()
     make_output_dir(out, kind="audit")
     try:

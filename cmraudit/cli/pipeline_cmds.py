@@ -27,6 +27,8 @@ _DP_K = typer.Option(
     1, "--noise-multiplicity", min=1, max=1024,
     help="DP-SGD: diffusion-loss draws averaged per example before clipping.",
 )
+_DP_SPLIT = typer.Option(None, "--dp-split", help="DP: weight of each stage in the joint budget, e.g. "
+                         "mask=0.3,image=0.7 (ldm also ae=…); default equal (docs/dp.md).")
 _DEVICE = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 
 
@@ -63,6 +65,7 @@ def run_cmd(
     max_grad_norm: float = _DP_CLIP,
     accountant: str = _DP_ACC,
     noise_multiplicity: int = _DP_K,
+    dp_split: Optional[str] = _DP_SPLIT,
     device: str = _DEVICE,
     sets: Optional[List[str]] = _SET,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same seed and settings)."),
@@ -74,7 +77,8 @@ def run_cmd(
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, out=None if out is None else str(out),
                     seed=seed, n_samples=n_samples, n_paired=n_paired, device=device, dp_epsilon=dp_epsilon,
                     dp_delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant, noise_multiplicity=noise_multiplicity,
-                    params=parse_overrides(sets), overwrite=overwrite, resume=resume, progress=not _state.QUIET)
+                    dp_split=dp_split, params=parse_overrides(sets), overwrite=overwrite, resume=resume,
+                    progress=not _state.QUIET)
     res = run(cfg)
     table = Table(title=f"cmraudit run: {generator} → {res.run_dir}")
     table.add_column("step")
@@ -108,6 +112,7 @@ def fit_cmd(
     max_grad_norm: float = _DP_CLIP,
     accountant: str = _DP_ACC,
     noise_multiplicity: int = _DP_K,
+    dp_split: Optional[str] = _DP_SPLIT,
 ) -> None:
     """Fit a generator on a prepared dataset and save it. Multi-GPU: torchrun --nproc_per_node N -m cmraudit fit …"""
     from ..generators.distributed import is_main_process
@@ -115,7 +120,7 @@ def fit_cmd(
     from ..privacy.dp import DPConfig
 
     dp = DPConfig.from_options(dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant,
-                               noise_multiplicity=noise_multiplicity)
+                               noise_multiplicity=noise_multiplicity, split=dp_split)
     gen = fit_generator(generator=generator, data=data, out=out, preset=preset, seed=seed, device=device, params=parse_overrides(sets),
                         work_dir=work_dir, resume=resume, progress=not _state.QUIET, dp=dp, overwrite=overwrite)
     if is_main_process():

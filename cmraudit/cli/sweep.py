@@ -27,6 +27,8 @@ def sweep_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a generator parameter (JSON values)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace finished runs in --out."),
+    dp_split: Optional[str] = typer.Option(None, "--dp-split",
+                                           help="DP stage weights for every finite ε, e.g. mask=0.3,image=0.7."),
 ) -> None:
     """Train and audit the generator at each ε; plot fidelity, utility and MIA AUC against ε."""
     from ..pipeline import RunConfig
@@ -38,7 +40,7 @@ def sweep_cmd(
     check_output(out, inputs=[("--data", data)], option="--out", produces="sweep")
     eps = parse_epsilons(epsilons)
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, seed=seed, device=device,
-                    params=parse_overrides(sets), overwrite=overwrite, progress=not _state.QUIET)
+                    params=parse_overrides(sets), overwrite=overwrite, progress=not _state.QUIET, dp_split=dp_split)
     res = run_sweep(config=cfg, epsilons=eps, out=out)
     table = Table(title=f"cmraudit sweep: {generator} → {out}")
     for col in ("ε target", "ε spent", "Fréchet dist.", "Dice (synthetic)", "MIA AUC ≤", "run"):

@@ -28,9 +28,16 @@ class GeneratorTags:
     vendor_conditional: bool = False  # sample(..., vendor=...) renders a vendor style
     needs_reference_data: bool = False  # reference generators (copycat/holdout) replay data
     deterministic_fit: bool = True  # same seed -> same fitted state on CPU
+    # white-box hooks offered to the attacks (cmraudit.privacy.mia.attacks; each attack lists what it needs):
+    # "loss" (loss(images, masks, t=, seed=)), "prediction_pair" (legacy FCRE), "noise_prediction"
+    # (noise_schedule(t) and predict_noise(x_t, masks, t=); cmraudit.generators.noise_hooks), "velocity_loss"
+    # (loss is the flow-matching reconstruction error at interpolation time u = 1 − t/T)
+    hooks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["hooks"] = list(self.hooks)
+        return d
 
 
 @runtime_checkable

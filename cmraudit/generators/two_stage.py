@@ -59,7 +59,7 @@ class TwoStageGenerator:
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False)
     image_defaults: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, dict]] = {}
-    # stages trained on patient data; under DP each gets (ε/n, δ/n) of the budget (DPConfig.split)
+    # stages trained on patient data; under DP their noise is calibrated jointly (DPConfig.calibrate)
     dp_stages: ClassVar[tuple[str, ...]] = ("mask_model", "image_model")
 
     def __init__(self, **params: Any) -> None:
@@ -222,11 +222,11 @@ class TwoStageGenerator:
             if not isinstance(dp, DPConfig):
                 raise UsageError(f"fit: dp must be a cmraudit.privacy.dp.DPConfig (what --dp-epsilon builds) or None, got {type(dp).__name__}")
             require_dp_support(name=self.name, tags=self.tags, dp=dp)
-            if dp.enabled:
-                self._check_dp()
-                stage_dp = dp.split(list(self.dp_stages))
         self._check_data(train)
         patient_ids = [str(p) for p in train.patient_id]
+        if dp is not None and dp.enabled:
+            self._check_dp()
+            stage_dp = dp.calibrate(self._dp_plan(n_items=len(train), n_patients=len(set(patient_ids))))
         self.dp_budgets_ = []
         t0 = time.perf_counter()
         device = init_distributed(select_device(self.device))
@@ -250,8 +250,10 @@ class TwoStageGenerator:
         self.dp_ = None
         if stage_dp:
             from ..privacy.dp import compose_budget
+            from ..privacy.dp_budget import stage_weights
 
-            self.dp_ = compose_budget(self.dp_budgets_)
+            self.dp_ = compose_budget(self.dp_budgets_, target_epsilon=float(dp.epsilon),
+                                      split=stage_weights(dp.split_weights, list(self.dp_stages)))
         self.image_size_ = int(train.shape[0])
         self.training_time_s_ = time.perf_counter() - t0
         self.seed_ = int(seed)
@@ -259,6 +261,21 @@ class TwoStageGenerator:
                           "n_slices": int(len(train)), "n_patients": int(len(train.patients)), "world_size": dist_info()[1],
                           "device": str(device)}
         return self
+
+    def _dp_train_configs(self) -> dict[str, TrainConfig]:
+        """The training config of each stage in ``dp_stages`` (override when a plugin adds a stage)."""
+        return {"mask_model": self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
+                "image_model": self._train_config(steps=self.steps, epochs=self.epochs)}
+
+    def _dp_plan(self, *, n_items: int, n_patients: int) -> dict[str, tuple[float, int]]:
+        """Stage → (patient sample rate q, planned steps): what the joint noise calibration needs up front."""
+        configs = self._dp_train_configs()
+        missing = sorted(set(self.dp_stages) - set(configs))
+        if missing:
+            raise UsageError(f"{type(self).__name__}: no training config for DP stage(s) {missing}; "
+                             "override _dp_train_configs")
+        return {s: (min(1.0, int(configs[s].batch_size) / max(1, n_patients)), configs[s].total_steps(n_items))
+                for s in self.dp_stages}
 
     def _check_dp(self) -> None:
         """Refuse parameters DP-SGD cannot cover (override in plugins; raise UsageError)."""

@@ -299,6 +299,12 @@ def _timesteps(generator, default):
 
 
 def _whitebox(mia, *, generator, train, holdout, config, seed, steps, ev) -> None:
+    from .mia.attacks import ATTACKS
+    from .mia.attacks.run import run_attacks  # registered attacks (pia, secmi, sima, …): issue 19
+
+    mia.update(run_attacks([a for a in config.attacks if a in ATTACKS], generator=generator, train=train,
+                           holdout=holdout, seed=seed, cap=config.max_whitebox_slices, subsample=_subsample_patients,
+                           steps=steps, ev=ev))
     wanted = [a for a in ("loss", "fcre") if a in config.attacks]
     if not wanted:
         return

@@ -8,6 +8,8 @@ from ..errors import ConfigError
 
 BLACKBOX_ATTACKS = ("gan_leaks", "domias")
 WHITEBOX_ATTACKS = ("loss", "fcre")
+# registered diffusion-structure attacks (cmraudit.privacy.mia.attacks); opt-in by name, not in the default set
+REGISTERED_ATTACKS = ("pia", "pian", "secmi", "sima", "sima_mc", "conditional_gap", "flow_gap")
 VIEWS = ("none", "flips")
 
 
@@ -81,9 +83,10 @@ class AuditConfig:
         for name in ("pixel_views", "domain_views"):
             if getattr(self, name) not in VIEWS:
                 problems.append(f"{name} must be one of {VIEWS}, got {getattr(self, name)!r}")
-        unknown = [a for a in self.attacks if a not in BLACKBOX_ATTACKS + WHITEBOX_ATTACKS]
+        known = BLACKBOX_ATTACKS + WHITEBOX_ATTACKS + REGISTERED_ATTACKS
+        unknown = [a for a in self.attacks if a not in known]
         if unknown:
-            problems.append(f"unknown attacks {unknown}; expected some of {BLACKBOX_ATTACKS + WHITEBOX_ATTACKS}")
+            problems.append(f"unknown attacks {unknown}; expected some of {known}")
         if self.carlini_k < 2:
             problems.append(f"carlini_k must be >= 2, got {self.carlini_k}")
         if not 0 < self.copy_alpha < 0.5:
@@ -130,6 +133,7 @@ class ShadowConfig:
     max_workers: int | None = None
     fit_kwargs: dict = field(default_factory=dict)
     global_variance: bool | None = None  # None: global when k < 64 (Carlini et al.)
+    score_attack: str = "loss"  # per-example statistic: "loss" or a registered attack (not flow_gap: needs a reference)
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,5 +142,8 @@ class ShadowConfig:
         bad = [m for m in self.modes if m not in ("online", "offline")]
         if bad or not self.modes:
             problems.append(f"modes must be a non-empty subset of ('online', 'offline'), got {self.modes}")
+        scorable = ("loss",) + tuple(a for a in REGISTERED_ATTACKS if a != "flow_gap")
+        if self.score_attack not in scorable:
+            problems.append(f"score_attack must be one of {list(scorable)}, got {self.score_attack!r}")
         if problems:
             raise ConfigError("ShadowConfig: " + "; ".join(problems))

@@ -28,6 +28,7 @@ from .dp_accounting import (
     noise_multiplier_for,
     split_budget,
 )
+from .dp_budget import calibrate_noise, parse_split, stage_weights
 from .dp_module import dp_mean, fix_module, multiplicity_loss
 from .dp_sampler import PatientPoissonSampler, empty_safe_collate
 
@@ -48,6 +49,9 @@ class DPConfig:
     ``max_grad_norm``: C, the L2 norm each patient's per-step gradient is clipped to.
     ``accountant``: "prv" (default, tighter) or "rdp".
     ``noise_multiplicity``: K, diffusion-loss draws (timestep, noise) averaged per example before clipping.
+    ``split_weights``: stage → weight (``--dp-split mask=0.3,image=0.7``; None: equal), see :mod:`.dp_budget`.
+    ``noise_multiplier``: σ fixed by the joint calibration (:meth:`calibrate`); None: :func:`make_private`
+    calibrates σ for this config's ε alone.
     """
 
     epsilon: float
@@ -55,8 +59,13 @@ class DPConfig:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     noise_multiplicity: int = 1
+    split_weights: tuple[tuple[str, float], ...] | None = None
+    noise_multiplier: float | None = None
 
     def __post_init__(self):
+        if self.split_weights is not None:
+            w = self.split_weights
+            object.__setattr__(self, "split_weights", parse_split(dict(w) if isinstance(w, (tuple, list)) else w))
         problems = []
         try:
             eps = float(self.epsilon)
@@ -73,6 +82,9 @@ class DPConfig:
         if isinstance(self.noise_multiplicity, bool) or not isinstance(self.noise_multiplicity, (int, np.integer)) \
                 or self.noise_multiplicity < 1:
             problems.append(f"--noise-multiplicity {self.noise_multiplicity!r} must be an integer ≥ 1")
+        if self.noise_multiplier is not None and not (isinstance(self.noise_multiplier, (int, float))
+                                                      and 0 < self.noise_multiplier < math.inf):
+            problems.append(f"noise_multiplier {self.noise_multiplier!r} must be a finite number > 0 (or None)")
         if problems:
             raise UsageError("invalid DP options: " + "; ".join(problems))
 
@@ -82,21 +94,41 @@ class DPConfig:
 
     @classmethod
     def from_options(cls, epsilon: float | None = None, *, delta: float = 1e-5, max_grad_norm: float = 1.0,
-                     accountant: str = "prv", noise_multiplicity: int = 1) -> "DPConfig | None":
+                     accountant: str = "prv", noise_multiplicity: int = 1,
+                     split: str | None = None) -> "DPConfig | None":
         """The CLI entry: ``None`` when ``--dp-epsilon`` is absent or ``inf`` (no DP), else a validated config."""
         if epsilon is None or (isinstance(epsilon, (int, float)) and math.isinf(epsilon) and epsilon > 0):
+            if split is not None:
+                raise UsageError(f"--dp-split {split!r} needs --dp-epsilon (a finite DP budget to split)")
             return None
         return cls(epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, accountant=accountant,
-                   noise_multiplicity=noise_multiplicity)
+                   noise_multiplicity=noise_multiplicity, split_weights=parse_split(split))
 
     def split(self, stages: Sequence[str]) -> dict[str, "DPConfig"]:
         """One config per stage with (ε/n, δ/n): basic composition keeps the total within (ε, δ)."""
         return {s: replace(self, epsilon=e, delta=d)
                 for s, (e, d) in split_budget(epsilon=self.epsilon, delta=self.delta, stages=stages).items()}
 
+    def calibrate(self, stages: dict[str, tuple[float, int]]) -> dict[str, "DPConfig"]:
+        """One config per stage, σ_i fixed so that the *joint* accounting of all stages spends (ε, δ).
+
+        ``stages``: stage → (sample rate q, planned steps). Each stage gets δ/n (the joint ε is computed at
+        Σ δ_i = δ) and σ_i from :func:`.dp_budget.calibrate_noise` with this config's ``split_weights``; its
+        ``epsilon`` is then what that stage alone spends (for the per-stage report), not a share of ε.
+        """
+        weights = stage_weights(self.split_weights, list(stages))
+        sigmas, _ = calibrate_noise(epsilon=float(self.epsilon), delta=float(self.delta), accountant=self.accountant,
+                                    stages=stages, weights=weights)
+        d = float(self.delta) / len(stages)
+        return {s: replace(self, noise_multiplier=sigmas[s], delta=d,
+                           epsilon=compute_epsilon(noise_multiplier=sigmas[s], sample_rate=q, steps=int(t), delta=d,
+                                                   accountant=self.accountant))
+                for s, (q, t) in stages.items()}
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["epsilon"] = d["epsilon"] if self.enabled else None
+        d["split_weights"] = None if self.split_weights is None else {k: float(v) for k, v in self.split_weights}
         return d
 
 
@@ -291,7 +323,8 @@ def make_private(*, module: nn.Module, optimizer: torch.optim.Optimizer, dataset
         raise UsageError("make_private: " + "; ".join(problems))
     q = float(batch_size) / n_patients
     total = _planned_steps(n_patients=n_patients, batch_size=batch_size, epochs=epochs, steps=steps)
-    sigma = noise_multiplier_for(epsilon=dp.epsilon, delta=dp.delta, sample_rate=q, steps=total, accountant=dp.accountant)
+    sigma = dp.noise_multiplier if dp.noise_multiplier is not None else noise_multiplier_for(
+        epsilon=dp.epsilon, delta=dp.delta, sample_rate=q, steps=total, accountant=dp.accountant)
 
     fixed, changes = fix_module(module)
     if fixed is not module:

@@ -146,7 +146,8 @@ def _json_float(x: float | None):
     return float(x)
 
 
-def compose_budget(stages: Sequence[StageBudget]) -> dict:
+def compose_budget(stages: Sequence[StageBudget], *, target_epsilon: float | None = None,
+                   split: dict[str, float] | None = None) -> dict:
     """The ``generator.dp`` block of report.json: the composed total and the per-stage budgets.
 
     Keys required by the report schema: ``epsilon`` (total ε), ``delta`` (total δ), ``accountant``;
@@ -158,6 +159,8 @@ def compose_budget(stages: Sequence[StageBudget]) -> dict:
     accountant, that accountant over the joint history of all stages (tighter). ``epsilon`` is the
     smaller of the two and ``composition`` says which one it is. A stage trained on patient data without
     DP voids the guarantee: that is a :class:`PluginError` (report ``generator.dp = null`` instead).
+    ``target_epsilon``: the ε the run asked for (default: the sum of the stages' targets); ``split``: the
+    stage weights of a joint calibration (reported as ``split``, with ``calibration`` saying how σ was set).
     """
     stages = list(stages)
     if not stages:
@@ -184,13 +187,17 @@ def compose_budget(stages: Sequence[StageBudget]) -> dict:
         "patient_level": True,
         "composition": "basic (sum of per-stage ε and δ)",
         "basic_composition": {"epsilon": eps_basic, "delta": delta_total},
-        "target_epsilon": _json_float(sum(s.target_epsilon for s in stages)) if all(
-            s.target_epsilon is not None for s in stages) else None,
+        "target_epsilon": _json_float(target_epsilon) if target_epsilon is not None else (
+            _json_float(sum(s.target_epsilon for s in stages))
+            if all(s.target_epsilon is not None for s in stages) else None),
         "max_grad_norm": clip.pop() if len(clip) == 1 else None,
         "per_stage": {s.name: float(s.epsilon) for s in stages},
         "stages": {s.name: s.to_dict() for s in stages},
         "guarantee": GUARANTEE_TEXT,
     }
+    if split is not None:
+        block["split"] = {k: float(v) for k, v in split.items()}
+        block["calibration"] = "joint: σ of every stage set together so the joint accountant spends target_epsilon"
     if len(accountants) == 1:
         acc = accountants[0]
         history = [(s.noise_multiplier, s.sample_rate, s.steps) for s in stages]

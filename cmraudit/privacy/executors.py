@@ -42,6 +42,7 @@ class ShadowSpec:
     timesteps: tuple
     score_seed: int
     fit_kwargs: dict = field(default_factory=dict)
+    score_attack: str = "loss"  # LiRA statistic: "loss" or a registered attack (cmraudit.privacy.mia.attacks)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,6 +86,7 @@ def train_shadow(spec: ShadowSpec) -> str:
 
     out = Path(spec.out_dir)
     if (out / "DONE").is_file():
+        _attack_scores(spec, out)
         return str(out)
     gpu = os.environ.get("CMRAUDIT_WORKER_GPU")
     if gpu is not None:  # pragma: no cover - GPU machines only
@@ -110,7 +112,32 @@ def train_shadow(spec: ShadowSpec) -> str:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _attack_scores(spec, out)
     return str(out)
+
+
+def _attack_scores(spec: ShadowSpec, out: Path) -> None:
+    """``scores_<attack>.npy`` [N_candidates] of a finished shadow for a registered attack (written once, atomic)."""
+    if spec.score_attack == "loss":
+        return
+    path = out / f"scores_{spec.score_attack}.npy"
+    if path.is_file():
+        return
+    import numpy as np
+
+    from ..data.dataset import read_dataset
+    from .mia.attacks import get_attack
+
+    gen = resolve_generator(spec.generator).load(out / "model")
+    scores = get_attack(spec.score_attack).score(gen, read_dataset(spec.candidates_path), spec.score_seed)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=out)
+    os.close(fd)
+    try:
+        np.save(tmp, np.asarray(scores, dtype=np.float64))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------------------- executors

@@ -261,10 +261,31 @@ def check_loss(ctx: CheckContext) -> None:
     _expect(np.array_equal(a, np.asarray(gen.loss(im, mk, t=100))), "loss is not deterministic for the same inputs")
 
 
+def check_hooks(ctx: CheckContext) -> None:
+    """Hooks declared in ``tags.hooks`` exist; ``noise_prediction``: schedule endpoints, shape, determinism."""
+    hooks = tuple(getattr(ctx.tags(), "hooks", ()) or ())
+    methods = {"loss": ("loss",), "prediction_pair": ("prediction_pair",), "velocity_loss": ("loss",),
+               "noise_prediction": ("noise_schedule", "predict_noise")}
+    for h in hooks:
+        for m in methods.get(h, ()):
+            _expect(callable(getattr(ctx.cls, m, None)), f"tags.hooks lists {h!r} but the class has no {m}() method")
+    if "noise_prediction" not in hooks:
+        return
+    gen = ctx.fitted()
+    T = int(getattr(gen, "num_train_timesteps", 1000))
+    (a0, s0), (a1, s1) = gen.noise_schedule(0), gen.noise_schedule(T - 1)
+    _expect(a0 > 0.9 and s0 < 0.2 and a1 < 0.2 and s1 > 0.9,
+            f"noise_schedule: t = 0 must be (nearly) clean and t = T-1 (nearly) pure noise, got {(a0, s0)} and {(a1, s1)}")
+    im, mk = np.asarray(ctx.train.images[:3], np.float32), np.asarray(ctx.train.masks[:3])
+    e = np.asarray(gen.predict_noise(im, mk, t=T // 2))
+    _expect(e.shape == im.shape and bool(np.isfinite(e).all()), f"predict_noise returned shape {e.shape} or NaN/Inf")
+    _expect(np.allclose(e, gen.predict_noise(im, mk, t=T // 2)), "predict_noise is not deterministic")
+
+
 CHECKS: tuple[Callable[[CheckContext], None], ...] = (
     check_tags, check_init_stores_params, check_unknown_param_rejected, check_not_fitted_error, check_bad_params_rejected,
     check_fit_returns_self, check_sample_n, check_sample_masks, check_sample_args, check_seed_determinism,
-    check_save_load_roundtrip, check_dp_hook, check_loss,
+    check_save_load_roundtrip, check_dp_hook, check_loss, check_hooks,
 )
 
 

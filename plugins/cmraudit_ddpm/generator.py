@@ -24,6 +24,7 @@ from cmraudit.generators.diffusion import (
     onehot,
     sample_eps,
 )
+from cmraudit.generators.noise_hooks import NoisePrediction
 from cmraudit.generators.pair_loss import PairLoss
 from cmraudit.generators.training import seeded
 from cmraudit.generators.two_stage import TwoStageGenerator
@@ -44,12 +45,13 @@ PRESETS = {
 }
 
 
-class DDPMGenerator(PairLoss, TwoStageGenerator):
+class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     """Pixel-space DDPM with mask concatenation (the reference study's DDPM, DESIGN.md § 2)."""
 
     name: ClassVar[str] = "ddpm"
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
-                                                  vendor_conditional=True, deterministic_fit=True)
+                                                  vendor_conditional=True, deterministic_fit=True,
+                                                  hooks=("loss", "prediction_pair", "noise_prediction"))
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
 
@@ -99,6 +101,17 @@ class DDPMGenerator(PairLoss, TwoStageGenerator):
 
         return sample_eps(model_fn, (len(masks_oh), 1, *masks_oh.shape[2:]), noise=self._noise(), sampler=self.sampler,
                           steps=self.sampling_steps, seed=seed, device=device)
+
+    def _noise_schedule(self, t: int) -> tuple[float, float]:
+        a = float(self._acp()[int(t)])
+        return a ** 0.5, (1.0 - a) ** 0.5
+
+    def _predict_noise_batch(self, x_t, masks_oh, t: int):
+        net = self.image_modules_["image"].to(x_t.device).eval()
+        tt = torch.full((len(x_t),), int(t), dtype=torch.long, device=x_t.device)
+        lab = self._class_labels(len(x_t), x_t.device)
+        inp = torch.cat([x_t, masks_oh], 1)
+        return net(inp, timesteps=tt) if lab is None else net(inp, timesteps=tt, class_labels=lab)
 
     def _pair_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
         """Per-batch white-box results (ε-prediction: (predicted ε, true ε); loss = ε-MSE at timestep t); see cmraudit.generators.pair_loss."""

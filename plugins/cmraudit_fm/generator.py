@@ -19,6 +19,7 @@ from cmraudit.errors import UsageError
 from cmraudit.generators.augment import flip_rotate
 from cmraudit.generators.base import GeneratorTags, check_is_fitted
 from cmraudit.generators.diffusion import UNetSpec, onehot
+from cmraudit.generators.noise_hooks import NoisePrediction
 from cmraudit.generators.pair_loss import PairLoss
 from cmraudit.generators.training import seeded
 from cmraudit.generators.two_stage import TwoStageGenerator
@@ -48,7 +49,7 @@ PRESETS = {
 }
 
 
-class FMGenerator(PairLoss, TwoStageGenerator):
+class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     """Mask-conditioned flow matching (the reference study's FM, DESIGN.md § 2).
 
     ``loss(images, masks, t=…)`` is the per-slice velocity MSE for the white-box attacks; ``t`` is on
@@ -60,7 +61,9 @@ class FMGenerator(PairLoss, TwoStageGenerator):
     # supports_dp: both stages train through train_loop's DP-SGD hook; minibatch-OT pairing couples the
     # samples of a batch, which per-sample DP-SGD forbids, so ot_pairing=True is refused under DP.
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
-                                                  vendor_conditional=True, deterministic_fit=True)
+                                                  vendor_conditional=True, deterministic_fit=True,
+                                                  hooks=("loss", "prediction_pair", "noise_prediction",
+                                                         "velocity_loss"))
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
 
@@ -118,7 +121,18 @@ class FMGenerator(PairLoss, TwoStageGenerator):
         x0 = noise_like((len(masks_oh), 1, *masks_oh.shape[2:]), seed=seed, device=device)
         return solve_ode(self._velocity_fn(net, masks_oh, labels), x0, self._solver()).x
 
-    # ------------------------------------------------------------ white-box loss
+    # ------------------------------------------------------------ white-box hooks
+    def _noise_schedule(self, t: int) -> tuple[float, float]:
+        u = 1.0 - int(t) / int(self.num_train_timesteps)  # flow time: x_u = u·x1 + (1 − u)·x0, x1 data, x0 noise
+        return u, 1.0 - u
+
+    def _predict_noise_batch(self, x_t, masks_oh, t: int):
+        net = self.image_modules_["image"].to(x_t.device).eval()
+        u = 1.0 - int(t) / int(self.num_train_timesteps)
+        v = net(x_t, torch.full((len(x_t),), u, dtype=torch.float32, device=x_t.device), masks_oh,
+                self._class_labels(len(x_t), x_t.device))
+        return x_t - u * v  # v̂ ≈ x1 − x0, so x0 (the noise) ≈ x_u − u·v̂
+
     def _pair_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
         """Per-batch white-box results (flow matching: (predicted velocity, x1 − x0) at flow time s = 1 − t / num_train_timesteps); see cmraudit.generators.pair_loss."""
         check_is_fitted(self, ("mask_model_", "image_modules_"))

@@ -103,7 +103,7 @@ class LDMGenerator(TwoStageGenerator):
     # supports_dp: mask model, AutoencoderKL and latent UNet all train through train_loop's DP-SGD hook
     # (a VQ-VAE's EMA codebook would escape DP-SGD: cmraudit.privacy.dp.fix_module refuses it).
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
-                                                  vendor_conditional=True, deterministic_fit=True)
+                                                  vendor_conditional=True, deterministic_fit=True, hooks=("loss",))
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
     dp_stages: ClassVar[tuple[str, ...]] = ("mask_model", "autoencoder", "image_model")
@@ -121,6 +121,9 @@ class LDMGenerator(TwoStageGenerator):
 
     def _ae_train_config(self):
         return replace(self._train_config(steps=self.ae_steps, epochs=self.ae_epochs), lr=float(self.ae_lr))
+
+    def _dp_train_configs(self):
+        return {**super()._dp_train_configs(), "autoencoder": self._ae_train_config()}
 
     def _param_problems(self) -> list[str]:
         p = super()._param_problems() + self._ae().problems() + self._unet().problems("image ")

@@ -100,6 +100,14 @@ def run_shadow_attacks(
     """Train shadows through the executor and score the target with LiRA. Returns {name: AttackResult | skipped}."""
     from ...estimates import skipped
 
+    if config.score_attack != "loss":
+        from .attacks import get_attack, missing_hooks
+
+        missing = missing_hooks(target, get_attack(config.score_attack))
+        if missing:
+            why = (f"LiRA on {config.score_attack} needs the hook(s) {', '.join(missing)}, "
+                   "which the target does not offer")
+            return {f"lira_{m}": skipped(why) for m in config.modes}
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cand = Dataset.concat([train, holdout])
@@ -125,7 +133,8 @@ def run_shadow_attacks(
             in_sets.append(set(half))
             specs.append(ShadowSpec(index=i, generator=gen_name, params=params, data_path=str(cand_path), patients=half,
                                     seed=seed + 1000 + i, out_dir=str(workdir / f"online_{i:03d}"), candidates_path=str(cand_path),
-                                    timesteps=tuple(timesteps), score_seed=seed, fit_kwargs=dict(config.fit_kwargs)))
+                                    timesteps=tuple(timesteps), score_seed=seed, fit_kwargs=dict(config.fit_kwargs),
+                                    score_attack=config.score_attack))
     n_online = len(specs)
     if "offline" in modes:
         ref_path = workdir / "reference"
@@ -136,7 +145,8 @@ def run_shadow_attacks(
             half = tuple(sorted(rng.choice(ref_patients, size=max(1, len(ref_patients) // 2), replace=False).tolist()))
             specs.append(ShadowSpec(index=i, generator=gen_name, params=params, data_path=str(ref_path), patients=half,
                                     seed=seed + 5000 + i, out_dir=str(workdir / f"offline_{i:03d}"), candidates_path=str(cand_path),
-                                    timesteps=tuple(timesteps), score_seed=seed, fit_kwargs=dict(config.fit_kwargs)))
+                                    timesteps=tuple(timesteps), score_seed=seed, fit_kwargs=dict(config.fit_kwargs),
+                                    score_attack=config.score_attack))
     if not specs:
         return out_
     opts = dict(config.executor_options)
@@ -146,16 +156,22 @@ def run_shadow_attacks(
         opts.setdefault("folder", str(workdir / "submitit"))
     executor = get_executor(config.executor, **opts)
     dirs = executor.map(train_shadow, specs)
-    losses = np.stack([np.load(Path(d) / "losses.npy") for d in dirs])  # [K, N, T]
-    shadow_s = -losses.mean(2)
-    target_s = -loss_matrix(target, cand, timesteps=timesteps, seed=seed).mean(1)
+    if config.score_attack == "loss":
+        losses = np.stack([np.load(Path(d) / "losses.npy") for d in dirs])  # [K, N, T]
+        shadow_s = -losses.mean(2)
+        target_s = -loss_matrix(target, cand, timesteps=timesteps, seed=seed).mean(1)
+    else:  # any registered attack as the per-example statistic (same seed for target and shadows)
+        from .attacks import get_attack
+
+        shadow_s = np.stack([np.load(Path(d) / f"scores_{config.score_attack}.npy") for d in dirs])  # [K, N]
+        target_s = np.asarray(get_attack(config.score_attack).score(target, cand, seed), dtype=np.float64)
     gv = config.global_variance if config.global_variance is not None else config.k < 64
     uniq, code = np.unique(groups, return_inverse=True)
     pat_member = np.zeros(len(uniq), bool)
     pat_member[code[member]] = True
     t_pat = _patient_matrix(target_s, code, len(uniq))
     info = {"k": config.k, "generator": gen_name, "global_variance": bool(gv), "executor": getattr(executor, "name", type(executor).__name__),
-            "timesteps": list(timesteps), "seed": seed}
+            "timesteps": list(timesteps), "seed": seed, "score_attack": config.score_attack}
 
     def result(name, slice_scores, patient_scores):
         sl = evaluate_level(slice_scores, member, groups, unit="slice", seed=seed, n_resamples=n_resamples, confidence=confidence)

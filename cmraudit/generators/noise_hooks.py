@@ -1,0 +1,73 @@
+"""The ``noise_prediction`` white-box hook: the denoiser as a noise predictor on a shared forward process.
+
+Diffusion-structure membership attacks (PIA, SecMI, SimA, conditional gap; ``cmraudit.privacy.mia.attacks``)
+need more than a loss: they query the network at inputs they build themselves. A generator offers that by
+mixing in :class:`NoisePrediction` and listing ``"noise_prediction"`` in ``GeneratorTags.hooks``. Two
+methods, on the diffusion noise-level grid shared by every generator (integer t, 0 = clean …
+``num_train_timesteps`` − 1 = pure noise):
+
+- ``noise_schedule(t) -> (a_t, s_t)``: the forward process is x_t = a_t·x_0 + s_t·ε (DDPM: a = √ᾱ_t,
+  s = √(1 − ᾱ_t); flow matching on the linear path with flow time u = 1 − t/T: a = u, s = 1 − u);
+- ``predict_noise(x_t, masks, *, t) -> ε̂``: the network's estimate of ε for noisy images x_t [N, H, W]
+  conditioned on ``masks`` [N, H, W] (labels 0..3; an all-zero mask is the "blank" condition). An
+  ε-prediction model returns its output; a velocity model v̂ ≈ x_0 − ε returns x_t − u·v̂.
+
+A plugin implements ``_noise_schedule(t: int)`` and ``_predict_noise_batch(x_t, masks_oh, t) -> ε̂``
+(torch tensors [n, 1, H, W], one timestep per batch); batching, checks and numpy conversion live here.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from .base import check_is_fitted
+from .diffusion import onehot
+
+
+class NoisePrediction:
+    offers_noise_prediction: ClassVar[bool] = True
+
+    def noise_schedule(self, t: int) -> tuple[float, float]:
+        """(a_t, s_t) with x_t = a_t·x_0 + s_t·ε at integer noise level ``t``."""
+        return self._noise_schedule(self._check_t(t))
+
+    @torch.no_grad()
+    def predict_noise(self, x_t: np.ndarray, masks: np.ndarray, *, t: int) -> np.ndarray:
+        """ε̂ [N, H, W] (float64) for noisy images ``x_t`` at noise level ``t``, conditioned on ``masks``."""
+        check_is_fitted(self, ("mask_model_", "image_modules_"))
+        x_t, masks = np.asarray(x_t, dtype=np.float32), np.asarray(masks)
+        if x_t.shape != masks.shape or x_t.ndim != 3:
+            raise UsageError(f"predict_noise: x_t and masks must both be [N, H, W], got {x_t.shape} and {masks.shape}")
+        t = self._check_t(t)
+        from ..device import select_device
+
+        device = select_device(self.device)
+        out = []
+        bs = int(self.sample_batch_size)
+        for s in range(0, len(x_t), bs):
+            x = torch.tensor(x_t[s : s + bs])[:, None].to(device)  # a copy: memory-mapped input is read-only
+            moh = onehot(masks[s : s + bs]).to(device)
+            out.append(self._predict_noise_batch(x, moh, t)[:, 0].double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, *x_t.shape[1:]))
+
+    def _check_t(self, t) -> int:
+        T = int(self.num_train_timesteps)
+        if not (np.ndim(t) == 0 and 0 <= int(t) < T):
+            raise UsageError(
+                f"noise_prediction: t must be one integer in 0..{T - 1} (noise level; 0 = clean), got {t!r}"
+            )
+        return int(t)
+
+    def _class_labels(self, n: int, device) -> torch.Tensor | None:
+        """Vendor-conditioned models are queried unconditionally on the vendor (label 0), as in ``loss``."""
+        return torch.zeros(n, dtype=torch.long, device=device) if getattr(self, "vendor_conditioning", False) else None
+
+    def _noise_schedule(self, t: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def _predict_noise_batch(self, x_t: torch.Tensor, masks_oh: torch.Tensor, t: int) -> torch.Tensor:
+        raise NotImplementedError
