@@ -53,6 +53,9 @@ def dp_audit_cmd(
     from ..generators.registry import get_plugin
     from .pipeline_cmds import parse_overrides
 
+    from ..io_guard import check_output, make_output_dir
+
+    check_output(out, inputs=[("--data", data)], option="--out", produces="dp-audit")
     path = out / "dp_audit.json"
     if path.exists() and not overwrite:
         raise UsageError(f"--out {out}: dp_audit.json is already there; pass --overwrite or choose another --out")
@@ -74,6 +77,7 @@ def dp_audit_cmd(
         r_minus=None if guesses is None else guesses - r,
     )
     block = res.to_dict() | {"generator": generator, "preset": preset, "data": source}
+    make_output_dir(out, kind="dp-audit")
     write_json_atomic(path, {"format": "cmraudit-dp-audit", "dp_audit": block})
     eps_hat = block["epsilon_lower_bound"]
     claim = "no DP claim (ε = ∞)" if res.epsilon_claimed is None else f"claimed ε = {res.epsilon_claimed:.3f}"
