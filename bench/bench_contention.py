@@ -4,12 +4,10 @@ Each measurement runs in a fresh process: the quick preset's mask network (MONAI
 (32, 64, 64), attention at the lowest level, 4 one-hot channels at 32²), Adam, batch 8, ``--steps`` training steps after
 3 warm-up steps. Modes:
 
-* ``before``: the behaviour before cmraudit.cpu — torch's default threads (one per core) and OpenMP's default
-  spin-wait (OMP_WAIT_POLICY unset);
-* ``auto``: cmraudit's default — ``OMP_WAIT_POLICY=PASSIVE`` and ``configure_cpu()`` (CPUs available minus those
-  other processes keep busy).
+* ``before``: the behaviour before cmraudit.cpu — torch's default threads (one per core);
+* ``auto``: cmraudit's default — ``configure_cpu()`` (CPUs available minus those other processes keep busy).
 
-Load: ``--burners`` processes (default: one per CPU) spinning ``while True: pass`` for the whole measurement.
+Loads: idle, then 1 and ``--burners`` (default: one per CPU) processes spinning ``while True: pass``.
 ``python bench/bench_contention.py [--steps 30] [--burners N]`` prints steps/s per mode and load, and the ratio.
 """
 from __future__ import annotations
@@ -24,7 +22,6 @@ import time
 CHILD = r"""
 import json, os, sys, time
 mode, steps = sys.argv[1], int(sys.argv[2])
-import cmraudit  # sets OMP_WAIT_POLICY=PASSIVE unless the environment has one
 import torch
 from cmraudit.cpu import configure_cpu
 from cmraudit.generators.diffusion import UNetSpec, build_unet
@@ -55,10 +52,7 @@ def measure(mode: str, steps: int) -> dict:
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
     env.pop("CMRAUDIT_THREADS", None)
-    if mode == "before":
-        env["OMP_WAIT_POLICY"] = ""  # empty: libgomp's default (spin, then sleep); cmraudit's setdefault keeps it
-    else:
-        env.pop("OMP_WAIT_POLICY", None)
+    env.pop("OMP_WAIT_POLICY", None)
     out = subprocess.run([sys.executable, "-c", CHILD, mode, str(steps)], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -69,14 +63,14 @@ def main() -> None:
     ap.add_argument("--burners", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     rows = []
-    for loaded in (False, True):
-        procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burners if loaded else 0)]
+    for burners in sorted({0, 1, args.burners}):
+        procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(burners)]
         try:
-            if loaded:
+            if burners:
                 time.sleep(1.0)
             for mode in ("before", "auto"):
                 r = measure(mode, args.steps)
-                r["load"] = f"{args.burners} burners" if loaded else "idle"
+                r["burners"] = burners
                 r["loadavg"] = round(os.getloadavg()[0], 2)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
@@ -84,10 +78,13 @@ def main() -> None:
             for p in procs:
                 p.kill()
                 p.wait()
-    idle = {r["mode"]: r["steps_per_s"] for r in rows if r["load"] == "idle"}
-    busy = {r["mode"]: r["steps_per_s"] for r in rows if r["load"] != "idle"}
-    for m in ("before", "auto"):
-        print(f"{m}: idle {idle[m]:.2f} steps/s, loaded {busy[m]:.2f} steps/s = {100 * busy[m] / idle[m]:.0f} % of idle")
+    best_idle = max(r["steps_per_s"] for r in rows if r["burners"] == 0)
+    print("| burners | before: threads, steps/s (% of best idle) | auto: threads, steps/s (% of best idle) |")
+    print("| --- | --- | --- |")
+    for b in sorted({r["burners"] for r in rows}):
+        cells = [f"{r['threads']}, {r['steps_per_s']:.2f} ({100 * r['steps_per_s'] / best_idle:.0f} %)"
+                 for m in ("before", "auto") for r in rows if r["burners"] == b and r["mode"] == m]
+        print(f"| {b} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ thread competes with the others and a run can go 10× slower. :func:`auto_thread
     min(CPUs in the affinity mask, the cgroup CPU quota) − the CPUs other processes keep busy right now
 
 (measured from /proc/stat over ``sample_s``; at least 1), and :func:`configure_cpu` applies it. The CLI does so at
-start-up unless ``--threads`` / ``CMRAUDIT_THREADS`` say otherwise; the package sets ``OMP_WAIT_POLICY=PASSIVE``
-(unless the user set it) before torch loads OpenMP, so idle worker threads sleep instead of spinning.
+start-up unless ``--threads`` / ``CMRAUDIT_THREADS`` say otherwise. Measured (bench/bench_contention.py,
+docs/benchmarks.md): beside one CPU-burning process on 2 cores, quick mask-model training keeps 62 % of its idle
+speed with the chosen single thread against 31 % with torch's default two. OpenMP's passive wait
+(``OMP_WAIT_POLICY=PASSIVE``) is *not* set: it cost 37 % of the idle speed of two threads and changes nothing
+for one; users can still set it.
 Hand-written: neither psutil nor threadpoolctl reads cgroup quotas or current load.
 """
 from __future__ import annotations
