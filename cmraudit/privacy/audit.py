@@ -43,10 +43,11 @@ class PrivacyResult:
     masks: dict
     mia: dict[str, Any]  # attack -> AttackResult | skipped dict
     info: dict = field(default_factory=dict)
+    skipped_spaces: dict[str, dict] = field(default_factory=dict)  # space -> skipped entry (e.g. registered off)
 
     def to_dict(self) -> dict:
         return {
-            "feature_spaces": {k: v.to_dict() for k, v in self.feature_spaces.items()},
+            "feature_spaces": {**{k: v.to_dict() for k, v in self.feature_spaces.items()}, **self.skipped_spaces},
             "masks": self.masks,
             "mia": {k: (v.to_dict() if isinstance(v, AttackResult) else v) for k, v in self.mia.items()},
             **self.info,
@@ -159,6 +160,7 @@ def audit_privacy(
     pool = np.concatenate([np.asarray(train.images), np.asarray(holdout.images)])
     spaces: dict[str, CopyResult] = {}
     info_notes: list[str] = []
+    skipped_spaces: dict[str, dict] = {}
     feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     space_info: dict[str, dict] = {}
     for spec in features:
@@ -221,9 +223,11 @@ def audit_privacy(
                 save_top_pairs(synthetic_images=np.asarray(synthetic.images), train_images=train.images, per_slice=res.per_slice,
                                path=art / "top_pairs_registered.png", k=config.top_k_pairs, title="closest pairs, registered")
     elif config.copy_search:
-        spaces_skipped = (f"registered copy search off: {len(synthetic) + len(holdout) + len(train)} slices exceed "
-                          f"registered_max_queries={config.registered_max_queries} (set registered=True to force it)")
-        info_notes.append(spaces_skipped)
+        why = ("switched off (AuditConfig(registered=False))" if config.registered is False else
+               f"{len(synthetic) + len(holdout) + len(train)} slices exceed registered_max_queries="
+               f"{config.registered_max_queries} (set registered=True to force it)")
+        skipped_spaces["registered"] = skipped(f"registered copy search (the copy decision) not run: {why}")
+        info_notes.append(skipped_spaces["registered"]["reason"])
     for res in spaces.values():  # every space names its flagged slices: the HTML report withholds them
         res.copy_detection["flagged_indices"] = [int(i) for i in np.flatnonzero(res.per_slice["copy"])]
     if art is not None and spaces:
@@ -290,7 +294,7 @@ def audit_privacy(
         "artefacts": None if art is None else str(art),
         "notes": info_notes,
     }
-    return PrivacyResult(feature_spaces=spaces, masks=masks, mia=mia, info=info)
+    return PrivacyResult(feature_spaces=spaces, masks=masks, mia=mia, info=info, skipped_spaces=skipped_spaces)
 
 
 def _timesteps(generator, default):

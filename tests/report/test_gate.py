@@ -82,6 +82,8 @@ def test_max_over_feature_spaces_and_attacks():
         (lambda r: r["privacy"].__setitem__("mia", {"a": {"status": "skipped", "reason": "x"}}), "mia_auc", "no attack"),
         (lambda r: r["privacy"]["feature_spaces"]["registered"].__setitem__("copy_detection", {"status": "skipped", "reason": "oom"}), "patients_copied", "oom"),
         (lambda r: r["privacy"]["feature_spaces"].pop("registered"), "copy_rate", "registered missing"),
+        (lambda r: r["privacy"]["feature_spaces"].__setitem__("registered", {"status": "skipped", "reason": "switched off"}),
+         "copy_rate", "registered skipped (switched off)"),
     ],
 )
 def test_missing_or_skipped_fails_closed(mutate, rule, needle):
