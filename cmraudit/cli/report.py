@@ -66,6 +66,8 @@ def gate_cmd(
     report: Path = typer.Argument(..., help="report.json (or its run directory)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Policy TOML (budgets per rule); default policy when omitted (see docs/concepts.md#gate)."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the result as JUnit XML (for CI test reports)."),
+    dp_audit: Optional[Path] = typer.Option(None, "--dp-audit", help="dp_audit.json of cmraudit dp-audit (or its folder): "
+                                            "checked by the dp_audit rule (a falsified DP claim fails)."),
 ) -> int:
     """Check a report against a privacy policy: exit 0 pass, 1 a rule failed, 2 bad policy or report."""
     from ..report.gate import evaluate_gate, write_junit
@@ -79,6 +81,8 @@ def gate_cmd(
     pol = load_policy(policy)
     path = resolve_report_path(report)
     rep = read_report(path)
+    if dp_audit is not None:
+        rep["dp_audit"] = _read_dp_audit(dp_audit)
     result = evaluate_gate(rep, pol, source=str(path))
     table = Table(title=f"privacy gate — {path} ({pol.source})")
     table.add_column("rule", no_wrap=True)
@@ -105,6 +109,21 @@ def gate_cmd(
         hint = f" [{r.hint}]" if r.hint else ""
         print(f"gate FAILED: rule {r.rule} — {RULE_HELP.get(r.rule, '')}: {r.reason}{hint}", file=sys.stderr)
     return 1
+
+
+def _read_dp_audit(path: Path) -> dict:
+    import json
+
+    from ..errors import DataError
+
+    f = path / "dp_audit.json" if path.is_dir() else path
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{f}: cannot read the dp-audit result ({e})") from e
+    if not isinstance(d, dict) or not isinstance(d.get("dp_audit"), dict):
+        raise DataError(f"{f}: not a cmraudit dp-audit result (no dp_audit object)")
+    return d["dp_audit"]
 
 
 def register(app: typer.Typer) -> None:

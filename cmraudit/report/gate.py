@@ -24,7 +24,7 @@ from .policy import DETECTION_RULES, RULE_HELP, Policy, default_policy
 _GROUPS = {
     "copy_detection": ("copy_rate", "patients_copied"),
     "membership_inference": ("mia_auc", "mia_tpr_at_1pct_fpr"),
-    "differential_privacy": ("epsilon",),
+    "differential_privacy": ("epsilon", "dp_audit"),
 }
 _MIA_KEY = {"mia_auc": "auc", "mia_tpr_at_1pct_fpr": "tpr_at_1pct_fpr"}
 
@@ -252,6 +252,8 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     budget = policy.rules.get(rule)
     if rule == "epsilon":
         return _epsilon_rule(report, budget)
+    if rule == "dp_audit":
+        return _dp_audit_rule(report, budget)
     if budget is None:
         return RuleResult(rule, None, "off", "not_required", "rule switched off by the policy")
     cands, failures, notes = _candidates(report, rule, policy)
@@ -306,6 +308,35 @@ def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
         f"epsilon {_fmt(eps)} {'<=' if ok else '>'} budget {_fmt(budget)} (delta {dp.get('delta')}, {dp.get('accountant')} accountant)",
         upper=float(eps), value=float(eps), where="generator.dp.epsilon",
     )
+
+
+def _dp_audit_rule(report: dict, budget: float | None) -> RuleResult:
+    """A canary DP audit (cmraudit dp-audit) falsifies the DP claim when its lower bound ε̂ > budget × claimed ε."""
+    block = report.get("dp_audit") if isinstance(report, dict) else None
+    if budget is None:
+        return RuleResult("dp_audit", None, "off", "not_required", "rule switched off by the policy")
+    if block is None:
+        return RuleResult("dp_audit", budget, "off", "not_required",
+                          "no canary DP audit attached (cmraudit dp-audit, then gate --dp-audit FILE)")
+    why = _skip_reason(block)
+    eps_hat = block.get("epsilon_lower_bound") if isinstance(block, dict) else None
+    if why is not None or not isinstance(eps_hat, (int, float)) or isinstance(eps_hat, bool):
+        return RuleResult("dp_audit", budget, "fail", "inconclusive",
+                          f"fail closed: dp_audit {'skipped (' + why + ')' if why else 'has no epsilon_lower_bound'}")
+    claimed = block.get("epsilon_claimed")
+    if claimed is None:
+        gen = report.get("generator") if isinstance(report, dict) else None
+        dp = gen.get("dp") if isinstance(gen, dict) else None
+        claimed = dp.get("epsilon") if isinstance(dp, dict) else None
+    if not isinstance(claimed, (int, float)) or isinstance(claimed, bool):
+        return RuleResult("dp_audit", budget, "pass", "pass", f"no DP claim to falsify (lower bound {_fmt(eps_hat)})",
+                          value=float(eps_hat), where="dp_audit.epsilon_lower_bound")
+    limit = budget * float(claimed)
+    ok = float(eps_hat) <= limit
+    reason = (f"canary lower bound {_fmt(eps_hat)} {'<=' if ok else '>'} {_fmt(budget)} x claimed epsilon {_fmt(claimed)}"
+              + ("" if ok else ": the DP claim is falsified"))
+    return RuleResult("dp_audit", budget, "pass" if ok else "fail", "pass" if ok else "fail", reason,
+                      upper=float(limit), value=float(eps_hat), where="dp_audit.epsilon_lower_bound")
 
 
 def evaluate_gate(report: dict, policy: Policy | None = None, *, source: str | None = None) -> GateResult:

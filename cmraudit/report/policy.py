@@ -8,6 +8,7 @@ A policy is a small TOML file (``tomllib``; Python 3.10 needs the ``tomli`` back
     mia_auc = 0.75               # max over attacks, at the patient level
     mia_tpr_at_1pct_fpr = false  # off by default: needs >= 100 holdout patients
     epsilon = 8.0                # checked only when given; a report without DP then fails
+    dp_audit = 1.0               # fails when the canary audit's lower bound on epsilon > 1.0 x the claimed epsilon
     # a rule set to false is switched off (say why in a comment)
 
     [scope]
@@ -44,6 +45,7 @@ DEFAULT_RULES: dict[str, float | None] = {
     "mia_auc": 0.75,
     "mia_tpr_at_1pct_fpr": None,
     "epsilon": None,
+    "dp_audit": 1.0,
 }
 DEFAULT_FEATURE_SPACES: tuple[str, ...] = ("registered",)
 # rules whose "fail" means "detected at all": any confident copy is a leak, whatever the budget
@@ -56,6 +58,8 @@ RULE_HELP = {
     "mia_auc": "membership-inference ROC AUC, 0.5 = chance (95% CI upper bound, max over attacks; unit patient)",
     "mia_tpr_at_1pct_fpr": "share of member patients an attacker finds while wrongly accusing 1% of non-members (95% CI upper bound, max over attacks)",
     "epsilon": "differential-privacy epsilon of the generator training (total over stages; an upper bound by construction)",
+    "dp_audit": "canary DP audit: fails when the measured lower bound on epsilon exceeds budget x the claimed epsilon "
+                "(a falsified DP claim); not required when the report holds no dp_audit block",
 }
 
 _LEVELS = ("patient", "slice")
@@ -104,8 +108,9 @@ def policy_from_dict(d: Mapping[str, Any], *, source: str = "policy") -> Policy:
             if budget != budget or budget in (float("inf"), float("-inf")):  # nan / inf: never a budget
                 problems.append(f"rules.{name}: budget {budget} is not a finite number "
                                 "(use false to turn the rule off)")
-            elif budget < 0 or (name != "epsilon" and budget > 1):
-                problems.append(f"rules.{name}: budget {budget} out of range (expected {'>= 0' if name == 'epsilon' else 'a share in [0, 1]'})")
+            elif budget < 0 or (name not in ("epsilon", "dp_audit") and budget > 1):
+                problems.append(f"rules.{name}: budget {budget} out of range "
+                                f"(expected {'>= 0' if name in ('epsilon', 'dp_audit') else 'a share in [0, 1]'})")
             rules[name] = float(budget)
         else:
             problems.append(f"rules.{name}: expected a number (the budget) or false (rule off), got {budget!r}")

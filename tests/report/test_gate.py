@@ -153,7 +153,7 @@ def test_junit(tmp_path):
     assert _run(tmp_path, "copycat", "--junit", str(junit)) == EXIT_GATE_FAILED
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert set(cases) == {"copy_rate", "patients_copied", "mia_auc", "mia_tpr_at_1pct_fpr", "epsilon"}
+    assert set(cases) == {"copy_rate", "patients_copied", "mia_auc", "mia_tpr_at_1pct_fpr", "epsilon", "dp_audit"}
     assert cases["copy_rate"].find("failure") is not None
     assert cases["epsilon"].find("skipped") is not None
     assert suite.get("failures") == "2"  # copy_rate and mia_auc; patients_copied and TPR are off by default
@@ -211,3 +211,27 @@ def test_tpr_rule_unsupported_for_few_non_members_gets_a_hint():
                                                       for a in ("gan_leaks", "domias")])
     r = {x.rule: x for x in evaluate_gate(rep, FULL).rules}["mia_tpr_at_1pct_fpr"]
     assert r.status == "fail" and "100 non-member" in r.hint and "mia_tpr_at_1pct_fpr = false" in r.hint
+
+
+def test_dp_audit_rule_fails_a_falsified_claim(tmp_path, capsys):
+    """issue 19: the canary audit's lower bound ε̂ above the claimed ε falsifies the DP claim."""
+    import json as _json
+
+    dp = {"epsilon": 1.0, "delta": 1e-5, "accountant": "prv"}
+    rep = variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", dp))
+    assert {r.rule: r for r in evaluate_gate(rep).rules}["dp_audit"].status == "off"  # no audit attached
+    falsified = variant(rep, lambda r: r.__setitem__("dp_audit", {"epsilon_lower_bound": 1.63, "epsilon_claimed": 1.0}))
+    r = {x.rule: x for x in evaluate_gate(falsified).rules}["dp_audit"]
+    assert r.status == "fail" and r.verdict == "fail" and "falsified" in r.reason
+    assert compute_verdicts(falsified)["checks"]["differential_privacy"]["verdict"] == "fail"
+    held = variant(rep, lambda r: r.__setitem__("dp_audit", {"epsilon_lower_bound": 0.0, "epsilon_claimed": 1.0}))
+    assert {x.rule: x for x in evaluate_gate(held).rules}["dp_audit"].status == "pass"
+    # the CLI attaches a dp-audit result file
+    write_report(tmp_path, rep)
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "dp_audit.json").write_text(_json.dumps(
+        {"format": "cmraudit-dp-audit", "dp_audit": {"epsilon_lower_bound": 2.78, "epsilon_claimed": 1.0}}))
+    assert main(["gate", str(tmp_path / "report.json"), "--dp-audit", str(tmp_path / "audit")]) == EXIT_GATE_FAILED
+    assert "rule dp_audit" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("[]")
+    assert main(["gate", str(tmp_path / "report.json"), "--dp-audit", str(tmp_path / "bad.json")]) == 4
