@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import DataError, UsageError
 from ..io_guard import check_output, replace_dir
 from .dataset import bits_to_structures, read_dataset
-from .image_files import write_nifti, write_png
+from .image_files import ID_COLUMNS, write_nifti, write_png
 
 FORMATS = ("png", "nifti")
 MARKER = "cmraudit-export"
@@ -119,19 +119,7 @@ def export_dataset(
             )
         with open(tmp / "ids.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(
-                [
-                    "file",
-                    "patient_id",
-                    "vendor",
-                    "frame",
-                    "slice_index",
-                    "source",
-                    "spacing_y_mm",
-                    "spacing_x_mm",
-                    "annotated",
-                ]
-            )
+            w.writerow(["file", *ID_COLUMNS])
             w.writerows(rows)
         scale = f"range:0,{top}" if format == "png" else "none"
         reimport = (

@@ -32,6 +32,9 @@ import numpy as np
 
 from ..errors import DataError, UsageError
 
+# the per-slice columns of an export's ids.csv besides the file name (read back by data import images --ids)
+ID_COLUMNS = ("patient_id", "vendor", "frame", "slice_index", "source", "spacing_y_mm", "spacing_x_mm", "annotated")
+
 SUFFIXES = (".nii.gz", ".nii", ".png", ".npy", ".npz")
 #: matplotlib jet at 0, 1/3, 2/3, 1 (rounded to 0–255): label value → RGB
 JET_PALETTE = {0: (0, 0, 128), 1: (0, 212, 255), 2: (255, 230, 0), 3: (128, 0, 0)}

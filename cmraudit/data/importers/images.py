@@ -22,6 +22,7 @@ from ...errors import DataError, UsageError
 from ..dataset import STRUCTURE_BIT, Dataset, bits_to_structures, structures_to_bits, write_dataset
 from ..image_files import (
     DEFAULT_TOLERANCE,
+    ID_COLUMNS,
     file_kind,
     file_stem,
     load_palette,
@@ -148,19 +149,7 @@ def _ids_for(
         row = table.get(stem)
         if row is None:
             raise DataError(f"{path}: not listed in {ids_path} (column file)")
-        base = {
-            k: (row.get(k) or "")
-            for k in (
-                "patient_id",
-                "vendor",
-                "frame",
-                "slice_index",
-                "source",
-                "spacing_y_mm",
-                "spacing_x_mm",
-                "annotated",
-            )
-        }
+        base = {k: (row.get(k) or "") for k in ID_COLUMNS}
     elif pattern is not None:
         m = pattern.search(path.name)
         if not m:
