@@ -5,6 +5,7 @@
     RUN/report.json  RUN/report.html  RUN/split.json  RUN/data/{train,holdout,test}/
     RUN/synthetic/  RUN/synthetic_paired/  RUN/synthetic_nifti/  RUN/samples.png  RUN/model/
     RUN/work      (resumable training state of the mask and image models)
+    RUN/logs/<stage>.csv  (per-step loss, lr, grad norm, ε under DP, img/s: generators/train_log.py)
 
 Audit stages (fidelity, utility, privacy) are entries of :data:`STAGES`: functions
 ``(ctx: StageContext) -> dict`` whose result becomes the report section of that name.
@@ -28,6 +29,7 @@ from .data.splits import split_patients
 from .errors import CmrAuditError, DataError, PluginError, UsageError
 from .estimates import skipped
 from .generators.registry import call_plugin, get_plugin
+from .generators.train_log import LOGS_DIR, log_to
 from .io_guard import atomic_file, check_output, make_output_dir, remove_stale_temps
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 from .generators.distributed import is_main_process
@@ -265,8 +267,9 @@ def run(config: RunConfig) -> RunResult:
     fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
     if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
-    call_plugin(config.generator, "fit", gen.fit, train, seed=config.seed, progress=config.progress, **fit_kw,
-                **({} if dp is None else {"dp": dp}))
+    with log_to(run_dir / LOGS_DIR):  # every train_loop writes RUN/logs/<stage>.csv
+        call_plugin(config.generator, "fit", gen.fit, train, seed=config.seed, progress=config.progress, **fit_kw,
+                    **({} if dp is None else {"dp": dp}))
     call_plugin(config.generator, "save", gen.save, run_dir / "model")
     timings["fit"] = time.perf_counter() - t
 

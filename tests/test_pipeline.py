@@ -58,3 +58,31 @@ def test_bad_run_config(tmp_path):
 def test_finished_run_not_overwritten(result):
     with pytest.raises(UsageError, match="--overwrite"):
         run(RunConfig(generator="ddpm", preset="micro", out=str(result.run_dir), progress=False))
+
+
+def _log(path):
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_training_logs(result):
+    """RUN/logs/<stage>.csv: the documented columns, one row per step of the micro preset, finite losses."""
+    from cmraudit.generators.train_log import COLUMNS
+
+    r = json.loads((result.run_dir / "report.json").read_text())
+    logs = sorted(p.name for p in (result.run_dir / "logs").iterdir())
+    assert logs == ["image_model.csv", "mask_model.csv"]
+    for stage in ("mask_model", "image_model"):
+        head, rows = _log(result.run_dir / "logs" / f"{stage}.csv")
+        assert tuple(head) == COLUMNS == ("step", "loss", "lr", "grad_norm", "epsilon", "img_per_s")
+        assert [int(x[0]) for x in rows] == list(range(1, 7))  # micro: 6 steps, each logged
+        for step, loss, lr, gn, eps, ips in rows:
+            assert np.isfinite(float(loss)) and float(lr) > 0 and float(gn) > 0 and float(ips) > 0
+            assert eps == ""  # not a DP run
+    head, rows = _log(result.run_dir / "logs" / "image_model.csv")
+    # the loss column is the loss the loop kept: its end mean agrees with the report's loss_end
+    last = float(rows[-1][1])
+    assert abs(last - r["generator"]["training"]["image"]["loss_end"]) < 1e-4 * max(1.0, abs(last))

@@ -67,8 +67,9 @@ from . import sweep as _sweep  # noqa: E402
 from . import plan as _plan  # noqa: E402
 from . import evaluate as _evaluate  # noqa: E402
 from . import dp_audit as _dp_audit  # noqa: E402
+from . import card as _card  # noqa: E402
 
-for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep, _plan, _evaluate, _dp_audit):
+for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep, _plan, _evaluate, _dp_audit, _card):
     _mod.register(app)
 
 

@@ -24,6 +24,7 @@ from ..errors import CheckpointError, UsageError
 from .checkpoint import safe_torch_load, save_state
 from .distributed import dist_info, init_distributed, is_main_process  # noqa: F401 - also importable from here
 from .progress import TrainProgress, progress_bar  # noqa: F401 - progress_bar also importable from here
+from .train_log import TrainLog, grad_norm
 
 STATE_NAME = "train_state.pt"
 
@@ -196,6 +197,8 @@ def train_loop(
     patients* per step (Poisson sampling, one slice per sampled patient, the batch may be empty),
     per-patient gradients are clipped by Opacus (``config.grad_clip`` is not used), no AMP, one process.
     ``result.dp`` is the :class:`~cmraudit.privacy.dp.StageBudget` of ``stage``.
+    Inside :func:`cmraudit.generators.train_log.log_to` (as in ``cmraudit run``) each step is logged to
+    ``<log dir>/<stage>.csv`` (loss, lr, grad norm, ε under DP, img/s).
     """
     problems = config.problems()
     if problems:
@@ -264,7 +267,8 @@ def train_loop(
             },
         )
 
-    def _after_step(step: int) -> None:  # EMA, progress, checkpoint, callback
+    def _after_step(step: int, gnorm: float | None, items: int) -> None:  # EMA, progress, log, checkpoint, callback
+        log.step(step, loss=losses[-1], lr=optimizer.param_groups[0]["lr"], grad_norm=gnorm, items=items)
         d = min(float(config.ema_decay), (1 + step) / (10 + step))
         with torch.no_grad():
             sd = model.state_dict()
@@ -277,6 +281,7 @@ def train_loop(
             callback(step + 1, losses[-1])
 
     bar = TrainProgress(progress and rank == 0, desc, total, start)
+    log = TrainLog(stage, total=total, start=start, enabled=rank == 0, epsilon=None if pt is None else pt.epsilon_spent)
     t0 = time.perf_counter()
     try:
         model.train()
@@ -295,7 +300,7 @@ def train_loop(
                     value = pt.step(lambda: _finite(step_loss(net, idx, gen), desc, step, config), empty=len(idx) == 0)
                 # an empty Poisson batch is a noise-only step; log the previous loss (NaN at the start)
                 losses.append(float(value) if value is not None else (losses[-1] if losses else float("nan")))
-                _after_step(step)
+                _after_step(step, grad_norm(model.parameters()), len(idx))
                 continue
             idx = batch_indices(n_items, step=step, batch_size=int(config.batch_size), seed=seed)
             if world > 1:
@@ -309,18 +314,19 @@ def train_loop(
                 scaler.unscale_(optimizer)
             else:
                 loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(config.grad_clip))
+            clip = float("inf") if config.grad_clip is None else float(config.grad_clip)
+            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))  # norm before clipping
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 optimizer.step()
             losses.append(float(loss.detach()))
-            _after_step(step)
+            _after_step(step, gnorm, len(idx) * world)
         _checkpoint(total)
     finally:
         bar.close()
+        log.close()
     dp_budget = None
     if pt is not None:
         pt.check_budget()
