@@ -86,3 +86,15 @@ def test_training_logs(result):
     # the loss column is the loss the loop kept: its end mean agrees with the report's loss_end
     last = float(rows[-1][1])
     assert abs(last - r["generator"]["training"]["image"]["loss_end"]) < 1e-4 * max(1.0, abs(last))
+
+
+def test_card_of_a_run_without_dp(result):
+    """The card of a non-DP run says so, and carries the fingerprints and the copy-rate CI of its report."""
+    from cmraudit.report.card import build_card
+
+    r = json.loads((result.run_dir / "report.json").read_text())
+    md = build_card(r)
+    assert "Trained **without** differential privacy" in md and "ε = " not in md
+    assert all(fp in md for fp in r["run"]["data_fingerprints"].values())
+    rule = r["verdicts"]["rules"]["copy_rate"]
+    assert f"| copy_rate | {rule['verdict'].upper()} | {rule['value']:.4g} | [{rule['lower']:.4g}, {rule['upper']:.4g}] |" in md
