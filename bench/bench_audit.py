@@ -1,4 +1,4 @@
-"""Full black-box privacy audit: 10k synthetic vs 10k train + 10k holdout at 64² (DESIGN.md § 11).
+"""Full black-box privacy audit: 10k synthetic vs 10k train + 10k holdout at 64² (docs/benchmarks.md).
 
     python bench/bench_audit.py [--n 10000] [--size 64] [--no-record]
 

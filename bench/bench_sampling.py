@@ -1,4 +1,4 @@
-"""Benchmark: sampling cost per image of the built-in generators on the same masks (DESIGN.md § 11).
+"""Benchmark: sampling cost per image of the built-in generators on the same masks (docs/benchmarks.md).
 
 Configurations (quick-preset networks, 64² phantom masks, one batch of ``--n`` masks):
 DDPM-1000 (ancestral sampling over all steps), DDIM-50 (same DDPM network), LDM (DDIM-50 in the

@@ -1,4 +1,4 @@
-"""Error hierarchy and exit codes (DESIGN.md § 8).
+"""Error hierarchy and exit codes (docs/design.md § 8).
 
 Every error raised on purpose by cmraudit subclasses :class:`CmrAuditError` *and* a
 builtin, so callers may catch either. The CLI maps each class to one exit code and

@@ -1,4 +1,4 @@
-"""One shape for every reported number, and the intervals behind it (DESIGN.md § 8).
+"""One shape for every reported number, and the intervals behind it (docs/design.md § 8).
 
 Every estimate in report.json is ``{"value": x, "ci": [lo, hi], "n": count, "unit": "patient"|"slice"}``;
 a stage or metric not computed is ``{"status": "skipped", "reason": ...}`` — never a number.

@@ -1,4 +1,4 @@
-"""The one orchestrator: data → split → fit → sample → audit stages → report (DESIGN.md § 3, § 9).
+"""The one orchestrator: data → split → fit → sample → audit stages → report (docs/design.md § 3, § 9).
 
 ``run(RunConfig(...))`` writes the run directory of the shared contract::
 

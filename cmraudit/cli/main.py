@@ -74,7 +74,7 @@ for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep, _plan,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (DESIGN.md § 8)."""
+    """Run the CLI; return the exit code (docs/design.md § 8)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state.DEBUG = "--debug" in args
     try:

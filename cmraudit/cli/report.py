@@ -1,4 +1,4 @@
-"""``cmraudit report`` · ``cmraudit compare`` · ``cmraudit gate`` (DESIGN.md § 8)."""
+"""``cmraudit report`` · ``cmraudit compare`` · ``cmraudit gate`` (docs/design.md § 8)."""
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,4 @@
-"""The prepared-dataset format (DESIGN.md § 4): the one format every stage reads and writes.
+"""The prepared-dataset format (docs/design.md § 4): the one format every stage reads and writes.
 
 A prepared dataset is a directory::
 

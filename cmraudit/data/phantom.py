@@ -1,4 +1,4 @@
-"""The embedded phantom: procedural short-axis cine-MRI slices with exact masks (DESIGN.md § 4).
+"""The embedded phantom: procedural short-axis cine-MRI slices with exact masks (docs/design.md § 4).
 
 It is the only data CI ever has, so it must (a) be segmentable (LV / MYO / RV learnable from
 the images) and (b) make subjects distinguishable, so that a generator that memorises a

@@ -1,4 +1,4 @@
-"""Slice preprocessing shared by every importer (reference protocol, DESIGN.md § 2).
+"""Slice preprocessing shared by every importer (reference protocol, docs/design.md § 2).
 
 ROI crop centred on the mask centroid (zero-padded near the border), per-slice clip to
 the 1st–99.9th percentile and linear scaling to [-1, 1], optional resize (images with

@@ -1,4 +1,4 @@
-"""Generators (DESIGN.md § 5): the protocol, discovery and the reusable pieces of the built-in plugins.
+"""Generators (docs/design.md § 5): the protocol, discovery and the reusable pieces of the built-in plugins.
 
 - ``base``        GeneratorTags, the Generator protocol, check_is_fitted
 - ``registry``    entry-point discovery (group ``cmraudit.generators``)

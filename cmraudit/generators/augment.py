@@ -1,4 +1,4 @@
-"""Training augmentation of the reference protocol (DESIGN.md § 2): random flips and ±20° rotation.
+"""Training augmentation of the reference protocol (docs/design.md § 2): random flips and ±20° rotation.
 
 The same geometric transform is applied to an image batch (bilinear) and its one-hot mask
 batch (nearest), so image and labels stay aligned. Randomness comes from a CPU generator.

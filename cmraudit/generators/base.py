@@ -1,4 +1,4 @@
-"""The generator contract (DESIGN.md § 5), sklearn-style.
+"""The generator contract (docs/design.md § 5), sklearn-style.
 
 ``__init__`` stores hyper-parameters only; ``fit`` returns self and sets fitted state
 (attributes ending in ``_``); ``sample`` draws a synthetic :class:`~cmraudit.data.Dataset`;

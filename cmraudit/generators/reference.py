@@ -1,4 +1,4 @@
-"""Reference generators that validate the auditor (DESIGN.md §§ 5, 6): copycat, holdout, noise.
+"""Reference generators that validate the auditor (docs/design.md §§ 5, 6): copycat, holdout, noise.
 
 - ``copycat`` replays training slices: a planted share ``rate`` of its samples are copies of
   training slices, each passed through one of ``transforms`` (the copy transforms of

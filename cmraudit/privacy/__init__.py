@@ -1,4 +1,4 @@
-"""Privacy engine (DESIGN.md § 6): copy detection, memorisation, membership inference, shadow executors.
+"""Privacy engine (docs/design.md § 6): copy detection, memorisation, membership inference, shadow executors.
 
 Front door: :func:`cmraudit.privacy.audit.audit_privacy` → :class:`PrivacyResult`.
 """

@@ -1,4 +1,4 @@
-"""The privacy audit: one front door, :func:`audit_privacy` (DESIGN.md § 6).
+"""The privacy audit: one front door, :func:`audit_privacy` (docs/design.md § 6).
 
 Inputs: ``train`` (members), ``holdout`` (non-members from the same population; calibration
 and reference), ``synthetic``, optionally the fitted ``generator`` (white-box attacks, shadow

@@ -1,4 +1,4 @@
-"""Copy detection and memorisation in one feature space (DESIGN.md § 6).
+"""Copy detection and memorisation in one feature space (docs/design.md § 6).
 
 For every synthetic slice: d1, d2 (distances to the nearest and second-nearest *distinct*
 training slices), NNDR = d1/d2, the Carlini et al. (2023) ratio d1 / (0.5 · mean distance to

@@ -1,4 +1,4 @@
-"""DP-SGD for generator training, patient-level, on Opacus (DESIGN.md § 6) — the front door.
+"""DP-SGD for generator training, patient-level, on Opacus (docs/design.md § 6) — the front door.
 
 ``DPConfig`` holds the options (``--dp-epsilon``, ``--dp-delta``, ``--max-grad-norm``, ``--accountant``,
 ``--noise-multiplicity``); :func:`make_private` turns a module, its optimiser and a slice dataset into

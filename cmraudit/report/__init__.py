@@ -1,4 +1,4 @@
-"""Report: versioned report.json schema, HTML report, compare, privacy gate (DESIGN.md § 8).
+"""Report: versioned report.json schema, HTML report, compare, privacy gate (docs/design.md § 8).
 
 Never imports torch or trains anything: it reads result dictionaries and prepared datasets.
 ``render_html`` lives in :mod:`cmraudit.report.html` and ``compare_runs`` in

@@ -1,4 +1,4 @@
-"""The privacy gate and the report verdicts (DESIGN.md § 8).
+"""The privacy gate and the report verdicts (docs/design.md § 8).
 
 Each rule compares a 95 % CI *upper* bound (not a point estimate) with a budget. A metric
 that is missing, skipped, or has no upper bound fails its rule (fail closed). The same rule

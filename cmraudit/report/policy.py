@@ -1,4 +1,4 @@
-"""Gate policies: which privacy numbers must stay under which budget (DESIGN.md § 8).
+"""Gate policies: which privacy numbers must stay under which budget (docs/design.md § 8).
 
 A policy is a small TOML file (``tomllib``; Python 3.10 needs the ``tomli`` backport)::
 

@@ -1,4 +1,4 @@
-"""Public plugin conformance suite (DESIGN.md § 5).
+"""Public plugin conformance suite (docs/design.md § 5).
 
 >>> from cmraudit.testing import check_generator
 >>> results = check_generator(MyGenerator)            # list of CheckResult

@@ -1,4 +1,4 @@
-"""The plugin conformance suite (DESIGN.md § 5), in the spirit of sklearn's ``check_estimator``.
+"""The plugin conformance suite (docs/design.md § 5), in the spirit of sklearn's ``check_estimator``.
 
 Each check is a function ``check_x(ctx)`` that raises ``AssertionError`` (or any error)
 with a message saying what was expected; :func:`check_generator` runs them all and returns

@@ -46,7 +46,7 @@ PRESETS = {
 
 
 class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
-    """Pixel-space DDPM with mask concatenation (the reference study's DDPM, DESIGN.md § 2)."""
+    """Pixel-space DDPM with mask concatenation (the reference study's DDPM, docs/design.md § 2)."""
 
     name: ClassVar[str] = "ddpm"
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,

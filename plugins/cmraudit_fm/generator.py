@@ -50,7 +50,7 @@ PRESETS = {
 
 
 class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
-    """Mask-conditioned flow matching (the reference study's FM, DESIGN.md § 2).
+    """Mask-conditioned flow matching (the reference study's FM, docs/design.md § 2).
 
     ``loss(images, masks, t=…)`` is the per-slice velocity MSE for the white-box attacks; ``t`` is on
     the diffusion noise-level grid shared by every generator (0 = clean … num_train_timesteps − 1 =

@@ -1,6 +1,6 @@
 """Two-stage latent diffusion: mask diffusion (core) → LDM of the image given the mask.
 
-Image stage in two steps (Rombach et al. 2022; the reference study's LDM, DESIGN.md § 2):
+Image stage in two steps (Rombach et al. 2022; the reference study's LDM, docs/design.md § 2):
 
 * **A — autoencoder**: MONAI AutoencoderKL, 1 → ``ae_latent_channels`` (4) latent channels,
   downsampling 2^(len(ae_channels) − 1) (4× by default: 64² images → 16² latents), trained with

@@ -1,4 +1,4 @@
-"""The auditor's ground truth (DESIGN.md § 6): planted copies must be caught, a private generator must pass.
+"""The auditor's ground truth (docs/design.md § 6): planted copies must be caught, a private generator must pass.
 
 Phantom: 64 subjects × 3 slices × 2 phases at 32² (seed 0), patient split 50/25/25 →
 32 train patients (192 slices), 16 holdout (96), 16 test (96; source of the novel images).

@@ -1,6 +1,6 @@
 """LabelMeanGenerator: the smallest generator that satisfies the cmraudit contract.
 
-Contract (cmraudit DESIGN.md § 5): ``__init__`` stores parameters only; ``fit`` returns self
+Contract (cmraudit docs/design.md § 5): ``__init__`` stores parameters only; ``fit`` returns self
 and sets attributes ending in ``_``; ``sample(masks=...)`` / ``sample(n=...)`` return a
 cmraudit Dataset; ``save``/``load`` use a directory with config.json + safetensors weights.
 """
