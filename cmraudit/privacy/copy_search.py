@@ -163,14 +163,22 @@ def calibrate(index: RegisteredCopyIndex, train_images, holdout_images, holdout_
 
 
 def flagged_by_patient(flag: np.ndarray, rows: np.ndarray, rho: np.ndarray, train_patients: np.ndarray) -> list[dict]:
-    """Flags grouped by the training patient they match: slices flagged, smallest residual, synthetic indices."""
+    """Flags grouped by the training patient they match: slices flagged, smallest residual, synthetic indices.
+
+    The report is meant to be shared, and naming a training patient there would reveal a member: each patient is
+    an opaque ``match`` label; the ids are in the local per-slice table (``privacy/per_slice_registered.csv``,
+    column ``nn_patient``) for the reviewer.
+    """
     out = []
     pats = np.asarray(train_patients).astype(str)[rows]
     for p in np.unique(pats[flag]):
         sel = np.flatnonzero(flag & (pats == p))
-        out.append({"train_patient": str(p), "slices": int(len(sel)), "min_residual": float(rho[sel].min()),
+        out.append({"slices": int(len(sel)), "min_residual": float(rho[sel].min()),
                     "synthetic_indices": [int(i) for i in sel[:20]]})
-    return sorted(out, key=lambda d: (-d["slices"], d["min_residual"]))
+    out = sorted(out, key=lambda d: (-d["slices"], d["min_residual"]))
+    for i, d in enumerate(out, 1):
+        d["match"] = f"training patient #{i} (id in privacy/per_slice_registered.csv, column nn_patient)"
+    return out
 
 
 def _patients_copied(flag, rows, train_patients, copy_rate: Estimate, *, k: int, n: int, fpr_upper: float, confidence: float) -> Estimate:
