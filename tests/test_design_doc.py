@@ -8,11 +8,18 @@ OLD = "DESIGN" + ".md"  # split so this file does not cite it
 SCANNED = ("cmraudit", "plugins", "examples", "bench", "tests", "docs")
 ROOT_ENTRIES = ("cmraudit", "plugins", "examples", "bench", "tests", "docs", ".ci", "pyproject.toml", "README.md")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+SKIP = {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache"}  # build outputs, not the repository's own files
+
+
+def _ignored(p: Path, root: Path) -> bool:
+    parts = p.relative_to(root).parts
+    return any(x in SKIP or x.endswith(".egg-info") for x in parts)
 
 
 def old_design_citations(root: Path) -> list[str]:
     """``file:line`` of every line under the scanned folders (and README) that cites the old design file."""
-    files = [root / "README.md"] + [p for d in SCANNED for p in sorted((root / d).rglob("*")) if p.suffix in {".py", ".md"}]
+    files = [root / "README.md"] + [p for d in SCANNED for p in sorted((root / d).rglob("*"))
+                                    if p.suffix in {".py", ".md"} and not _ignored(p, root)]
     hits = []
     for p in files:
         if not p.is_file() or p.resolve() == Path(__file__).resolve() or p.relative_to(root) == Path("docs/design.md"):
@@ -25,7 +32,7 @@ def old_design_citations(root: Path) -> list[str]:
 
 def _suffix_exists(root: Path, rel: str) -> bool:
     rel = rel.rstrip("/")
-    return any(str(p.relative_to(root)).endswith("/" + rel) for p in root.rglob(Path(rel).name) if ".git" not in p.parts)
+    return any(str(p.relative_to(root)).endswith("/" + rel) for p in root.rglob(Path(rel).name) if not _ignored(p, root))
 
 
 def missing_paths(text: str, *, root: Path, doc_dir: Path) -> list[str]:
