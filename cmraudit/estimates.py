@@ -123,3 +123,33 @@ def bootstrap_mean_ci(sums: np.ndarray, counts: np.ndarray, *, seed: int, n_resa
     stats = sums[idx].sum(1) / counts[idx].sum(1)
     a = (1 - confidence) / 2
     return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+
+
+# ---------------------------------------------------------------- sample sizes (cmraudit plan and the gate's hints)
+def auc_half_width(n_members: int, n_nonmembers: int, *, confidence: float = 0.95) -> float:
+    """Half-width of a chance-level AUC's CI with these many patients (Mann–Whitney variance under H0)."""
+    n1, n0 = max(1, int(n_members)), max(1, int(n_nonmembers))
+    se = math.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0))
+    return float(stats.norm.ppf(0.5 + confidence / 2) * se)
+
+
+def auc_pass_bound(n_members: int, n_nonmembers: int, *, confidence: float = 0.95, power: float = 0.95) -> float:
+    """The AUC budget a chance-level attack's CI upper bound stays under with probability ``power``:
+    0.5 + (z_conf + z_power) · SE. A budget below it makes the ``mia_auc`` rule undecidable at these sizes."""
+    z = float(stats.norm.ppf(0.5 + confidence / 2)) + float(stats.norm.ppf(power))
+    return 0.5 + z * auc_half_width(n_members, n_nonmembers, confidence=confidence) / float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def auc_patients_needed(n_members: int, n_nonmembers: int, budget: float, **kw) -> tuple[int, int] | None:
+    """The smallest multiple of (members, non-members) at which ``mia_auc <= budget`` becomes decidable."""
+    for k in range(1, 1001):
+        if auc_pass_bound(n_members * k, n_nonmembers * k, **kw) <= budget:
+            return n_members * k, n_nonmembers * k
+    return None
+
+
+def synthetic_needed(budget: float, *, recall_lower: float = 1.0, confidence: float = 0.95) -> int:
+    """Smallest synthetic-set size at which zero flags give a copy-rate upper bound ≤ ``budget``."""
+    b = budget * recall_lower
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    return int(math.ceil(z * z * (1 - b) / b - 1e-9))

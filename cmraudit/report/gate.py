@@ -12,7 +12,6 @@ The gate itself is two-way: anything but ``pass`` fails it.
 """
 from __future__ import annotations
 
-import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -185,18 +184,18 @@ def _fmt(x: float | None) -> str:
 def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int:
     """Smallest n at which 0 events out of n gives a Wilson upper bound <= ``budget``.
 
-    The Wilson upper bound of 0/n is z²/(n + z²), so n >= z²(1 − b)/b.
+    The Wilson upper bound of 0/n is z²/(n + z²), so n >= z²(1 − b)/b (:func:`cmraudit.estimates.synthetic_needed`
+    with perfect recall).
     """
-    from scipy import stats
+    from ..estimates import synthetic_needed
 
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    return int(math.ceil(z * z * (1 - budget) / budget - 1e-9))
+    return synthetic_needed(budget, confidence=confidence)
 
 
 def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = None, where: str | None = None) -> str | None:
     """Say so when even a perfect result could not pass at this size, and what size would (see cmraudit.plan)."""
     from ..estimates import wilson_ci
-    from ..plan import auc_pass_bound, auc_patients_needed, synthetic_needed
+    from ..estimates import auc_pass_bound, auc_patients_needed, synthetic_needed
 
     n, unit = est.get("n"), est.get("unit") or "item"
     if rule == "mia_auc":
