@@ -3,7 +3,7 @@
 Network: MONAI DiffusionModelUNet (32, 64, 64), attention at the lowest level only, 1 res block,
 5 input channels (noisy image + 4 one-hot mask channels), 64² images, batch 8 (the `quick` preset
 size). Non-private: Adam step on the batch-mean ε-prediction loss. DP: the same through
-``cmraudit.privacy.dp.make_private`` (Opacus hooks: per-sample gradients, per-patient clipping, noise),
+``cmraudit.dp.make_private`` (Opacus hooks: per-sample gradients, per-patient clipping, noise),
 with noise multiplicity k = 1 and k = 2. Steps are interleaved (A, B, C, A, B, C …) so machine load
 affects all variants alike; the median over steps is reported, with peak RSS.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from cmraudit.privacy.dp import DPConfig, dp_mean, make_private, multiplicity_loss
+from cmraudit.dp import DPConfig, dp_mean, make_private, multiplicity_loss
 
 HEADING = "## DP-SGD"
 
@@ -268,7 +268,7 @@ def main(argv=None):
         f"{args.batch}, Adam, CPU ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads), median of {args.steps} interleaved steps after {args.warmup} warm-up. "
         f"DP-SGD = Opacus hooks (per-sample gradients, per-patient clipping, Gaussian noise) through "
-        f"`cmraudit.privacy.dp.make_private`; k = noise multiplicity (k forward passes per step). "
+        f"`cmraudit.dp.make_private`; k = noise multiplicity (k forward passes per step). "
         f"Peak RSS of the whole benchmark: {rss_mb:.0f} MB; 1-min load average at the end {load:.1f} (other jobs "
         f"on the 2 cores inflate absolute times; the ratios are robust because the variants are interleaved). "
         f"Target (DESIGN § 11): DP step ≤ 4× the non-private step.\n\n"

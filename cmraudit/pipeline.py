@@ -224,7 +224,7 @@ def _write_report(run_dir: Path, report: dict) -> Path:
 def run(config: RunConfig) -> RunResult:
     """Run the whole pipeline; returns the run directory and its report."""
     check_run_config(config)
-    from .privacy.dp import DPConfig, require_dp_support
+    from .dp import DPConfig, require_dp_support
 
     dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
                                accountant=config.accountant, noise_multiplicity=config.noise_multiplicity,

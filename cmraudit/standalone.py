@@ -26,9 +26,9 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
                   overwrite: bool = False):
     """Fit a registered generator on a prepared dataset and save it to ``out`` (rank 0 only under torchrun).
 
-    ``dp``: a :class:`cmraudit.privacy.dp.DPConfig` (patient-level DP-SGD) or None."""
+    ``dp``: a :class:`cmraudit.dp.DPConfig` (patient-level DP-SGD) or None."""
     if dp is not None:
-        from .privacy.dp import require_dp_support
+        from .dp import require_dp_support
 
         require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
     check_seed(seed)

@@ -49,7 +49,7 @@ def dp_audit_cmd(
     from ..generators.checkpoint import write_json_atomic
     from ..pipeline import load_data, make_generator
     from ..privacy.canary import canary_audit
-    from ..privacy.dp import DPConfig, require_dp_support
+    from ..dp import DPConfig, require_dp_support
     from ..generators.registry import get_plugin
     from .pipeline_cmds import parse_overrides
 

@@ -117,7 +117,7 @@ def fit_cmd(
     """Fit a generator on a prepared dataset and save it. Multi-GPU: torchrun --nproc_per_node N -m cmraudit fit …"""
     from ..generators.distributed import is_main_process
     from ..pipeline import fit_generator
-    from ..privacy.dp import DPConfig
+    from ..dp import DPConfig
 
     dp = DPConfig.from_options(dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant,
                                noise_multiplicity=noise_multiplicity, split=dp_split)

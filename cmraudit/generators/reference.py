@@ -31,6 +31,8 @@ from ..data.dataset import Dataset, read_dataset, write_dataset
 from ..data.copy_transforms import COPY_TRANSFORMS as TRANSFORMS  # one definition of a copy
 from ..data.copy_transforms import apply_transform
 from ..errors import CheckpointError, DataError, UsageError
+from ..features.masks import mask_features
+from ..features.neighbours import knn
 from .base import GeneratorTags, check_is_fitted
 
 
@@ -48,9 +50,6 @@ def _synthetic_dataset(images, masks, name: str, spacing=None) -> Dataset:
 
 def _nearest_mask(stored: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Index of the stored mask with the fewest differing pixels, per query mask (batched)."""
-    from ..features.neighbours import knn
-    from ..privacy.masks import mask_features
-
     return knn(mask_features(query, size=0), mask_features(stored, size=0), k=1).indices[:, 0]
 
 

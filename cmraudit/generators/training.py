@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..dp.private import make_private
 from ..errors import CheckpointError, UsageError
 from .checkpoint import safe_torch_load, save_state
 from .distributed import dist_info, init_distributed, is_main_process  # noqa: F401 - also importable from here
@@ -95,7 +96,7 @@ class TrainResult:
     steps: int = 0
     time_s: float = 0.0
     resumed_from: int = 0
-    dp: object | None = None  # cmraudit.privacy.dp.StageBudget when trained with DP-SGD, else None
+    dp: object | None = None  # cmraudit.dp.StageBudget when trained with DP-SGD, else None
 
     def to_dict(self) -> dict:
         fin = [x for x in self.losses if math.isfinite(x)]  # a DP run may start with empty (noise-only) batches
@@ -144,9 +145,7 @@ def seeded(seed: int):
 
 def _apply_dp(dp, model, optimizer, *, patient_ids, n_items: int, world: int, config: TrainConfig, total: int,
               seed: int, desc: str):
-    """Wrap ``model``/``optimizer`` for patient-level DP-SGD (:func:`cmraudit.privacy.dp.make_private`)."""
-    from ..privacy.dp import make_private
-
+    """Wrap ``model``/``optimizer`` for patient-level DP-SGD (:func:`cmraudit.dp.make_private`)."""
     if world > 1:
         raise UsageError(f"{desc}: DP-SGD training runs in one process; launch without torchrun (world size {world}) "
                          "or drop --dp-epsilon")
@@ -192,11 +191,11 @@ def train_loop(
     ``work_dir`` receives ``train_state.pt`` every ``config.checkpoint_every`` steps and at
     the end; ``resume=True`` continues from it. ``callback(step, loss)`` runs after each step.
 
-    ``dp`` (a :class:`cmraudit.privacy.dp.DPConfig`) trains with patient-level DP-SGD: ``patient_ids``
+    ``dp`` (a :class:`cmraudit.dp.DPConfig`) trains with patient-level DP-SGD: ``patient_ids``
     (one per item) define the sampling unit, ``config.batch_size`` is then the *expected number of
     patients* per step (Poisson sampling, one slice per sampled patient, the batch may be empty),
     per-patient gradients are clipped by Opacus (``config.grad_clip`` is not used), no AMP, one process.
-    ``result.dp`` is the :class:`~cmraudit.privacy.dp.StageBudget` of ``stage``.
+    ``result.dp`` is the :class:`~cmraudit.dp.StageBudget` of ``stage``.
     Inside :func:`cmraudit.generators.train_log.log_to` (as in ``cmraudit run``) each step is logged to
     ``<log dir>/<stage>.csv`` (loss, lr, grad norm, ε under DP, img/s).
     """

@@ -20,6 +20,7 @@ import torch
 from .. import __version__
 from ..data.dataset import Dataset
 from ..device import select_device
+from ..dp import DPConfig, compose_budget, require_dp_support, stage_weights
 from ..errors import CheckpointError, DataError, UsageError
 from .base import GeneratorTags, check_is_fitted
 from .checkpoint import (
@@ -217,10 +218,8 @@ class TwoStageGenerator:
         self.validate_params()
         stage_dp: dict = {}
         if dp is not None:
-            from ..privacy.dp import DPConfig, require_dp_support
-
             if not isinstance(dp, DPConfig):
-                raise UsageError(f"fit: dp must be a cmraudit.privacy.dp.DPConfig (what --dp-epsilon builds) or None, got {type(dp).__name__}")
+                raise UsageError(f"fit: dp must be a cmraudit.dp.DPConfig (what --dp-epsilon builds) or None, got {type(dp).__name__}")
             require_dp_support(name=self.name, tags=self.tags, dp=dp)
         self._check_data(train)
         patient_ids = [str(p) for p in train.patient_id]
@@ -249,9 +248,6 @@ class TwoStageGenerator:
                                               progress=progress, dp=stage_dp, callback=callback, patient_ids=patient_ids)
         self.dp_ = None
         if stage_dp:
-            from ..privacy.dp import compose_budget
-            from ..privacy.dp_budget import stage_weights
-
             self.dp_ = compose_budget(self.dp_budgets_, target_epsilon=float(dp.epsilon),
                                       split=stage_weights(dp.split_weights, list(self.dp_stages)))
         self.image_size_ = int(train.shape[0])

@@ -112,7 +112,7 @@ class AuditConfig:
 class ShadowConfig:
     """Shadow-model membership inference (LiRA, Carlini et al. 2022).
 
-    k: number of shadow generators. generator/params: plugin name (or "module:attr") and
+    k: number of shadow generators. generator/params: registered generator name (cmraudit.registry) and
         hyper-parameters; None = the target's own class and ``get_params()``.
     executor: "local" (process pool; one GPU per worker when GPUs exist), "slurm" (submitit
         job array; ``executor_options`` go to ``update_parameters``; cluster="local" runs it

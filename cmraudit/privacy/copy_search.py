@@ -1,7 +1,7 @@
 """Decisive copy detection: the registered search, calibrated per patient, with recall and power.
 
 The statistic of a synthetic slice is its **registered residual** ρ to the nearest training slice
-(:mod:`cmraudit.features.registration`: invariant to the dihedral group, rotations ≤ 20°, shifts,
+(:mod:`cmraudit.features.alignment`: invariant to the dihedral group, rotations ≤ 20°, shifts,
 intensity polynomials, tolerant of noise, blur and mild elastic deformation), searched among the
 ``k_candidates`` nearest training slices of the weight-free spectral embedding
 (:mod:`cmraudit.features.spectral`). A slice is flagged when ρ < τ.
@@ -30,7 +30,7 @@ from scipy import stats
 
 from ..estimates import Estimate, rate_estimate, wilson_ci
 from ..features.neighbours import knn
-from ..features.registration import RegisteredSearch
+from ..features.alignment import RegisteredSearch
 from ..features.spectral import SpectralFeatures
 from .null_model import NullTail, fit_null_tail
 from ..data.copy_transforms import COPY_TRANSFORMS, plant_copies

@@ -219,7 +219,7 @@ def check_save_load_roundtrip(ctx: CheckContext) -> None:
 def check_dp_hook(ctx: CheckContext) -> None:
     """``supports_dp``: a micro fit under ``DPConfig(epsilon=8, delta=1e-3)`` reports ``dp_`` with ε ≤ 8 per patient
     and samples; otherwise ``fit(dp=…)`` is a UsageError (never silently non-private)."""
-    from ..privacy.dp import DPConfig
+    from ..dp import DPConfig
 
     dp = DPConfig(epsilon=8.0, delta=1e-3)
     refuses = False

@@ -101,7 +101,7 @@ class LDMGenerator(TwoStageGenerator):
 
     name: ClassVar[str] = "ldm"
     # supports_dp: mask model, AutoencoderKL and latent UNet all train through train_loop's DP-SGD hook
-    # (a VQ-VAE's EMA codebook would escape DP-SGD: cmraudit.privacy.dp.fix_module refuses it).
+    # (a VQ-VAE's EMA codebook would escape DP-SGD: cmraudit.dp.fix_module refuses it).
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True, hooks=("loss",))
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}

@@ -85,7 +85,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 def test_bad_config_and_dp_hook():
     with pytest.raises(UsageError, match="batch_size"):
         train_loop(_model(), _loss, n_items=8, config=TrainConfig(batch_size=0), seed=0, device=torch.device("cpu"), progress=False)
-    from cmraudit.privacy.dp import DPConfig
+    from cmraudit.dp import DPConfig
 
     with pytest.raises(UsageError, match="patient id"):  # DP needs the sampling unit of every item
         train_loop(_model(), _loss, n_items=8, config=TrainConfig(steps=1), seed=0, device=torch.device("cpu"), progress=False,

@@ -6,7 +6,7 @@ import torch
 
 from cmraudit.errors import UsageError
 from cmraudit.generators.training import TrainConfig, seeded, train_loop
-from cmraudit.privacy.dp import DPConfig
+from cmraudit.dp import DPConfig
 
 X = torch.linspace(-1, 1, 64).reshape(64, 1)
 Y = 3 * X - 0.5

@@ -2,7 +2,7 @@
 import pytest
 
 from cmraudit.errors import UsageError
-from cmraudit.privacy.dp import DPConfig
+from cmraudit.dp import DPConfig
 from cmraudit.testing.toy import make_toy_dataset
 from cmraudit_fm import FMGenerator
 

@@ -22,3 +22,20 @@ def fitted_spaces(phantom_split):
     train, holdout, _ = phantom_split
     pool = np.concatenate([train.images, holdout.images])
     return (fit_features("pixel", seed=0, size=32), fit_features("domain", pool=pool, seed=0))
+
+
+@pytest.fixture
+def tiny_registered(tmp_path_factory, monkeypatch):
+    """TinyGenerator registered as generator ``tinygen`` through a fake installed distribution (an entry point in
+    ``cmraudit.generators``, found in this process and in spawned workers), as shadow models resolve by name."""
+    from cmraudit.registry import GENERATORS
+
+    root = tmp_path_factory.mktemp("tinygen-dist")
+    d = root / "cmraudit_tinygen-0.1.dist-info"
+    d.mkdir()
+    (d / "METADATA").write_text("Metadata-Version: 2.1\nName: cmraudit-tinygen\nVersion: 0.1\n")
+    (d / "entry_points.txt").write_text("[cmraudit.generators]\ntinygen = tests.privacy.tinygen:TinyGenerator\n")
+    monkeypatch.syspath_prepend(str(root))
+    GENERATORS.refresh()
+    yield root
+    GENERATORS.refresh()

@@ -7,7 +7,7 @@ import pytest
 
 from cmraudit.errors import UsageError
 from cmraudit.privacy.canary import canary_audit
-from cmraudit.privacy.dp import DPConfig
+from cmraudit.dp import DPConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from scipy import stats
 from cmraudit.data.copy_transforms import COPY_TRANSFORMS, apply_transform
 from cmraudit.data.phantom import PhantomConfig, make_phantom
 from cmraudit.estimates import Estimate, rate_estimate
-from cmraudit.features.registration import RegisteredSearch, dihedral_views
+from cmraudit.features.alignment import RegisteredSearch, dihedral_views
 from cmraudit.features.spectral import SpectralFeatures
 from cmraudit.privacy.copy_search import copy_rate_interval, min_detectable_rate, min_flags_to_detect
 from cmraudit.privacy.null_model import _weibull_censored_fit, fit_null_tail

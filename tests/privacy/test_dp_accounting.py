@@ -8,7 +8,7 @@ import pytest
 
 from cmraudit.errors import PluginError, UsageError
 from cmraudit.generators.base import GeneratorTags
-from cmraudit.privacy.dp import (
+from cmraudit.dp import (
     DPConfig,
     StageBudget,
     compose_budget,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cmraudit.errors import UsageError
-from cmraudit.privacy.dp import DPConfig, compute_epsilon
-from cmraudit.privacy.dp_accounting import _epsilon_of_history
-from cmraudit.privacy.dp_budget import calibrate_noise, parse_split, stage_weights
+from cmraudit.dp import DPConfig, compute_epsilon
+from cmraudit.dp.accounting import _epsilon_of_history
+from cmraudit.dp.budget import calibrate_noise, parse_split, stage_weights
 
 # (q, planned steps) per stage: the micro preset on 5 patients and the quick preset on ~64 patients
 MICRO = {"mask_model": (0.8, 6), "image_model": (0.8, 6)}
@@ -28,7 +28,7 @@ def test_joint_epsilon_within_one_percent(plan, epsilon, accountant):
 def test_joint_calibration_spends_more_than_the_even_basic_split():
     # the old way: ε/2 per stage, each calibrated alone → the joint accountant reports well under ε
     old = DPConfig(epsilon=8.0).split(list(QUICK))
-    from cmraudit.privacy.dp import noise_multiplier_for
+    from cmraudit.dp import noise_multiplier_for
 
     sig_old = {
         s: noise_multiplier_for(

@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 
 from cmraudit.errors import UsageError
-from cmraudit.privacy.dp import DPConfig, PatientPoissonSampler, make_private
+from cmraudit.dp import DPConfig, PatientPoissonSampler, make_private
 
 # Opacus hooks a module whose input does not require grad; harmless.
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cmraudit.errors import UsageError
-from cmraudit.privacy.dp import (
+from cmraudit.dp import (
     DPConfig,
     compose_budget,
     dp_mean,

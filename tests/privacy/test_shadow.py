@@ -1,13 +1,15 @@
 """Shadow-model LiRA: math on known Gaussians, an overfit tiny target, and the executors."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from cmraudit.data.dataset import Dataset
 from cmraudit.errors import MissingExtraError
 from cmraudit.privacy.config import ShadowConfig
-from cmraudit.privacy.executors import LocalExecutor, RayExecutor, SlurmExecutor, get_executor
+from cmraudit.privacy.mia.executors import EXECUTORS, LocalExecutor, RayExecutor, SlurmExecutor, get_executor
 from cmraudit.privacy.mia.metrics import roc_metrics
 from cmraudit.privacy.mia.shadow import lira_offline, lira_online, run_shadow_attacks
 
@@ -45,7 +47,7 @@ def _toy_data(n_pat: int, seed: int, prefix: str) -> Dataset:
     return Dataset(images=imgs, masks=np.zeros(imgs.shape, np.uint8), patient_id=pids)
 
 
-def test_lira_detects_overfit_tiny_target(tmp_path):
+def test_lira_detects_overfit_tiny_target(tmp_path, tiny_registered):
     """Overfit target: 8 train patients (16 slices), 400 steps; 8 holdout patients; K=8 shadows, seed 0.
 
     Effect size expected: the target memorises its 16 slices, so LiRA online AUC ≥ 0.75
@@ -70,6 +72,9 @@ def test_lira_detects_overfit_tiny_target(tmp_path):
     res2 = run_shadow_attacks(target=target, train=train, holdout=holdout, reference=ref, config=cfg,
                               timesteps=TinyGenerator.audit_timesteps, workdir=tmp_path / "sh", seed=0, n_resamples=200)
     assert res2["lira_online"].slice.auc.value == on.slice.auc.value
+    # the shadows rebuilt the target's class from its registry name, not from a module path
+    assert on.info["generator"] == "tinygen"
+    assert json.loads((tmp_path / "sh" / "online_000" / "spec.json").read_text())["generator"] == "tinygen"
     # without the prediction_pair hook FCRE is skipped with its reason
     from cmraudit.privacy.audit import _whitebox
 
@@ -107,7 +112,7 @@ def test_ray_executor_missing_extra_names_pip_command(monkeypatch):
         get_executor("ray")
 
 
-def test_ray_executor_in_local_cluster_matches_inline(tmp_path):
+def test_ray_executor_in_local_cluster_matches_inline(tmp_path, tiny_registered):
     """The same shadow tasks through a Ray local cluster (2 CPUs) and inline give identical LiRA scores."""
     ray = pytest.importorskip("ray", reason="needs pip install cmraudit[ray]")
     import os
@@ -117,7 +122,8 @@ def test_ray_executor_in_local_cluster_matches_inline(tmp_path):
     target = TinyGenerator(steps=60).fit(train, seed=0)
     root = str(Path(__file__).resolve().parents[2])  # workers import tests.privacy.tinygen by name
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}})
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([root, str(tiny_registered),
+                                                                          os.environ.get("PYTHONPATH", "")])}})
     try:
         kw = dict(target=target, train=train, holdout=holdout, reference=None, timesteps=TinyGenerator.audit_timesteps,
                   seed=0, n_resamples=50)
@@ -134,3 +140,24 @@ def test_ray_executor_in_local_cluster_matches_inline(tmp_path):
     for i in range(2):
         np.testing.assert_array_equal(np.load(tmp_path / "ray" / f"online_{i:03d}" / "losses.npy"),
                                       np.load(tmp_path / "inl" / f"online_{i:03d}" / "losses.npy"))
+
+
+def test_shadow_generator_must_be_registered(tmp_path):
+    """Shadow training resolves the generator by registry name: an unregistered class is refused, naming it."""
+    from cmraudit.errors import ConfigError
+
+    train, holdout = _toy_data(4, 1, "t"), _toy_data(4, 2, "h")
+    target = TinyGenerator(steps=2)
+    cfg = ShadowConfig(k=2, executor="inline", modes=("online",), workdir=str(tmp_path / "sh"))
+    with pytest.raises(ConfigError, match="TinyGenerator is not in the entry-point group cmraudit.generators"):
+        run_shadow_attacks(target=target, train=train, holdout=holdout, reference=None, config=cfg,
+                           timesteps=TinyGenerator.audit_timesteps, workdir=tmp_path / "sh", seed=0)
+
+
+def test_executor_registry():
+    assert {"inline", "local", "slurm", "ray"} <= set(EXECUTORS.names())
+    assert get_executor("inline").map(_square, [2]) == [4]
+    from cmraudit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown executor 'nope'; installed executors: inline, local, ray, slurm"):
+        get_executor("nope")

@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ...data.dataset import Dataset, write_dataset
+from ...estimates import skipped
 from ..config import ShadowConfig
-from ..executors import ShadowSpec, generator_ref, get_executor, train_shadow
+from .attacks import get_attack, missing_hooks
+from .executors import ShadowSpec, generator_name, get_executor, train_shadow
 from .metrics import AttackResult, evaluate_level
 from .whitebox import loss_matrix
 
@@ -98,11 +100,7 @@ def run_shadow_attacks(
     confidence: float = 0.95,
 ) -> dict:
     """Train shadows through the executor and score the target with LiRA. Returns {name: AttackResult | skipped}."""
-    from ...estimates import skipped
-
     if config.score_attack != "loss":
-        from .attacks import get_attack, missing_hooks
-
         missing = missing_hooks(target, get_attack(config.score_attack))
         if missing:
             why = (f"LiRA on {config.score_attack} needs the hook(s) {', '.join(missing)}, "
@@ -116,7 +114,7 @@ def run_shadow_attacks(
     cand_path = workdir / "candidates"
     if not (cand_path / "dataset.json").is_file():
         write_dataset(cand, cand_path, overwrite=True)
-    gen_name = config.generator or generator_ref(target)
+    gen_name = config.generator or generator_name(target)
     params = dict(config.params if config.params is not None else target.get_params())
     cand_patients = np.unique(groups)
     rng = np.random.default_rng(seed + 55)
@@ -161,8 +159,6 @@ def run_shadow_attacks(
         shadow_s = -losses.mean(2)
         target_s = -loss_matrix(target, cand, timesteps=timesteps, seed=seed).mean(1)
     else:  # any registered attack as the per-example statistic (same seed for target and shadows)
-        from .attacks import get_attack
-
         shadow_s = np.stack([np.load(Path(d) / f"scores_{config.score_attack}.npy") for d in dirs])  # [K, N]
         target_s = np.asarray(get_attack(config.score_attack).score(target, cand, seed), dtype=np.float64)
     gv = config.global_variance if config.global_variance is not None else config.k < 64

@@ -1,4 +1,5 @@
-"""Registered copy distance: is one slice a transformed copy of another?
+"""Registered copy distance by image alignment (module `alignment`; the feature-space name stays `registered`): is
+one slice a transformed copy of another?
 
 For a query slice q and a base slice t the **registered residual** is
 

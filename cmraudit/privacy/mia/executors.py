@@ -1,9 +1,11 @@
-"""Executors for shadow-model training: one pure task per shadow model.
+"""Executors for shadow-model training: one pure task per shadow model (part of the MIA, docs/design.md § 6).
 
 The task is :func:`train_shadow` (``ShadowSpec`` in, checkpoint directory out). It is
 idempotent: a shadow whose directory holds ``DONE`` is not retrained, so an interrupted
-audit resumes where it stopped. Executors only map the task over specs — no home-made
-scheduler:
+audit resumes where it stopped. The shadow's generator is resolved by its **registry name**
+(``cmraudit.registry.GENERATORS``), in this process or a worker. Executors only map the task
+over specs — no home-made scheduler; they are registered in :data:`EXECUTORS` (third parties:
+entry-point group ``cmraudit.executors``):
 
 - ``local`` (default): a process pool (spawn); with GPUs, one worker per GPU, each pinned to
   its GPU through ``CUDA_VISIBLE_DEVICES``; on CPU, ``max_workers`` workers sharing the cores.
@@ -24,7 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import ConfigError, MissingExtraError, PluginError
+import numpy as np
+
+from ...data.dataset import read_dataset
+from ...errors import ConfigError, MissingExtraError
+from ...registry import GENERATORS, Registry
+from .attacks import get_attack
+from .whitebox import loss_matrix
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,7 @@ class ShadowSpec:
     """Everything one shadow-model task needs (plain data: picklable, JSON-able)."""
 
     index: int
-    generator: str  # registry name or "package.module:Class"
+    generator: str  # registry name (cmraudit.registry.GENERATORS)
     params: dict
     data_path: str  # prepared dataset holding the shadow's training patients
     patients: tuple  # patient ids the shadow trains on
@@ -51,28 +59,16 @@ class ShadowSpec:
         return d
 
 
-def resolve_generator(name: str) -> type:
-    """A generator class from a registry name or an import path ``module:attr``."""
-    if ":" in name:
-        import importlib
-
-        mod, _, attr = name.partition(":")
-        try:
-            obj = importlib.import_module(mod)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as e:
-            raise PluginError(f"cannot import generator {name!r}: {e}; expected 'package.module:Class'") from e
-        return obj  # type: ignore[return-value]
-    from ..generators.registry import get_generator_class
-
-    return get_generator_class(name)
-
-
-def generator_ref(gen: Any) -> str:
-    """The reference a task uses to rebuild ``gen``'s class in another process."""
-    cls = type(gen)
-    return f"{cls.__module__}:{cls.__qualname__}"
+def generator_name(gen: Any) -> str:
+    """The registry name a shadow task uses to rebuild ``gen``'s class in another process."""
+    name = GENERATORS.name_of(type(gen))
+    if name is None:
+        raise ConfigError(
+            f"shadow models need a registered generator: {type(gen).__module__}.{type(gen).__qualname__} is not "
+            "in the entry-point group cmraudit.generators (`cmraudit generators list`); register it or pass "
+            "ShadowConfig(generator=NAME)"
+        )
+    return name
 
 
 def train_shadow(spec: ShadowSpec) -> str:
@@ -81,9 +77,6 @@ def train_shadow(spec: ShadowSpec) -> str:
     Writes ``out_dir/{model/, losses.npy [N_candidates, T], spec.json, DONE}`` and returns
     ``out_dir``. A finished shadow (``DONE`` present) is returned without recomputation.
     """
-    from ..data.dataset import read_dataset
-    from .mia.whitebox import loss_matrix
-
     out = Path(spec.out_dir)
     if (out / "DONE").is_file():
         _attack_scores(spec, out)
@@ -91,7 +84,7 @@ def train_shadow(spec: ShadowSpec) -> str:
     gpu = os.environ.get("CMRAUDIT_WORKER_GPU")
     if gpu is not None:  # pragma: no cover - GPU machines only
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    cls = resolve_generator(spec.generator)
+    cls = GENERATORS.get(spec.generator)
     data = read_dataset(spec.data_path).select_patients(spec.patients)
     gen = cls(**spec.params)
     gen.fit(data, seed=spec.seed, progress=False, **spec.fit_kwargs)
@@ -101,8 +94,6 @@ def train_shadow(spec: ShadowSpec) -> str:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         gen.save(tmp / "model")
-        import numpy as np
-
         np.save(tmp / "losses.npy", losses)
         (tmp / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2, default=str))
         (tmp / "DONE").write_text("ok\n")
@@ -123,12 +114,7 @@ def _attack_scores(spec: ShadowSpec, out: Path) -> None:
     path = out / f"scores_{spec.score_attack}.npy"
     if path.is_file():
         return
-    import numpy as np
-
-    from ..data.dataset import read_dataset
-    from .mia.attacks import get_attack
-
-    gen = resolve_generator(spec.generator).load(out / "model")
+    gen = GENERATORS.get(spec.generator).load(out / "model")
     scores = get_attack(spec.score_attack).score(gen, read_dataset(spec.candidates_path), spec.score_seed)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=out)
     os.close(fd)
@@ -246,18 +232,20 @@ class RayExecutor:
         return ray.get([remote.remote(s) for s in specs])
 
 
-EXECUTORS = {"inline": InlineExecutor, "local": LocalExecutor, "slurm": SlurmExecutor, "ray": RayExecutor}
+#: shadow executors by name (third parties: entry-point group ``cmraudit.executors``; a class taking options)
+EXECUTORS = Registry("executor", "cmraudit.executors", error=ConfigError)
+for _cls in (InlineExecutor, LocalExecutor, SlurmExecutor, RayExecutor):
+    EXECUTORS.register(_cls.name, _cls)
 
 
 def get_executor(executor: Any = "local", **options):
-    """An executor from a name (``inline``, ``local``, ``slurm``, ``ray``) or an object with ``map``."""
+    """An executor from a registered name (``inline``, ``local``, ``slurm``, ``ray``, …) or an object with ``map``."""
     if not isinstance(executor, str):
         if not hasattr(executor, "map"):
             raise ConfigError(f"executor {executor!r} has no map(fn, specs) method")
         return executor
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    cls = EXECUTORS.get(executor)
     try:
-        return EXECUTORS[executor](**options)
+        return cls(**options)
     except TypeError as e:
         raise ConfigError(f"executor {executor!r} rejected options {sorted(options)}: {e}") from e

@@ -23,7 +23,7 @@ import math
 from typing import Mapping, Sequence
 
 from ..errors import UsageError
-from .dp_accounting import _epsilon_of_history
+from .accounting import _epsilon_of_history
 
 __all__ = ["STAGE_ALIASES", "calibrate_noise", "parse_split", "stage_weights"]
 
