@@ -2,8 +2,9 @@
 
 A :class:`Registry` maps a name to a factory (a class or a function). Parts come from two places:
 
-- **built-ins**, registered in code with :meth:`Registry.register` (or, for generators, entry points of the
-  ``cmraudit`` distribution itself);
+- **built-ins**, registered below by reference (``"module:attr"``, imported on first use, so listing the names
+  imports nothing) or in code with :meth:`Registry.register` (generators: entry points of the ``cmraudit``
+  distribution itself, in pyproject.toml);
 - **third parties**, through the registry's entry-point group (``cmraudit.generators``,
   ``cmraudit.feature_spaces``, ``cmraudit.attacks``, ``cmraudit.executors``): ``name = "module:attr"``.
 
@@ -15,12 +16,13 @@ between two third-party distributions the first on the path wins, with a warning
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
 
-from .errors import CmrAuditError, PluginError
+from .errors import CmrAuditError, ConfigError, PluginError, UsageError
 
 #: the distribution whose entry points are built-ins; its names cannot be shadowed
 BUILTIN_DIST = "cmraudit"
@@ -84,17 +86,32 @@ class Registry:
 
     # ------------------------------------------------------------------ registration
     def register(self, name: str, factory: Any = None):
-        """Register a built-in ``factory`` under ``name`` (also usable as a class decorator)."""
+        """Register a built-in ``factory`` under ``name``: an object, or a ``"module:attr"`` reference imported on
+        first use (as an entry point is). Without ``factory``, a class decorator."""
 
         def add(obj: Any) -> Any:
+            ref = obj if isinstance(obj, str) else _ref(obj)
             if not name or name in self._builtins:
-                raise PluginError(f"{self.kind} {_ref(obj)}: name {name!r} is empty or already registered")
-            self._builtins[name] = PluginInfo(name=name, value=_ref(obj), distribution=BUILTIN_DIST,
-                                              version="builtin", cls=obj)
+                raise PluginError(f"{self.kind} {ref}: name {name!r} is empty or already registered")
+            self._builtins[name] = PluginInfo(name=name, value=ref, distribution=BUILTIN_DIST, version="builtin",
+                                              cls=None if isinstance(obj, str) else obj)
             self._found = None
             return obj
 
         return add if factory is None else add(factory)
+
+    def _resolve(self, info: PluginInfo) -> PluginInfo:
+        """Import a built-in registered by reference (once); a failure marks it broken like an entry point."""
+        if info.cls is None and info.error is None and info.distribution == BUILTIN_DIST and ":" in info.value:
+            mod, _, attr = info.value.partition(":")
+            try:
+                obj = importlib.import_module(mod)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+                info.cls = obj
+            except Exception as e:  # noqa: BLE001 - listed as broken, raised when requested
+                info.error = f"{type(e).__name__}: {e}"
+        return info
 
     # ------------------------------------------------------------------ discovery
     def refresh(self) -> None:
@@ -138,11 +155,13 @@ class Registry:
 
     # ------------------------------------------------------------------ lookup
     def names(self, *, ok_only: bool = True) -> tuple[str, ...]:
-        """Registered names (importable ones only unless ``ok_only=False``), built-ins first in their order."""
-        return tuple(n for n, i in self.discover().items() if i.ok or not ok_only)
+        """Registered names, built-ins first in their order; without ``ok_only`` also the broken ones. A built-in
+        registered by reference counts as importable until it is requested (listing names imports nothing)."""
+        return tuple(n for n, i in self.discover().items() if i.ok or i.error is None or not ok_only)
 
     def list(self) -> list[PluginInfo]:
-        return sorted(self.discover().values(), key=lambda p: p.name)
+        """Every part, imported (a broken one carries its error)."""
+        return sorted((self._resolve(i) for i in self.discover().values()), key=lambda p: p.name)
 
     def __contains__(self, name: object) -> bool:
         return name in self.discover()
@@ -152,7 +171,7 @@ class Registry:
         if name not in found:
             known = ", ".join(sorted(found)) or "none"
             raise self.error(f"unknown {self.kind} {name!r}; installed {self.kind}s: {known}")
-        info = found[name]
+        info = self._resolve(found[name])
         if info.cls is None:
             raise PluginError(f"{self.kind} {name!r} ({info.distribution}) failed to import: {info.error}")
         return info
@@ -162,7 +181,8 @@ class Registry:
 
     def name_of(self, cls: type) -> str | None:
         """The name ``cls`` is registered under (None when it is not)."""
-        return next((n for n, i in self.discover().items() if i.cls is cls), None)
+        return next((n for n, i in self.discover().items() if i.cls is cls or (i.cls is None and i.value == _ref(cls))),
+                    None)
 
     def make(self, name: str, **params) -> Any:
         """Build the part ``name`` with ``params``; a part's own exception becomes a PluginError naming it."""
@@ -190,3 +210,32 @@ def guarded_call(kind: str, name: str, what: str, fn: Callable, /, *args, **kwar
 #: are entry points of the cmraudit distribution). Here, not in ``generators/``, so that the privacy audit can
 #: resolve a shadow generator by name without importing the generators package (docs/design.md § 3.2).
 GENERATORS = Registry("generator", "cmraudit.generators")
+
+#: feature spaces of the copy search and the black-box attacks (docs/privacy.md); third parties:
+#: ``cmraudit.feature_spaces``
+FEATURE_SPACES = Registry("feature space", "cmraudit.feature_spaces", error=UsageError)
+FEATURE_SPACES.register("pixel", "cmraudit.features.pixel:PixelFeatures")
+FEATURE_SPACES.register("domain", "cmraudit.features.domain:DomainFeatures")
+FEATURE_SPACES.register("polar", "cmraudit.features.polar:PolarFeatures")
+FEATURE_SPACES.register("spectral", "cmraudit.features.spectral:SpectralFeatures")
+
+#: membership-inference attacks (docs/privacy.md); third parties: ``cmraudit.attacks``
+ATTACKS = Registry("attack", "cmraudit.attacks", error=UsageError)
+ATTACKS.register("gan_leaks", "cmraudit.privacy.mia.blackbox:GanLeaks")
+ATTACKS.register("domias", "cmraudit.privacy.mia.blackbox:Domias")
+ATTACKS.register("loss", "cmraudit.privacy.mia.whitebox:LossAttack")
+ATTACKS.register("fcre", "cmraudit.privacy.mia.whitebox:FCRE")
+ATTACKS.register("pia", "cmraudit.privacy.mia.attacks.pia:PIA")
+ATTACKS.register("pian", "cmraudit.privacy.mia.attacks.pia:PIAN")
+ATTACKS.register("secmi", "cmraudit.privacy.mia.attacks.secmi:SecMI")
+ATTACKS.register("sima", "cmraudit.privacy.mia.attacks.sima:SimA")
+ATTACKS.register("sima_mc", "cmraudit.privacy.mia.attacks.sima:SimAMC")
+ATTACKS.register("conditional_gap", "cmraudit.privacy.mia.attacks.conditional_gap:ConditionalGap")
+ATTACKS.register("flow_gap", "cmraudit.privacy.mia.attacks.flow_gap:FlowGap")
+
+#: shadow-model executors (docs/privacy.md); third parties: ``cmraudit.executors``
+EXECUTORS = Registry("executor", "cmraudit.executors", error=ConfigError)
+EXECUTORS.register("inline", "cmraudit.privacy.mia.executors:InlineExecutor")
+EXECUTORS.register("local", "cmraudit.privacy.mia.executors:LocalExecutor")
+EXECUTORS.register("slurm", "cmraudit.privacy.mia.executors:SlurmExecutor")
+EXECUTORS.register("ray", "cmraudit.privacy.mia.executors:RayExecutor")

@@ -131,11 +131,36 @@ def _walk(path: str, cmd, out: list[str], level: int) -> None:
         _walk(f"{path} {name}", cmd.commands[name], out, min(level + 1, 4))
 
 
+def _first_line(obj) -> str:
+    return _md(((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0])
+
+
+def parts_tables() -> str:
+    """The built-in attacks, feature spaces and shadow executors, read from their registries (cmraudit.registry)."""
+    from cmraudit.registry import ATTACKS, EXECUTORS, FEATURE_SPACES
+
+    def builtins(reg):
+        return [i for i in reg.list() if i.distribution == "cmraudit" and i.ok]
+
+    out = ["## Registered parts", "",
+           "Generated from the registries in `cmraudit/registry.py`; other packages add parts through the entry-point",
+           "groups `cmraudit.attacks`, `cmraudit.feature_spaces` and `cmraudit.executors` ([plugins.md](plugins.md)).",
+           "", "### Attacks (`audit --attacks`, `AuditConfig.attacks`)", "",
+           "| name | needs | threat model |", "| --- | --- | --- |"]
+    out += [f"| `{i.name}` | {', '.join(i.cls.needs) or '–'} | {_md(i.cls.threat_model)} |" for i in builtins(ATTACKS)]
+    out += ["", "### Feature spaces (`audit --feature`)", "", "| name | invariances | learned |", "| --- | --- | --- |"]
+    out += [f"| `{i.name}` | {_md(i.cls.invariance)} | {'yes' if i.cls.needs_pool else 'no'} |"
+            for i in builtins(FEATURE_SPACES)]
+    out += ["", "### Shadow executors (`audit --executor`)", "", "| name | what |", "| --- | --- |"]
+    out += [f"| `{i.name}` | {_first_line(i.cls)} |" for i in builtins(EXECUTORS)]
+    return "\n".join(out) + "\n"
+
+
 def render() -> str:
     from cmraudit.cli.main import app
 
     root = typer.main.get_command(app)
-    out = [HEADER]
+    out = [HEADER, parts_tables()]
     _walk("cmraudit", root, out, 2)
     return "\n".join(out).rstrip() + "\n"
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..registry import ATTACKS, EXECUTORS, FEATURE_SPACES
 from . import _state
 
 console = Console()
@@ -58,7 +59,10 @@ def audit_cmd(
     synthetic: Path = typer.Option(..., "--synthetic", help="Prepared dataset of synthetic slices to audit."),
     out: Path = typer.Option(..., "--out", help="Output directory: report.json and privacy/ artefacts (local: shows real slices)."),
     model: Optional[Path] = typer.Option(None, "--model", help="RUN_DIR (or RUN_DIR/model) of the fitted generator: enables white-box and shadow attacks."),
-    feature: str = typer.Option("pixel,domain", "--feature", help="Comma-separated feature spaces: pixel, domain, polar, spectral (the registered copy search always runs)."),
+    feature: str = typer.Option(
+        "pixel,domain", "--feature",
+        help=f"Comma-separated feature spaces: {', '.join(FEATURE_SPACES.names())} (the registered copy search "
+        "always runs)."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="User encoder for the domain space (TorchScript file or dir with config.json + weights)."),
     alpha: float = typer.Option(
         1e-3, "--alpha", min=1e-9, max=0.5,
@@ -71,13 +75,13 @@ def audit_cmd(
     ),
     shadow_score: str = typer.Option(
         "loss", "--shadow-score",
-        help="LiRA's per-example statistic: loss or a registered attack "
-        "(pia, pian, secmi, sima, sima_mc, conditional_gap)."),
-    executor: str = typer.Option("local", "--executor", help="Shadow executor: local, slurm, ray, inline."),
+        help="LiRA's per-example statistic: loss or a white-box attack that needs no reference set "
+        "(e.g. pia, secmi, sima)."),
+    executor: str = typer.Option("local", "--executor", help=f"Shadow executor: {', '.join(EXECUTORS.names())}."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
     attacks: Optional[str] = typer.Option(
-        None, "--attacks", help="Comma-separated MIAs to run (default gan_leaks,domias,loss,fcre); add pia, pian, "
-        "secmi, sima, sima_mc, conditional_gap, flow_gap (need --model; docs/privacy.md)."),
+        None, "--attacks", help="Comma-separated MIAs to run (default gan_leaks,domias,loss,fcre); registered: "
+        f"{', '.join(ATTACKS.names())} (white-box ones need --model; docs/privacy.md)."),
     resamples: int = typer.Option(
         1000, "--resamples", min=1, max=1_000_000,
         help="Patient-bootstrap resamples for MIA CIs.",
@@ -92,10 +96,11 @@ def audit_cmd(
     from ..privacy import AuditConfig, ShadowConfig, audit_privacy
 
     spaces = [f.strip() for f in feature.split(",") if f.strip()]
-    known = {"pixel", "domain", "polar", "spectral"}
+    known = FEATURE_SPACES.names()
     bad = [f for f in spaces if f not in known]
     if bad or not spaces:
-        raise UsageError(f"--feature {feature!r}: unknown space(s) {bad or spaces}; expected a comma-separated subset of {sorted(known)}")
+        raise UsageError(f"--feature {feature!r}: unknown space(s) {bad or spaces}; expected a comma-separated "
+                         f"subset of {sorted(known)}")
     from ..io_guard import check_output, make_output_dir, remove_if_created
     from ..pipeline import read_input_dataset
 

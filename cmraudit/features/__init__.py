@@ -12,7 +12,8 @@ Shared entry point (the fidelity stage calls the same functions)::
     fx = fit_features("pixel", pool=None, seed=0, size=32)
     fx.transform(ds)            # [N, D] float32
 
-Spaces (``FEATURE_SPACES``):
+Spaces (the registry ``FEATURE_SPACES``, :mod:`cmraudit.registry`; third parties add theirs through the
+entry-point group ``cmraudit.feature_spaces``):
 
 - ``pixel`` — :class:`~cmraudit.features.pixel.PixelFeatures`: flattened pixels, area-downsampled
   to ``size``² (default 32; ``size=None`` keeps the native resolution). No fitting, no pool needed.
@@ -27,8 +28,8 @@ Spaces (``FEATURE_SPACES``):
   spectrum in polar coordinates (invariant to the dihedral group, shifts, contrast and window/level);
   the candidate pre-filter of the registered copy search. No fitting.
 
-An extractor object (anything with ``fit(pool, *, seed)`` and ``transform(ds)``) may be passed
-instead of a name. Inputs may be :class:`~cmraudit.data.Dataset` objects or image arrays [N, H, W].
+Every space subclasses :class:`~cmraudit.features.base.FeatureSpace` and declares its ``invariances``. An
+extractor object (anything with ``fit(pool, *, seed)`` and ``transform(ds)``) may be passed instead of a name. Inputs may be :class:`~cmraudit.data.Dataset` objects or image arrays [N, H, W].
 """
 from __future__ import annotations
 
@@ -37,15 +38,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from .base import FEATURE_SPACES, FeatureSpace
 from .domain import DomainFeatures, load_encoder
 from .neighbours import Neighbours, build_index, knn
 from .pixel import PixelFeatures
 from .polar import PolarFeatures
 from .spectral import SpectralFeatures
-
-FEATURE_SPACES = {"pixel": PixelFeatures, "domain": DomainFeatures, "polar": PolarFeatures, "spectral": SpectralFeatures}
-_NEEDS_POOL = {"domain"}
-
 
 def make_features(space: str | Any, **params):
     """An unfitted extractor for a space name (or the object itself when one is passed)."""
@@ -53,10 +51,9 @@ def make_features(space: str | Any, **params):
         if params:
             raise UsageError("parameters can only be given with a feature-space name, not with an extractor object")
         return space
-    if space not in FEATURE_SPACES:
-        raise UsageError(f"unknown feature space {space!r}; expected one of {', '.join(FEATURE_SPACES)}")
+    cls = FEATURE_SPACES.get(space)
     try:
-        return FEATURE_SPACES[space](**params)
+        return cls(**params)
     except TypeError as e:
         raise UsageError(f"feature space {space!r} rejected its parameters {sorted(params)}: {e}") from e
 
@@ -67,7 +64,7 @@ def fit_features(space: str | Any, *, pool=None, seed: int, progress: bool = Fal
     if getattr(fx, "fitted_", None) is not None or getattr(fx, "model_", None) is not None:
         return fx
     name = getattr(fx, "name", str(space))
-    if pool is None and name in _NEEDS_POOL and getattr(fx, "encoder", None) is None:
+    if pool is None and getattr(fx, "needs_pool", False) and getattr(fx, "encoder", None) is None:
         raise UsageError(f"feature space {name!r} is learned and needs pool= (train ∪ holdout); got none")
     return fx.fit(pool, seed=seed, progress=progress)
 
@@ -85,6 +82,7 @@ def extract_features(space: str | Any, *datasets, pool=None, seed: int, progress
 __all__ = [
     "FEATURE_SPACES",
     "DomainFeatures",
+    "FeatureSpace",
     "Neighbours",
     "PixelFeatures",
     "PolarFeatures",

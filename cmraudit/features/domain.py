@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, NotFittedError, UsageError
+from .base import FeatureSpace
 from .pixel import resize_images
 
 
@@ -93,10 +94,13 @@ def nt_xent(z1, z2, *, temperature: float):
     return F.cross_entropy(sim, target)
 
 
-class DomainFeatures:
+class DomainFeatures(FeatureSpace):
     """Self-supervised domain embedding (see module docstring). ``fit(pool, seed=)`` then ``transform(ds)``."""
 
     name = "domain"
+    invariances = ("flips", "rotations", "shifts", "noise")
+    invariance = "exact flip invariance (averaged over flips); rotation/shift/noise invariance learned"
+    needs_pool = True  # learned on train ∪ holdout unless a user encoder is given
 
     def __init__(
         self,

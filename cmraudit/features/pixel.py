@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
+from .base import FeatureSpace
 
 
 def resize_images(images: np.ndarray, size: int | None, *, batch: int = 2048) -> np.ndarray:
@@ -40,10 +41,12 @@ def resize_images(images: np.ndarray, size: int | None, *, batch: int = 2048) ->
     return out
 
 
-class PixelFeatures:
+class PixelFeatures(FeatureSpace):
     """Flattened pixels at ``size``² (``None`` = native resolution). Stateless: ``fit`` is a no-op."""
 
     name = "pixel"
+    invariances = ()
+    invariance = "none (exact/near-exact copies only)"
 
     def __init__(self, *, size: int | None = 32):
         self.size = size

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import FeatureSpace
 
-class PolarFeatures:
+
+class PolarFeatures(FeatureSpace):
     name = "polar"
+    invariances = ("flips", "rotations", "shifts")
+    invariance = "exact flip and rotation invariance about the intensity centroid; shifts approximately"
 
     def __init__(self, *, rings: int = 16, angles: int = 64, harmonics: int = 8, max_radius: float = 0.3,
                  centroid_radius: float = 0.3, centroid_iters: int = 15, weight_power: float = 4.0):

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import FeatureSpace
 from .pixel import resize_images
 
 
-class SpectralFeatures:
+class SpectralFeatures(FeatureSpace):
     """Log-magnitude spectrum in polar coordinates, angular harmonics' magnitudes (see module docstring)."""
 
     name = "spectral"
+    invariances = ("flips", "rotations", "shifts", "contrast", "window_level")
+    invariance = ("exact flip and rotation invariance (magnitude spectrum, angular harmonics); shifts, contrast and "
+                  "window/level")
 
     def __init__(self, *, size: int = 32, rings: int = 12, angles: int = 32, harmonics: int = 8, blur_px: float = 1.5):
         self.size = size

@@ -5,11 +5,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .mia.attacks import attack_names
+from .mia.interface import ATTACKS
 
-BLACKBOX_ATTACKS = ("gan_leaks", "domias")
-WHITEBOX_ATTACKS = ("loss", "fcre")
-# registered diffusion-structure attacks (cmraudit.privacy.mia.attacks); opt-in by name, not in the default set
-REGISTERED_ATTACKS = ("pia", "pian", "secmi", "sima", "sima_mc", "conditional_gap", "flow_gap")
+#: the attacks run when none are named; any other registered attack (ATTACKS) is opt-in by name
+DEFAULT_ATTACKS = ("gan_leaks", "domias", "loss", "fcre")
 VIEWS = ("none", "flips")
 
 
@@ -60,7 +60,7 @@ class AuditConfig:
     hist_bins: int = 30
     n_resamples: int = 1000
     confidence: float = 0.95
-    attacks: tuple[str, ...] = BLACKBOX_ATTACKS + WHITEBOX_ATTACKS
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
     domias_dims: int = 8
     kde_k: int = 50
     loss_timesteps: tuple = (50, 150, 300, 500)
@@ -83,7 +83,7 @@ class AuditConfig:
         for name in ("pixel_views", "domain_views"):
             if getattr(self, name) not in VIEWS:
                 problems.append(f"{name} must be one of {VIEWS}, got {getattr(self, name)!r}")
-        known = BLACKBOX_ATTACKS + WHITEBOX_ATTACKS + REGISTERED_ATTACKS
+        known = ATTACKS.names()
         unknown = [a for a in self.attacks if a not in known]
         if unknown:
             problems.append(f"unknown attacks {unknown}; expected some of {known}")
@@ -142,7 +142,7 @@ class ShadowConfig:
         bad = [m for m in self.modes if m not in ("online", "offline")]
         if bad or not self.modes:
             problems.append(f"modes must be a non-empty subset of ('online', 'offline'), got {self.modes}")
-        scorable = ("loss",) + tuple(a for a in REGISTERED_ATTACKS if a != "flow_gap")
+        scorable = ("loss",) + tuple(a for a in attack_names() if not ATTACKS.get(a).needs_reference)
         if self.score_attack not in scorable:
             problems.append(f"score_attack must be one of {list(scorable)}, got {self.score_attack!r}")
         if problems:

@@ -76,15 +76,14 @@ def test_lira_detects_overfit_tiny_target(tmp_path, tiny_registered):
     assert on.info["generator"] == "tinygen"
     assert json.loads((tmp_path / "sh" / "online_000" / "spec.json").read_text())["generator"] == "tinygen"
     # without the prediction_pair hook FCRE is skipped with its reason
-    from cmraudit.privacy.audit import _whitebox
+    from cmraudit.privacy.mia.interface import ATTACKS, AuditContext
 
     class NoHook:
         tags = target.tags
         loss = target.loss
 
-    out = {}
-    _whitebox(out, generator=NoHook(), train=train, holdout=holdout, config=AuditConfig(attacks=("fcre",)), seed=0,
-              steps=lambda name: __import__("contextlib").nullcontext(), ev={})
+    ctx = AuditContext(train=train, holdout=holdout, generator=NoHook(), config=AuditConfig(attacks=("fcre",)), seed=0)
+    out = ATTACKS.make("fcre").evaluate(ctx)
     assert out["fcre"]["status"] == "skipped" and "prediction_pair" in out["fcre"]["reason"]
     assert len(list((tmp_path / "sh").glob("online_*/DONE"))) == 8
 

@@ -22,6 +22,10 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ...features.neighbours import knn
+from .interface import Attack, AuditContext
+from .metrics import evaluate_attack
+
+BLACKBOX = "black-box (synthetic data + reference real data)"
 
 
 def crossfit_reference_folds(holdout_patients: np.ndarray, train_patients: np.ndarray, *, seed: int):
@@ -93,3 +97,46 @@ def domias_scores(*, train_feats, holdout_feats, synthetic_feats, fold_h, fold_t
         if sh.any():
             s_h[sh] = ls_h[sh] - kde_logpdf(zh[sh], ref, k=k)
     return s_t, s_h
+
+
+class GanLeaks(Attack):
+    """Calibrated GAN-Leaks in every feature space of the audit: blocks ``gan_leaks_<space>``."""
+
+    name = "gan_leaks"
+    needs = ("synthetic",)
+    threat_model = BLACKBOX
+
+    def evaluate(self, ctx: AuditContext) -> dict:
+        out = {}
+        fold_h, fold_t = ctx.folds
+        for space, (f_t, f_h, f_s) in ctx.feats.items():
+            with ctx.steps(f"gan_leaks {space}"):
+                s_t, s_h = gan_leaks_scores(train_feats=f_t, holdout_feats=f_h, synthetic_feats=f_s, fold_h=fold_h,
+                                            fold_t=fold_t)
+                out[f"gan_leaks_{space}"] = evaluate_attack(
+                    f"gan_leaks_{space}", scores=np.r_[s_t, s_h], member=ctx.member, groups=ctx.groups,
+                    info={"threat_model": BLACKBOX, "feature_space": space,
+                          "reference": "holdout, 2-fold cross-fit by patient"}, **ctx.ev)
+        return out
+
+
+class Domias(Attack):
+    """DOMIAS density ratio in the domain embedding (else the first space of the audit)."""
+
+    name = "domias"
+    needs = ("synthetic",)
+    threat_model = BLACKBOX
+
+    def evaluate(self, ctx: AuditContext) -> dict:
+        cfg = ctx.config
+        space = "domain" if "domain" in ctx.feats else next(iter(ctx.feats))
+        f_t, f_h, f_s = ctx.feats[space]
+        fold_h, fold_t = ctx.folds
+        with ctx.steps("domias"):
+            s_t, s_h = domias_scores(train_feats=f_t, holdout_feats=f_h, synthetic_feats=f_s, fold_h=fold_h,
+                                     fold_t=fold_t, dims=cfg.domias_dims, k=cfg.kde_k)
+            res = evaluate_attack(
+                "domias", scores=np.r_[s_t, s_h], member=ctx.member, groups=ctx.groups,
+                info={"threat_model": BLACKBOX, "feature_space": space,
+                      "kde": f"Gaussian KDE, {cfg.domias_dims}-d PCA, {cfg.kde_k} nearest points"}, **ctx.ev)
+        return {"domias": res}

@@ -4,8 +4,8 @@ The task is :func:`train_shadow` (``ShadowSpec`` in, checkpoint directory out). 
 idempotent: a shadow whose directory holds ``DONE`` is not retrained, so an interrupted
 audit resumes where it stopped. The shadow's generator is resolved by its **registry name**
 (``cmraudit.registry.GENERATORS``), in this process or a worker. Executors only map the task
-over specs — no home-made scheduler; they are registered in :data:`EXECUTORS` (third parties:
-entry-point group ``cmraudit.executors``):
+over specs — no home-made scheduler; they are registered in :data:`cmraudit.registry.EXECUTORS`
+(third parties: entry-point group ``cmraudit.executors``):
 
 - ``local`` (default): a process pool (spawn); with GPUs, one worker per GPU, each pinned to
   its GPU through ``CUDA_VISIBLE_DEVICES``; on CPU, ``max_workers`` workers sharing the cores.
@@ -30,7 +30,7 @@ import numpy as np
 
 from ...data.dataset import read_dataset
 from ...errors import ConfigError, MissingExtraError
-from ...registry import GENERATORS, Registry
+from ...registry import EXECUTORS, GENERATORS
 from .attacks import get_attack
 from .whitebox import loss_matrix
 
@@ -128,6 +128,8 @@ def _attack_scores(spec: ShadowSpec, out: Path) -> None:
 
 # ---------------------------------------------------------------------------- executors
 class InlineExecutor:
+    """In this process, one shadow after the other (debugging, tests)."""
+
     name = "inline"
 
     def map(self, fn: Callable, specs: Sequence) -> list:
@@ -230,12 +232,6 @@ class RayExecutor:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_gpus=gpus)(fn)
         return ray.get([remote.remote(s) for s in specs])
-
-
-#: shadow executors by name (third parties: entry-point group ``cmraudit.executors``; a class taking options)
-EXECUTORS = Registry("executor", "cmraudit.executors", error=ConfigError)
-for _cls in (InlineExecutor, LocalExecutor, SlurmExecutor, RayExecutor):
-    EXECUTORS.register(_cls.name, _cls)
 
 
 def get_executor(executor: Any = "local", **options):

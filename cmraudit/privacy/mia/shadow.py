@@ -19,6 +19,7 @@ evaluate the scores, never to fit anything.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from ...estimates import skipped
 from ..config import ShadowConfig
 from .attacks import get_attack, missing_hooks
 from .executors import ShadowSpec, generator_name, get_executor, train_shadow
+from .interface import AuditContext, audit_timesteps, subsample_patients
 from .metrics import AttackResult, evaluate_level
 from .whitebox import loss_matrix
 
@@ -187,3 +189,24 @@ def run_shadow_attacks(
         out_["lira_offline"] = result("lira_offline", lira_offline(target_s, s_off, global_variance=gv),
                                       lira_offline(t_pat, p_off, global_variance=gv))
     return out_
+
+
+def shadow_lira(ctx: AuditContext) -> dict:
+    """The ``lira_online`` / ``lira_offline`` blocks of the audit: skipped unless ``ctx.shadow`` is set and the
+    generator has a loss; shadows go to ``ctx.shadow.workdir``, else ``<out_dir>/privacy/shadows``, else a temp dir."""
+    shadow, generator, cfg = ctx.shadow, ctx.generator, ctx.config
+    if shadow is None:
+        return {n: skipped("shadow models not requested (pass shadow=ShadowConfig(...) or --shadow K)")
+                for n in ("lira_online", "lira_offline")}
+    if generator is None or not getattr(getattr(generator, "tags", None), "has_loss", False):
+        return {n: skipped("shadow-model LiRA needs the fitted generator with a loss (tags.has_loss); none given")
+                for n in ("lira_online", "lira_offline")}
+    with ctx.steps("shadow models (LiRA)"):
+        workdir = shadow.workdir or (str(Path(ctx.out_dir) / "privacy" / "shadows") if ctx.out_dir is not None
+                                     else tempfile.mkdtemp(prefix="cmraudit-shadows-"))
+        sub_t = subsample_patients(ctx.train, cfg.max_whitebox_slices // 2, ctx.seed)
+        sub_h = subsample_patients(ctx.holdout, cfg.max_whitebox_slices // 2, ctx.seed + 1)
+        return run_shadow_attacks(target=generator, train=sub_t, holdout=sub_h, reference=ctx.reference,
+                                  config=shadow, timesteps=audit_timesteps(generator, cfg.loss_timesteps),
+                                  workdir=workdir, seed=ctx.seed, n_resamples=cfg.n_resamples,
+                                  confidence=cfg.confidence)

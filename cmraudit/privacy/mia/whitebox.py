@@ -19,6 +19,11 @@ import inspect
 
 import numpy as np
 
+from ...data.dataset import Dataset
+from ...estimates import skipped
+from .interface import Attack, AuditContext, audit_timesteps
+from .metrics import evaluate_attack
+
 
 def _call(fn, images, masks, *, t, seed):
     try:
@@ -127,7 +132,7 @@ def whitebox_matrices(generator, ds, *, loss_timesteps, fcre_timesteps, seed: in
 
 def crossfit_logistic(features: np.ndarray, member: np.ndarray, groups: np.ndarray, *, seed: int) -> np.ndarray:
     """Scores from a logistic regression fitted on the other half of the patients (2 folds)."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # deferred: half a second of import time
     from sklearn.preprocessing import StandardScaler
 
     groups = np.asarray(groups).astype(str)
@@ -151,3 +156,82 @@ def crossfit_logistic(features: np.ndarray, member: np.ndarray, groups: np.ndarr
         clf = LogisticRegression().fit(sc.transform(features[tr]), member[tr])
         scores[te] = clf.decision_function(sc.transform(features[te]))
     return scores
+
+
+def _candidates(ctx: AuditContext):
+    """The white-box candidates (subsampled members then non-members), their labels and patients; computed once."""
+    if "whitebox_candidates" not in ctx.cache:
+        sub_t, sub_h = ctx.whitebox_candidates()
+        cand = Dataset.concat([sub_t, sub_h])
+        member = np.r_[np.ones(len(sub_t), bool), np.zeros(len(sub_h), bool)]
+        ctx.cache["whitebox_candidates"] = (cand, member, cand.patient_id.astype(str))
+    return ctx.cache["whitebox_candidates"]
+
+
+class _LossAttack(Attack):
+    needs = ("loss",)
+
+    def missing(self, ctx: AuditContext) -> str | None:
+        if ctx.generator is None:
+            return "no generator given (white-box attacks need --model)"
+        if not getattr(getattr(ctx.generator, "tags", None), "has_loss", False):
+            return "the generator has no loss (tags.has_loss is False)"
+        return None
+
+
+class LossAttack(_LossAttack):
+    """Per-slice loss over a timestep grid with fixed noise (shares one network pass with ``fcre``)."""
+
+    name = "loss"
+    threat_model = "white-box (model weights, loss)"
+
+    def evaluate(self, ctx: AuditContext) -> dict:
+        why = self.missing(ctx)
+        if why:
+            return {"loss": skipped(why)}
+        gen, cfg = ctx.generator, ctx.config
+        cand, member, groups = _candidates(ctx)
+        ts = audit_timesteps(gen, cfg.loss_timesteps)
+        L = None
+        later = cfg.attacks[cfg.attacks.index("loss") + 1:] if "loss" in cfg.attacks else ()
+        if "fcre" in later and FCRE.applicable(gen) and getattr(gen, "loss_is_pair_mse", False):
+            with ctx.steps("white-box loss + fcre"):  # one network pass per timestep serves both attacks
+                L, ctx.cache["fcre_matrix"] = whitebox_matrices(gen, cand, loss_timesteps=ts, seed=ctx.seed,
+                                                                fcre_timesteps=tuple(cfg.fcre_timesteps))
+        with ctx.steps("white-box loss"):
+            L = loss_matrix(gen, cand, timesteps=ts, seed=ctx.seed) if L is None else L
+            res = evaluate_attack("loss", scores=loss_scores(L), member=member, groups=groups,
+                                  info={"threat_model": self.threat_model, "timesteps": list(ts)}, **ctx.ev)
+        return {"loss": res}
+
+
+class FCRE(_LossAttack):
+    """Legacy FCRE band-pass features, cross-fitted logistic regression (needs ``prediction_pair``)."""
+
+    name = "fcre"
+    threat_model = "white-box (legacy FCRE band-pass, cross-fitted logistic regression)"
+
+    @staticmethod
+    def applicable(generator) -> bool:
+        return hasattr(generator, "prediction_pair")
+
+    def missing(self, ctx: AuditContext) -> str | None:
+        why = super().missing(ctx)
+        if why is None and not self.applicable(ctx.generator):
+            why = ("the generator does not expose prediction_pair(images, masks, t=, seed=) needed by the FCRE "
+                   "band-pass feature")
+        return why
+
+    def evaluate(self, ctx: AuditContext) -> dict:
+        why = self.missing(ctx)
+        if why:
+            return {"fcre": skipped(why)}
+        cand, member, groups = _candidates(ctx)
+        ts = tuple(ctx.config.fcre_timesteps)
+        with ctx.steps("white-box fcre (legacy)"):
+            F = ctx.cache.pop("fcre_matrix", None)
+            F = fcre_features(ctx.generator, cand, timesteps=ts, seed=ctx.seed) if F is None else F
+            res = evaluate_attack("fcre", scores=crossfit_logistic(F, member, groups, seed=ctx.seed), member=member,
+                                  groups=groups, info={"threat_model": self.threat_model, "timesteps": list(ts)},
+                                  **ctx.ev)
+        return {"fcre": res}

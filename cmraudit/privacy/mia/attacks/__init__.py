@@ -1,13 +1,14 @@
 """Registered white-box membership attacks that use the structure of diffusion and flow models.
 
-``ATTACKS`` maps a name to its class; :func:`get_attack` builds one; :func:`missing_hooks` says which hooks a
-generator lacks for it (``GeneratorTags.hooks``). The audit (``audit --attacks``) and the Python API select
-them by name; each is scored by ``evaluate_attack`` (patient-level AUC, TPR at 1 % / 0.1 % FPR, bootstrap CIs).
+Each is a subclass of :class:`.base.Attack` registered in :data:`cmraudit.registry.ATTACKS` (the one attack
+registry, also holding the black-box and loss attacks); :func:`get_attack` builds one; :func:`missing_hooks`
+says which hooks a generator lacks for it (``GeneratorTags.hooks``). The audit (``audit --attacks``) and the Python
+API select them by name; each is scored by ``evaluate_attack`` (patient-level AUC, TPR at 1 % / 0.1 % FPR, CIs).
 """
 
 from __future__ import annotations
 
-from ....errors import UsageError
+from ..interface import ATTACKS, offered_hooks
 from .base import Attack
 from .conditional_gap import ConditionalGap
 from .flow_gap import FlowGap
@@ -15,40 +16,24 @@ from .pia import PIA, PIAN
 from .secmi import SecMI
 from .sima import SimA, SimAMC
 
-ATTACKS: dict[str, type[Attack]] = {}
-
 
 def register(cls: type[Attack]) -> type[Attack]:
-    if not cls.name or cls.name in ATTACKS:
-        raise UsageError(f"attack {cls.__name__}: name {cls.name!r} is empty or already registered")
-    ATTACKS[cls.name] = cls
-    return cls
-
-
-for _cls in (PIA, PIAN, SecMI, SimA, SimAMC, ConditionalGap, FlowGap):
-    register(_cls)
+    """Register an attack class in this process (built-ins: a line in ``cmraudit.registry``; packages: an entry point)."""
+    return ATTACKS.register(cls.name, cls)
 
 
 def attack_names() -> tuple[str, ...]:
-    return tuple(ATTACKS)
+    """The registered attacks that score a candidate dataset from generator hooks (these classes and third parties')."""
+    return tuple(n for n in ATTACKS.names() if isinstance(ATTACKS.get(n), type) and issubclass(ATTACKS.get(n), Attack))
 
 
 def get_attack(name: str, **params) -> Attack:
-    if name not in ATTACKS:
-        raise UsageError(f"unknown attack {name!r}; registered: {', '.join(ATTACKS)}")
-    return ATTACKS[name](**params)
-
-
-def offered_hooks(generator) -> set[str]:
-    tags = getattr(generator, "tags", None)
-    hooks = set(getattr(tags, "hooks", ()) or ())
-    if getattr(tags, "has_loss", False):
-        hooks.add("loss")
-    return hooks
+    return ATTACKS.get(name)(**params)
 
 
 def missing_hooks(generator, attack: Attack | type[Attack]) -> list[str]:
     return [h for h in attack.needs if h not in offered_hooks(generator)]
 
 
-__all__ = ["ATTACKS", "Attack", "attack_names", "get_attack", "missing_hooks", "offered_hooks", "register"]
+__all__ = ["ATTACKS", "PIA", "PIAN", "Attack", "ConditionalGap", "FlowGap", "SecMI", "SimA", "SimAMC", "attack_names",
+           "get_attack", "missing_hooks", "offered_hooks", "register"]

@@ -1,4 +1,5 @@
-"""The attack interface: a small class per attack, registered by name (``cmraudit.privacy.mia.attacks``).
+"""White-box attacks on diffusion structure: a small class per attack, registered by name
+(:data:`cmraudit.privacy.mia.interface.ATTACKS`; the general interface is :mod:`cmraudit.privacy.mia.interface`).
 
 An attack declares the white-box ``needs`` (hook names a generator lists in ``GeneratorTags.hooks``; see
 ``cmraudit.generators.noise_hooks``) and turns a fitted generator and a candidate dataset into one score per
@@ -9,30 +10,19 @@ the slice and patient level. An attack that needs known non-members (``needs_ref
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from ....errors import UsageError
+from .. import interface
+from .run import run_attacks
 
 
-class Attack:
-    """Base class. Subclasses set the class attributes and implement :meth:`score`."""
+class Attack(interface.Attack):
+    """Base class. Subclasses set the class attributes and implement :meth:`score` on a candidate dataset."""
 
-    name: ClassVar[str] = ""
-    needs: ClassVar[tuple[str, ...]] = ()
     threat_model: ClassVar[str] = "white-box (model weights)"
     needs_reference: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise UsageError(
-                f"attack {self.name!r}: unknown parameter(s) {unknown}; "
-                f"valid: {', '.join(sorted(self.defaults)) or 'none'}"
-            )
-        self.params = {**self.defaults, **params}
 
     def queries_per_slice(self) -> int:
         """Network evaluations per scored slice at the current parameters (the cost, docs/privacy.md)."""
@@ -42,13 +32,19 @@ class Attack:
         """One score per slice of ``dataset`` (float64 [N]); higher = more likely a training member."""
         raise NotImplementedError
 
-    def info(self) -> dict:
+    def info(self, ctx: interface.AuditContext | None = None) -> dict:
         return {
             "threat_model": self.threat_model,
             "needs": list(self.needs),
             "params": dict(self.params),
             "queries_per_slice": self.queries_per_slice(),
         }
+
+    def evaluate(self, ctx: interface.AuditContext) -> dict:
+        """Score the white-box candidates with :meth:`score` (``run.run_attacks``); skipped without the hooks."""
+        return run_attacks([self], generator=ctx.generator, train=ctx.train, holdout=ctx.holdout, seed=ctx.seed,
+                           cap=ctx.config.max_whitebox_slices, subsample=interface.subsample_patients,
+                           steps=ctx.steps, ev=ctx.ev)
 
 
 def arrays(ds) -> tuple[np.ndarray, np.ndarray]:

@@ -7,9 +7,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ....data.dataset import Dataset
 from ....estimates import skipped
+from ..interface import ATTACKS, Attack, offered_hooks
 from ..metrics import evaluate_attack
-from . import get_attack, missing_hooks
 
 
 def split_reference(holdout, candidates_h, *, seed: int):
@@ -27,7 +28,7 @@ def split_reference(holdout, candidates_h, *, seed: int):
 
 
 def run_attacks(
-    names: Sequence[str],
+    names: Sequence[str | Attack],
     *,
     generator,
     train,
@@ -39,19 +40,18 @@ def run_attacks(
     ev: dict,
     params: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
-    """One ``evaluate_attack`` result (or a skipped block) per attack name, members = ``train`` patients."""
-    from ....data.dataset import Dataset
-
+    """One ``evaluate_attack`` result (or a skipped block) per attack (a name or an instance), members = ``train``."""
     out: dict[str, Any] = {}
     if not names:
         return out
+    attacks = [a if isinstance(a, Attack) else ATTACKS.get(a)(**(params or {}).get(a, {})) for a in names]
     if generator is None:
-        return {n: skipped("no generator given (white-box attacks need --model)") for n in names}
+        return {a.name: skipped("no generator given (white-box attacks need --model)") for a in attacks}
     sub_t = subsample(train, cap // 2, seed)
     sub_h = subsample(holdout, cap // 2, seed + 1)
-    for name in names:
-        attack = get_attack(name, **(params or {}).get(name, {}))
-        missing = missing_hooks(generator, attack)
+    for attack in attacks:
+        name = attack.name
+        missing = [h for h in attack.needs if h not in offered_hooks(generator)]
         if missing:
             out[name] = skipped(
                 f"the generator {getattr(generator, 'name', type(generator).__name__)!r} does not offer the "
