@@ -21,6 +21,8 @@ import os
 import time
 from pathlib import Path
 
+from .device import set_cpu_threads
+
 
 def available_cpus() -> int:
     """CPUs this process may run on: the affinity mask, capped by a cgroup v2 / v1 CPU quota."""
@@ -91,8 +93,6 @@ def configure_cpu(threads: int | None = None) -> int:
     """
     global _AUTO
     import torch
-
-    from .device import set_cpu_threads
 
     if threads is not None:
         set_cpu_threads(int(threads))

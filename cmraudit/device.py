@@ -1,15 +1,23 @@
-"""Device selection: CUDA when present, then MPS, else CPU; AMP only on CUDA."""
+"""Device selection: CUDA when present, then MPS, else CPU; AMP only on CUDA.
+
+torch is imported inside the functions, so this module is light to import (the CLI starts without torch).
+"""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def select_device(name: str | None = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU. An explicit device that is absent is a usage error."""
+    import torch
+
     name = (name or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -42,6 +50,8 @@ def set_cpu_threads(n: int) -> None:
     numpy, scipy and scikit-learn have loaded (threadpoolctl, a scikit-learn dependency)."""
     if int(n) < 1:
         raise UsageError(f"--threads must be >= 1, got {n}")
+    import torch
+
     torch.set_num_threads(int(n))
     try:
         import faiss

@@ -19,9 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data.dataset import Dataset, read_dataset, write_dataset
+from .device import select_device
 from .errors import CmrAuditError, DataError, UsageError
 from .estimates import skipped
+from .fidelity.evaluate import evaluate_fidelity
+from .io_guard import check_output, make_output_dir
 from .pipeline import RunResult, StageContext, _audit_features, _now, _write_report, build_report, save_grid
+from .privacy.audit import audit_privacy
+from .privacy.config import AuditConfig
+from .report.html import render_html
+from .utility.evaluate import evaluate_utility
 
 NO_MASKS = "the synthetic set has no masks (image-only import)"
 
@@ -49,8 +56,6 @@ class EvaluateConfig:
 
 
 def _check_inputs(cfg: EvaluateConfig, sets: dict[str, Dataset]) -> None:
-    from .io_guard import check_output
-
     check_output(cfg.out, inputs=[(f"--{k}", getattr(cfg, k)) for k in ("train", "holdout", "synthetic", "test", "paired")],
                  option="--out", produces="run")
     if (Path(cfg.out) / "report.json").exists() and not cfg.overwrite:
@@ -90,9 +95,6 @@ def _masked(ds: Dataset) -> bool:
 
 
 def _privacy(ctx: StageContext, *, has_masks: bool, reference: Dataset | None, why: str) -> dict:
-    from .privacy.audit import audit_privacy
-    from .privacy.config import AuditConfig
-
     res = audit_privacy(
         train=ctx.train,
         holdout=ctx.holdout,
@@ -112,8 +114,6 @@ def _privacy(ctx: StageContext, *, has_masks: bool, reference: Dataset | None, w
 
 
 def _fidelity(ctx: StageContext, *, has_masks: bool, why: str) -> dict:
-    from .fidelity.evaluate import evaluate_fidelity
-
     pool = Dataset.concat([ctx.train, ctx.holdout])
     d = evaluate_fidelity(
         real=ctx.test,
@@ -133,7 +133,6 @@ def _fidelity(ctx: StageContext, *, has_masks: bool, why: str) -> dict:
 def _utility(ctx: StageContext, *, has_masks: bool, preset: str, params: dict, why: str) -> dict:
     if not has_masks:
         return skipped(f"{why}: a segmenter cannot be trained or scored without masks")
-    from .utility.evaluate import evaluate_utility
 
     return evaluate_utility(
         train=ctx.train,
@@ -148,8 +147,6 @@ def _utility(ctx: StageContext, *, has_masks: bool, preset: str, params: dict, w
 
 def evaluate(config: EvaluateConfig) -> RunResult:
     """Privacy, fidelity and utility of an existing synthetic set; writes OUT/report.json and OUT/report.html."""
-    from .device import select_device
-
     started, timings, t = _now(), {}, time.perf_counter()
     sets = {
         k: (read_dataset(getattr(config, k)) if getattr(config, k) is not None else None)
@@ -169,7 +166,6 @@ def evaluate(config: EvaluateConfig) -> RunResult:
         "utility": has_masks and _masked(sets["train"]) and _masked(reference),
     }
     device = select_device(config.device)
-    from .io_guard import make_output_dir
 
     run_dir = make_output_dir(config.out, kind="run")
     write_dataset(syn, run_dir / "synthetic", overwrite=(run_dir / "synthetic" / "dataset.json").is_file())
@@ -245,7 +241,6 @@ def evaluate(config: EvaluateConfig) -> RunResult:
     )
     report["data"]["synthetic"]["has_masks"] = has_masks
     _write_report(run_dir, report)
-    from .report.html import render_html
 
     render_html(run_dir)
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status=status)

@@ -20,19 +20,29 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
+from . import __version__
 from .data.dataset import Dataset, write_dataset
+from .data.phantom import PhantomConfig, make_phantom
 from .data.splits import split_patients
-from .errors import CmrAuditError, DataError, PluginError, UsageError
+from .device import select_device
+from .dp import DPConfig, require_dp_support
+from .errors import CmrAuditError, UsageError
 from .estimates import skipped
+from .generators.distributed import is_main_process
+from .generators.presets import resolve_preset
 from .generators.registry import call_plugin, get_plugin
 from .generators.train_log import LOGS_DIR, log_to
-from .io_guard import atomic_file, check_output, make_output_dir, remove_stale_temps
+from .io_guard import check_output, make_output_dir, remove_stale_temps
+from .report import write_report
+from .report.gate import compute_verdicts
+from .report.html import render_html
+from .report.provenance import build_run_section
+from .run_parts import _synthetic_for_spacing, export_nifti, make_generator, require_masks, save_grid  # noqa: F401
+from .stages import STAGES, StageContext, _audit_features  # noqa: F401 - re-exported (evaluate, tests)
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
-from .generators.distributed import is_main_process
 
 SCHEMA_VERSION = "1.0"
 PRESETS = ("quick", "paper")
@@ -74,22 +84,6 @@ class RunConfig:
 
 
 @dataclass
-class StageContext:
-    run_dir: Path
-    train: Dataset
-    holdout: Dataset
-    test: Dataset
-    synthetic: Dataset
-    synthetic_paired: Dataset | None
-    generator: Any
-    seed: int
-    device: str
-    progress: bool
-    config: RunConfig
-    shared: dict = field(default_factory=dict)  # objects stages share (fitted feature extractors)
-
-
-@dataclass
 class RunResult:
     """The run directory, its report (dict) and wall time per step in seconds."""
 
@@ -102,121 +96,22 @@ class RunResult:
         return {"run_dir": str(self.run_dir), "timings": self.timings, "stages": self.stage_status}
 
 
-# ------------------------------------------------------------------ stages
-def _audit_features(ctx: StageContext) -> tuple:
-    """Fit the pixel and domain feature spaces once per run (the domain encoder on train ∪ holdout only)."""
-    if "features" not in ctx.shared:
-        from .features import fit_features
-
-        pool = np.concatenate([np.asarray(ctx.train.images), np.asarray(ctx.holdout.images)])
-        ctx.shared["features"] = (fit_features("pixel", seed=ctx.seed), fit_features("domain", pool=pool, seed=ctx.seed, progress=ctx.progress))
-    return ctx.shared["features"]
-
-
-def _stage_privacy(ctx: StageContext) -> dict:
-    from .privacy.audit import audit_privacy
-
-    res = audit_privacy(train=ctx.train, holdout=ctx.holdout, synthetic=ctx.synthetic, generator=ctx.generator,
-                        features=_audit_features(ctx), seed=ctx.seed, out_dir=ctx.run_dir, progress=ctx.progress,
-                        reference=ctx.test)
-    return res.to_dict()
-
-
-def _stage_fidelity(ctx: StageContext) -> dict:
-    from .fidelity.evaluate import evaluate_fidelity
-
-    pool = Dataset.concat([ctx.train, ctx.holdout])
-    domain = _audit_features(ctx)[1]  # paired rows follow synthetic_paired.meta["test_rows"]
-    return evaluate_fidelity(real=ctx.test, synthetic=ctx.synthetic, paired=ctx.synthetic_paired, pool=pool, seed=ctx.seed,
-                             extractors={"domain": domain}, progress=ctx.progress).to_dict()
-
-
-def _stage_utility(ctx: StageContext) -> dict:
-    from .utility.evaluate import utility_stage
-
-    return utility_stage(ctx)
-
-
-#: privacy first: it fits the domain encoder that fidelity reuses
-STAGES: list[tuple[str, Callable[[StageContext], dict]]] = [
-    ("privacy", _stage_privacy), ("fidelity", _stage_fidelity), ("utility", _stage_utility),
-]
-
-
 # ------------------------------------------------------------------ helpers
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def make_generator(name: str, *, preset: str, params: dict | None = None, device: str = "auto", image_size: int | None = None):
-    """Instantiate a registered generator from a preset plus overrides (plain ``cls(**params)`` without presets)."""
-    cls = get_plugin(name).cls
-    params = dict(params or {})
-    if hasattr(cls, "from_preset"):
-        if image_size is not None and "image_size" not in params:
-            params["image_size"] = image_size
-        params.setdefault("device", device)
-        return call_plugin(name, "its constructor", cls.from_preset, preset, **params)
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise UsageError(f"generator {name!r} rejected its parameters {sorted(params)}: {e}") from e
-    except (CmrAuditError, KeyboardInterrupt, MemoryError):
-        raise
-    except Exception as e:  # noqa: BLE001 - a plugin's constructor bug is a plugin error (exit 3)
-        raise PluginError(f"generator {name!r} failed in its constructor: {type(e).__name__}: {e}") from e
 
 
 def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subjects: int | None = None, progress: bool = False) -> tuple[Dataset, str]:
     """The prepared dataset at ``data``, or the embedded phantom at the preset's image size."""
     if data is not None:
         return read_input_dataset(data, option="--data"), str(data)
-    from .data.phantom import PhantomConfig, make_phantom
-    from .generators.presets import resolve_preset
 
     size = int(resolve_preset(preset)["image_size"]) if preset != "paper" else 128
     n = subjects or PRESET_RUN.get(preset, PRESET_RUN["quick"])["subjects"]
     return make_phantom(PhantomConfig(subjects=n, size=size), seed=seed, progress=progress), f"phantom(subjects={n}, size={size}, seed={seed})"
 
 
-def require_masks(ds: Dataset, source: str) -> None:
-    """Training needs masks: an image-only set (``data import images`` without ``--masks``) is a DataError."""
-    if not ds.meta.get("has_masks", True):
-        raise DataError(f"{source}: an image-only dataset (no masks); generators train on image-mask pairs. "
-                        "To audit a synthetic set you already have, use cmraudit evaluate (docs/byo.md)")
-
-
-def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
-    """Write ``images.nii.gz`` (float32) and ``masks.nii.gz`` (uint8) as [H, W, N] volumes."""
-    import nibabel as nib
-
-    out = make_output_dir(out, kind="nifti")
-    sp = ds.spacing_mm[np.isfinite(ds.spacing_mm).all(1)]
-    zooms = (float(sp[0, 0]), float(sp[0, 1]), 1.0) if len(sp) else (1.0, 1.0, 1.0)
-    for name, arr in (("images", np.asarray(ds.images, np.float32)), ("masks", np.asarray(ds.masks, np.uint8))):
-        img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(arr, (1, 2, 0))), np.diag([*zooms, 1.0]))
-        img.header.set_zooms(zooms)
-        with atomic_file(out / f"{name}.nii.gz", suffix=".tmp.nii.gz") as tmp:  # nibabel picks the format by suffix
-            nib.save(img, tmp)
-    return out
-
-
-def save_grid(ds: Dataset, path: str | os.PathLike, *, n: int = 16, seed: int = 0) -> Path:
-    from .data.montage import save_montage
-
-    return save_montage(ds, path, n=min(n, len(ds)), seed=seed, overlay="contour", title="synthetic samples (mask contours)")
-
-
-def _synthetic_for_spacing(syn: Dataset, ref: Dataset) -> Dataset:
-    sp = ref.spacing_mm[np.isfinite(ref.spacing_mm).all(1)]
-    if len(sp):
-        syn.spacing_mm = np.tile(np.median(sp, axis=0), (len(syn), 1))
-    return syn
-
-
 def _write_report(run_dir: Path, report: dict) -> Path:
-    from .report import write_report
-
     return write_report(run_dir, report)
 
 
@@ -224,14 +119,12 @@ def _write_report(run_dir: Path, report: dict) -> Path:
 def run(config: RunConfig) -> RunResult:
     """Run the whole pipeline; returns the run directory and its report."""
     check_run_config(config)
-    from .dp import DPConfig, require_dp_support
 
     dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
                                accountant=config.accountant, noise_multiplicity=config.noise_multiplicity,
                                split=config.dp_split)
     if dp is not None:
         require_dp_support(name=config.generator, tags=get_plugin(config.generator).cls.tags, dp=dp)
-    from .device import select_device
 
     device = select_device(config.device)
     started, timings, t = _now(), {}, time.perf_counter()
@@ -311,7 +204,6 @@ def run(config: RunConfig) -> RunResult:
                           parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started, timings=timings)
     if is_main_process():
         _write_report(run_dir, report)
-        from .report.html import render_html
 
         render_html(run_dir)
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})
@@ -325,11 +217,8 @@ def build_report(*, config, gen, info, device: str, source: str, split, parts: d
     ``cmraudit evaluate`` passes ``gen=None, info=None`` and its own ``generator_section`` (an external set)."""
     import torch
 
-    from . import __version__
-
     fps = {k: v.fingerprint() for k, v in parts.items()}
     seeds = seeds or {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
-    from .report.provenance import build_run_section
 
     run_sec = build_run_section(seed=config.seed, config=config.to_dict(), device=device, data_fingerprints=fps,
                                 plugins={} if info is None else {info.name: info.to_dict()}, command=command)
@@ -353,8 +242,6 @@ def build_report(*, config, gen, info, device: str, source: str, split, parts: d
 
 
 def _finish_report(config, run_sec: dict, data: dict, gsec: dict, sections: dict) -> dict:
-    from .report.gate import compute_verdicts
-
     report = {"schema_version": SCHEMA_VERSION, "run": run_sec, "data": data, "generator": gsec, **sections, "verdicts": {}}
     report["verdicts"] = compute_verdicts(report)
     return report

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-
 from .estimates import (  # noqa: F401 - the size formulas live beside the intervals; re-exported here
     auc_half_width,
     auc_pass_bound,
@@ -24,6 +23,8 @@ from .estimates import (  # noqa: F401 - the size formulas live beside the inter
     synthetic_needed,
     wilson_ci,
 )
+from .privacy.copy_search import min_detectable_rate
+from .report.policy import default_policy
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,6 @@ class AuditPlan:
 def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, policy=None, copy_alpha: float = 1e-3,
                recall_copies: int = 44, power: float = 0.8, confidence: float = 0.95) -> AuditPlan:
     """See the module docstring. ``policy``: a :class:`cmraudit.report.policy.Policy` (default policy when None)."""
-    from .privacy.copy_search import min_detectable_rate
-    from .report.policy import default_policy
-
     policy = policy or default_policy()
     n, N, M = int(synthetic), int(train_patients), int(holdout_patients)
     r_lo = wilson_ci(recall_copies, recall_copies, confidence=confidence)[0]

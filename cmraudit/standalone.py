@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from .data.dataset import Dataset, write_dataset
+from .dp import require_dp_support
 from .errors import DataError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
 from .io_guard import MARKER, check_output, make_output_dir, remove_if_created
-from .pipeline import _synthetic_for_spacing, export_nifti, make_generator, require_masks, save_grid
+from .run_parts import _synthetic_for_spacing, export_nifti, make_generator, require_masks, save_grid
 from .validate import check_seed, read_input_dataset
 
 
@@ -28,8 +29,6 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
 
     ``dp``: a :class:`cmraudit.dp.DPConfig` (patient-level DP-SGD) or None."""
     if dp is not None:
-        from .dp import require_dp_support
-
         require_dp_support(name=generator, tags=get_plugin(generator).cls.tags, dp=dp)
     check_seed(seed)
     work = Path(work_dir or Path(out).with_name(Path(out).name + ".work"))

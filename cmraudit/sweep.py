@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import pipeline
 from .errors import UsageError
 from .io_guard import MARKER, atomic_file, make_output_dir, remove_if_created, write_text_atomic
+from .report.compare import headline
 
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("frechet_distance", "fidelity: Fréchet distance", "lower is better"),
@@ -86,8 +88,6 @@ class SweepResult:
 
 
 def point_from_report(report: dict, *, epsilon: float, run_dir: str) -> SweepPoint:
-    from .report.compare import headline
-
     row = headline(report, run=str(run_dir))
     return SweepPoint(epsilon=epsilon, run_dir=str(run_dir), epsilon_spent=row.epsilon, frechet_distance=row.frechet_distance,
                       fd_space=row.fd_space, dice_synthetic=row.dice_synthetic, mia_auc_upper=row.mia_auc_upper,
@@ -103,7 +103,7 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     finished runs stay on disk; rerun with ``--resume`` semantics of ``cmraudit run``).
     """
     if run is None:
-        from .pipeline import run as run  # noqa: PLW0127
+        run = pipeline.run
     eps = parse_epsilons(epsilons)
     created = not Path(out).exists()
     out = make_output_dir(out, kind="sweep")

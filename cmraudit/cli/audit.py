@@ -14,6 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import UsageError
+from ..generators.checkpoint import load_generator
+from ..io_guard import check_output, make_output_dir, remove_if_created
+from ..pipeline import read_input_dataset
+from ..privacy import AuditConfig, ShadowConfig, audit_privacy
 from ..registry import ATTACKS, EXECUTORS, FEATURE_SPACES
 from . import _state
 
@@ -21,8 +26,6 @@ console = Console()
 
 
 def _load_model(path: Path):
-    from ..generators.checkpoint import load_generator
-
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     return load_generator(model_dir)
 
@@ -92,17 +95,12 @@ def audit_cmd(
     ),
 ) -> None:
     """Audit a synthetic set for copies, memorisation and membership inference (privacy section of report.json)."""
-    from ..errors import UsageError
-    from ..privacy import AuditConfig, ShadowConfig, audit_privacy
-
     spaces = [f.strip() for f in feature.split(",") if f.strip()]
     known = FEATURE_SPACES.names()
     bad = [f for f in spaces if f not in known]
     if bad or not spaces:
         raise UsageError(f"--feature {feature!r}: unknown space(s) {bad or spaces}; expected a comma-separated "
                          f"subset of {sorted(known)}")
-    from ..io_guard import check_output, make_output_dir, remove_if_created
-    from ..pipeline import read_input_dataset
 
     check_output(out, inputs=[("--train", train), ("--holdout", holdout), ("--synthetic", synthetic),
                               ("--model", model),

@@ -7,6 +7,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from ..io_guard import check_output, write_text_atomic
+from ..report.card import CARD_NAME, SIGNATURE, build_card, read_run_report, split_patient_ids
+
 console = Console()
 
 
@@ -15,9 +18,6 @@ def card_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output Markdown file (default RUN_DIR/card.md)."),
 ) -> None:
     """Write a Markdown model / data card: intended use, data, generator, DP budget, verdicts, limits, sharing."""
-    from ..io_guard import check_output, write_text_atomic
-    from ..report.card import CARD_NAME, SIGNATURE, build_card, read_run_report, split_patient_ids
-
     src, report = read_run_report(run_dir)
     target = src.parent / CARD_NAME if out is None else out
     check_output(target, inputs=[("RUN_DIR", src.parent), ("report", src)] if out is not None else [("report", src)],

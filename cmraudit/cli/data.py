@@ -9,6 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..data.dataset import STRUCTURES, read_dataset, write_dataset
+from ..data.importers import import_acdc, import_folder, import_mnms
+from ..data.importers.dicom import import_dicom, import_sunnybrook
+from ..data.phantom import PhantomConfig, make_phantom
+from ..data.preprocess import PreprocessConfig
+from ..errors import DataError, UsageError
+from ..io_guard import check_output
 from . import _state
 
 data_app = typer.Typer(help="Build, import and inspect prepared datasets.", no_args_is_help=True)
@@ -29,8 +36,6 @@ SEED_MAX = 2**32 - 1
 
 def _guard(out: Path, **inputs) -> None:
     """The shared output-path guard (cmraudit.io_guard): OUT is none of the inputs, holds none, lies in none."""
-    from ..io_guard import check_output
-
     check_output(out, inputs=[(k, v) for k, v in inputs.items()], option="--out", produces="dataset")
 _STRICT = typer.Option(False, "--strict", help="Treat a bad patient as an error instead of skipping it.")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it exists.")
@@ -58,12 +63,8 @@ def phantom_cmd(
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Write the embedded procedural cine-MRI phantom as a prepared dataset."""
-    from ..data.dataset import write_dataset
-    from ..data.phantom import PhantomConfig, make_phantom
-
     _guard(out)
     if out.exists() and not overwrite:  # before the work, not after it
-        from ..errors import DataError
 
         raise DataError(f"{out}: output already exists (pass overwrite / --overwrite to replace it)")
     cfg = PhantomConfig(subjects=subjects, slices=slices, size=size)
@@ -83,9 +84,6 @@ def import_acdc_cmd(
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import ACDC (ED and ES frames from Info.cfg; labels kept in ACDC numbering)."""
-    from ..data.importers import import_acdc
-    from ..data.preprocess import PreprocessConfig
-
     _guard(out, ROOT=root)
     _print_summary(import_acdc(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
@@ -101,9 +99,6 @@ def import_mnms_cmd(
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import M&Ms-1 (labels remapped to ACDC numbering: 1 RV, 2 MYO, 3 LV)."""
-    from ..data.importers import import_mnms
-    from ..data.preprocess import PreprocessConfig
-
     _guard(out, ROOT=root, **{"--info": info})
     _print_summary(import_mnms(root, info=info, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
@@ -118,9 +113,6 @@ def import_folder_cmd(
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import a generic folder of image/mask NIfTI pairs (labels in ACDC numbering, one patient per pair)."""
-    from ..data.importers import import_folder
-    from ..data.preprocess import PreprocessConfig
-
     _guard(out, ROOT=root)
     _print_summary(import_folder(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
@@ -135,9 +127,6 @@ def import_sunnybrook_cmd(
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import Sunnybrook DICOM + expert contours (LV from the endocardium, MYO where an epicardium exists; RV unknown)."""
-    from ..data.importers.dicom import import_sunnybrook
-    from ..data.preprocess import PreprocessConfig
-
     _guard(out, ROOT=root)
     _print_summary(import_sunnybrook(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
 
@@ -156,12 +145,6 @@ def import_dicom_cmd(
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import a folder of DICOM series plus a mask source (contour files or per-image label masks)."""
-    from ..data.importers.dicom import import_dicom
-    from ..data.preprocess import PreprocessConfig
-
-    from ..data.dataset import STRUCTURES
-    from ..errors import UsageError
-
     _guard(out, ROOT=root, **{"--masks-from": masks_from, "--link": link})
     if mask_format not in ("auto", "contours", "labels"):
         raise UsageError(f"--mask-format {mask_format!r}: expected contours, labels or auto")
@@ -181,8 +164,6 @@ def info_cmd(
     verify: bool = typer.Option(False, "--verify", help="Recompute the fingerprint and check every value."),
 ) -> None:
     """Patients, slices, vendors, labels, shape, spacing and fingerprint of a prepared dataset."""
-    from ..data.dataset import read_dataset
-
     ds = read_dataset(path, verify=verify)
     s = ds.summary()
     s["fingerprint"] = ds.meta.get("fingerprint")
@@ -208,6 +189,7 @@ def info_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    from . import data_files  # noqa: F401 - registers `data import images` and `data export` on the apps above
-
     app.add_typer(data_app, name="data")
+
+
+from . import data_files  # noqa: E402,F401 - registers `data import images` and `data export` on the apps above

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..data.export import export_dataset
+from ..data.importers.images import import_images
 from . import _state
 from .data import data_app, import_app
 
@@ -68,8 +70,6 @@ def import_images_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it is a prepared dataset."),
 ) -> None:
     """Import a folder of 2-D images from any tool (with or without masks), keeping the given size."""
-    from ..data.importers.images import import_images
-
     s = import_images(
         root,
         out=out,
@@ -98,8 +98,6 @@ def export_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier export."),
 ) -> None:
     """Write a prepared dataset back out as PNG or NIfTI files (images and label masks) for other tools."""
-    from ..data.export import export_dataset
-
     s = export_dataset(path, out=out, format=fmt, bits=bits, overwrite=overwrite)
     depth = f" {s.bits}-bit" if s.bits else ""
     typer.echo(f"exported {s.slices} slices as{depth} {s.format}{'' if s.has_masks else ' (image-only)'} -> {s.out}")

@@ -9,7 +9,15 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from ..dp import DPConfig, require_dp_support
+from ..errors import GateFailed, UsageError
+from ..generators.checkpoint import write_json_atomic
+from ..generators.registry import get_plugin
+from ..io_guard import check_output, make_output_dir
+from ..pipeline import load_data, make_generator
+from ..privacy.canary import canary_audit
 from . import _state
+from .pipeline_cmds import parse_overrides
 
 console = Console()
 
@@ -45,16 +53,6 @@ def dp_audit_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dp_audit.json this command wrote before."),
 ) -> None:
     """Train once with canary patients and report the one-run lower bound ε̂ beside the claimed ε (exit 1 if ε̂ > ε)."""
-    from ..errors import GateFailed, UsageError
-    from ..generators.checkpoint import write_json_atomic
-    from ..pipeline import load_data, make_generator
-    from ..privacy.canary import canary_audit
-    from ..dp import DPConfig, require_dp_support
-    from ..generators.registry import get_plugin
-    from .pipeline_cmds import parse_overrides
-
-    from ..io_guard import check_output, make_output_dir
-
     check_output(out, inputs=[("--data", data)], option="--out", produces="dp-audit")
     path = out / "dp_audit.json"
     if path.exists() and not overwrite:

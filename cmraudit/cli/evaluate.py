@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..evaluate import EvaluateConfig, evaluate
 from . import _state
 
 console = Console()
@@ -49,8 +50,6 @@ def evaluate_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report in --out."),
 ) -> None:
     """Audit any synthetic set on all three axes (run without fit/sample); same report.json/report.html as run."""
-    from ..evaluate import EvaluateConfig, evaluate
-
     cfg = EvaluateConfig(
         train=str(train),
         holdout=str(holdout),

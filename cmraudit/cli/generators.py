@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..generators.registry import CONFLICTS, get_plugin, list_generators
+from ..testing import check_generator
 
 gen_app = typer.Typer(help="List installed generator plugins and check them.", no_args_is_help=False, invoke_without_command=True)
 console = Console()
@@ -38,7 +39,6 @@ def list_cmd() -> None:
 def check_cmd(name: str = typer.Argument(..., help="Registered generator name.")) -> None:
     """Run the plugin conformance suite (cmraudit.testing.check_generator) on NAME with its micro preset."""
     info = get_plugin(name)
-    from ..testing import check_generator  # noqa: PLC0415 - heavy import only when asked
 
     results = check_generator(info.cls, name=name)
     table = Table(title=f"conformance: {name}")

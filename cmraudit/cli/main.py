@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from .. import __version__
+from ..cpu import configure_cpu
 from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
 from ..io_guard import WRITE_ERRNOS
 from . import _state
@@ -52,22 +53,20 @@ def _root(
 ) -> None:
     _state.DEBUG = debug
     _state.QUIET = quiet
-    from ..cpu import configure_cpu
-
     _state.THREADS = configure_cpu(threads)
 
 
 # command groups register themselves; each module has register(app)
+from . import audit as _audit  # noqa: E402
+from . import card as _card  # noqa: E402
 from . import data as _data  # noqa: E402
+from . import dp_audit as _dp_audit  # noqa: E402
+from . import evaluate as _evaluate  # noqa: E402
 from . import generators as _generators  # noqa: E402
 from . import pipeline_cmds as _pipeline_cmds  # noqa: E402
-from . import audit as _audit  # noqa: E402
+from . import plan as _plan  # noqa: E402
 from . import report as _report  # noqa: E402
 from . import sweep as _sweep  # noqa: E402
-from . import plan as _plan  # noqa: E402
-from . import evaluate as _evaluate  # noqa: E402
-from . import dp_audit as _dp_audit  # noqa: E402
-from . import card as _card  # noqa: E402
 
 for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep, _plan, _evaluate, _dp_audit, _card):
     _mod.register(app)

@@ -9,7 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..dp import DPConfig
 from ..errors import UsageError
+from ..generators.distributed import is_main_process
+from ..pipeline import RunConfig, fit_generator, run, sample_generator
 from . import _state
 
 console = Console()
@@ -72,8 +75,6 @@ def run_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
 ) -> None:
     """Split → fit → sample → audit → report.json, in one command."""
-    from ..pipeline import RunConfig, run
-
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, out=None if out is None else str(out),
                     seed=seed, n_samples=n_samples, n_paired=n_paired, device=device, dp_epsilon=dp_epsilon,
                     dp_delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant, noise_multiplicity=noise_multiplicity,
@@ -115,10 +116,6 @@ def fit_cmd(
     dp_split: Optional[str] = _DP_SPLIT,
 ) -> None:
     """Fit a generator on a prepared dataset and save it. Multi-GPU: torchrun --nproc_per_node N -m cmraudit fit …"""
-    from ..generators.distributed import is_main_process
-    from ..pipeline import fit_generator
-    from ..dp import DPConfig
-
     dp = DPConfig.from_options(dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant,
                                noise_multiplicity=noise_multiplicity, split=dp_split)
     gen = fit_generator(generator=generator, data=data, out=out, preset=preset, seed=seed, device=device, params=parse_overrides(sets),
@@ -154,8 +151,6 @@ def sample_cmd(
     ),
 ) -> None:
     """Draw synthetic slices from a saved generator (prepared format + NIfTI + PNG grid)."""
-    from ..pipeline import sample_generator
-
     if (n is None) == (masks is None):
         raise UsageError("cmraudit sample: give exactly one of --n N or --masks DATASET")
     syn = sample_generator(model=model, out=out, n=n, masks=masks, seed=seed, vendor=vendor, overwrite=overwrite,

@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from ..plan import format_plan, plan_audit
+from ..report.policy import load_policy
+
 
 def plan_cmd(
     train_patients: int = typer.Option(..., "--train-patients", min=2, help="Patients the generator trains on (members)."),
@@ -16,9 +19,6 @@ def plan_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Print the minimum detectable copy rate and which gate rules are decidable at these sizes."""
-    from ..plan import format_plan, plan_audit
-    from ..report.policy import load_policy
-
     p = plan_audit(train_patients=train_patients, holdout_patients=holdout_patients, synthetic=synthetic, policy=load_policy(policy))
     typer.echo(json.dumps(p.to_dict(), indent=2) if as_json else format_plan(p))
 

@@ -9,6 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import DataError
+from ..io_guard import check_output, remove_if_created
+from ..report.compare import COLUMNS, compare_runs
+from ..report.gate import evaluate_gate, write_junit
+from ..report.html import HTML_NAME, render_html
+from ..report.io import read_report, resolve_report_path
+from ..report.policy import RULE_HELP, load_policy
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -21,10 +29,6 @@ def report_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output HTML file (default RUN_DIR/report.html)."),
 ) -> None:
     """Render the self-contained HTML report of a run (validates report.json first)."""
-    from ..io_guard import check_output
-    from ..report.html import HTML_NAME, render_html
-    from ..report.io import resolve_report_path
-
     src = resolve_report_path(run_dir)
     default = src.parent / HTML_NAME  # the documented place: beside report.json
     target = default if out is None else out
@@ -40,11 +44,6 @@ def compare_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory for compare.csv, compare.md, compare.json and pareto.png."),
 ) -> None:
     """Trade-off table and Pareto plot (fidelity vs utility vs privacy) across generators."""
-    from ..io_guard import check_output
-    from ..report.compare import COLUMNS, compare_runs
-
-    from ..io_guard import remove_if_created
-
     check_output(out, inputs=[("RUN_DIR", p) for p in run_dirs], option="--out", produces="compare")
     created = not out.exists()
     try:
@@ -70,11 +69,6 @@ def gate_cmd(
                                             "checked by the dp_audit rule (a falsified DP claim fails)."),
 ) -> int:
     """Check a report against a privacy policy: exit 0 pass, 1 a rule failed, 2 bad policy or report."""
-    from ..report.gate import evaluate_gate, write_junit
-    from ..report.io import read_report, resolve_report_path
-    from ..io_guard import check_output
-    from ..report.policy import RULE_HELP, load_policy
-
     if junit is not None:
         check_output(junit, inputs=[("REPORT", report), ("--policy", policy)], option="--junit", kind="file",
                      signature='name="cmraudit-gate"')
@@ -113,8 +107,6 @@ def gate_cmd(
 
 def _read_dp_audit(path: Path) -> dict:
     import json
-
-    from ..errors import DataError
 
     f = path / "dp_audit.json" if path.is_dir() else path
     try:

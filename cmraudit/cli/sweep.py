@@ -9,7 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..io_guard import check_output
+from ..pipeline import RunConfig
+from ..sweep import parse_epsilons, run_sweep
 from . import _state
+from .pipeline_cmds import parse_overrides
 
 console = Console()
 
@@ -31,12 +35,6 @@ def sweep_cmd(
                                            help="DP stage weights for every finite ε, e.g. mask=0.3,image=0.7."),
 ) -> None:
     """Train and audit the generator at each ε; plot fidelity, utility and MIA AUC against ε."""
-    from ..pipeline import RunConfig
-    from ..sweep import parse_epsilons, run_sweep
-    from .pipeline_cmds import parse_overrides
-
-    from ..io_guard import check_output
-
     check_output(out, inputs=[("--data", data)], option="--out", produces="sweep")
     eps = parse_epsilons(epsilons)
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, seed=seed, device=device,

@@ -15,9 +15,7 @@ renamed into place, so a crash never leaves a half-written dataset behind.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -28,49 +26,20 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError
-from ..io_guard import replace_dir, write_errors
-
-FORMAT_VERSION = 1
-LABELS = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
-STRUCTURES = ("RV", "MYO", "LV")  # label value = position + 1
-STRUCTURE_BIT = {"RV": 1, "MYO": 2, "LV": 4}
-ALL_STRUCTURES = 7
-INDEX_COLUMNS = (
-    "patient_id",
-    "vendor",
-    "frame",
-    "slice_index",
-    "source",
-    "annotated",
-    "spacing_y_mm",
-    "spacing_x_mm",
+from ..io_guard import write_errors
+from .format import (  # noqa: F401 - re-exported: the format's constants and helpers live in format.py
+    ALL_STRUCTURES,
+    FORMAT_VERSION,
+    INDEX_COLUMNS,
+    LABELS,
+    STRUCTURE_BIT,
+    STRUCTURES,
+    _fmt_spacing,
+    bits_to_structures,
+    fingerprint_arrays,
+    structures_to_bits,
+    swap_into_place,
 )
-
-
-def structures_to_bits(names: Iterable[str]) -> int:
-    """Bit mask of annotated structures (RV=1, MYO=2, LV=4)."""
-    bits = 0
-    for name in names:
-        if name not in STRUCTURE_BIT:
-            raise DataError(f"unknown structure {name!r}; expected one of {STRUCTURES}")
-        bits |= STRUCTURE_BIT[name]
-    return bits
-
-
-def bits_to_structures(bits: int) -> tuple[str, ...]:
-    return tuple(s for s in STRUCTURES if int(bits) & STRUCTURE_BIT[s])
-
-
-def fingerprint_arrays(images: np.ndarray, masks: np.ndarray) -> str:
-    """sha256 over shape, dtype and bytes of images and masks (chunked, memmap friendly)."""
-    h = hashlib.sha256()
-    for arr in (images, masks):
-        h.update(f"{arr.dtype.str}{tuple(arr.shape)}".encode())
-        flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr
-        step = max(1, (64 << 20) // max(1, flat[0].nbytes if len(flat) else 1))
-        for i in range(0, len(flat), step):
-            h.update(np.ascontiguousarray(flat[i : i + step]).tobytes())
-    return "sha256:" + h.hexdigest()
 
 
 @dataclass
@@ -234,15 +203,6 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- I/O
-def swap_into_place(tmp: Path, path: Path) -> None:
-    """Rename the finished directory ``tmp`` to ``path`` (see :func:`cmraudit.io_guard.replace_dir`)."""
-    replace_dir(tmp, path, kind="dataset")
-
-
-def _fmt_spacing(v: float) -> str:
-    return "" if not math.isfinite(v) else f"{v:.6g}"
-
-
 def write_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False, extra_meta: dict | None = None) -> Path:
     """Write ``ds`` to directory ``path`` atomically (temp dir + rename). Returns the path."""
     path = Path(path)

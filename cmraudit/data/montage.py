@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..io_guard import atomic_file, write_errors
 from .dataset import Dataset
 
 # RGBA overlay colours per label (ACDC numbering): RV blue, MYO green, LV red.
@@ -85,7 +86,6 @@ def save_montage(
     else:
         fig.tight_layout(pad=0.3)
     path = Path(path)
-    from ..io_guard import atomic_file, write_errors
 
     with write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)

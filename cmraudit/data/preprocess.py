@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,6 @@ class PreprocessConfig:
     size: int | None = None  # resize the crop to size×size; None keeps the crop size
 
     def __post_init__(self) -> None:
-        from ..errors import UsageError
-
         if isinstance(self.crop, bool) or not isinstance(self.crop, int) or not 8 <= self.crop <= 4096:
             raise UsageError(f"--crop {self.crop!r}: must be an integer in 8..4096")
         size = self.size
@@ -66,6 +64,9 @@ def normalise_intensity(img: np.ndarray, percentiles: tuple[float, float] = (1.0
 def resize_image(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape == (size, size):
         return img.astype(np.float32)
+    import torch  # deferred: importers and the CLI load without torch
+    import torch.nn.functional as F
+
     t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
     mode = "area" if size < img.shape[0] else "bilinear"
     kw = {} if mode == "area" else {"align_corners": False}
@@ -75,6 +76,9 @@ def resize_image(img: np.ndarray, size: int) -> np.ndarray:
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     if mask.shape == (size, size):
         return mask.astype(np.uint8)
+    import torch
+    import torch.nn.functional as F
+
     t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
     return F.interpolate(t, size=(size, size), mode="nearest")[0, 0].numpy().astype(np.uint8)
 

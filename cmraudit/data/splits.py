@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..io_guard import write_text_atomic
 from .dataset import Dataset
 
 SPLIT_NAMES = ("train", "holdout", "test")
@@ -70,7 +71,6 @@ class PatientSplit:
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        from ..io_guard import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
 

@@ -1,16 +1,14 @@
 """Feature spaces shared by the privacy and fidelity stages, and exact FAISS neighbours.
 
-Shared entry point (the fidelity stage calls the same functions)::
+Shared entry point (the fidelity stage calls the same functions):
 
-    from cmraudit.features import extract_features, fit_features
-
-    # one call: fit the space on ``pool`` (data the auditor may use: train ∪ holdout),
-    # then embed every dataset given; returns one float32 [N_i, D] array per dataset
-    f_train, f_syn = extract_features("domain", train, synthetic, pool=pool, seed=0)
-
-    # or keep the fitted extractor to embed more sets later
-    fx = fit_features("pixel", pool=None, seed=0, size=32)
-    fx.transform(ds)            # [N, D] float32
+>>> from cmraudit.features import extract_features, fit_features
+>>> # one call: fit the space on ``pool`` (data the auditor may use: train ∪ holdout),
+>>> # then embed every dataset given; returns one float32 [N_i, D] array per dataset
+>>> f_train, f_syn = extract_features("domain", train, synthetic, pool=pool, seed=0)
+>>> # or keep the fitted extractor to embed more sets later
+>>> fx = fit_features("pixel", pool=None, seed=0, size=32)
+>>> fx.transform(ds)            # [N, D] float32
 
 Spaces (the registry ``FEATURE_SPACES``, :mod:`cmraudit.registry`; third parties add theirs through the
 entry-point group ``cmraudit.feature_spaces``):

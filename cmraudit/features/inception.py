@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device import select_device
 from ..errors import CheckpointError, NotFittedError, UsageError
 
 WEIGHTS_FILE = "inception_v3_google-0cc3c7bd.pth"
@@ -66,8 +67,6 @@ class InceptionFeatures:
     def fit(self, pool=None, *, seed: int = 0, progress: bool = False) -> "InceptionFeatures":
         import torch
         import torchvision
-
-        from ..device import select_device
 
         path, reason = find_inception_weights(self.weights)
         if path is None:

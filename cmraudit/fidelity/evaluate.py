@@ -12,13 +12,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.dataset import Dataset
 from ..errors import DataError, UsageError
 from ..estimates import Estimate, bootstrap_mean_ci, rate_estimate, skipped
+from ..features import extract_features
+from ..features.inception import InceptionFeatures, find_inception_weights
+from ..features.radiomic import RadiomicFeatures
 from .diversity import evaluate_diversity
 from .frechet import compute_frechet_distance
 from .kid import compute_kid
 from .masks import evaluate_mask_plausibility
 from .paired import compute_ms_ssim, compute_psnr, compute_ssim
+from .prdc import compute_prdc
 
 SPACES = ("pixel", "radiomic", "domain", "inception")
 NO_MASKS = "the synthetic set has no masks (image-only import): mask-based metrics need them"
@@ -51,22 +56,14 @@ def _features(space: str, *, real, synthetic, pool, extractors, seed: int, progr
         tf = fx.transform if space == "radiomic" else (lambda d: fx.transform_images(d.images))
         return tf(real), tf(synthetic), getattr(fx, "get_params", dict)()
     if space == "radiomic":
-        from ..features.radiomic import RadiomicFeatures
-
         fx = RadiomicFeatures()
         return fx.fit_transform(real), fx.transform(synthetic), {"z_scored_on": "real"}
     if space == "inception":
-        from ..features.inception import InceptionFeatures, find_inception_weights
-
         path, reason = find_inception_weights()
         if path is None:
             raise _Skip(reason)
         fx = InceptionFeatures().fit()
         return fx.transform(real), fx.transform(synthetic), {"weights": path.name}
-    try:
-        from ..features import extract_features
-    except ImportError as e:  # pragma: no cover - the shared feature API is part of the package
-        raise _Skip(f"{space} feature space not available ({e})") from e
     if space == "domain":
         try:
             fr, fs = extract_features("domain", real, synthetic, pool=pool if pool is not None else real, seed=seed, progress=progress)
@@ -107,8 +104,6 @@ class _Steps:
 def distribution_metrics(real_f: np.ndarray, syn_f: np.ndarray, *, seed: int, nearest_k: int = 5,
                          kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
     """FD, KID and PRDC on one feature space (see the modules for definitions and units)."""
-    from .prdc import compute_prdc
-
     real_f = np.asarray(real_f, dtype=np.float64)
     syn_f = np.asarray(syn_f, dtype=np.float64)
     n_r, n_s = len(real_f), len(syn_f)
@@ -189,8 +184,6 @@ def _paired_rows(real, paired):
 
 def fidelity_stage(ctx) -> dict:
     """``cmraudit run`` stage: fidelity of ``ctx.synthetic`` against the real test patients."""
-    from ..data.dataset import Dataset
-
     pool = Dataset.concat([ctx.train, ctx.holdout]) if len(ctx.holdout) else ctx.train
     return evaluate_fidelity(real=ctx.test, synthetic=ctx.synthetic, paired=ctx.synthetic_paired, pool=pool,
                              seed=ctx.seed, progress=ctx.progress).to_dict()

@@ -7,14 +7,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..data.dataset import Dataset
 from ..errors import NotFittedError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..data.dataset import Dataset
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ import pickle
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import torch
-
 from .. import io_guard
+from .._lazy import LazyModule
 from ..errors import CheckpointError, CmrAuditError
+from .registry import get_generator_class
+
+torch = LazyModule("torch")  # imported on first use: importing this module stays light
 
 CONFIG_NAME = "config.json"
 FORMAT = "cmraudit-generator"
@@ -159,8 +161,6 @@ def read_config(path: str | os.PathLike) -> dict:
 
 def load_generator(path: str | os.PathLike):
     """Load any saved generator: the ``generator`` name in config.json picks the registered class."""
-    from .registry import get_generator_class
-
     cfg = read_config(path)
     name = cfg.get("generator")
     if not name or not isinstance(name, str):

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 
-import torch
+from .._lazy import LazyModule
+
+torch = LazyModule("torch")  # imported on first use: importing this module stays light
 
 
 def dist_info() -> tuple[int, int, int]:

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..device import select_device
 from ..errors import UsageError
 from .base import check_is_fitted
 from .diffusion import onehot
@@ -43,7 +44,6 @@ class NoisePrediction:
         if x_t.shape != masks.shape or x_t.ndim != 3:
             raise UsageError(f"predict_noise: x_t and masks must both be [N, H, W], got {x_t.shape} and {masks.shape}")
         t = self._check_t(t)
-        from ..device import select_device
 
         device = select_device(self.device)
         out = []

@@ -34,6 +34,7 @@ from .checkpoint import (
 )
 from .diffusion import SAMPLERS, NoiseSpec, UNetSpec, onehot
 from .distributed import dist_info, init_distributed, is_main_process
+from .dp_stages import DPStages
 from .mask_model import MaskDiffusion
 from .presets import COMMON, resolve_preset
 from .progress import progress_bar
@@ -53,7 +54,7 @@ BASE_DEFAULTS: dict[str, Any] = {
 }
 
 
-class TwoStageGenerator:
+class TwoStageGenerator(DPStages):
     """Mask model + mask-conditioned image model. See the module docstring for the hooks."""
 
     name: ClassVar[str] = "two-stage"
@@ -257,24 +258,6 @@ class TwoStageGenerator:
                           "n_slices": int(len(train)), "n_patients": int(len(train.patients)), "world_size": dist_info()[1],
                           "device": str(device)}
         return self
-
-    def _dp_train_configs(self) -> dict[str, TrainConfig]:
-        """The training config of each stage in ``dp_stages`` (override when a plugin adds a stage)."""
-        return {"mask_model": self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
-                "image_model": self._train_config(steps=self.steps, epochs=self.epochs)}
-
-    def _dp_plan(self, *, n_items: int, n_patients: int) -> dict[str, tuple[float, int]]:
-        """Stage → (patient sample rate q, planned steps): what the joint noise calibration needs up front."""
-        configs = self._dp_train_configs()
-        missing = sorted(set(self.dp_stages) - set(configs))
-        if missing:
-            raise UsageError(f"{type(self).__name__}: no training config for DP stage(s) {missing}; "
-                             "override _dp_train_configs")
-        return {s: (min(1.0, int(configs[s].batch_size) / max(1, n_patients)), configs[s].total_steps(n_items))
-                for s in self.dp_stages}
-
-    def _check_dp(self) -> None:
-        """Refuse parameters DP-SGD cannot cover (override in plugins; raise UsageError)."""
 
     # ------------------------------------------------------------ sample
     def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int, vendor: str | None = None,

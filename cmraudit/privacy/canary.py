@@ -17,6 +17,8 @@ import numpy as np
 
 from ..errors import UsageError
 from .dp_audit import OneRunAudit, draw_inclusion, guesses_from_scores, one_run_audit
+from .mia.attacks import get_attack, missing_hooks
+from .mia.whitebox import loss_matrix, loss_scores
 
 
 @dataclass
@@ -61,11 +63,8 @@ def _patient_means(scores: np.ndarray, pids: np.ndarray, order: list[str]) -> np
 
 def _score_slices(generator, ds, *, attack: str, seed: int) -> np.ndarray:
     if attack == "loss":
-        from .mia.whitebox import loss_matrix, loss_scores
-
         ts = tuple(getattr(generator, "audit_timesteps", None) or (50, 150, 300, 500))
         return loss_scores(loss_matrix(generator, ds, timesteps=ts, seed=seed))
-    from .mia.attacks import get_attack, missing_hooks
 
     a = get_attack(attack)
     if a.needs_reference:

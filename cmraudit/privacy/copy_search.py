@@ -28,12 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..estimates import Estimate, rate_estimate, wilson_ci
-from ..features.neighbours import knn
-from ..features.alignment import RegisteredSearch
-from ..features.spectral import SpectralFeatures
-from .null_model import NullTail, fit_null_tail
 from ..data.copy_transforms import COPY_TRANSFORMS, plant_copies
+from ..estimates import Estimate, rate_estimate, wilson_ci
+from ..features.alignment import RegisteredSearch
+from ..features.neighbours import knn
+from ..features.spectral import SpectralFeatures
+from .copies import CopyResult
+from .null_model import NullTail, fit_null_tail
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,6 @@ def _patients_copied(flag, rows, train_patients, copy_rate: Estimate, *, k: int,
 def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchParams | None = None, seed: int,
                               hist_bins: int = 30, top_k: int = 12):
     """The ``registered`` space of the privacy audit: decisive copy detection (see module docstring)."""
-    from .copies import CopyResult
-
     params = params or CopySearchParams()
     tr_img = np.asarray(train.images)
     index = RegisteredCopyIndex(tr_img, train.patient_id, k_candidates=params.k_candidates)

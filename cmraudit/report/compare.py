@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
+from ..io_guard import atomic_file, make_output_dir, write_text_atomic
 from . import plots
 from .io import read_report, resolve_report_path
 from .walk import feature_spaces, find_key, is_estimate, is_skipped
@@ -182,7 +183,6 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         rows.append(headline(rep, run=name if names[name] == 1 else f"{name}#{names[name]}"))
     for r, flag in zip(rows, pareto_flags(rows)):
         r.pareto_optimal = flag
-    from ..io_guard import atomic_file, make_output_dir, write_text_atomic
 
     out = make_output_dir(out, kind="compare")
     files = [_write_csv(rows, out / "compare.csv"), _write_md(rows, out / "compare.md")]
@@ -202,8 +202,6 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
 
 
 def _write_csv(rows: Sequence[CompareRow], path: Path) -> Path:
-    from ..io_guard import atomic_file
-
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
         w.writeheader()
@@ -217,6 +215,5 @@ def _write_md(rows: Sequence[CompareRow], path: Path) -> Path:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([r.cell(k) for k, _, _ in COLUMNS] + ["yes" if r.pareto_optimal else ""]) + " |")
-    from ..io_guard import write_text_atomic
 
     return write_text_atomic(path, "\n".join(lines) + "\n")

@@ -12,13 +12,12 @@ The gate itself is two-way: anything but ``pass`` fails it.
 """
 from __future__ import annotations
 
-import os
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
-from .policy import DETECTION_RULES, RULE_HELP, Policy, default_policy
+from .junit import write_junit  # noqa: F401 - re-exported
+from .policy import DETECTION_RULES, Policy, default_policy
+from .power import _TPR_HINT, _power_hint, wilson_min_n  # noqa: F401 - re-exported
 
 _GROUPS = {
     "copy_detection": ("copy_rate", "patients_copied"),
@@ -181,72 +180,6 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4g}"
 
 
-def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int:
-    """Smallest n at which 0 events out of n gives a Wilson upper bound <= ``budget``.
-
-    The Wilson upper bound of 0/n is z²/(n + z²), so n >= z²(1 − b)/b (:func:`cmraudit.estimates.synthetic_needed`
-    with perfect recall).
-    """
-    from ..estimates import synthetic_needed
-
-    return synthetic_needed(budget, confidence=confidence)
-
-
-def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = None, where: str | None = None) -> str | None:
-    """Say so when even a perfect result could not pass at this size, and what size would (see cmraudit.plan)."""
-    from ..estimates import wilson_ci
-    from ..estimates import auc_pass_bound, auc_patients_needed, synthetic_needed
-
-    n, unit = est.get("n"), est.get("unit") or "item"
-    if rule == "mia_auc":
-        sizes = _mia_sizes(report)
-        if sizes is None or not 0.5 < budget < 1:
-            return None
-        n1, n0 = sizes
-        bound = auc_pass_bound(n1, n0)
-        if bound <= budget:
-            return None
-        need = auc_patients_needed(n1, n0, budget)
-        more = "" if need is None else f"; about {need[0]} / {need[1]} patients are needed (cmraudit plan)"
-        return (f"underpowered: with {n1} member and {n0} non-member patients even a chance-level attack passes this "
-                f"budget with less than 95 % probability (it needs a budget of at least {bound:.3g}){more}")
-    method = str(est.get("ci_method") or "")
-    if not method.startswith("wilson") or not isinstance(n, int) or n <= 0 or not 0 < budget < 1:
-        return None
-    recall_lo = _recall_lower(report, where)
-    zero_upper = wilson_ci(0, n)[1] / recall_lo
-    if zero_upper <= budget:
-        return None
-    what = "copied patients" if rule == "patients_copied" else "copies"
-    need = synthetic_needed(budget, recall_lower=recall_lo) if rule == "copy_rate" else wilson_min_n(budget)
-    return (f"underpowered: with n = {n} {unit}s even zero {what} give a CI upper bound of {zero_upper:.3g} > {budget:g}; "
-            f"at least {need} {unit}s are needed for this budget")
-
-
-def _recall_lower(report: dict | None, where: str | None) -> float:
-    try:
-        parts = where.split(".")[:4]  # privacy.feature_spaces.<space>.copy_detection
-        node = report
-        for p in parts:
-            node = node[p]
-        r = node.get("recall")
-        return float(r["ci"][0]) if isinstance(r, dict) and r.get("ci") and r["ci"][0] > 0 else 1.0
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return 1.0
-
-
-def _mia_sizes(report: dict | None) -> tuple[int, int] | None:
-    try:
-        d = report["privacy"]["data"]
-        return int(d["train"]["patients"]), int(d["holdout"]["patients"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-_TPR_HINT = ("underpowered: TPR at 1 % FPR needs at least 100 non-member (holdout) patients; audit a larger holdout, "
-             "or set mia_tpr_at_1pct_fpr = false in a policy for pilot runs (docs/concepts.md#gate)")
-
-
 def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     budget = policy.rules.get(rule)
     if rule == "epsilon":
@@ -371,33 +304,3 @@ def compute_verdicts(report: dict, policy: Policy | None = None) -> dict:
         "checks": checks,
         "rules": {r.rule: r.to_dict() for r in result.rules},
     }
-
-
-def write_junit(result: GateResult, path: str | os.PathLike) -> Path:
-    """Write the gate result as JUnit XML (one testcase per rule; off rules are skipped)."""
-    path = Path(path)
-    suite = ET.Element(
-        "testsuite",
-        name="cmraudit-gate",
-        tests=str(len(result.rules)),
-        failures=str(len(result.failed_rules)),
-        skipped=str(sum(r.status == "off" for r in result.rules)),
-        errors="0",
-    )
-    for r in result.rules:
-        case = ET.SubElement(suite, "testcase", classname="cmraudit.gate", name=r.rule)
-        if r.status == "fail":
-            fail = ET.SubElement(case, "failure", message=f"{r.rule}: {r.reason}", type="GateRuleFailed")
-            fail.text = f"{r.rule} ({RULE_HELP.get(r.rule, '')}): {r.reason}"
-        elif r.status == "off":
-            ET.SubElement(case, "skipped", message=r.reason)
-        else:
-            out = ET.SubElement(case, "system-out")
-            out.text = r.reason
-    suites = ET.Element("testsuites")
-    suites.append(suite)
-    from ..io_guard import atomic_file
-
-    with atomic_file(path) as tmp:  # all or nothing: never a 0-byte or half-written file
-        ET.ElementTree(suites).write(tmp, encoding="utf-8", xml_declaration=True)
-    return path

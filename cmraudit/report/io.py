@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import ReportSchemaError
+from ..io_guard import make_output_dir, write_text_atomic
 from .schema import validate_report
 
 REPORT_NAME = "report.json"
@@ -25,7 +26,6 @@ def write_report(run_dir: str | os.PathLike, report: dict) -> Path:
         # keep the computed numbers for debugging, under a name no reader accepts as a report
         bad = _dump_invalid(run_dir, report)
         raise ReportSchemaError(f"{e} — not written; the invalid report was kept as {bad}" if bad else str(e)) from e
-    from ..io_guard import make_output_dir, write_text_atomic
 
     make_output_dir(run_dir, kind="run")
     text = json.dumps(report, indent=2, allow_nan=False, default=_default)

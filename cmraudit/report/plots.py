@@ -8,12 +8,23 @@ from __future__ import annotations
 import io
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+
+class _Pyplot:
+    """``matplotlib.pyplot`` (Agg backend), imported on first use so that importing the report package is light."""
+
+    def __getattr__(self, name: str):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as pyplot
+
+        globals()["plt"] = pyplot  # later look-ups go straight to pyplot
+        return getattr(pyplot, name)
+
+
+plt = _Pyplot()
 
 # mask overlay colours (ACDC numbering), the same as cmraudit.data.montage: RV blue, MYO green, LV red
 MASK_COLOURS = {1: (0.2, 0.45, 1.0), 2: (0.1, 0.85, 0.25), 3: (1.0, 0.2, 0.15)}
@@ -31,7 +42,9 @@ def png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def _mask_cmap() -> ListedColormap:
+def _mask_cmap():
+    from matplotlib.colors import ListedColormap
+
     cols = [(0, 0, 0, 0)] + [(*MASK_COLOURS[k], MASK_ALPHA) for k in (1, 2, 3)]
     return ListedColormap(cols)
 

@@ -4,13 +4,12 @@
 >>> results = check_generator(MyGenerator)            # list of CheckResult
 >>> check_generator(MyGenerator, raise_on_fail=True)  # AssertionError naming every failed check
 
-In a plugin's own pytest suite, one test per check::
+In a plugin's own pytest suite, one test per check:
 
-    from cmraudit.testing import parametrize_with_checks
-
-    @parametrize_with_checks([MyGenerator])
-    def test_conformance(check):
-        check()
+>>> from cmraudit.testing import parametrize_with_checks
+>>> @parametrize_with_checks([MyGenerator])
+... def test_conformance(check):
+...     check()
 
 The class provides micro hyper-parameters through ``conformance_params()`` (a classmethod
 returning a dict; CPU, seconds) and optionally ``conformance_bad_params()`` (a list of

@@ -17,7 +17,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.dataset import Dataset
+from ..dp import DPConfig
 from ..errors import CmrAuditError, NotFittedError, UsageError
+from ..generators.base import GeneratorTags
 from .toy import make_toy_dataset
 
 
@@ -101,8 +103,6 @@ def _same(a, b) -> bool:
 
 def check_tags(ctx: CheckContext) -> None:
     """The class exposes ``tags`` (a GeneratorTags) and a ``name``."""
-    from ..generators.base import GeneratorTags
-
     _expect(isinstance(ctx.tags(), GeneratorTags), f"tags must be a GeneratorTags, got {type(ctx.tags()).__name__}")
 
 
@@ -219,8 +219,6 @@ def check_save_load_roundtrip(ctx: CheckContext) -> None:
 def check_dp_hook(ctx: CheckContext) -> None:
     """``supports_dp``: a micro fit under ``DPConfig(epsilon=8, delta=1e-3)`` reports ``dp_`` with ε ≤ 8 per patient
     and samples; otherwise ``fit(dp=…)`` is a UsageError (never silently non-private)."""
-    from ..dp import DPConfig
-
     dp = DPConfig(epsilon=8.0, delta=1e-3)
     refuses = False
     if ctx.tags().supports_dp and callable(getattr(ctx.make(), "_check_dp", None)):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..data.dataset import ALL_STRUCTURES, STRUCTURE_BIT, STRUCTURES
+from ..device import select_device
 from ..errors import NotFittedError, UsageError
 
 
@@ -104,8 +105,6 @@ class Segmenter:
         """Train on a Dataset's images and masks (``train.annotated`` honoured)."""
         import torch
         from monai.losses import DiceCELoss
-
-        from ..device import select_device
 
         cfg = self._config()
         if len(train) == 0:

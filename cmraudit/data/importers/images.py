@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError, UsageError
+from ...io_guard import check_output
 from ..dataset import STRUCTURE_BIT, Dataset, bits_to_structures, structures_to_bits, write_dataset
 from ..image_files import (
     DEFAULT_TOLERANCE,
@@ -319,8 +320,6 @@ def _hw(a: np.ndarray) -> str:
 
 def _check_out(out: Path, inputs: list[Path], *, overwrite: bool) -> None:
     """OUT must not be, contain or lie inside an input; an existing OUT is replaced only if it is a prepared dataset."""
-    from ...io_guard import check_output
-
     check_output(out, inputs=[("DIR" if i == inputs[0] else "--masks", i) for i in inputs], option="--out", produces="dataset")
     o = out.resolve()
     for i in inputs:
