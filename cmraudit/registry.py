@@ -44,7 +44,8 @@ class PluginInfo:
         return self.cls is not None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "entry_point": self.value, "distribution": self.distribution, "version": self.version}
+        return {"name": self.name, "entry_point": self.value, "distribution": self.distribution,
+                "version": self.version}
 
 
 def _dist(ep: EntryPoint) -> tuple[str, str]:

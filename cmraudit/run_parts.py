@@ -16,7 +16,8 @@ from .generators.registry import call_plugin, get_plugin
 from .io_guard import atomic_file, make_output_dir
 
 
-def make_generator(name: str, *, preset: str, params: dict | None = None, device: str = "auto", image_size: int | None = None):
+def make_generator(name: str, *, preset: str, params: dict | None = None, device: str = "auto",
+                   image_size: int | None = None):
     """Instantiate a registered generator from a preset plus overrides (plain ``cls(**params)`` without presets)."""
     cls = get_plugin(name).cls
     params = dict(params or {})
@@ -58,7 +59,8 @@ def export_nifti(ds: Dataset, out: str | os.PathLike) -> Path:
 
 
 def save_grid(ds: Dataset, path: str | os.PathLike, *, n: int = 16, seed: int = 0) -> Path:
-    return save_montage(ds, path, n=min(n, len(ds)), seed=seed, overlay="contour", title="synthetic samples (mask contours)")
+    return save_montage(ds, path, n=min(n, len(ds)), seed=seed, overlay="contour",
+                        title="synthetic samples (mask contours)")
 
 
 def _synthetic_for_spacing(syn: Dataset, ref: Dataset) -> Dataset:

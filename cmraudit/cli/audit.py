@@ -19,6 +19,7 @@ from ..generators.checkpoint import load_generator
 from ..io_guard import check_output, make_output_dir, remove_if_created
 from ..pipeline import read_input_dataset
 from ..privacy import AuditConfig, ShadowConfig, audit_privacy
+from ..privacy.config import lira_statistics
 from ..registry import ATTACKS, EXECUTORS, FEATURE_SPACES
 from . import _state
 
@@ -78,8 +79,7 @@ def audit_cmd(
     ),
     shadow_score: str = typer.Option(
         "loss", "--shadow-score",
-        help="LiRA's per-example statistic: loss or a white-box attack that needs no reference set "
-        "(e.g. pia, secmi, sima)."),
+        help=f"LiRA's per-example statistic: {', '.join(lira_statistics())}."),
     executor: str = typer.Option("local", "--executor", help=f"Shadow executor: {', '.join(EXECUTORS.names())}."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
     attacks: Optional[str] = typer.Option(

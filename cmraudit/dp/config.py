@@ -55,7 +55,8 @@ class DPConfig:
         if not (isinstance(self.max_grad_norm, (int, float)) and 0 < self.max_grad_norm < math.inf):
             problems.append(f"--max-grad-norm {self.max_grad_norm!r} must be a finite number > 0, e.g. 1.0")
         if self.accountant not in ACCOUNTANTS:
-            problems.append(f"--accountant {self.accountant!r} is not an accountant; expected one of {', '.join(ACCOUNTANTS)}")
+            problems.append(f"--accountant {self.accountant!r} is not an accountant; "
+                            f"expected one of {', '.join(ACCOUNTANTS)}")
         if isinstance(self.noise_multiplicity, bool) or not isinstance(self.noise_multiplicity, (int, np.integer)) \
                 or self.noise_multiplicity < 1:
             problems.append(f"--noise-multiplicity {self.noise_multiplicity!r} must be an integer ≥ 1")

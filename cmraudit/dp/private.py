@@ -74,7 +74,8 @@ class PrivateTraining:
         if self.steps_taken > self.steps:
             raise UsageError(
                 f"DP training ran {self.steps_taken} steps but the noise was calibrated for {self.steps}; "
-                f"ε spent {self.epsilon_spent():.3f} exceeds the target {self.dp.epsilon}; stop at PrivateTraining.steps"
+                f"ε spent {self.epsilon_spent():.3f} exceeds the target {self.dp.epsilon}; "
+                "stop at PrivateTraining.steps"
             )
 
     def noise_only_step(self) -> None:
@@ -133,16 +134,19 @@ class PrivateTraining:
         if not math.isclose(state["noise_multiplier"], self.noise_multiplier) or \
                 not math.isclose(state["sample_rate"], self.sample_rate):
             raise UsageError(
-                f"cannot resume DP training: the checkpoint used σ={state['noise_multiplier']}, q={state['sample_rate']} "
+                f"cannot resume DP training: the checkpoint used σ={state['noise_multiplier']}, "
+                f"q={state['sample_rate']} "
                 f"but this run computed σ={self.noise_multiplier}, q={self.sample_rate}; resume with the same options"
             )
-        self.privacy_engine.accountant.history = [(float(s), float(q), int(n)) for s, q, n in state["accountant_history"]]
+        self.privacy_engine.accountant.history = [(float(s), float(q), int(n))
+                                                  for s, q, n in state["accountant_history"]]
         self.sampler.set_epoch(int(state["sampler_epoch"]))
 
     def resume_at(self, step: int) -> None:
         """Tell the accountant that ``step`` steps were already taken (same σ and q) before a resume."""
         if not 0 <= int(step) <= self.steps:
-            raise UsageError(f"cannot resume DP training at step {step}: the noise was calibrated for {self.steps} steps")
+            raise UsageError(f"cannot resume DP training at step {step}: "
+                             f"the noise was calibrated for {self.steps} steps")
         self.privacy_engine.accountant.history = [(self.noise_multiplier, self.sample_rate, int(step))] if step else []
 
 
@@ -190,12 +194,14 @@ def make_private(*, module: nn.Module, optimizer: torch.optim.Optimizer, dataset
     from opacus import PrivacyEngine
 
     if not isinstance(dp, DPConfig) or not dp.enabled:
-        raise UsageError(f"make_private needs a DPConfig with a finite --dp-epsilon; got {dp!r} (train without DP instead)")
+        raise UsageError(f"make_private needs a DPConfig with a finite --dp-epsilon; got {dp!r} "
+                         "(train without DP instead)")
     patient_ids = list(patient_ids)
     if dataset is None:
         dataset = _Indices(len(patient_ids))
     if len(patient_ids) != len(dataset):
-        raise UsageError(f"make_private: {len(patient_ids)} patient_ids for {len(dataset)} slices; give one id per slice")
+        raise UsageError(f"make_private: {len(patient_ids)} patient_ids for {len(dataset)} slices; "
+                         "give one id per slice")
     n_patients = len(set(patient_ids))
     problems = []
     if n_patients < 2:
@@ -219,7 +225,8 @@ def make_private(*, module: nn.Module, optimizer: torch.optim.Optimizer, dataset
         optimizer = type(optimizer)(fixed.parameters(), **optimizer.defaults)
         module = fixed
 
-    sampler = PatientPoissonSampler(patient_ids, sample_rate=q, steps=max(1, int(round(n_patients / batch_size))), seed=seed)
+    sampler = PatientPoissonSampler(patient_ids, sample_rate=q, steps=max(1, int(round(n_patients / batch_size))),
+                                    seed=seed)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                                          collate_fn=empty_safe_collate(dataset, collate_fn))
     device = next(module.parameters()).device

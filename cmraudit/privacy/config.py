@@ -13,6 +13,12 @@ DEFAULT_ATTACKS = ("gan_leaks", "domias", "loss", "fcre")
 VIEWS = ("none", "flips")
 
 
+def lira_statistics() -> tuple[str, ...]:
+    """The per-example statistics shadow-model LiRA accepts: the loss, or a registered white-box attack that needs no
+    reference non-members (``ShadowConfig.score_attack``, ``cmraudit audit --shadow-score``)."""
+    return ("loss",) + tuple(a for a in attack_names() if not ATTACKS.get(a).needs_reference)
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """Knobs of :func:`cmraudit.privacy.audit.audit_privacy`.
@@ -83,7 +89,7 @@ class AuditConfig:
         for name in ("pixel_views", "domain_views"):
             if getattr(self, name) not in VIEWS:
                 problems.append(f"{name} must be one of {VIEWS}, got {getattr(self, name)!r}")
-        known = ATTACKS.names()
+        known = ATTACKS.names(ok_only=False)  # a broken third-party attack fails later, naming its import error
         unknown = [a for a in self.attacks if a not in known]
         if unknown:
             problems.append(f"unknown attacks {unknown}; expected some of {known}")
@@ -142,7 +148,7 @@ class ShadowConfig:
         bad = [m for m in self.modes if m not in ("online", "offline")]
         if bad or not self.modes:
             problems.append(f"modes must be a non-empty subset of ('online', 'offline'), got {self.modes}")
-        scorable = ("loss",) + tuple(a for a in attack_names() if not ATTACKS.get(a).needs_reference)
+        scorable = lira_statistics()
         if self.score_attack not in scorable:
             problems.append(f"score_attack must be one of {list(scorable)}, got {self.score_attack!r}")
         if problems:

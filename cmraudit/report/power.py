@@ -14,7 +14,8 @@ def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int:
     return synthetic_needed(budget, confidence=confidence)
 
 
-def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = None, where: str | None = None) -> str | None:
+def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = None,
+                where: str | None = None) -> str | None:
     """Say so when even a perfect result could not pass at this size, and what size would (see cmraudit.plan)."""
     n, unit = est.get("n"), est.get("unit") or "item"
     if rule == "mia_auc":
@@ -38,7 +39,8 @@ def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = No
         return None
     what = "copied patients" if rule == "patients_copied" else "copies"
     need = synthetic_needed(budget, recall_lower=recall_lo) if rule == "copy_rate" else wilson_min_n(budget)
-    return (f"underpowered: with n = {n} {unit}s even zero {what} give a CI upper bound of {zero_upper:.3g} > {budget:g}; "
+    return (f"underpowered: with n = {n} {unit}s even zero {what} give a CI upper bound of {zero_upper:.3g} > "
+            f"{budget:g}; "
             f"at least {need} {unit}s are needed for this budget")
 
 
