@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats
+
+from ._lazy import LazyModule
+
+stats = LazyModule("scipy.stats")  # imported on first use: the CLI starts without SciPy
 
 UNITS = ("patient", "slice")
 

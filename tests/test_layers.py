@@ -1,7 +1,7 @@
 """The layer rules of docs/design.md § 3, checked by an AST walk over cmraudit/ (every import, module level and
 inside functions): generators and privacy never import each other (both may use the low package cmraudit.dp, which
 imports neither); few function-level imports of the project's own modules; no module over 350 lines; the CLI and
-``import cmraudit.pipeline`` start without torch or matplotlib."""
+``import cmraudit.pipeline`` start without torch, matplotlib, SciPy, scikit-learn, FAISS, MONAI or nibabel."""
 from __future__ import annotations
 
 import ast
@@ -98,7 +98,8 @@ def test_planted_mistakes_are_caught(tmp_path, monkeypatch):
 @pytest.mark.parametrize("module", ["cmraudit.cli.main", "cmraudit.pipeline", "cmraudit.privacy", "cmraudit.dp",
                                     "cmraudit.registry"])
 def test_light_imports(module):
-    """torch and matplotlib are imported on first use, never by importing these (the CLI starts without them)."""
-    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    """Heavy third-party packages are imported on first use, never by importing these (the CLI starts without)."""
+    heavy = ("torch", "matplotlib", "scipy", "sklearn", "faiss", "monai", "nibabel")
+    code = f"import sys, {module}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -3,8 +3,11 @@ fields, periodic Gaussian blur (float32 FFT) and connected-component clean-up. P
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft as sfft
-from scipy import ndimage
+
+from .._lazy import LazyModule
+
+sfft = LazyModule("scipy.fft")
+ndimage = LazyModule("scipy.ndimage")
 
 
 def _alpha(sd: np.ndarray, px: float) -> np.ndarray:
@@ -60,7 +63,7 @@ def _gauss_fft(img: np.ndarray, sigma_px: float) -> np.ndarray:
 
 
 _CROSS = np.zeros((3, 3, 3), bool)
-_CROSS[1] = ndimage.generate_binary_structure(2, 1)
+_CROSS[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # ndimage.generate_binary_structure(2, 1): 4-connectivity
 
 
 def _largest_component(m: np.ndarray) -> np.ndarray:

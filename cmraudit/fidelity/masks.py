@@ -26,9 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, stats
 
+from .._lazy import LazyModule
 from ..estimates import rate_estimate
+
+ndimage = LazyModule("scipy.ndimage")
+stats = LazyModule("scipy.stats")
 
 STRUCTURES = ("RV", "MYO", "LV")
 _EIGHT = np.ones((3, 3), bool)

@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
+from .._lazy import LazyModule
 from ..estimates import Estimate, rate_estimate, skipped
 from ..features.neighbours import build_index, knn
+
+stats = LazyModule("scipy.stats")
 
 VIEW_FLIPS = ("identity", "flip_h", "flip_v", "flip_hv")
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
+from .._lazy import LazyModule
 from ..data.copy_transforms import COPY_TRANSFORMS, plant_copies
 from ..estimates import Estimate, rate_estimate, wilson_ci
 from ..features.alignment import RegisteredSearch
@@ -35,6 +35,8 @@ from ..features.neighbours import knn
 from ..features.spectral import SpectralFeatures
 from .copies import CopyResult
 from .null_model import NullTail, fit_null_tail
+
+stats = LazyModule("scipy.stats")
 
 
 @dataclass(frozen=True)

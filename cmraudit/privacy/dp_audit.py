@@ -20,9 +20,12 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import optimize, stats
 
+from .._lazy import LazyModule
 from ..errors import UsageError
+
+optimize = LazyModule("scipy.optimize")
+stats = LazyModule("scipy.stats")
 
 __all__ = ["OneRunAudit", "draw_inclusion", "epsilon_lower_bound", "guesses_from_scores", "one_run_audit", "p_value"]
 

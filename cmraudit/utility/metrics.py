@@ -19,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from .._lazy import LazyModule
 from ..data.dataset import STRUCTURE_BIT, STRUCTURES
 from ..errors import UsageError
+
+ndimage = LazyModule("scipy.ndimage")
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

@@ -19,11 +19,13 @@ ever its own reference and no threshold or parameter is fitted on member labels.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
+from ..._lazy import LazyModule
 from ...features.neighbours import knn
 from .interface import Attack, AuditContext
 from .metrics import evaluate_attack
+
+special = LazyModule("scipy.special")
 
 BLACKBOX = "black-box (synthetic data + reference real data)"
 
@@ -78,7 +80,7 @@ def kde_logpdf(query: np.ndarray, base: np.ndarray, *, k: int = 50) -> np.ndarra
     kk = min(k, n)
     nb = knn(query, base, k=kk)
     logk = -(nb.distances**2) / (2 * h * h)
-    return logsumexp(logk, axis=1) - np.log(n) - d * np.log(h * np.sqrt(2 * np.pi))
+    return special.logsumexp(logk, axis=1) - np.log(n) - d * np.log(h * np.sqrt(2 * np.pi))
 
 
 def domias_scores(*, train_feats, holdout_feats, synthetic_feats, fold_h, fold_t, dims: int = 8, k: int = 50):
