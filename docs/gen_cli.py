@@ -147,7 +147,8 @@ def parts_tables() -> str:
            "groups `cmraudit.attacks`, `cmraudit.feature_spaces` and `cmraudit.executors` ([plugins.md](plugins.md)).",
            "", "### Attacks (`audit --attacks`, `AuditConfig.attacks`)", "",
            "| name | needs | threat model |", "| --- | --- | --- |"]
-    out += [f"| `{i.name}` | {', '.join(i.cls.needs) or '–'} | {_md(i.cls.threat_model)} |" for i in builtins(ATTACKS)]
+    out += [f"| `{i.name}` | {', '.join(i.cls.needs) or '–'} | {_md(i.cls.threat_model)} |"
+            for i in builtins(ATTACKS)]
     out += ["", "### Feature spaces (`audit --feature`)", "", "| name | invariances | learned |", "| --- | --- | --- |"]
     out += [f"| `{i.name}` | {_md(i.cls.invariance)} | {'yes' if i.cls.needs_pool else 'no'} |"
             for i in builtins(FEATURE_SPACES)]

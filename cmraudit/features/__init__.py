@@ -27,7 +27,8 @@ entry-point group ``cmraudit.feature_spaces``):
   the candidate pre-filter of the registered copy search. No fitting.
 
 Every space subclasses :class:`~cmraudit.features.base.FeatureSpace` and declares its ``invariances``. An
-extractor object (anything with ``fit(pool, *, seed)`` and ``transform(ds)``) may be passed instead of a name. Inputs may be :class:`~cmraudit.data.Dataset` objects or image arrays [N, H, W].
+extractor object (anything with ``fit(pool, *, seed)`` and ``transform(ds)``) may be passed instead of a name.
+Inputs may be :class:`~cmraudit.data.Dataset` objects or image arrays [N, H, W].
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class FeatureSpace:
     needs_pool: ClassVar[bool] = False
 
     def fit(self, pool=None, *, seed: int = 0, progress: bool = False) -> "FeatureSpace":
-        """Learn from ``pool`` (images [N, H, W] of train ∪ holdout); weight-free spaces only mark themselves fitted."""
+        """Learn from ``pool`` (images [N, H, W] of train ∪ holdout); a weight-free space only marks itself fitted."""
         self.fitted_ = True
         return self
 

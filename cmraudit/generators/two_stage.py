@@ -220,7 +220,8 @@ class TwoStageGenerator(DPStages):
         stage_dp: dict = {}
         if dp is not None:
             if not isinstance(dp, DPConfig):
-                raise UsageError(f"fit: dp must be a cmraudit.dp.DPConfig (what --dp-epsilon builds) or None, got {type(dp).__name__}")
+                raise UsageError(f"fit: dp must be a cmraudit.dp.DPConfig (what --dp-epsilon builds) or None, "
+                                 f"got {type(dp).__name__}")
             require_dp_support(name=self.name, tags=self.tags, dp=dp)
         self._check_data(train)
         patient_ids = [str(p) for p in train.patient_id]

@@ -18,7 +18,8 @@ from .sima import SimA, SimAMC
 
 
 def register(cls: type[Attack]) -> type[Attack]:
-    """Register an attack class in this process (built-ins: a line in ``cmraudit.registry``; packages: an entry point)."""
+    """Register an attack class in this process (built-ins: a line in ``cmraudit.registry``; a package: an entry
+    point)."""
     return ATTACKS.register(cls.name, cls)
 
 
