@@ -49,7 +49,7 @@ def evaluate_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report in --out."),
 ) -> None:
     """Audit any synthetic set on all three axes (run without fit/sample); same report.json/report.html as run."""
-    from ..evaluate import EvaluateConfig, evaluate
+    from ..evaluation import EvaluateConfig, evaluate
 
     cfg = EvaluateConfig(
         train=str(train),

@@ -127,3 +127,13 @@ def make_generator(name: str, **params):
     """Instantiate a registered generator with hyper-parameters; bad params give a PluginError/UsageError."""
     cls = get_generator_class(name)
     return call_plugin(name, "its constructor", cls, **params)
+
+
+def name_of(cls: type) -> str:
+    """The entry-point name of a generator class (that of its nearest registered ancestor, else the class
+    name): plugins do not repeat their name in code (``BaseGenerator.name`` reads it from here)."""
+    by_cls = {info.cls: name for name, info in _discover().items() if info.cls is not None}
+    for c in getattr(cls, "__mro__", (cls,)):
+        if c in by_cls:
+            return by_cls[c]
+    return cls.__name__

@@ -1,8 +1,9 @@
 """The plugin conformance suite (docs/design.md § 5), in the spirit of sklearn's ``check_estimator``.
 
 Each check is a function ``check_x(ctx)`` that raises ``AssertionError`` (or any error)
-with a message saying what was expected; :func:`check_generator` runs them all and returns
-one :class:`CheckResult` per check. The fitted generator is shared between checks (fit
+with a message saying what was expected; :func:`yield_checks` yields them with, for a check
+the generator's tags make inapplicable, the reason it is skipped (:data:`APPLIES`);
+:func:`check_generator` returns one :class:`CheckResult` per check (passed / failed / skipped). The fitted generator is shared between checks (fit
 once, on a tiny toy dataset, with the plugin's ``conformance_params()``).
 """
 from __future__ import annotations
@@ -21,17 +22,37 @@ from ..errors import CmrAuditError, NotFittedError, UsageError
 from .toy import make_toy_dataset
 
 
+STATUSES = ("passed", "failed", "skipped")
+
+
 @dataclass
 class CheckResult:
-    """Outcome of one check: ``passed`` with a ``message`` (the failure reason), time in seconds."""
+    """Outcome of one check: ``status`` passed / failed / skipped, ``message`` (the failure or skip reason), time."""
 
     name: str
-    passed: bool
+    status: str
     message: str = ""
     time_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "message": self.message, "time_s": round(self.time_s, 3)}
+        return {"name": self.name, "status": self.status, "passed": self.passed, "message": self.message,
+                "time_s": round(self.time_s, 3)}
 
 
 @dataclass
@@ -166,16 +187,12 @@ def _check_dataset(ds: Any, *, n: int, shape: tuple[int, int], what: str) -> Non
 def check_sample_n(ctx: CheckContext) -> None:
     """``sample(n=…)`` returns n slices of the training size, float32 in [-1, 1], uint8 labels 0..3."""
     gen = ctx.fitted()
-    if not ctx.tags().two_stage:
-        return
     _check_dataset(gen.sample(n=3, seed=1), n=3, shape=ctx.train.shape, what="sample(n=3)")
 
 
 def check_sample_masks(ctx: CheckContext) -> None:
     """``sample(masks=…)`` keeps the given masks row for row (paired generation)."""
     gen = ctx.fitted()
-    if not ctx.tags().conditional:
-        return
     masks = np.asarray(ctx.train.masks[:3])
     ds = gen.sample(masks=masks, seed=2)
     _check_dataset(ds, n=3, shape=ctx.train.shape, what="sample(masks=…)")
@@ -251,8 +268,6 @@ def check_dp_hook(ctx: CheckContext) -> None:
 
 def check_loss(ctx: CheckContext) -> None:
     """With ``has_loss``: ``loss(images, masks, t=…)`` returns one finite number per slice, deterministic by seed."""
-    if not ctx.tags().has_loss:
-        return
     gen = ctx.fitted()
     im, mk = np.asarray(ctx.train.images[:3]), np.asarray(ctx.train.masks[:3])
     a = np.asarray(gen.loss(im, mk, t=100))
@@ -288,6 +303,34 @@ CHECKS: tuple[Callable[[CheckContext], None], ...] = (
     check_save_load_roundtrip, check_dp_hook, check_loss, check_hooks,
 )
 
+#: check -> (tag that makes it apply, why it is skipped otherwise); checks not listed always apply
+APPLIES: dict[Callable, tuple[Callable[[Any], bool], str]] = {
+    check_sample_n: (lambda t: t.two_stage, "tags.two_stage is False: the generator does not draw its own masks"),
+    check_sample_masks: (lambda t: t.conditional, "tags.conditional is False: sample(masks=…) is not offered"),
+    check_loss: (lambda t: t.has_loss, "tags.has_loss is False: no loss() hook for white-box attacks"),
+}
+
+
+def skip_reason(check: Callable[[CheckContext], None], cls: type) -> str | None:
+    """Why ``check`` does not apply to ``cls`` (by its tags or declared cases), or None when it does."""
+    from ..generators.base import GeneratorTags
+
+    tags = getattr(cls, "tags", None)
+    if check is check_bad_params_rejected:
+        bad = getattr(cls, "conformance_bad_params", None)
+        return None if callable(bad) and bad() else "the class declares no conformance_bad_params()"
+    if check is check_hooks and not tuple(getattr(tags, "hooks", ()) or ()):
+        return "tags.hooks is empty: no white-box hooks declared"
+    if check in APPLIES and isinstance(tags, GeneratorTags) and not APPLIES[check][0](tags):
+        return APPLIES[check][1]
+    return None
+
+
+def yield_checks(cls: type):
+    """Every check with the reason it is skipped for ``cls`` (None: it applies), in suite order."""
+    for check in CHECKS:
+        yield check, skip_reason(check, cls)
+
 
 def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | None = None, seed: int = 0) -> CheckContext:
     if not inspect.isclass(cls):
@@ -305,11 +348,13 @@ def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | No
     return CheckContext(cls=cls, params=params, fit_kwargs=fit_kwargs, seed=seed)
 
 
-def run_check(check: Callable[[CheckContext], None], ctx: CheckContext) -> CheckResult:
+def run_check(check: Callable[[CheckContext], None], ctx: CheckContext, skip: str | None = None) -> CheckResult:
+    if skip is not None:
+        return CheckResult(check.__name__, "skipped", skip)
     t0 = time.perf_counter()
     try:
         check(ctx)
-        return CheckResult(check.__name__, True, "", time.perf_counter() - t0)
+        return CheckResult(check.__name__, "passed", "", time.perf_counter() - t0)
     except (AssertionError, CmrAuditError, Exception) as e:  # noqa: BLE001 - a check fails, the suite goes on
         msg = str(e) if isinstance(e, AssertionError) else f"{type(e).__name__}: {e}"
-        return CheckResult(check.__name__, False, msg, time.perf_counter() - t0)
+        return CheckResult(check.__name__, "failed", msg, time.perf_counter() - t0)
