@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import PluginError, UsageError
+from .generators.registry import get_plugin
 from .estimates import skipped
 from .io_guard import check_output, make_output_dir, remove_if_created
+from .report.io import write_report
 from .reporting import build_report, external_section, generator_section, now_utc
 from .results import RunResult
 from .validate import read_input_dataset
@@ -93,9 +95,6 @@ def _generator(gen) -> tuple[Any, dict]:
     """The generator section and the plugins entry of a loaded model (or of no model)."""
     if gen is None:
         return external_section(UNKNOWN_GENERATOR), {}
-    from .errors import PluginError
-    from .generators.registry import get_plugin
-
     try:
         info = get_plugin(gen.name)
     except PluginError:
@@ -110,8 +109,8 @@ def audit(config: AuditRunConfig) -> RunResult:
     started, timings, t = now_utc(), {}, time.perf_counter()
     out = Path(config.out)
     _check_options(config)
-    check_output(out, inputs=[("--train", config.train), ("--holdout", config.holdout), ("--synthetic", config.synthetic),
-                              ("--model", config.model), ("--reference", config.reference), ("--encoder", config.encoder)],
+    inputs = [(f"--{k}", getattr(config, k)) for k in ("train", "holdout", "synthetic", "model", "reference", "encoder")]
+    check_output(out, inputs=inputs,
                  option="--out", produces="audit")
     named = (("train", config.train), ("holdout", config.holdout), ("synthetic", config.synthetic))
     ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in named}
@@ -131,8 +130,6 @@ def audit(config: AuditRunConfig) -> RunResult:
                             progress=config.progress, shadow=shadow_cfg, reference=ref)
         timings["privacy"] = time.perf_counter() - t
         report = _report(config, res.to_dict(), ds, gen=gen, pcfg=pcfg, started=started, timings=timings)
-        from .report.io import write_report
-
         write_report(out, report.to_dict())
     except BaseException:
         remove_if_created(out, created)  # never a half-written audit; never an existing directory

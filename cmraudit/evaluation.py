@@ -212,11 +212,14 @@ def evaluate(config: EvaluateConfig) -> RunResult:
     name = config.name or Path(config.synthetic).name
     gsec = external_section(name, external=True, synthetic_path=str(config.synthetic), has_masks=has_masks,
                             sources=sorted({str(s) for s in syn.source})[:10])
-    parts = {"train": sets["train"], "holdout": sets["holdout"], "synthetic": syn, **({"test": test} if test is not None else {})}
+    parts = {"train": sets["train"], "holdout": sets["holdout"], "synthetic": syn,
+             **({"test": test} if test is not None else {})}
     counts = {"synthetic": {"patients": int(len(syn.patients)), "slices": int(len(syn)), "has_masks": has_masks}}
-    reference_note = "test" if test is not None else "holdout (no --test given: the holdout patients are the real reference)"
+    reference_note = ("test" if test is not None
+                      else "holdout (no --test given: the holdout patients are the real reference)")
     report = build_report(command="cmraudit evaluate", config=config.to_dict(), seed=config.seed,
-                          seeds={"audit": config.seed}, device=str(device), source=f"external synthetic set {config.synthetic}",
+                          seeds={"audit": config.seed}, device=str(device),
+                          source=f"external synthetic set {config.synthetic}",
                           parts=parts, paired=sets["paired"], sections=sections, started=started, timings=timings,
                           generator=gsec, counts=counts, data_extra={"reference": reference_note})
     _write_report(run_dir, report.to_dict())

@@ -10,7 +10,10 @@ import platform
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from . import __version__
 from .estimates import skipped
+from .report.gate import compute_verdicts
+from .report.provenance import build_run_section
 from .results import (
     STAGE_ORDER,
     DataSection,
@@ -57,9 +60,6 @@ def build_report(*, command: str, config: Mapping[str, Any], seed: int, seeds: M
     ``parts``: name → Dataset (fingerprinted, counted in patients and slices unless ``counts`` overrides);
     ``sections``: stage → engine result (dict, object with ``to_dict()``, or a typed section); a stage not
     given is skipped with the reason ``"not part of <command>"``."""
-    from .report.gate import compute_verdicts
-    from .report.provenance import build_run_section
-
     fps = {k: v.fingerprint() for k, v in parts.items()}
     run = build_run_section(seed=seed, config=dict(config), device=device, data_fingerprints=fps,
                             plugins=dict(plugins or {}), command=command)
@@ -84,8 +84,6 @@ def _module_versions() -> dict:
     """The versions of the libraries actually imported (the metadata can differ from an editable or vendored build)."""
     import monai
     import torch
-
-    from . import __version__
 
     return {"cmraudit": __version__, "torch": torch.__version__, "monai": monai.__version__,
             "python": platform.python_version()}

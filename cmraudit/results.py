@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from .errors import UsageError
 from .estimates import is_skipped, skipped
+from .report.walk import leaves
 from .report.schema import SCHEMA_VERSION
 
 __all__ = [
@@ -77,6 +79,7 @@ class UtilitySection(StageSection):
     stage: ClassVar[str] = "utility"
 
 
+ROW_COLUMNS = ("path", "value", "ci_low", "ci_high", "n", "unit", "status", "reason")
 _SECTIONS = {c.stage: c for c in (PrivacySection, FidelitySection, UtilitySection)}
 STAGE_ORDER = ("privacy", "fidelity", "utility")
 
@@ -143,8 +146,10 @@ class GeneratorSection:
     fields: Mapping[str, Any] = field(default_factory=dict)  # the other keys, in report order
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "params": dict(self.params), **self.fields, "dp": None if self.dp is None else self.dp.to_dict()}
-        order = ("name", "params", "distribution", "version", "entry_point", "tags", "training_time_s", "training", "dp")
+        d = {"name": self.name, "params": dict(self.params), **self.fields,
+             "dp": None if self.dp is None else self.dp.to_dict()}
+        order = ("name", "params", "distribution", "version", "entry_point", "tags", "training_time_s", "training",
+                 "dp")
         return {**{k: d[k] for k in order if k in d}, **{k: v for k, v in d.items() if k not in order}}
 
 
@@ -246,23 +251,18 @@ class Report(Mapping):
         try:
             import pandas as pd
         except ImportError as e:
-            from .errors import UsageError
-
             raise UsageError("Report.to_frame() needs pandas: pip install pandas (or use report.to_dict())") from e
-        return pd.DataFrame(self.rows(), columns=["path", "value", "ci_low", "ci_high", "n", "unit", "status", "reason"])
+        return pd.DataFrame(self.rows(), columns=list(ROW_COLUMNS))
 
     def rows(self) -> list[dict]:
         """The rows of :meth:`to_frame` as dicts (no pandas needed)."""
-        from .report.walk import leaves
-
         out = []
         for s in STAGE_ORDER:
             for leaf in leaves(getattr(self, s).to_dict(), s):
                 e = leaf.entry
                 ci = e.get("ci") or [None, None]
-                out.append({"path": leaf.path, "value": e.get("value"), "ci_low": ci[0], "ci_high": ci[1], "n": e.get("n"),
-                            "unit": e.get("unit"), "status": "skipped" if leaf.skipped else "done",
-                            "reason": e.get("reason")})
+                out.append(dict(zip(ROW_COLUMNS, (leaf.path, e.get("value"), ci[0], ci[1], e.get("n"), e.get("unit"),
+                                                  "skipped" if leaf.skipped else "done", e.get("reason")))))
         return out
 
     def _repr_html_(self) -> str:

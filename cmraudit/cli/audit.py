@@ -14,13 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..estimates import is_skipped
 from . import _state
 
 console = Console()
 
 
 def _summary_table(d: dict) -> Table:
+    from ..estimates import is_skipped  # scipy: not at CLI start-up
+
     t = Table(title="privacy audit")
     for c in ("metric", "value", "95% CI"):
         t.add_column(c)

@@ -49,6 +49,7 @@ def evaluate_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the report in --out."),
 ) -> None:
     """Audit any synthetic set on all three axes (run without fit/sample); same report.json/report.html as run."""
+    from ..estimates import is_skipped
     from ..evaluation import EvaluateConfig, evaluate
 
     cfg = EvaluateConfig(
@@ -71,11 +72,7 @@ def evaluate_cmd(
         table.add_column(col, justify=just)
     for stage in ("privacy", "fidelity", "utility"):
         entry = res.report.get(stage)
-        status = (
-            f"skipped: {entry.get('reason')}"
-            if isinstance(entry, dict) and entry.get("status") == "skipped"
-            else "done"
-        )
+        status = f"skipped: {entry.get('reason')}" if is_skipped(entry) else "done"
         table.add_row(stage, status, f"{res.timings.get(stage, 0.0):.1f}")
     console.print(table)
     console.print(f"report: {res.run_dir / 'report.json'}   html: {res.run_dir / 'report.html'}")

@@ -72,6 +72,7 @@ def run_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
 ) -> None:
     """Split → fit → sample → audit → report.json, in one command."""
+    from ..estimates import is_skipped
     from ..pipeline import RunConfig, run
 
     cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, out=None if out is None else str(out),
@@ -87,7 +88,7 @@ def run_cmd(
     for step in ("data", "fit", "sample", "fidelity", "utility", "privacy"):
         entry = res.report.get(step) if step in ("fidelity", "utility", "privacy") else None
         status = res.stage_status.get(step, "done")
-        if isinstance(entry, dict) and entry.get("status") == "skipped":
+        if is_skipped(entry):
             status = f"skipped: {entry.get('reason')}"
         table.add_row(step, status, f"{res.timings.get(step, 0.0):.1f}")
     console.print(table)

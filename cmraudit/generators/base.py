@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..data.dataset import Dataset
 from ..errors import NotFittedError, UsageError
 from .presets import PRESET_NAMES
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..data.dataset import Dataset
+from .registry import name_of
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,6 @@ class _EntryPointName:
     else the class name): the name is written once, in the plugin's pyproject.toml."""
 
     def __get__(self, obj: Any, cls: type) -> str:
-        from .registry import name_of
-
         return name_of(cls)
 
 
@@ -163,8 +160,6 @@ def synthetic_dataset(images: Any, masks: Any, *, generator: str, spacing_mm: An
                       vendor: Any = None) -> "Dataset":
     """The :class:`Dataset` a plugin's ``sample`` returns: float32 images clipped to [-1, 1], uint8 masks,
     one synthetic patient id per slice (``syn-<generator>-000000`` …) and source ``synthetic:<generator>``."""
-    from ..data.dataset import Dataset
-
     images = np.clip(np.asarray(images, dtype=np.float32), -1, 1)
     n = len(images)
     return Dataset(images=images, masks=np.asarray(masks, dtype=np.uint8),

@@ -368,7 +368,8 @@ class TwoStageGenerator(BaseGenerator):
 
 def _signature(defaults: dict[str, Any]) -> inspect.Signature:
     """``(*, name=default, ...)``: the explicit keyword signature of a two-stage generator."""
-    return inspect.Signature([inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()])
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature([inspect.Parameter(k, kw, default=v) for k, v in defaults.items()])
 
 
 TwoStageGenerator.__signature__ = _signature(TwoStageGenerator._defaults())

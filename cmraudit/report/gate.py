@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..estimates import is_skipped
 from .policy import DETECTION_RULES, RULE_HELP, Policy, default_policy
 
 _GROUPS = {
@@ -84,7 +85,7 @@ class GateResult:
 
 # ---------------------------------------------------------------- extraction
 def _skip_reason(entry: Any) -> str | None:
-    if isinstance(entry, dict) and entry.get("status") == "skipped":
+    if is_skipped(entry):
         return str(entry.get("reason") or "no reason given")
     return None
 

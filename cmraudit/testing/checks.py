@@ -3,8 +3,9 @@
 Each check is a function ``check_x(ctx)`` that raises ``AssertionError`` (or any error)
 with a message saying what was expected; :func:`yield_checks` yields them with, for a check
 the generator's tags make inapplicable, the reason it is skipped (:data:`APPLIES`);
-:func:`check_generator` returns one :class:`CheckResult` per check (passed / failed / skipped). The fitted generator is shared between checks (fit
-once, on a tiny toy dataset, with the plugin's ``conformance_params()``).
+:func:`check_generator` returns one :class:`CheckResult` per check (passed / failed / skipped).
+The fitted generator is shared between checks (fit once, on a tiny toy dataset, with the plugin's
+``conformance_params()``).
 """
 from __future__ import annotations
 
