@@ -50,11 +50,10 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
         call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw,
                     **({} if dp is None else {"dp": dp}))
         call_plugin(generator, "save", gen.save, out)
-    except BaseException:
+    finally:
         # keep a work dir that holds training state (for --resume); remove one this call made and left empty
         if created and work.is_dir() and {p.name for p in work.iterdir()} <= {".cmraudit-output"}:
             remove_if_created(work, True)
-        raise
     return gen
 
 

@@ -45,11 +45,15 @@ class GeneratorTags:
 
 @runtime_checkable
 class Generator(Protocol):
+    """The contract as a type (for annotations); plugins subclass :class:`BaseGenerator`, which implements it."""
+
     tags: GeneratorTags
 
-    def fit(self, train: "Dataset", *, seed: int, dp: Any = None, progress: bool = True) -> "Generator": ...
+    def fit(self, train: "Dataset", *, seed: int, dp: Any = None, progress: bool = True, work_dir: Any = None,
+            resume: bool = False, reference: "Dataset | None" = None) -> "Generator": ...
 
-    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int) -> "Dataset": ...
+    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int,
+               progress: bool = True) -> "Dataset": ...
 
     def save(self, path) -> None: ...
 
