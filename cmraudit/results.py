@@ -21,7 +21,7 @@ from .report.schema import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION", "StageSection", "PrivacySection", "FidelitySection", "UtilitySection", "DataSection",
-    "DPSection", "GeneratorSection", "RunSection", "Report", "RunResult", "section_of",
+    "DPSection", "TrainingSection", "GeneratorSection", "RunSection", "Report", "RunResult", "section_of",
 ]
 
 
@@ -137,6 +137,24 @@ class DPSection:
 
 
 @dataclass(frozen=True)
+class TrainingSection:
+    """``generator.training``: one summary per trained stage (steps, time, first / last loss, DP) and the run facts
+    (patients, slices, world size, device)."""
+
+    stages: Mapping[str, Mapping[str, Any]]
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> "TrainingSection":
+        d = d or {}
+        return cls({k: v for k, v in d.items() if isinstance(v, Mapping)},
+                   {k: v for k, v in d.items() if not isinstance(v, Mapping)})
+
+    def to_dict(self) -> dict:
+        return {**{k: dict(v) for k, v in self.stages.items()}, **self.info}
+
+
+@dataclass(frozen=True)
 class GeneratorSection:
     """The ``generator`` section: name, parameters, plugin provenance, tags, training summary, DP."""
 
@@ -144,6 +162,14 @@ class GeneratorSection:
     params: Mapping[str, Any]
     dp: DPSection | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)  # the other keys, in report order
+
+    @property
+    def training(self) -> TrainingSection:
+        return TrainingSection.from_dict(self.fields.get("training"))
+
+    @property
+    def tags(self) -> dict:
+        return dict(self.fields.get("tags") or {})
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "params": dict(self.params), **self.fields,

@@ -60,6 +60,17 @@ def test_to_frame_with_pandas():
     assert isinstance(frame, pd.DataFrame) and {"path", "value", "ci_low", "ci_high", "status"} <= set(frame.columns)
 
 
+def test_training_and_dp_sections_round_trip():
+    gen = {"name": "ddpm", "params": {"steps": 6}, "tags": {"has_loss": True},
+           "training": {"mask": {"steps": 6, "loss_end": 0.9, "dp": None}, "image": {"steps": 6}, "n_patients": 5},
+           "dp": {"per_stage": {"mask": 4.0}, "epsilon": 8.0, "delta": 1e-5, "accountant": "prv"}}
+    d = {**make_report("holdout"), "generator": gen}
+    rep = Report.from_dict(d)
+    assert rep.to_dict() == d and rep.generator.dp.epsilon == 8.0 and rep.generator.tags == {"has_loss": True}
+    tr = rep.generator.training
+    assert set(tr.stages) == {"mask", "image"} and tr.info == {"n_patients": 5} and tr.to_dict() == gen["training"]
+
+
 def test_sections_and_skipped_once():
     sec = section_of("utility", {"status": "skipped", "reason": "no masks"})
     assert sec.is_skipped and sec.reason == "no masks" and sec.status == "skipped"
