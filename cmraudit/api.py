@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .auditing import AuditRunConfig, audit as _audit
 from .errors import UsageError
+from .evaluation import EvaluateConfig, evaluate as _evaluate
+from .pipeline import RunConfig, run as _run
 
 __all__ = ["run", "audit", "evaluate"]
 
@@ -31,20 +34,14 @@ def _config(cls: type, config: Any, kwargs: dict, what: str):
 
 def run(config: Any = None, /, **fields: Any):
     """Split → fit → sample → audit → report (``cmraudit run``); ``fields``: those of :class:`RunConfig`."""
-    from .pipeline import RunConfig, run as _run
-
     return _run(_config(RunConfig, config, fields, "run"))
 
 
 def audit(config: Any = None, /, **fields: Any):
     """The privacy audit of a synthetic set (``cmraudit audit``); ``fields``: those of :class:`AuditRunConfig`."""
-    from .auditing import AuditRunConfig, audit as _audit
-
     return _audit(_config(AuditRunConfig, config, fields, "audit"))
 
 
 def evaluate(config: Any = None, /, **fields: Any):
     """All three axes on an existing synthetic set (``cmraudit evaluate``); ``fields``: those of EvaluateConfig."""
-    from .evaluation import EvaluateConfig, evaluate as _evaluate
-
     return _evaluate(_config(EvaluateConfig, config, fields, "evaluate"))

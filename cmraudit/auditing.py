@@ -11,10 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .device import select_device
 from .errors import PluginError, UsageError
+from .generators.checkpoint import load_generator
 from .generators.registry import get_plugin
 from .estimates import skipped
 from .io_guard import check_output, make_output_dir, remove_if_created
+from .privacy import AuditConfig, ShadowConfig, audit_privacy
 from .report.io import write_report
 from .reporting import build_report, external_section, generator_section, now_utc
 from .results import RunResult
@@ -57,8 +60,6 @@ class AuditRunConfig:
 
 def load_model(path: str | Path):
     """The generator saved in RUN_DIR/model (or the model folder itself)."""
-    from .generators.checkpoint import load_generator
-
     path = Path(path)
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     return load_generator(model_dir)
@@ -75,8 +76,6 @@ def _check_options(cfg: AuditRunConfig) -> None:
 
 
 def _privacy_config(cfg: AuditRunConfig, masks: bool):
-    from .privacy import AuditConfig
-
     extra: dict[str, Any] = dict(cfg.extra)
     if cfg.attacks is not None:
         if not cfg.attacks:
@@ -104,14 +103,11 @@ def _generator(gen) -> tuple[Any, dict]:
 
 def audit(config: AuditRunConfig) -> RunResult:
     """Audit ``config.synthetic`` for copies, memorisation and membership inference; returns the report."""
-    from .privacy import ShadowConfig, audit_privacy
-
     started, timings, t = now_utc(), {}, time.perf_counter()
     out = Path(config.out)
     _check_options(config)
-    inputs = [(f"--{k}", getattr(config, k)) for k in ("train", "holdout", "synthetic", "model", "reference", "encoder")]
-    check_output(out, inputs=inputs,
-                 option="--out", produces="audit")
+    names = ("train", "holdout", "synthetic", "model", "reference", "encoder")
+    check_output(out, inputs=[(f"--{k}", getattr(config, k)) for k in names], option="--out", produces="audit")
     named = (("train", config.train), ("holdout", config.holdout), ("synthetic", config.synthetic))
     ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in named}
     masks = all(d.meta.get("has_masks", True) for d in ds.values())  # image-only sets: no mask-copy search
@@ -138,8 +134,6 @@ def audit(config: AuditRunConfig) -> RunResult:
 
 
 def _report(config: AuditRunConfig, privacy: dict, ds: dict, *, gen, pcfg, started: str, timings: dict):
-    from .device import select_device
-
     gsec, plugins = _generator(gen)
     # the features run on the CPU; white-box attacks on the generator's own device
     try:
