@@ -119,6 +119,9 @@ class BaseGenerator:
         """Every problem with the parameters (override; collected, raised once by :meth:`validate_params`)."""
         return []
 
+    def check_dp(self) -> None:
+        """Hook: raise UsageError when these parameters cannot train under DP-SGD (``tags.supports_dp`` plugins)."""
+
     def validate_params(self) -> None:
         problems = self.param_problems()
         if problems:

@@ -221,7 +221,7 @@ class TwoStageGenerator(BaseGenerator):
         self._check_data(train)
         patient_ids = [str(p) for p in train.patient_id]
         if dp is not None and dp.enabled:
-            self._check_dp()
+            self.check_dp()
             stage_dp = dp.calibrate(self._dp_plan(n_items=len(train), n_patients=len(set(patient_ids))))
         self.dp_budgets_ = []
         t0 = time.perf_counter()
@@ -272,9 +272,6 @@ class TwoStageGenerator(BaseGenerator):
                              "override _dp_train_configs")
         return {s: (min(1.0, int(configs[s].batch_size) / max(1, n_patients)), configs[s].total_steps(n_items))
                 for s in self.dp_stages}
-
-    def _check_dp(self) -> None:
-        """Refuse parameters DP-SGD cannot cover (override in plugins; raise UsageError)."""
 
     # ------------------------------------------------------------ sample
     def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int, vendor: str | None = None,

@@ -1,8 +1,8 @@
 """The plugin conformance suite (docs/design.md § 5), in the spirit of sklearn's ``check_estimator``.
 
 Each check is a function ``check_x(ctx)`` that raises ``AssertionError`` (or any error)
-with a message saying what was expected; :func:`yield_checks` yields them with, for a check
-the generator's tags make inapplicable, the reason it is skipped (:data:`APPLIES`);
+with a message saying what was expected; :func:`cmraudit.testing.applicable.yield_checks` yields them with, for
+a check the generator's tags make inapplicable, the reason it is skipped;
 :func:`check_generator` returns one :class:`CheckResult` per check (passed / failed / skipped).
 The fitted generator is shared between checks (fit once, on a tiny toy dataset, with the plugin's
 ``conformance_params()``).
@@ -241,9 +241,9 @@ def check_dp_hook(ctx: CheckContext) -> None:
 
     dp = DPConfig(epsilon=8.0, delta=1e-3)
     refuses = False
-    if ctx.tags().supports_dp and callable(getattr(ctx.make(), "_check_dp", None)):
+    if ctx.tags().supports_dp and callable(getattr(ctx.make(), "check_dp", None)):  # duck-typed classes may lack it
         try:  # these parameters may be ones DP-SGD cannot cover (e.g. fm with ot_pairing): then fit must refuse
-            ctx.make()._check_dp()
+            ctx.make().check_dp()
         except UsageError:
             refuses = True
     if refuses or not ctx.tags().supports_dp:
@@ -253,7 +253,8 @@ def check_dp_hook(ctx: CheckContext) -> None:
             return
         except Exception as e:  # noqa: BLE001
             raise AssertionError(f"fit(dp=…) raised {type(e).__name__} ({e}), expected UsageError") from e
-        raise AssertionError("fit(dp=…) trained although tags.supports_dp is False or _check_dp() refuses these parameters")
+        raise AssertionError("fit(dp=…) trained although tags.supports_dp is False or check_dp() refuses these "
+                             "parameters")
     size = int(ctx.params.get("image_size") or 32)
     train = make_toy_dataset(n_patients=12, slices=2, size=size, seed=ctx.seed + 5)
     gen = ctx.make()  # micro batch_size (4) ≤ 12 patients
@@ -303,35 +304,6 @@ CHECKS: tuple[Callable[[CheckContext], None], ...] = (
     check_fit_returns_self, check_sample_n, check_sample_masks, check_sample_args, check_seed_determinism,
     check_save_load_roundtrip, check_dp_hook, check_loss, check_hooks,
 )
-
-#: check -> (tag that makes it apply, why it is skipped otherwise); checks not listed always apply
-APPLIES: dict[Callable, tuple[Callable[[Any], bool], str]] = {
-    check_sample_n: (lambda t: t.two_stage, "tags.two_stage is False: the generator does not draw its own masks"),
-    check_sample_masks: (lambda t: t.conditional, "tags.conditional is False: sample(masks=…) is not offered"),
-    check_loss: (lambda t: t.has_loss, "tags.has_loss is False: no loss() hook for white-box attacks"),
-}
-
-
-def skip_reason(check: Callable[[CheckContext], None], cls: type) -> str | None:
-    """Why ``check`` does not apply to ``cls`` (by its tags or declared cases), or None when it does."""
-    from ..generators.base import GeneratorTags
-
-    tags = getattr(cls, "tags", None)
-    if check is check_bad_params_rejected:
-        bad = getattr(cls, "conformance_bad_params", None)
-        return None if callable(bad) and bad() else "the class declares no conformance_bad_params()"
-    if check is check_hooks and not tuple(getattr(tags, "hooks", ()) or ()):
-        return "tags.hooks is empty: no white-box hooks declared"
-    if check in APPLIES and isinstance(tags, GeneratorTags) and not APPLIES[check][0](tags):
-        return APPLIES[check][1]
-    return None
-
-
-def yield_checks(cls: type):
-    """Every check with the reason it is skipped for ``cls`` (None: it applies), in suite order."""
-    for check in CHECKS:
-        yield check, skip_reason(check, cls)
-
 
 def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | None = None, seed: int = 0) -> CheckContext:
     if not inspect.isclass(cls):

@@ -81,7 +81,7 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
             p.append(f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)")
         return p
 
-    def _check_dp(self) -> None:
+    def check_dp(self) -> None:
         if self.ot_pairing:
             raise UsageError("fm: ot_pairing=True pairs noise and images across the batch, so one patient's slice changes "
                              "the others' losses and per-patient DP-SGD does not hold; use ot_pairing=False with --dp-epsilon")
