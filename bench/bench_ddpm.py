@@ -74,7 +74,7 @@ def bench_cmraudit(images, masks, *, steps: int, batch: int, warmup: int) -> flo
 
     def step_loss(model, idx, g):
         i = torch.as_tensor(idx)
-        return gen._image_step_loss(model, images[i], masks[i], None, g)
+        return gen.image_step_loss(model, images[i], masks[i], None, g)
 
     def cb(step, loss):
         if step == warmup:
@@ -92,7 +92,7 @@ def bench_sampling(masks, *, n: int, ddim_steps: int) -> tuple[float, float]:
     gen = DDPMGenerator.from_preset("quick", sampling_steps=ddim_steps, sample_batch_size=n)
     gen.image_modules_ = {"image": _net().eval()}
     t0 = time.perf_counter()
-    gen._sample_images(masks[:n], labels=None, seed=0, device=torch.device("cpu"))
+    gen.sample_images(masks[:n], labels=None, seed=0, device=torch.device("cpu"))
     dt = time.perf_counter() - t0
     return n / dt, dt / ddim_steps
 

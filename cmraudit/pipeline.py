@@ -13,39 +13,39 @@ A stage that is not available reports ``{"status": "skipped", "reason": ...}``.
 """
 from __future__ import annotations
 
-import inspect
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .data.dataset import Dataset, write_dataset
 from .data.phantom import PhantomConfig, make_phantom
 from .data.splits import split_patients
 from .device import select_device
 from .dp import DPConfig, require_dp_support
 from .errors import CmrAuditError, UsageError
-from .estimates import skipped
+from .estimates import is_skipped, skipped
 from .generators.distributed import is_main_process
+from .generators.presets import PRESET_NAMES as PRESETS  # noqa: F401 - re-exported (validate.py)
 from .generators.presets import resolve_preset
 from .generators.registry import call_plugin, get_plugin
 from .generators.train_log import LOGS_DIR, log_to
 from .io_guard import check_output, make_output_dir, remove_stale_temps
 from .report import write_report
-from .report.gate import compute_verdicts
 from .report.html import render_html
-from .report.provenance import build_run_section
-from .run_parts import _synthetic_for_spacing, export_nifti, make_generator, require_masks, save_grid  # noqa: F401
+from .report.schema import SCHEMA_VERSION  # noqa: F401 - re-exported
+from .reporting import build_report as _build_report
+from .reporting import generator_section, now_utc
+from .results import Report, RunResult  # noqa: F401 - RunResult re-exported
+from .run_parts import (  # noqa: F401 - re-exported
+    _synthetic_for_spacing, export_nifti, make_generator, plugin_class, require_masks, save_grid,
+)
 from .stages import STAGES, StageContext, _audit_features  # noqa: F401 - re-exported (evaluate, tests)
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 
-SCHEMA_VERSION = "1.0"
-PRESETS = ("quick", "paper")
 #: per preset: phantom subjects, synthetic slices, paired slices (None = all test slices)
 PRESET_RUN = {"quick": {"subjects": 60, "n_samples": 96, "n_paired": 32}, "paper": {"subjects": 60, "n_samples": None, "n_paired": None},
               "micro": {"subjects": 9, "n_samples": 8, "n_paired": 4}}
@@ -83,22 +83,8 @@ class RunConfig:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-@dataclass
-class RunResult:
-    """The run directory, its report (dict) and wall time per step in seconds."""
-
-    run_dir: Path
-    report: dict
-    timings: dict[str, float]
-    stage_status: dict[str, str]
-
-    def to_dict(self) -> dict:
-        return {"run_dir": str(self.run_dir), "timings": self.timings, "stages": self.stage_status}
-
-
 # ------------------------------------------------------------------ helpers
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+_now = now_utc
 
 
 def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subjects: int | None = None, progress: bool = False) -> tuple[Dataset, str]:
@@ -145,8 +131,7 @@ def run(config: RunConfig) -> RunResult:
     # the generator is built and its parameters checked before anything is written
     gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
                          image_size=int(parts["train"].shape[0]) if config.data is not None else None)
-    if hasattr(gen, "validate_params"):
-        call_plugin(config.generator, "validate_params", gen.validate_params)
+    call_plugin(config.generator, "validate_params", gen.validate_params)
     make_output_dir(run_dir, kind="run")
     if config.resume:
         remove_stale_temps(run_dir)  # what a killed run (kill -9) could not clean up
@@ -157,8 +142,8 @@ def run(config: RunConfig) -> RunResult:
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
-    if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
+    fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume}
+    if gen.tags.needs_reference_data:
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
     with log_to(run_dir / LOGS_DIR):  # every train_loop writes RUN/logs/<stage>.csv
         call_plugin(config.generator, "fit", gen.fit, train, seed=config.seed, progress=config.progress, **fit_kw,
@@ -169,14 +154,13 @@ def run(config: RunConfig) -> RunResult:
     t = time.perf_counter()
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
     n_samples = int(config.n_samples if config.n_samples is not None else (defaults["n_samples"] or len(train)))
-    pkw = {"progress": config.progress} if "progress" in inspect.signature(gen.sample).parameters else {}
+    pkw = {"progress": config.progress}
     drawn = call_plugin(config.generator, "sample", gen.sample, n=n_samples, seed=config.seed + 1, **pkw)
     synthetic = _synthetic_for_spacing(drawn, train)
     write_dataset(synthetic, run_dir / "synthetic", overwrite=True)
     paired = None
-    tags = getattr(gen, "tags", None)
     n_paired = config.n_paired if config.n_paired is not None else (defaults["n_paired"] or len(test))
-    if (tags is None or tags.conditional) and n_paired > 0:
+    if gen.tags.conditional and n_paired > 0:
         k = min(len(test), int(n_paired))
         rows = np.arange(len(test)) if k == len(test) else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
         drawn = call_plugin(config.generator, "sample", gen.sample, masks=np.asarray(test.masks[rows]),
@@ -198,53 +182,26 @@ def run(config: RunConfig) -> RunResult:
         except CmrAuditError as e:
             sections[name] = skipped(f"{type(e).__name__}: {e}")
         timings[name] = time.perf_counter() - t
-        status[name] = "skipped" if sections[name].get("status") == "skipped" else "done"
+        status[name] = "skipped" if is_skipped(sections[name]) else "done"
 
-    report = build_report(config=config, gen=gen, info=info, device=str(device), source=source, split=split,
-                          parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started, timings=timings)
+    report = build_report(config=config, gen=gen, info=info, device=str(device), source=source,
+                          parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started,
+                          timings=timings)
     if is_main_process():
-        _write_report(run_dir, report)
+        _write_report(run_dir, report.to_dict())
 
         render_html(run_dir)
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})
 
 
-def build_report(*, config, gen, info, device: str, source: str, split, parts: dict, paired, sections: dict,
-                 started: str, timings: dict, command: str = "cmraudit run", seeds: dict | None = None,
-                 generator_section: dict | None = None) -> dict:
-    """Assemble report.json (schema 1.0): run, data, generator, stages, verdicts.
-
-    ``cmraudit evaluate`` passes ``gen=None, info=None`` and its own ``generator_section`` (an external set)."""
-    import torch
-
-    fps = {k: v.fingerprint() for k, v in parts.items()}
-    seeds = seeds or {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
-
-    run_sec = build_run_section(seed=config.seed, config=config.to_dict(), device=device, data_fingerprints=fps,
-                                plugins={} if info is None else {info.name: info.to_dict()}, command=command)
-    import monai
-
-    run_sec.setdefault("versions", {}).update({"cmraudit": __version__, "torch": torch.__version__, "monai": monai.__version__,
-                                               "python": platform.python_version()})
-    run_sec.update({"seeds": seeds, "started_utc": started, "finished_utc": _now(), "timings_s": {k: round(v, 2) for k, v in timings.items()}})
-    counts = {k: {"patients": int(len(v.patients)), "slices": int(len(v))} for k, v in parts.items()}
-    data = {"source": source, **counts, "synthetic_paired": None if paired is None else {"slices": int(len(paired))}}
-    training = getattr(gen, "training_", {}) or {}
-    if gen is None:
-        return _finish_report(config, run_sec, data, generator_section, sections)
-    gsec = {"name": info.name, "params": gen.get_params() if hasattr(gen, "get_params") else {},
-            "distribution": info.distribution, "version": info.version, "entry_point": info.value,
-            "tags": gen.tags.to_dict() if hasattr(getattr(gen, "tags", None), "to_dict") else None,
-            "training_time_s": round(float(getattr(gen, "training_time_s_", timings.get("fit", 0.0))), 2),
-            "training": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v) for k, v in training.items()},
-            "dp": getattr(gen, "dp_", None)}
-    return _finish_report(config, run_sec, data, gsec, sections)
-
-
-def _finish_report(config, run_sec: dict, data: dict, gsec: dict, sections: dict) -> dict:
-    report = {"schema_version": SCHEMA_VERSION, "run": run_sec, "data": data, "generator": gsec, **sections, "verdicts": {}}
-    report["verdicts"] = compute_verdicts(report)
-    return report
+def build_report(*, config, gen, info, device: str, source: str, parts: dict, paired, sections: dict,
+                 started: str, timings: dict) -> Report:
+    """The report of ``cmraudit run`` through the one builder (:func:`cmraudit.reporting.build_report`)."""
+    seeds = {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
+    return _build_report(command="cmraudit run", config=config.to_dict(), seed=config.seed, seeds=seeds, device=device,
+                         source=source, parts=parts, paired=paired, sections=sections, started=started,
+                         timings=timings, plugins={info.name: info.to_dict()},
+                         generator=generator_section(gen, info, fit_time_s=timings.get("fit", 0.0)))
 
 
 # ------------------------------------------------------------------ fit / sample alone (cmraudit/standalone.py)

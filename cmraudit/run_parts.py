@@ -11,29 +11,30 @@ import numpy as np
 
 from .data.dataset import Dataset
 from .data.montage import save_montage
-from .errors import CmrAuditError, DataError, PluginError, UsageError
+from .errors import DataError, PluginError
+from .generators.base import BaseGenerator
 from .generators.registry import call_plugin, get_plugin
 from .io_guard import atomic_file, make_output_dir
 
 
+def plugin_class(name: str) -> type[BaseGenerator]:
+    """The registered class of ``name``; a plugin that does not subclass BaseGenerator breaks the contract (exit 3)."""
+    info = get_plugin(name)
+    if not (isinstance(info.cls, type) and issubclass(info.cls, BaseGenerator)):
+        raise PluginError(f"generator {name!r} ({info.value}) does not subclass cmraudit.generators.BaseGenerator, "
+                          "the plugin contract (docs/plugins.md)")
+    return info.cls
+
+
 def make_generator(name: str, *, preset: str, params: dict | None = None, device: str = "auto",
-                   image_size: int | None = None):
-    """Instantiate a registered generator from a preset plus overrides (plain ``cls(**params)`` without presets)."""
-    cls = get_plugin(name).cls
+                   image_size: int | None = None) -> BaseGenerator:
+    """Instantiate a registered generator: its preset (none declared: its defaults) plus overrides and ``device``."""
+    cls = plugin_class(name)
     params = dict(params or {})
-    if hasattr(cls, "from_preset"):
-        if image_size is not None and "image_size" not in params:
-            params["image_size"] = image_size
-        params.setdefault("device", device)
-        return call_plugin(name, "its constructor", cls.from_preset, preset, **params)
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise UsageError(f"generator {name!r} rejected its parameters {sorted(params)}: {e}") from e
-    except (CmrAuditError, KeyboardInterrupt, MemoryError):
-        raise
-    except Exception as e:  # noqa: BLE001 - a plugin's constructor bug is a plugin error (exit 3)
-        raise PluginError(f"generator {name!r} failed in its constructor: {type(e).__name__}: {e}") from e
+    if image_size is not None and "image_size" in cls.param_names():
+        params.setdefault("image_size", image_size)
+    params.setdefault("device", device)
+    return call_plugin(name, "its constructor", cls.from_preset, preset, **params)
 
 
 def require_masks(ds: Dataset, source: str) -> None:

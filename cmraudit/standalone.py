@@ -5,7 +5,6 @@ map a plugin's own exceptions to exit 3 and leave nothing behind when they fail.
 """
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
@@ -42,21 +41,18 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
     train = read_input_dataset(data, option="--data")
     require_masks(train, str(data))
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
-    if hasattr(gen, "validate_params"):
-        call_plugin(generator, "validate_params", gen.validate_params)
-    kw = {"work_dir": work, "resume": resume} if hasattr(gen, "from_preset") else {}
+    call_plugin(generator, "validate_params", gen.validate_params)
+    kw = {"work_dir": work, "resume": resume}
     created = not work.exists()
-    if kw:
-        make_output_dir(work, kind="work")  # marked, so a later fit or --resume may write into it
+    make_output_dir(work, kind="work")  # marked, so a later fit or --resume may write into it
     try:
         call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw,
                     **({} if dp is None else {"dp": dp}))
         call_plugin(generator, "save", gen.save, out)
-    except BaseException:
+    finally:
         # keep a work dir that holds training state (for --resume); remove one this call made and left empty
         if created and work.is_dir() and {p.name for p in work.iterdir()} <= {".cmraudit-output"}:
             remove_if_created(work, True)
-        raise
     return gen
 
 
@@ -82,10 +78,8 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
         raise UsageError(f"--n {n}: must be at least 1")
     check_seed(seed)
     gen = load_generator(model)
-    name = getattr(gen, "name", type(gen).__name__)
-    kw = {"vendor": vendor} if vendor is not None else {}
-    if "progress" in inspect.signature(gen.sample).parameters:
-        kw["progress"] = progress
+    name = gen.name
+    kw = {"progress": progress, **({"vendor": vendor} if vendor is not None else {})}
     if masks is not None:
         ref = read_input_dataset(masks, option="--masks")
         drawn = call_plugin(name, "sample", gen.sample, masks=np.asarray(ref.masks), seed=seed, **kw)

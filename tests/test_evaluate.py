@@ -10,7 +10,7 @@ from cmraudit.data import PhantomConfig, make_phantom, read_dataset, split_patie
 from cmraudit.data.export import export_dataset
 from cmraudit.data.importers.images import import_images
 from cmraudit.errors import EXIT_DATA, EXIT_USAGE
-from cmraudit.evaluate import EvaluateConfig, evaluate
+from cmraudit.evaluation import EvaluateConfig, evaluate
 from cmraudit.report.io import read_report
 
 from .report.report_fixtures import make_run_dir

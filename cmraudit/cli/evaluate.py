@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..evaluate import EvaluateConfig, evaluate
+from ..estimates import is_skipped
+from ..evaluation import EvaluateConfig, evaluate
 from . import _state
 
 console = Console()
@@ -70,11 +71,7 @@ def evaluate_cmd(
         table.add_column(col, justify=just)
     for stage in ("privacy", "fidelity", "utility"):
         entry = res.report.get(stage)
-        status = (
-            f"skipped: {entry.get('reason')}"
-            if isinstance(entry, dict) and entry.get("status") == "skipped"
-            else "done"
-        )
+        status = f"skipped: {entry.get('reason')}" if is_skipped(entry) else "done"
         table.add_row(stage, status, f"{res.timings.get(stage, 0.0):.1f}")
     console.print(table)
     console.print(f"report: {res.run_dir / 'report.json'}   html: {res.run_dir / 'report.html'}")

@@ -46,8 +46,8 @@ def check_cmd(name: str = typer.Argument(..., help="Registered generator name.")
     table.add_column("result")
     failed = 0
     for r in results:
-        table.add_row(r.name, "pass" if r.passed else f"FAIL: {r.message}")
-        failed += not r.passed
+        table.add_row(r.name, "pass" if r.passed else f"skipped: {r.message}" if r.skipped else f"FAIL: {r.message}")
+        failed += r.failed
     console.print(table)
     if failed:
         raise typer.Exit(3)

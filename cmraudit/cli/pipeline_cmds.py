@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..dp import DPConfig
 from ..errors import UsageError
+from ..estimates import is_skipped
 from ..generators.distributed import is_main_process
 from ..pipeline import RunConfig, fit_generator, run, sample_generator
 from . import _state
@@ -88,7 +89,7 @@ def run_cmd(
     for step in ("data", "fit", "sample", "fidelity", "utility", "privacy"):
         entry = res.report.get(step) if step in ("fidelity", "utility", "privacy") else None
         status = res.stage_status.get(step, "done")
-        if isinstance(entry, dict) and entry.get("status") == "skipped":
+        if is_skipped(entry):
             status = f"skipped: {entry.get('reason')}"
         table.add_row(step, status, f"{res.timings.get(step, 0.0):.1f}")
     console.print(table)

@@ -130,6 +130,15 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def __repr__(self) -> str:
+        """One line: size, patients, slice shape, vendors and sources (never the arrays)."""
+        def few(col) -> str:
+            vals = sorted({str(v) for v in col} - {""})
+            return ",".join(vals[:3]) + (f",…(+{len(vals) - 3})" if len(vals) > 3 else "") if vals else "-"
+        h, w = self.shape if self.images.ndim == 3 else (0, 0)
+        return (f"Dataset({len(self)} slices, {len(self.patients)} patients, {h}x{w}, vendors {few(self.vendor)}, "
+                f"source {few(self.source)})")
+
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._lazy import LazyModule
-from ..estimates import rate_estimate
+from ..data.dataset import STRUCTURES
+from ..estimates import rate_estimate, skipped
 
 ndimage = LazyModule("scipy.ndimage")
 stats = LazyModule("scipy.stats")
-
-STRUCTURES = ("RV", "MYO", "LV")
 _EIGHT = np.ones((3, 3), bool)
 
 
@@ -100,7 +99,7 @@ def _rates(c: MaskChecks) -> dict:
 def _compare(real: np.ndarray, syn: np.ndarray, unit: str) -> dict:
     real, syn = real[np.isfinite(real)], syn[np.isfinite(syn)]
     if len(real) < 2 or len(syn) < 2:
-        return {"status": "skipped", "reason": f"too few slices with the structure(s) present ({len(real)} real, {len(syn)} synthetic)"}
+        return skipped(f"too few slices with the structure(s) present ({len(real)} real, {len(syn)} synthetic)")
     ks = stats.ks_2samp(real, syn)
     return {
         "ks_statistic": float(ks.statistic),

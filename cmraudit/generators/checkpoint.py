@@ -173,3 +173,30 @@ def load_generator(path: str | os.PathLike):
     except Exception as e:  # noqa: BLE001 - a malformed folder (missing params, another network's weights)
         line = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise CheckpointError(f"{path}: not a loadable {name!r} model folder ({type(e).__name__}: {line})") from e
+
+
+# ------------------------------------------------------------------ the plugin kit's model folder
+WEIGHTS_NAME = "weights.safetensors"
+
+
+def save_checkpoint(path: str | os.PathLike, gen: Any, weights: Mapping[str, Any] | None = None, *,
+                    fitted: Mapping[str, Any] | None = None) -> Path:
+    """Write a plugin's model folder atomically: ``config.json`` (format, the generator's entry-point name, its
+    ``get_params()``, JSON-ready ``fitted`` state) and ``weights.safetensors`` (tensors or arrays; never pickles)."""
+    with atomic_dir(path) as tmp:
+        if weights:
+            save_weights(tmp / WEIGHTS_NAME, {k: torch.as_tensor(v) for k, v in weights.items()})
+        write_json_atomic(tmp / CONFIG_NAME, {"format": FORMAT, "format_version": FORMAT_VERSION, "generator": gen.name,
+                                              "params": gen.get_params(), "fitted": dict(fitted or {})})
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, cls: type) -> tuple[Any, dict[str, torch.Tensor], dict]:
+    """Read a folder written by :func:`save_checkpoint` for class ``cls``: (new instance with the saved parameters,
+    weights by name, fitted state). A folder of another generator is a CheckpointError."""
+    cfg = read_config(path)
+    if cfg.get("generator") != cls.name:
+        raise CheckpointError(f"{path}: holds generator {cfg.get('generator')!r}, not {cls.name!r}")
+    gen = cls(**cfg.get("params", {}))
+    wpath = Path(path) / WEIGHTS_NAME
+    return gen, (load_weights(wpath) if wpath.is_file() else {}), dict(cfg.get("fitted") or {})

@@ -27,6 +27,3 @@ class DPStages:
                              "override _dp_train_configs")
         return {s: (min(1.0, int(configs[s].batch_size) / max(1, n_patients)), configs[s].total_steps(n_items))
                 for s in self.dp_stages}
-
-    def _check_dp(self) -> None:
-        """Refuse parameters DP-SGD cannot cover (override in plugins; raise UsageError)."""

@@ -33,7 +33,7 @@ from ..data.copy_transforms import apply_transform
 from ..errors import CheckpointError, DataError, UsageError
 from ..features.masks import mask_features
 from ..features.neighbours import knn
-from .base import GeneratorTags, check_is_fitted
+from .base import BaseGenerator, GeneratorTags, check_is_fitted
 
 
 def _synthetic_dataset(images, masks, name: str, spacing=None) -> Dataset:
@@ -53,7 +53,7 @@ def _nearest_mask(stored: np.ndarray, query: np.ndarray) -> np.ndarray:
     return knn(mask_features(query, size=0), mask_features(stored, size=0), k=1).indices[:, 0]
 
 
-class _Replay:
+class _Replay(BaseGenerator):
     name = "replay"
 
     def get_params(self) -> dict:
@@ -112,7 +112,8 @@ class CopycatGenerator(_Replay):
     tags = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False, needs_reference_data=True)
 
     def __init__(self, *, rate: float = 1.0, transforms=("exact",), max_rotation_deg: float = 20.0, max_shift_px: int = 4,
-                 noise_sigma: float = 0.05, source: str | None = None):
+                 noise_sigma: float = 0.05, source: str | None = None, device: str = "cpu"):
+        self.device = device  # the contract's; replay runs on the CPU
         self.rate = rate
         self.transforms = transforms
         self.max_rotation_deg = max_rotation_deg
@@ -136,7 +137,8 @@ class CopycatGenerator(_Replay):
             raise UsageError("copycat: " + "; ".join(problems))
         return tr
 
-    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, reference: Dataset | None = None):
+    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, work_dir=None, resume: bool = False,
+            reference: Dataset | None = None):
         self._check()
         if dp is not None:
             raise UsageError("copycat does not train, so it cannot train with DP (tags.supports_dp is False)")
@@ -146,7 +148,8 @@ class CopycatGenerator(_Replay):
         self.reference_ = self._load_reference(train, reference) if float(self.rate) < 1 else None
         return self
 
-    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int) -> Dataset:
+    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int,
+               progress: bool = True) -> Dataset:
         check_is_fitted(self, ("train_",))
         tr = self._check()
         rng = np.random.default_rng(seed)
@@ -200,10 +203,12 @@ class HoldoutGenerator(_Replay):
     name = "holdout"
     tags = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False, needs_reference_data=True)
 
-    def __init__(self, *, source: str | None = None):
+    def __init__(self, *, source: str | None = None, device: str = "cpu"):
         self.source = source
+        self.device = device  # the contract's; replay runs on the CPU
 
-    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, reference: Dataset | None = None):
+    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, work_dir=None, resume: bool = False,
+            reference: Dataset | None = None):
         if dp is not None:
             raise UsageError("holdout does not train, so it cannot train with DP (tags.supports_dp is False)")
         self.reference_ = self._load_reference(train, reference)
@@ -212,7 +217,8 @@ class HoldoutGenerator(_Replay):
         self.train_ = None
         return self
 
-    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int) -> Dataset:
+    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int,
+               progress: bool = True) -> Dataset:
         check_is_fitted(self, ("reference_",))
         ref = self.reference_
         rng = np.random.default_rng(seed)
@@ -226,20 +232,19 @@ class HoldoutGenerator(_Replay):
         return _synthetic_dataset(np.asarray(ref.images)[pick], np.asarray(ref.masks)[pick], self.name)
 
 
-class NoiseGenerator:
+class NoiseGenerator(BaseGenerator):
     """Smoothed Gaussian noise images (σ ``sigma``, smoothing ``smooth_px``) with procedural ring masks."""
 
     name = "noise"
     tags = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False)
 
-    def __init__(self, *, sigma: float = 0.5, smooth_px: float = 1.5):
+    def __init__(self, *, sigma: float = 0.5, smooth_px: float = 1.5, device: str = "cpu"):
         self.sigma = sigma
         self.smooth_px = smooth_px
+        self.device = device  # the contract's; noise is drawn on the CPU
 
-    def get_params(self) -> dict:
-        return {"sigma": self.sigma, "smooth_px": self.smooth_px}
-
-    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True):
+    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, work_dir=None, resume: bool = False,
+            reference: Dataset | None = None):
         if self.sigma <= 0 or self.smooth_px < 0:
             raise UsageError(f"noise: sigma must be > 0 and smooth_px >= 0, got sigma={self.sigma}, smooth_px={self.smooth_px}")
         if dp is not None:
@@ -247,7 +252,8 @@ class NoiseGenerator:
         self.shape_ = tuple(train.shape)
         return self
 
-    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int) -> Dataset:
+    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int,
+               progress: bool = True) -> Dataset:
         from scipy import ndimage
 
         check_is_fitted(self, ("shape_",))

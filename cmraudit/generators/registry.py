@@ -15,7 +15,7 @@ GROUP = GENERATORS.group
 CONFLICTS: list[PluginInfo] = GENERATORS.conflicts
 
 __all__ = ["BUILTIN_DIST", "CONFLICTS", "GENERATORS", "GROUP", "PluginInfo", "call_plugin", "generator_name",
-           "get_generator_class", "get_plugin", "list_generators", "make_generator", "refresh"]
+           "get_generator_class", "get_plugin", "list_generators", "make_generator", "name_of", "refresh"]
 
 
 def call_plugin(name: str, what: str, fn, *args, **kwargs):
@@ -48,3 +48,13 @@ def generator_name(generator) -> str | None:
 def make_generator(name: str, **params):
     """Instantiate a registered generator with hyper-parameters; bad params give a PluginError/UsageError."""
     return GENERATORS.make(name, **params)
+
+
+def name_of(cls: type) -> str:
+    """The entry-point name of a generator class (that of its nearest registered ancestor, else the class
+    name): plugins do not repeat their name in code (``BaseGenerator.name`` reads it from here)."""
+    for c in getattr(cls, "__mro__", (cls,)):
+        name = GENERATORS.name_of(c)
+        if name is not None:
+            return name
+    return cls.__name__

@@ -2,13 +2,14 @@
 
 A plugin subclasses :class:`TwoStageGenerator`, declares its image-stage parameters in
 ``image_defaults`` (and per-preset overrides in ``presets``) and implements three hooks:
-``_build_image_modules`` (fresh networks), ``_image_step_loss`` (one training loss) and
-``_sample_images`` (reverse process for given one-hot masks). Everything else — parameter
+``build_image_modules`` (fresh networks), ``image_step_loss`` (one training loss) and
+``sample_images`` (reverse process for given one-hot masks). Everything else — parameter
 validation, data checks, the mask model, training loop, vendor labels, save/load, the
 synthetic :class:`Dataset` — lives here.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..data.dataset import Dataset
 from ..device import select_device
 from ..dp import DPConfig, compose_budget, require_dp_support, stage_weights
 from ..errors import CheckpointError, DataError, UsageError
-from .base import GeneratorTags, check_is_fitted
+from .base import BaseGenerator, GeneratorTags, check_is_fitted
 from .checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -54,10 +55,12 @@ BASE_DEFAULTS: dict[str, Any] = {
 }
 
 
-class TwoStageGenerator(DPStages):
-    """Mask model + mask-conditioned image model. See the module docstring for the hooks."""
+class TwoStageGenerator(DPStages, BaseGenerator):
+    """Mask model + mask-conditioned image model. See the module docstring for the hooks.
 
-    name: ClassVar[str] = "two-stage"
+    The keyword parameters are ``BASE_DEFAULTS`` plus the plugin's ``image_defaults``; each subclass gets them
+    as its explicit signature (``inspect.signature(cls)``, ``help(cls)``), from which get_params derives."""
+
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False)
     image_defaults: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, dict]] = {}
@@ -74,6 +77,10 @@ class TwoStageGenerator(DPStages):
         for k, v in {**defaults, **params}.items():
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _signature(cls._defaults())
+
     # ------------------------------------------------------------ params
     @classmethod
     def _defaults(cls) -> dict[str, Any]:
@@ -87,17 +94,6 @@ class TwoStageGenerator(DPStages):
     def conformance_params(cls) -> dict[str, Any]:
         """Micro parameters for :func:`cmraudit.testing.check_generator` (CPU, seconds)."""
         return {**resolve_preset("micro", cls.presets), "device": "cpu"}
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._defaults()}
-
-    def set_params(self, **params: Any) -> "TwoStageGenerator":
-        unknown = sorted(set(params) - set(self._defaults()))
-        if unknown:
-            raise UsageError(f"{type(self).__name__}: unknown parameter(s) {unknown}")
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
 
     def _mask_unet(self) -> UNetSpec:
         return UNetSpec(tuple(self.mask_channels), tuple(self.mask_attention_levels), self.mask_num_res_blocks, self.mask_norm_num_groups, self.mask_num_head_channels)
@@ -120,7 +116,7 @@ class TwoStageGenerator(DPStages):
             warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema_decay=self.ema_decay, checkpoint_every=self.checkpoint_every,
         )
 
-    def _param_problems(self) -> list[str]:
+    def param_problems(self) -> list[str]:
         """Every problem with the parameters (collected, raised once by :meth:`validate_params`)."""
         p = self._mask_unet().problems("mask_") + self._noise().problems() + self._mask_noise().problems("mask_")
         p += self._train_config(steps=self.mask_steps, epochs=self.mask_epochs).problems("mask model: ")
@@ -145,17 +141,17 @@ class TwoStageGenerator(DPStages):
         return p
 
     def validate_params(self) -> None:
-        problems = self._param_problems()
+        problems = self.param_problems()
         if problems:
             raise UsageError(f"{type(self).__name__}: invalid parameters: " + "; ".join(problems))
 
     # ------------------------------------------------------------ hooks for plugins
-    def _build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
+    def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
 
-    def _fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback,
+    def fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback,
                          patient_ids=None) -> dict[str, Any]:
-        """Default: train module ``"image"`` with :meth:`_image_step_loss`; returns a training summary.
+        """Default: train module ``"image"`` with :meth:`image_step_loss`; returns a training summary.
 
         An override (e.g. an autoencoder stage first) must set ``self.image_modules_`` (name → module,
         each saved as ``<name>.safetensors``) and return a dict with at least ``steps``, ``time_s``, ``losses``.
@@ -163,8 +159,8 @@ class TwoStageGenerator(DPStages):
         ``dp=dp.get(name), patient_ids=patient_ids, stage=name`` to each ``train_loop`` and append each
         ``result.dp`` to ``self.dp_budgets_``.
         """
-        net = self._build_image_modules(seed=seed + 1, n_classes=self._n_classes())["image"]
-        step = self._image_step_loss
+        net = self.build_image_modules(seed=seed + 1, n_classes=self._n_classes())["image"]
+        step = self.image_step_loss
 
         def step_loss(model, idx, gen):
             i = torch.as_tensor(idx, device=images.device)
@@ -181,10 +177,10 @@ class TwoStageGenerator(DPStages):
         self.image_modules_ = {"image": net.eval()}
         return res.to_dict() | {"losses": res.losses}
 
-    def _image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
+    def image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
         raise NotImplementedError
 
-    def _sample_images(self, masks_oh: torch.Tensor, *, labels: torch.Tensor | None, seed: int, device: torch.device) -> torch.Tensor:
+    def sample_images(self, masks_oh: torch.Tensor, *, labels: torch.Tensor | None, seed: int, device: torch.device) -> torch.Tensor:
         raise NotImplementedError
 
     # ------------------------------------------------------------ fit
@@ -226,7 +222,7 @@ class TwoStageGenerator(DPStages):
         self._check_data(train)
         patient_ids = [str(p) for p in train.patient_id]
         if dp is not None and dp.enabled:
-            self._check_dp()
+            self.check_dp()
             stage_dp = dp.calibrate(self._dp_plan(n_items=len(train), n_patients=len(set(patient_ids))))
         self.dp_budgets_ = []
         t0 = time.perf_counter()
@@ -246,7 +242,7 @@ class TwoStageGenerator(DPStages):
         if mask_model.result_.dp is not None:
             self.dp_budgets_.append(mask_model.result_.dp)
         self.mask_model_ = mask_model
-        image_summary = self._fit_image_stage(images, masks_oh, labels, seed=seed, device=device, work_dir=wd, resume=resume,
+        image_summary = self.fit_image_stage(images, masks_oh, labels, seed=seed, device=device, work_dir=wd, resume=resume,
                                               progress=progress, dp=stage_dp, callback=callback, patient_ids=patient_ids)
         self.dp_ = None
         if stage_dp:
@@ -293,7 +289,7 @@ class TwoStageGenerator(DPStages):
             for b, start in enumerate(range(0, len(masks), bs)):
                 moh = onehot(masks[start : start + bs]).to(device)
                 lab = None if labels_all is None else labels_all[start : start + bs].to(device)
-                x = self._sample_images(moh, labels=lab, seed=int(seed) * 7919 + b + 1, device=device)
+                x = self.sample_images(moh, labels=lab, seed=int(seed) * 7919 + b + 1, device=device)
                 out.append(x[:, 0].clamp(-1, 1).float().cpu().numpy())
                 bar.advance(len(moh))
         images = np.concatenate(out).astype(np.float32) if out else np.zeros((0, *size), np.float32)
@@ -339,7 +335,7 @@ class TwoStageGenerator(DPStages):
         for k, v in cfg["fitted"].items():
             setattr(gen, k, v)
         gen.mask_model_ = gen._mask_model().load_state_dict(load_weights(path / "mask_model.safetensors"))
-        modules = gen._build_image_modules(seed=0, n_classes=gen._n_classes())
+        modules = gen.build_image_modules(seed=0, n_classes=gen._n_classes())
         for k, m in modules.items():
             try:
                 m.load_state_dict(load_weights(path / f"{k}.safetensors"))
@@ -348,3 +344,12 @@ class TwoStageGenerator(DPStages):
             m.eval()
         gen.image_modules_ = modules
         return gen
+
+
+def _signature(defaults: dict[str, Any]) -> inspect.Signature:
+    """``(*, name=default, ...)``: the explicit keyword signature of a two-stage generator."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature([inspect.Parameter(k, kw, default=v) for k, v in defaults.items()])
+
+
+TwoStageGenerator.__signature__ = _signature(TwoStageGenerator._defaults())

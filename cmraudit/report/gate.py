@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from ..estimates import is_skipped
 from .junit import write_junit  # noqa: F401 - re-exported
 from .policy import DETECTION_RULES, Policy, default_policy
 from .power import _TPR_HINT, _power_hint, wilson_min_n  # noqa: F401 - re-exported
@@ -83,7 +84,7 @@ class GateResult:
 
 # ---------------------------------------------------------------- extraction
 def _skip_reason(entry: Any) -> str | None:
-    if isinstance(entry, dict) and entry.get("status") == "skipped":
+    if is_skipped(entry):
         return str(entry.get("reason") or "no reason given")
     return None
 

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..estimates import skipped
 from .schema import SCHEMA_VERSION
 
 _PACKAGES = ("numpy", "scipy", "torch", "monai", "opacus", "faiss-cpu", "scikit-learn", "matplotlib")
@@ -83,8 +84,8 @@ def empty_report() -> dict:
         "run": {},
         "data": {},
         "generator": {"name": "unknown", "dp": None},
-        "fidelity": {"status": "skipped", "reason": "not run"},
-        "utility": {"status": "skipped", "reason": "not run"},
-        "privacy": {"status": "skipped", "reason": "not run"},
+        "fidelity": skipped("not run"),
+        "utility": skipped("not run"),
+        "privacy": skipped("not run"),
         "verdicts": {},
     }

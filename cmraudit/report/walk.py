@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from ..estimates import is_skipped  # noqa: F401 - the one definition; re-exported for compare and html
+
 
 @dataclass(frozen=True)
 class Leaf:
@@ -23,10 +25,6 @@ class Leaf:
 
 def is_estimate(d: Any) -> bool:
     return isinstance(d, dict) and "value" in d
-
-
-def is_skipped(d: Any) -> bool:
-    return isinstance(d, dict) and d.get("status") == "skipped"
 
 
 def leaves(node: Any, path: str) -> Iterator[Leaf]:

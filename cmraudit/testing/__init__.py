@@ -1,7 +1,7 @@
 """Public plugin conformance suite (docs/design.md § 5).
 
 >>> from cmraudit.testing import check_generator
->>> results = check_generator(MyGenerator)            # list of CheckResult
+>>> results = check_generator(MyGenerator)            # list of CheckResult (passed / failed / skipped + reason)
 >>> check_generator(MyGenerator, raise_on_fail=True)  # AssertionError naming every failed check
 
 In a plugin's own pytest suite, one test per check:
@@ -13,16 +13,19 @@ In a plugin's own pytest suite, one test per check:
 
 The class provides micro hyper-parameters through ``conformance_params()`` (a classmethod
 returning a dict; CPU, seconds) and optionally ``conformance_bad_params()`` (a list of
-parameter dicts that must be rejected with a UsageError) and ``conformance_fit_kwargs()``.
+parameter dicts that must be rejected with a UsageError) and ``conformance_fit_kwargs()``
+(:class:`cmraudit.generators.BaseGenerator` derives ``conformance_params`` from the micro preset).
+Checks the generator's tags make inapplicable are *skipped* with the reason (``yield_checks``), never "passed".
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+from .applicable import yield_checks
 from .checks import CHECKS, CheckContext, CheckResult, make_context, run_check
 from .toy import make_toy_dataset
 
-__all__ = ["check_generator", "parametrize_with_checks", "CheckResult", "CHECKS", "make_toy_dataset"]
+__all__ = ["check_generator", "parametrize_with_checks", "yield_checks", "CheckResult", "CHECKS", "make_toy_dataset"]
 
 
 def check_generator(cls: type, *, name: str | None = None, params: dict | None = None, fit_kwargs: dict | None = None,
@@ -33,9 +36,9 @@ def check_generator(cls: type, *, name: str | None = None, params: dict | None =
     toy dataset (6 patients × 4 slices) and shared by the checks that need a fitted model.
     """
     ctx = make_context(cls, params=params, fit_kwargs=fit_kwargs, seed=seed)
-    results = [run_check(c, ctx) for c in CHECKS]
+    results = [run_check(c, ctx, skip) for c, skip in yield_checks(cls)]
     if raise_on_fail:
-        failed = [r for r in results if not r.passed]
+        failed = [r for r in results if r.failed]
         if failed:
             label = name or getattr(cls, "name", cls.__name__)
             raise AssertionError(f"{label}: {len(failed)} conformance check(s) failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed))
@@ -45,12 +48,16 @@ def check_generator(cls: type, *, name: str | None = None, params: dict | None =
 class _Check:
     """A zero-argument callable running one check on a shared context (pytest id = check name)."""
 
-    def __init__(self, check, ctx_factory):
-        self.check, self._ctx = check, ctx_factory
+    def __init__(self, check, ctx_factory, skip: str | None = None):
+        self.check, self._ctx, self.skip = check, ctx_factory, skip
 
     def __call__(self) -> None:
+        if self.skip is not None:
+            import pytest
+
+            pytest.skip(self.skip)
         res = run_check(self.check, self._ctx())
-        if not res.passed:
+        if res.failed:
             raise AssertionError(f"{res.name}: {res.message}")
 
     def __repr__(self) -> str:
@@ -71,7 +78,7 @@ def parametrize_with_checks(generators: Sequence[type | tuple[type, dict]]):
                 holder["ctx"] = make_context(cls, params=params)
             return holder["ctx"]
 
-        for c in CHECKS:
-            cases.append(_Check(c, factory))
+        for c, skip in yield_checks(cls):
+            cases.append(_Check(c, factory, skip))
             ids.append(f"{getattr(cls, 'name', cls.__name__)}-{c.__name__}")
     return pytest.mark.parametrize("check", cases, ids=ids)

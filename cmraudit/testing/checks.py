@@ -1,9 +1,11 @@
 """The plugin conformance suite (docs/design.md § 5), in the spirit of sklearn's ``check_estimator``.
 
 Each check is a function ``check_x(ctx)`` that raises ``AssertionError`` (or any error)
-with a message saying what was expected; :func:`check_generator` runs them all and returns
-one :class:`CheckResult` per check. The fitted generator is shared between checks (fit
-once, on a tiny toy dataset, with the plugin's ``conformance_params()``).
+with a message saying what was expected; :func:`cmraudit.testing.applicable.yield_checks` yields them with, for
+a check the generator's tags make inapplicable, the reason it is skipped;
+:func:`check_generator` returns one :class:`CheckResult` per check (passed / failed / skipped).
+The fitted generator is shared between checks (fit once, on a tiny toy dataset, with the plugin's
+``conformance_params()``).
 """
 from __future__ import annotations
 
@@ -23,17 +25,37 @@ from ..generators.base import GeneratorTags
 from .toy import make_toy_dataset
 
 
+STATUSES = ("passed", "failed", "skipped")
+
+
 @dataclass
 class CheckResult:
-    """Outcome of one check: ``passed`` with a ``message`` (the failure reason), time in seconds."""
+    """Outcome of one check: ``status`` passed / failed / skipped, ``message`` (the failure or skip reason), time."""
 
     name: str
-    passed: bool
+    status: str
     message: str = ""
     time_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "message": self.message, "time_s": round(self.time_s, 3)}
+        return {"name": self.name, "status": self.status, "passed": self.passed, "message": self.message,
+                "time_s": round(self.time_s, 3)}
 
 
 @dataclass
@@ -166,16 +188,12 @@ def _check_dataset(ds: Any, *, n: int, shape: tuple[int, int], what: str) -> Non
 def check_sample_n(ctx: CheckContext) -> None:
     """``sample(n=…)`` returns n slices of the training size, float32 in [-1, 1], uint8 labels 0..3."""
     gen = ctx.fitted()
-    if not ctx.tags().two_stage:
-        return
     _check_dataset(gen.sample(n=3, seed=1), n=3, shape=ctx.train.shape, what="sample(n=3)")
 
 
 def check_sample_masks(ctx: CheckContext) -> None:
     """``sample(masks=…)`` keeps the given masks row for row (paired generation)."""
     gen = ctx.fitted()
-    if not ctx.tags().conditional:
-        return
     masks = np.asarray(ctx.train.masks[:3])
     ds = gen.sample(masks=masks, seed=2)
     _check_dataset(ds, n=3, shape=ctx.train.shape, what="sample(masks=…)")
@@ -221,9 +239,9 @@ def check_dp_hook(ctx: CheckContext) -> None:
     and samples; otherwise ``fit(dp=…)`` is a UsageError (never silently non-private)."""
     dp = DPConfig(epsilon=8.0, delta=1e-3)
     refuses = False
-    if ctx.tags().supports_dp and callable(getattr(ctx.make(), "_check_dp", None)):
+    if ctx.tags().supports_dp and callable(getattr(ctx.make(), "check_dp", None)):  # duck-typed classes may lack it
         try:  # these parameters may be ones DP-SGD cannot cover (e.g. fm with ot_pairing): then fit must refuse
-            ctx.make()._check_dp()
+            ctx.make().check_dp()
         except UsageError:
             refuses = True
     if refuses or not ctx.tags().supports_dp:
@@ -233,7 +251,8 @@ def check_dp_hook(ctx: CheckContext) -> None:
             return
         except Exception as e:  # noqa: BLE001
             raise AssertionError(f"fit(dp=…) raised {type(e).__name__} ({e}), expected UsageError") from e
-        raise AssertionError("fit(dp=…) trained although tags.supports_dp is False or _check_dp() refuses these parameters")
+        raise AssertionError("fit(dp=…) trained although tags.supports_dp is False or check_dp() refuses these "
+                             "parameters")
     size = int(ctx.params.get("image_size") or 32)
     train = make_toy_dataset(n_patients=12, slices=2, size=size, seed=ctx.seed + 5)
     gen = ctx.make()  # micro batch_size (4) ≤ 12 patients
@@ -249,8 +268,6 @@ def check_dp_hook(ctx: CheckContext) -> None:
 
 def check_loss(ctx: CheckContext) -> None:
     """With ``has_loss``: ``loss(images, masks, t=…)`` returns one finite number per slice, deterministic by seed."""
-    if not ctx.tags().has_loss:
-        return
     gen = ctx.fitted()
     im, mk = np.asarray(ctx.train.images[:3]), np.asarray(ctx.train.masks[:3])
     a = np.asarray(gen.loss(im, mk, t=100))
@@ -286,7 +303,6 @@ CHECKS: tuple[Callable[[CheckContext], None], ...] = (
     check_save_load_roundtrip, check_dp_hook, check_loss, check_hooks,
 )
 
-
 def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | None = None, seed: int = 0) -> CheckContext:
     if not inspect.isclass(cls):
         raise UsageError(f"check_generator expects a generator class, got {type(cls).__name__}")
@@ -303,11 +319,13 @@ def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | No
     return CheckContext(cls=cls, params=params, fit_kwargs=fit_kwargs, seed=seed)
 
 
-def run_check(check: Callable[[CheckContext], None], ctx: CheckContext) -> CheckResult:
+def run_check(check: Callable[[CheckContext], None], ctx: CheckContext, skip: str | None = None) -> CheckResult:
+    if skip is not None:
+        return CheckResult(check.__name__, "skipped", skip)
     t0 = time.perf_counter()
     try:
         check(ctx)
-        return CheckResult(check.__name__, True, "", time.perf_counter() - t0)
+        return CheckResult(check.__name__, "passed", "", time.perf_counter() - t0)
     except (AssertionError, CmrAuditError, Exception) as e:  # noqa: BLE001 - a check fails, the suite goes on
         msg = str(e) if isinstance(e, AssertionError) else f"{type(e).__name__}: {e}"
-        return CheckResult(check.__name__, False, msg, time.perf_counter() - t0)
+        return CheckResult(check.__name__, "failed", msg, time.perf_counter() - t0)

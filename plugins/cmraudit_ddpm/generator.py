@@ -48,7 +48,6 @@ PRESETS = {
 class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     """Pixel-space DDPM with mask concatenation (the reference study's DDPM, docs/design.md § 2)."""
 
-    name: ClassVar[str] = "ddpm"
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True,
                                                   hooks=("loss", "prediction_pair", "noise_prediction"))
@@ -58,13 +57,13 @@ class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     def _unet(self) -> UNetSpec:
         return UNetSpec(tuple(self.channels), tuple(self.attention_levels), self.num_res_blocks, self.norm_num_groups, self.num_head_channels)
 
-    def _param_problems(self) -> list[str]:
-        p = super()._param_problems() + self._unet().problems("image ")
+    def param_problems(self) -> list[str]:
+        p = super().param_problems() + self._unet().problems("image ")
         if self.image_size is not None and int(self.image_size) % self._unet().downsample:
             p.append(f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)")
         return p
 
-    def _build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
+    def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
         with seeded(seed):
             return {"image": build_unet(self._unet(), in_channels=5, out_channels=1, num_class_embeds=n_classes)}
 
@@ -73,7 +72,7 @@ class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
             self._acp_cache = alphas_cumprod(self._noise())
         return self._acp_cache
 
-    def _image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
+    def image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
         if self.augment:
             images, masks_oh = flip_rotate([images, masks_oh], generator=gen, modes=["bilinear", "nearest"])
         if labels is not None:
@@ -81,7 +80,7 @@ class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
             labels = torch.where(drop, torch.zeros_like(labels), labels)
         return eps_loss(model, images, acp=self._acp(), generator=gen, cond=masks_oh, class_labels=labels)
 
-    def _sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
+    def sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
         net = self.image_modules_["image"].to(device).eval()
         w = float(self.guidance_scale)
         uncond = None

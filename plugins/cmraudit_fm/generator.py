@@ -57,7 +57,6 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     pure noise) and maps to flow time ``s = 1 − t / num_train_timesteps``.
     """
 
-    name: ClassVar[str] = "fm"
     # supports_dp: both stages train through train_loop's DP-SGD hook; minibatch-OT pairing couples the
     # samples of a batch, which per-sample DP-SGD forbids, so ot_pairing=True is refused under DP.
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
@@ -74,25 +73,25 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     def _solver(self) -> SolverSpec:
         return SolverSpec(str(self.solver), int(self.ode_steps))
 
-    def _param_problems(self) -> list[str]:
-        p = super()._param_problems() + self._unet().problems("image ") + self._solver().problems()
+    def param_problems(self) -> list[str]:
+        p = super().param_problems() + self._unet().problems("image ") + self._solver().problems()
         if self.conditioning not in CONDITIONINGS:
             p.append(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
         if self.image_size is not None and int(self.image_size) % self._unet().downsample:
             p.append(f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)")
         return p
 
-    def _check_dp(self) -> None:
+    def check_dp(self) -> None:
         if self.ot_pairing:
             raise UsageError("fm: ot_pairing=True pairs noise and images across the batch, so one patient's slice changes "
                              "the others' losses and per-patient DP-SGD does not hold; use ot_pairing=False with --dp-epsilon")
 
     # ------------------------------------------------------------ hooks
-    def _build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
+    def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
         with seeded(seed):
             return {"image": build_velocity_net(self._unet(), conditioning=self.conditioning, num_class_embeds=n_classes)}
 
-    def _image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
+    def image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
         if self.augment:
             images, masks_oh = flip_rotate([images, masks_oh], generator=gen, modes=["bilinear", "nearest"])
         if labels is not None:
@@ -116,7 +115,7 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
 
         return fn
 
-    def _sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
+    def sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
         net = self.image_modules_["image"].to(device).eval()
         x0 = noise_like((len(masks_oh), 1, *masks_oh.shape[2:]), seed=seed, device=device)
         return solve_ode(self._velocity_fn(net, masks_oh, labels), x0, self._solver()).x

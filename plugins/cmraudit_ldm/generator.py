@@ -99,7 +99,6 @@ def mask_to_seg(masks_oh: torch.Tensor) -> torch.Tensor:
 class LDMGenerator(TwoStageGenerator):
     """Mask-conditioned latent diffusion with SPADE (the reference study's LDM)."""
 
-    name: ClassVar[str] = "ldm"
     # supports_dp: mask model, AutoencoderKL and latent UNet all train through train_loop's DP-SGD hook
     # (a VQ-VAE's EMA codebook would escape DP-SGD: cmraudit.dp.fix_module refuses it).
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
@@ -125,8 +124,8 @@ class LDMGenerator(TwoStageGenerator):
     def _dp_train_configs(self):
         return {**super()._dp_train_configs(), "autoencoder": self._ae_train_config()}
 
-    def _param_problems(self) -> list[str]:
-        p = super()._param_problems() + self._ae().problems() + self._unet().problems("image ")
+    def param_problems(self) -> list[str]:
+        p = super().param_problems() + self._ae().problems() + self._unet().problems("image ")
         p += self._latent_noise().problems("latent_") + self._ae_train_config().problems("autoencoder: ")
         if int(self.spade_channels) < 1:
             p.append(f"spade_channels must be >= 1, got {self.spade_channels}")
@@ -144,7 +143,7 @@ class LDMGenerator(TwoStageGenerator):
             raise DataError(f"fit: image size {train.shape[0]} is not divisible by {f} (autoencoder × latent UNet downsampling)")
 
     # ------------------------------------------------------------ modules
-    def _build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
+    def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
         from monai.networks.nets import SPADEDiffusionModelUNet
 
         spec = self._unet()
@@ -166,9 +165,9 @@ class LDMGenerator(TwoStageGenerator):
         return self._acp_cache
 
     # ------------------------------------------------------------ fit (stage A then B)
-    def _fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback,
+    def fit_image_stage(self, images, masks_oh, labels, *, seed, device, work_dir, resume, progress, dp, callback,
                          patient_ids=None) -> dict[str, Any]:
-        modules = self._build_image_modules(seed=seed + 1, n_classes=self._n_classes())
+        modules = self.build_image_modules(seed=seed + 1, n_classes=self._n_classes())
         ae, unet = modules["autoencoder"], modules["image"]
         wd = None if work_dir is None else Path(work_dir)
         kl_w, grad_w, augment = float(self.ae_kl_weight), float(self.ae_grad_weight), bool(self.augment)
@@ -233,7 +232,7 @@ class LDMGenerator(TwoStageGenerator):
         return err.flatten(1).mean(1) if reduction == "none" else err.mean()
 
     # ------------------------------------------------------------ sample
-    def _sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
+    def sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
         ae = self.image_modules_["autoencoder"].to(device).eval()
         unet = self.image_modules_["image"].to(device).eval()
         seg = mask_to_seg(masks_oh)

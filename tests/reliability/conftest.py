@@ -235,15 +235,15 @@ def _fake_dist(root: Path, name: str, entry_points: str) -> None:
 
 
 PLUGIN_SRC = """
-class CtorFails:
-    name = "ctorgen"
-    def __init__(self, **kw):
+from cmraudit.generators import BaseGenerator
+
+class CtorFails(BaseGenerator):  # the contract's base class; its name is the entry point's
+    def __init__(self, *, device="auto"):
         raise RuntimeError("constructor exploded")
 
-class FitFails:
-    name = "fitgen"
-    def __init__(self, **kw):
-        pass
+class FitFails(BaseGenerator):
+    def __init__(self, *, device="auto"):
+        self.device = device
     def fit(self, data, **kw):
         raise ValueError("fit exploded")
 

@@ -1,61 +1,59 @@
-"""LabelMeanGenerator: the smallest generator that satisfies the cmraudit contract.
+"""LabelMeanGenerator: the smallest generator that satisfies the cmraudit contract (docs/plugins.md).
 
-Contract (cmraudit docs/design.md § 5): ``__init__`` stores parameters only; ``fit`` returns self
-and sets attributes ending in ``_``; ``sample(masks=...)`` / ``sample(n=...)`` return a
-cmraudit Dataset; ``save``/``load`` use a directory with config.json + safetensors weights.
+Everything comes from ``cmraudit.generators`` (the plugin kit): subclass :class:`BaseGenerator`, declare the
+hyper-parameters as keyword arguments of ``__init__`` (``device`` is part of the contract), implement ``fit`` /
+``sample`` / ``save`` / ``load`` with the contract's keywords. The name is the entry point's (pyproject.toml);
+``get_params``, presets and validation derive from the signature; ``synthetic_dataset`` builds what ``sample``
+returns and ``save_checkpoint`` / ``load_checkpoint`` write and read the model folder.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import torch
 from scipy import ndimage
 
-from cmraudit.data.dataset import Dataset
-from cmraudit.errors import CheckpointError, UsageError
-from cmraudit.generators.base import GeneratorTags, check_is_fitted
-from cmraudit.generators.checkpoint import FORMAT, FORMAT_VERSION, atomic_dir, load_weights, read_config, save_weights, write_json_atomic
+from cmraudit.generators import (
+    BaseGenerator,
+    Dataset,
+    GeneratorTags,
+    UsageError,
+    check_is_fitted,
+    load_checkpoint,
+    save_checkpoint,
+    synthetic_dataset,
+)
 
 
-class LabelMeanGenerator:
+class LabelMeanGenerator(BaseGenerator):
     """Renders a mask with per-label mean intensity + smoothed noise; samples masks by replaying training masks.
 
     ``smoothing``: Gaussian sigma in pixels of the noise field; ``noise_scale``: multiplies
-    the per-label standard deviation (1.0 = the training spread).
+    the per-label standard deviation (1.0 = the training spread); ``device``: unused (NumPy on the CPU).
     """
 
-    name = "example-labelmean"
     tags = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False, deterministic_fit=True)
+    presets = {"micro": {"smoothing": 0.5}}  # optional; without it every preset uses the defaults
 
-    def __init__(self, *, smoothing: float = 1.0, noise_scale: float = 1.0) -> None:
+    def __init__(self, *, smoothing: float = 1.0, noise_scale: float = 1.0, device: str = "cpu") -> None:
         self.smoothing = smoothing
         self.noise_scale = noise_scale
-
-    # -- sklearn-style parameters
-    def get_params(self) -> dict:
-        return {"smoothing": self.smoothing, "noise_scale": self.noise_scale}
-
-    @classmethod
-    def conformance_params(cls) -> dict:
-        return {"smoothing": 1.0, "noise_scale": 1.0}
+        self.device = device
 
     @classmethod
     def conformance_bad_params(cls) -> list[dict]:
         return [{"smoothing": -1.0}, {"noise_scale": "loud"}]
 
-    def _validate(self) -> None:
+    def param_problems(self) -> list[str]:
         problems = []
         if not isinstance(self.smoothing, (int, float)) or self.smoothing < 0:
             problems.append(f"smoothing must be a number >= 0 (pixels), got {self.smoothing!r}")
         if not isinstance(self.noise_scale, (int, float)) or self.noise_scale < 0:
             problems.append(f"noise_scale must be a number >= 0, got {self.noise_scale!r}")
-        if problems:
-            raise UsageError("LabelMeanGenerator: " + "; ".join(problems))
+        return problems
 
-    # -- fit / sample
-    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True) -> "LabelMeanGenerator":
-        self._validate()
+    # -- fit / sample (the contract's keywords; work_dir / resume unused: fitting takes milliseconds)
+    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, work_dir=None, resume: bool = False,
+            reference: Dataset | None = None) -> "LabelMeanGenerator":
+        self.validate_params()
         if dp is not None:
             raise UsageError("LabelMeanGenerator does not support DP-SGD; run without --dp-epsilon")
         im, mk = np.asarray(train.images, np.float64), np.asarray(train.masks)
@@ -64,7 +62,8 @@ class LabelMeanGenerator:
         self.mask_bank_ = mk.astype(np.uint8).copy()
         return self
 
-    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int) -> Dataset:
+    def sample(self, *, masks: np.ndarray | None = None, n: int | None = None, seed: int,
+               progress: bool = True) -> Dataset:
         check_is_fitted(self, ("means_", "mask_bank_"))
         if (masks is None) == (n is None):
             raise UsageError("sample: give exactly one of masks=... or n=...")
@@ -80,27 +79,16 @@ class LabelMeanGenerator:
             noise = ndimage.gaussian_filter(noise, sigma=(0, self.smoothing, self.smoothing))
             noise /= noise.std() + 1e-12
         images = self.means_[masks] + self.noise_scale * self.stds_[masks] * noise
-        k = len(masks)
-        return Dataset(images=np.clip(images, -1, 1).astype(np.float32), masks=masks,
-                       patient_id=np.array([f"syn-{self.name}-{i:06d}" for i in range(k)], dtype=object),
-                       source=np.full(k, f"synthetic:{self.name}", dtype=object))
+        return synthetic_dataset(images, masks, generator=self.name)
 
     # -- save / load: config.json + safetensors, never pickles
     def save(self, path) -> None:
         check_is_fitted(self, ("means_", "mask_bank_"))
-        with atomic_dir(path) as tmp:
-            save_weights(tmp / "weights.safetensors", {"means": torch.tensor(self.means_), "stds": torch.tensor(self.stds_),
-                                                       "mask_bank": torch.from_numpy(self.mask_bank_)})
-            write_json_atomic(tmp / "config.json", {"format": FORMAT, "format_version": FORMAT_VERSION, "generator": self.name,
-                                                    "params": self.get_params()})
+        save_checkpoint(path, self, {"means": self.means_, "stds": self.stds_, "mask_bank": self.mask_bank_})
 
     @classmethod
     def load(cls, path) -> "LabelMeanGenerator":
-        cfg = read_config(path)
-        if cfg.get("generator") != cls.name:
-            raise CheckpointError(f"{path}: holds {cfg.get('generator')!r}, not {cls.name!r}")
-        gen = cls(**cfg["params"])
-        w = load_weights(Path(path) / "weights.safetensors")
+        gen, w, _ = load_checkpoint(path, cls)
         gen.means_, gen.stds_ = w["means"].numpy(), w["stds"].numpy()
         gen.mask_bank_ = w["mask_bank"].numpy()
         return gen

@@ -5,7 +5,7 @@ patients, members), ``holdout`` (never seen, non-members), the ``synthetic`` set
 real ``test`` set (fidelity reference and segmentation test patients; without it the holdout
 patients play that part and the report says so) and a ``paired`` set (images generated from the
 test masks, row i ↔ test slice i). Writes OUT/report.json and OUT/report.html with the builder of
-``cmraudit run`` (:func:`cmraudit.pipeline.build_report`), so ``gate`` and ``compare`` read it unchanged.
+``cmraudit run`` (:func:`cmraudit.reporting.build_report`), so ``gate`` and ``compare`` read it unchanged.
 
 An image-only synthetic set (``has_masks: false`` in dataset.json) is audited for privacy (no
 mask-copy search) and fidelity (no radiomic space, no mask plausibility); utility is
@@ -21,13 +21,15 @@ from pathlib import Path
 from .data.dataset import Dataset, read_dataset, write_dataset
 from .device import select_device
 from .errors import CmrAuditError, DataError, UsageError
-from .estimates import skipped
+from .estimates import is_skipped, skipped
 from .fidelity.evaluate import evaluate_fidelity
 from .io_guard import check_output, make_output_dir
-from .pipeline import RunResult, StageContext, _audit_features, _now, _write_report, build_report, save_grid
+from .pipeline import StageContext, _audit_features, _write_report, save_grid
 from .privacy.audit import audit_privacy
 from .privacy.config import AuditConfig
 from .report.html import render_html
+from .reporting import build_report, external_section, now_utc
+from .results import RunResult
 from .utility.evaluate import evaluate_utility
 
 NO_MASKS = "the synthetic set has no masks (image-only import)"
@@ -147,7 +149,7 @@ def _utility(ctx: StageContext, *, has_masks: bool, preset: str, params: dict, w
 
 def evaluate(config: EvaluateConfig) -> RunResult:
     """Privacy, fidelity and utility of an existing synthetic set; writes OUT/report.json and OUT/report.html."""
-    started, timings, t = _now(), {}, time.perf_counter()
+    started, timings, t = now_utc(), {}, time.perf_counter()
     sets = {
         k: (read_dataset(getattr(config, k)) if getattr(config, k) is not None else None)
         for k in ("train", "holdout", "synthetic", "test", "paired")
@@ -202,45 +204,21 @@ def evaluate(config: EvaluateConfig) -> RunResult:
         except CmrAuditError as e:
             sections[name] = skipped(f"{type(e).__name__}: {e}")
         timings[name] = time.perf_counter() - t
-        status[name] = "skipped" if sections[name].get("status") == "skipped" else "done"
+        status[name] = "skipped" if is_skipped(sections[name]) else "done"
     name = config.name or Path(config.synthetic).name
-    gsec = {
-        "name": name,
-        "params": {},
-        "dp": None,
-        "external": True,
-        "synthetic_path": str(config.synthetic),
-        "has_masks": has_masks,
-        "sources": sorted({str(s) for s in syn.source})[:10],
-    }
-    parts = {
-        "train": sets["train"],
-        "holdout": sets["holdout"],
-        "synthetic": syn,
-        **({"test": test} if test is not None else {}),
-    }
-    source = f"external synthetic set {config.synthetic}"
-    report = build_report(
-        config=config,
-        gen=None,
-        info=None,
-        device=str(device),
-        source=source,
-        split=None,
-        parts=parts,
-        paired=sets["paired"],
-        sections=sections,
-        started=started,
-        timings=timings,
-        command="cmraudit evaluate",
-        seeds={"audit": config.seed},
-        generator_section=gsec,
-    )
-    report["data"]["reference"] = (
-        "test" if test is not None else "holdout (no --test given: the holdout patients are the real reference)"
-    )
-    report["data"]["synthetic"]["has_masks"] = has_masks
-    _write_report(run_dir, report)
+    gsec = external_section(name, external=True, synthetic_path=str(config.synthetic), has_masks=has_masks,
+                            sources=sorted({str(s) for s in syn.source})[:10])
+    parts = {"train": sets["train"], "holdout": sets["holdout"], "synthetic": syn,
+             **({"test": test} if test is not None else {})}
+    counts = {"synthetic": {"patients": int(len(syn.patients)), "slices": int(len(syn)), "has_masks": has_masks}}
+    reference_note = ("test" if test is not None
+                      else "holdout (no --test given: the holdout patients are the real reference)")
+    report = build_report(command="cmraudit evaluate", config=config.to_dict(), seed=config.seed,
+                          seeds={"audit": config.seed}, device=str(device),
+                          source=f"external synthetic set {config.synthetic}",
+                          parts=parts, paired=sets["paired"], sections=sections, started=started, timings=timings,
+                          generator=gsec, counts=counts, data_extra={"reference": reference_note})
+    _write_report(run_dir, report.to_dict())
 
     render_html(run_dir)
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status=status)
