@@ -9,7 +9,7 @@ from ..errors import ConfigError
 BLACKBOX_ATTACKS = ("gan_leaks", "domias")
 WHITEBOX_ATTACKS = ("loss", "fcre")
 # registered diffusion-structure attacks (cmraudit.privacy.mia.attacks); opt-in by name, not in the default set
-REGISTERED_ATTACKS = ("pia", "pian", "secmi", "sima", "sima_mc", "conditional_gap", "flow_gap")
+REGISTERED_ATTACKS = ("pia", "pian", "secmi", "sima", "sima_mc", "conditional_gap", "flow_gap", "grad_norm")
 VIEWS = ("none", "flips")
 
 

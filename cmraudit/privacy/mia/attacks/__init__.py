@@ -11,6 +11,7 @@ from ....errors import UsageError
 from .base import Attack
 from .conditional_gap import ConditionalGap
 from .flow_gap import FlowGap
+from .grad_norm import GradNorm
 from .pia import PIA, PIAN
 from .secmi import SecMI
 from .sima import SimA, SimAMC
@@ -25,7 +26,7 @@ def register(cls: type[Attack]) -> type[Attack]:
     return cls
 
 
-for _cls in (PIA, PIAN, SecMI, SimA, SimAMC, ConditionalGap, FlowGap):
+for _cls in (PIA, PIAN, SecMI, SimA, SimAMC, ConditionalGap, FlowGap, GradNorm):
     register(_cls)
 
 
