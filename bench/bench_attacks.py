@@ -5,7 +5,7 @@ A phantom (``--subjects`` subjects × ``--slices`` slices at 32²) is split by p
 image model), then the loss attack and each registered attack that the plugin's hooks allow score the train
 patients (members) against the holdout patients (non-members; ``flow_gap`` takes a quarter of them as its
 reference and scores the rest). Printed: patient-level AUC with 95 % CI, slice-level TPR at 1 % FPR, seconds
-per slice. One line of JSON per (generator, seed, attack) goes to ``--json``.
+per slice. One line of JSON per (generator, seed, attack) is appended to ``--json`` as soon as it is measured.
 
     python bench/bench_attacks.py --generators ddpm,fm --steps 800 --subjects 50 --slices 4 --seeds 0,1
 """
@@ -105,6 +105,9 @@ def main() -> None:
                     "queries_per_slice": d["info"].get("queries_per_slice"),
                 }
                 rows.append(row)
+                if args.json:  # one line per result as it comes, so a long run keeps what it measured
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(row) + "\n")
                 ci = ", ".join(f"{v:.2f}" for v in p["auc"]["ci"])
                 t1 = "n/a" if row["slice_tpr_1pct"] is None else f"{row['slice_tpr_1pct']:.3f}"
                 print(
@@ -113,10 +116,6 @@ def main() -> None:
                     f"({row['queries_per_slice']} queries)"
                 )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,7 @@ ATTACKS.register("sima", "cmraudit.privacy.mia.attacks.sima:SimA")
 ATTACKS.register("sima_mc", "cmraudit.privacy.mia.attacks.sima:SimAMC")
 ATTACKS.register("conditional_gap", "cmraudit.privacy.mia.attacks.conditional_gap:ConditionalGap")
 ATTACKS.register("flow_gap", "cmraudit.privacy.mia.attacks.flow_gap:FlowGap")
+ATTACKS.register("grad_norm", "cmraudit.privacy.mia.attacks.grad_norm:GradNorm")
 
 #: shadow-model executors (docs/privacy.md); third parties: ``cmraudit.executors``
 EXECUTORS = Registry("executor", "cmraudit.executors", error=ConfigError)

@@ -36,9 +36,16 @@ def dp_audit_cmd(
         32, "--canaries", help="M canary patients, each included with probability ½ (secret, recorded draw)."
     ),
     attack: str = typer.Option(
-        "loss",
+        "auto",
         "--attack",
-        help="White-box attack that scores the canaries: loss, pia, pian, secmi, sima, sima_mc, conditional_gap.",
+        help="White-box attack that scores the canaries: auto (the strongest the generator allows: grad_norm, "
+        "else loss), loss, or a registered attack that needs no reference (grad_norm, pia, sima, …).",
+    ),
+    distinctive: float = typer.Option(
+        0.0,
+        "--distinctive",
+        help="Stamp each canary patient with its own smooth random pattern of this standard deviation "
+        "(outlier canaries, a stronger audit; 0 = as they are).",
     ),
     guesses: Optional[int] = typer.Option(
         None, "--guesses", help="r guesses: r/2 highest 'in', r/2 lowest 'out' (default M/2)."
@@ -71,6 +78,7 @@ def dp_audit_cmd(
         seed=seed,
         dp=dp,
         attack=attack,
+        distinctive=distinctive,
         r_plus=r,
         r_minus=None if guesses is None else guesses - r,
     )

@@ -326,6 +326,8 @@ def train_loop(
     finally:
         bar.close()
         log.close()
+        if pt is not None and hasattr(pt.module, "remove_hooks"):
+            pt.module.remove_hooks()  # the trained network leaves clean: no per-sample capture on later passes
     dp_budget = None
     if pt is not None:
         pt.check_budget()

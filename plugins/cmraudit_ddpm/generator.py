@@ -50,7 +50,8 @@ class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
 
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True,
-                                                  hooks=("loss", "prediction_pair", "noise_prediction"))
+                                                  hooks=("loss", "prediction_pair", "noise_prediction",
+                                                         "parameter_gradients"))
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
 
@@ -106,7 +107,7 @@ class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         return a ** 0.5, (1.0 - a) ** 0.5
 
     def _predict_noise_batch(self, x_t, masks_oh, t: int):
-        net = self.image_modules_["image"].to(x_t.device).eval()
+        net = self.image_modules_["image"]  # device and mode are set by the caller (noise_hooks)
         tt = torch.full((len(x_t),), int(t), dtype=torch.long, device=x_t.device)
         lab = self._class_labels(len(x_t), x_t.device)
         inp = torch.cat([x_t, masks_oh], 1)

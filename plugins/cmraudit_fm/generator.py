@@ -62,7 +62,7 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     tags: ClassVar[GeneratorTags] = GeneratorTags(conditional=True, two_stage=True, supports_dp=True, has_loss=True,
                                                   vendor_conditional=True, deterministic_fit=True,
                                                   hooks=("loss", "prediction_pair", "noise_prediction",
-                                                         "velocity_loss"))
+                                                         "parameter_gradients", "velocity_loss"))
     image_defaults: ClassVar[dict] = {**IMAGE_DEFAULTS}
     presets: ClassVar[dict] = PRESETS
 
@@ -126,7 +126,7 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         return u, 1.0 - u
 
     def _predict_noise_batch(self, x_t, masks_oh, t: int):
-        net = self.image_modules_["image"].to(x_t.device).eval()
+        net = self.image_modules_["image"]  # device and mode are set by the caller (noise_hooks)
         u = 1.0 - int(t) / int(self.num_train_timesteps)
         v = net(x_t, torch.full((len(x_t),), u, dtype=torch.float32, device=x_t.device), masks_oh,
                 self._class_labels(len(x_t), x_t.device))

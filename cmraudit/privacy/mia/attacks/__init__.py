@@ -12,6 +12,7 @@ from ..interface import ATTACKS, offered_hooks
 from .base import Attack
 from .conditional_gap import ConditionalGap
 from .flow_gap import FlowGap
+from .grad_norm import GradNorm
 from .pia import PIA, PIAN
 from .secmi import SecMI
 from .sima import SimA, SimAMC
