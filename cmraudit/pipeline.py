@@ -29,13 +29,14 @@ from .data.splits import split_patients
 from .errors import CmrAuditError, DataError, PluginError, UsageError
 from .estimates import skipped
 from .generators.registry import call_plugin, get_plugin
+from .progress import set_stage
 from .generators.train_log import LOGS_DIR, log_to
 from .io_guard import atomic_file, check_output, make_output_dir, remove_stale_temps
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 from .generators.distributed import is_main_process
 
 SCHEMA_VERSION = "1.0"
-PRESETS = ("quick", "paper")
+PRESETS = ("micro", "quick", "paper")  # micro: the smoke test (docs/generators.md)
 #: per preset: phantom subjects, synthetic slices, paired slices (None = all test slices)
 PRESET_RUN = {"quick": {"subjects": 60, "n_samples": 96, "n_paired": 32}, "paper": {"subjects": 60, "n_samples": None, "n_paired": None},
               "micro": {"subjects": 9, "n_samples": 8, "n_paired": 4}}
@@ -241,6 +242,7 @@ def run(config: RunConfig) -> RunResult:
         raise UsageError(f"--out {run_dir}: a finished run is already there; pass --overwrite or choose another --out")
     info = get_plugin(config.generator)
 
+    set_stage("data")
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
     require_masks(ds, source)
     try:
@@ -264,6 +266,7 @@ def run(config: RunConfig) -> RunResult:
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    set_stage("fit")
     fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume} if hasattr(gen, "from_preset") else {}
     if getattr(getattr(gen, "tags", None), "needs_reference_data", False):
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
@@ -274,6 +277,7 @@ def run(config: RunConfig) -> RunResult:
     timings["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    set_stage("sample")
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
     n_samples = int(config.n_samples if config.n_samples is not None else (defaults["n_samples"] or len(train)))
     pkw = {"progress": config.progress} if "progress" in inspect.signature(gen.sample).parameters else {}
@@ -300,6 +304,7 @@ def run(config: RunConfig) -> RunResult:
     sections, status = {}, {}
     for name, fn in STAGES:
         t = time.perf_counter()
+        set_stage(name)
         try:
             sections[name] = fn(ctx)
         except CmrAuditError as e:
@@ -307,11 +312,15 @@ def run(config: RunConfig) -> RunResult:
         timings[name] = time.perf_counter() - t
         status[name] = "skipped" if sections[name].get("status") == "skipped" else "done"
 
+    set_stage("report")
     report = build_report(config=config, gen=gen, info=info, device=str(device), source=source, split=split,
                           parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started, timings=timings)
     if is_main_process():
         _write_report(run_dir, report)
+        from .report.card import write_card
         from .report.html import render_html
+
+        write_card(run_dir)  # RUN/card.md, linked from report.html
 
         render_html(run_dir)
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from ..progress import make_console
 from rich.table import Table
 
 from . import _state
 
-console = Console()
+console = make_console()
 
 
 def _load_model(path: Path):

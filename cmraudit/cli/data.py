@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from ..progress import make_console
 from rich.table import Table
 
 from . import _state
@@ -14,7 +14,7 @@ from . import _state
 data_app = typer.Typer(help="Build, import and inspect prepared datasets.", no_args_is_help=True)
 import_app = typer.Typer(help="Import real data (NIfTI / DICOM) into the prepared format.", no_args_is_help=True)
 data_app.add_typer(import_app, name="import")
-console = Console()
+console = make_console()
 
 _CROP = typer.Option(
     128, "--crop", min=8, max=4096,

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+from ..progress import make_console
 
 from . import _state
 
-console = Console()
+console = make_console()
 
 
 def dp_audit_cmd(

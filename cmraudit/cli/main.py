@@ -8,7 +8,7 @@ import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
+from ..progress import make_console
 
 from .. import __version__
 from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 INTERRUPTED = "interrupted (Ctrl-C): unfinished outputs were removed; a run or fit continues with --resume"
 
 
@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (docs/design.md § 8)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state.DEBUG = "--debug" in args
+    from ..progress import heartbeat
+
     try:
-        rv = app(args=args, prog_name="cmraudit", standalone_mode=False)
+        with heartbeat(_label(args), enabled=None if not {"--quiet", "-q"} & set(args) else False):
+            rv = app(args=args, prog_name="cmraudit", standalone_mode=False)
         if rv == 130:  # typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code silently
             print(INTERRUPTED, file=sys.stderr)
         return int(rv) if isinstance(rv, int) else 0
@@ -110,6 +113,25 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001
         _report_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
         return EXIT_INTERNAL
+
+
+def _label(args: list[str]) -> str:
+    """The command words of ``args`` (``generators check``) for the progress lines."""
+    words: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--threads":
+            skip = True
+        elif a.startswith("-"):
+            if words:
+                break
+        else:
+            words.append(a)
+            if len(words) == 2:
+                break
+    return " ".join(words) or "cmraudit"
 
 
 def _report_error(e: BaseException, line: str) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+from ..progress import make_console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def report_cmd(

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+from ..progress import make_console
 from rich.table import Table
 
 from . import _state
 
-console = Console()
+console = make_console()
 
 
 def sweep_cmd(

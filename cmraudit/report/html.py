@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from . import html_sections as hs
 from . import plots
-from .explain import UNIT_TEXT, meaning_of_path
+from .explain import UNIT_TEXT, label_of_path, meaning_of_path, scale_of_path
 from .io import read_report
 from .walk import feature_spaces, is_skipped, leaves, roc_curves, top_pairs
 
@@ -34,6 +35,10 @@ th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums;wh
 .v-pass{background:#c8e6c9}.v-fail{background:#ffcdd2}.v-inconclusive{background:#fff3c4}.v-not_required{background:#eee}
 img{max-width:100%}figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:480px}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
+.headline{border:2px solid #607d8b;border-radius:6px;padding:.2em 1em .6em;margin:1em 0;background:#fafcfd}
+.headline h2{margin-top:.4em}.v-measured{background:#e3f2fd}.smoke{background:#fff8e1;border:2px solid #ffb300}
+.underpowered{background:#fff3e0;border:1px solid #ffb74d}nav#toc ol{columns:2;margin:.3em 0}
+td[title]{cursor:help;text-decoration:underline dotted #999}
 """
 
 
@@ -55,28 +60,33 @@ def _meaning(path: str) -> str:
     return meaning_of_path(path) or "no description registered for this metric"
 
 
+def _metric_row(path: str, root: str, cells: str) -> str:
+    name = f'<td title="{_E(path)}">{_E(label_of_path(path, root))}</td>'
+    return (f"<tr class='metric'>{name}{cells}<td>{_E(scale_of_path(path) or '—')}</td>"
+            f"<td class='meaning'>{_E(_meaning(path))}</td></tr>")
+
+
 def _estimate_table(section: Any, root: str) -> str:
     """Every number of a section with its CI, n, unit and one-line meaning."""
     if is_skipped(section):
         return f'<p class="skip">Not computed: {_E(section.get("reason", ""))}</p>'
     rows = []
     for leaf in leaves(section, root):
-        name = _E(leaf.path[len(root) + 1 :] if leaf.path.startswith(root + ".") else leaf.path)
         if leaf.skipped:
-            rows.append(f'<tr><td>{name}</td><td colspan="4" class="skip">skipped: {_E(leaf.entry.get("reason", ""))}</td><td class="meaning">{_E(_meaning(leaf.path))}</td></tr>')
+            cells = f'<td colspan="4" class="skip">skipped: {_E(leaf.entry.get("reason", ""))}</td>'
+            rows.append(_metric_row(leaf.path, root, cells))
             continue
         e = leaf.entry
         ci = e.get("ci")
         ci_s = "—" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
         unit = e.get("unit", "")
-        rows.append(
-            f'<tr><td>{name}</td><td class="num">{_fmt(e.get("value"))}</td><td class="num">{ci_s}</td>'
-            f'<td class="num">{_fmt(e.get("n"))}</td><td title="{_E(UNIT_TEXT.get(unit, ""))}">{_E(unit)}</td>'
-            f'<td class="meaning">{_E(_meaning(leaf.path))}</td></tr>'
-        )
+        rows.append(_metric_row(leaf.path, root, (
+            f'<td class="num">{_fmt(e.get("value"))}</td><td class="num">{ci_s}</td>'
+            f'<td class="num">{_fmt(e.get("n"))}</td><td title="{_E(UNIT_TEXT.get(unit, ""))}">{_E(unit)}</td>')))
     if not rows:
         return "<p>No numbers in this section.</p>"
-    head = "<tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>unit</th><th>what it means</th></tr>"
+    head = ("<tr><th>metric (hover: JSON path)</th><th>value</th><th>95% CI</th><th>n</th><th>n counts</th>"
+            "<th>measured in</th><th>what it means</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -85,16 +95,33 @@ def _verdicts(report: dict) -> str:
     checks = v.get("checks") or {}
     overall = v.get("overall", "inconclusive")
     rows = "".join(
-        f'<tr><td>{_E(name.replace("_", " "))}</td><td class="v-{_E(c.get("verdict", ""))}">{_E(c.get("verdict", ""))}</td><td class="meaning">{_E(c.get("reason", ""))}</td></tr>'
+        f'<tr><td>{_E(name.replace("_", " "))}</td><td class="v-{_E(c.get("verdict", ""))}">{_E(c.get("verdict", ""))}'
+        f'</td><td class="meaning" title="{_E(c.get("reason", ""))}">{_E(_check_words(name, c, v))}</td></tr>'
         for name, c in checks.items()
     )
     src = (v.get("policy") or {}).get("source", "default policy")
     return (
-        f'<p>Overall privacy verdict: <span class="v-{_E(overall)}" style="padding:.1em .5em"><b>{_E(overall)}</b></span> '
-        f"under the {_E(src)}. <span class='meaning'>pass = 95% CI upper bound within budget; fail = CI lower bound above budget; "
-        "inconclusive = the interval straddles the budget or the metric was not computed.</span></p>"
-        f"<table><tr><th>check</th><th>verdict</th><th>why</th></tr>{rows}</table>"
+        f'<p>Overall privacy verdict: <span class="v-{_E(overall)}" style="padding:.1em .5em"><b>{_E(overall)}</b>'
+        f"</span> under the {_E(src)}. <span class='meaning'>pass = 95% CI upper bound within budget; fail = CI "
+        "lower bound above budget; inconclusive = the interval straddles the budget or the metric was not computed."
+        "</span></p>"
+        f"<table><tr><th>check</th><th>verdict</th><th>why (hover: the gate's reason and JSON path)</th></tr>{rows}"
+        f"</table>{hs.verdict_table(report)}"
     )
+
+
+_CHECK_RULES = {"copy_detection": ("copy_rate", "copy rate", True),
+                "membership_inference": ("mia_auc", "strongest attack's AUC", False)}
+
+
+def _check_words(name: str, check: dict, verdicts: dict) -> str:
+    """A check's reason in words (the rule's number, CI and budget); the raw reason goes on hover."""
+    rule, what, pct = _CHECK_RULES.get(name, (None, "", False))
+    rr = (verdicts.get("rules") or {}).get(rule) if rule else None
+    if isinstance(rr, dict) and rr.get("status") != "off":
+        return hs.rule_sentence(rr, what, pct=pct)
+    reason = str(check.get("reason", ""))
+    return reason[:1].upper() + reason[1:] + ("." if reason and not reason.endswith(".") else "")
 
 
 def _summary(report: dict) -> str:
@@ -281,24 +308,34 @@ def render_html(run_dir: str | os.PathLike, *, include_real_images: bool = False
         extra = f" {len(withheld)} synthetic slices flagged as copies are withheld." if withheld else ""
         banner = ('<div class="banner share">No real patient image in this report: synthetic slices checked against the '
                   f'training set by the copy search, distances and statistics only.{extra}</div>')
+    path = Path(out) if out else run_dir / HTML_NAME
+    # training snapshots are not in the copy search: shown only when no final synthetic slice was flagged
+    show_snap = include_real_images or withheld == set()
     parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cmraudit report — {name}</title><style>{_CSS}</style></head><body>",
-        f"<h1>cmraudit report — {name}</h1>{banner}",
-        "<h2 id='summary'>Summary</h2>", _summary(report), _verdicts(report),
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cmraudit report — {name}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>cmraudit report — {name}</h1>", hs.banners(report), banner,
+        hs.headline(report, hs.card_href(run_dir, path)), hs.toc(),
+        "<h2 id='summary'>Summary and verdicts</h2>", _summary(report), _verdicts(report),
+        "<h2 id='training'>Training</h2>", hs.training(run_dir, snapshots=show_snap),
         "<h2 id='samples'>Samples</h2>", _samples(run_dir, include_real_images, report),
+        "<h2 id='distributions'>Distributions: real vs synthetic</h2>",
+        hs.distributions(_read_ds(run_dir / "data" / "test"), _read_ds(run_dir / "synthetic")),
         "<h2 id='fidelity'>Fidelity</h2>",
-        _bars(report.get("fidelity"), "fidelity", ("precision", "recall", "density", "coverage"), "precision / recall / density / coverage", "share (density: ratio)"),
+        _bars(report.get("fidelity"), "fidelity", ("precision", "recall", "density", "coverage"),
+              "precision / recall / density / coverage", "share (density: ratio)"),
         _estimate_table(report.get("fidelity"), "fidelity"),
         "<h2 id='utility'>Utility</h2>",
         _bars(report.get("utility"), "utility", ("dice",), "segmentation Dice per regime", "Dice", group_depth=2),
         _estimate_table(report.get("utility"), "utility"),
         "<h2 id='privacy'>Privacy</h2>", _privacy(report, run_dir, include_real_images),
+        "<h2 id='privacy-utility'>Privacy–utility</h2>", hs.privacy_utility(report),
         "<h2 id='dp'>Differential privacy</h2>", _dp(report),
         "<h2 id='provenance'>Run provenance</h2>", _provenance(report),
-        "<p class='meaning'>Units: <b>patient</b> — n counts patients and the CI resamples patients (membership is decided per patient); "
-        "<b>slice</b> — n counts 2-D slices. Generated by cmraudit; schema in docs/report-schema.md.</p></body></html>",
+        "<p class='meaning'>Units: <b>patient</b> — n counts patients and the CI resamples patients (membership is "
+        "decided per patient); <b>slice</b> — n counts 2-D slices. Generated by cmraudit; schema in "
+        "docs/report-schema.md.</p></body></html>",
     ]
-    path = Path(out) if out else run_dir / HTML_NAME
     from ..io_guard import write_text_atomic
 
     return write_text_atomic(path, "".join(parts))  # removes its temporary on any failure

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data.dataset import ALL_STRUCTURES, STRUCTURE_BIT, STRUCTURES
 from ..errors import NotFittedError, UsageError
+from ..progress import end_task, lines_mode, task, update
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ class Segmenter:
         it = range(cfg.iterations)
         bar = None
         if progress:
+            task("segmentation", cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
+        if progress and not lines_mode():
             from rich.progress import Progress
 
             bar = Progress(transient=True)
@@ -153,9 +156,13 @@ class Segmenter:
                 opt.step()
                 sched.step()
                 losses.append(float(loss.detach()))
+                if progress:
+                    update(i + 1, loss=losses[-1])
                 if bar is not None:
                     bar.update(task, advance=1, description=f"segmentation loss {losses[-1]:.3f}")
         finally:
+            if progress:
+                end_task()
             if bar is not None:
                 bar.stop()
         net.eval()
