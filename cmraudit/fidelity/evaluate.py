@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import DataError, UsageError
 from ..estimates import Estimate, bootstrap_mean_ci, rate_estimate, skipped
-from ..progress import end_task, lines_mode, task, update
+from ..progress import end_task, lines_mode, update
+from ..progress import task as status_task
 from .diversity import evaluate_diversity
 from .frechet import compute_frechet_distance
 from .kid import compute_kid
@@ -89,7 +90,7 @@ class _Steps:
         self._p = None
         self.enabled = enabled
         if enabled:
-            task("fidelity", total)
+            status_task("fidelity", total)
         if enabled and not lines_mode():  # without a terminal: status lines (cmraudit/progress.py)
             from rich.progress import Progress
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..data.dataset import ALL_STRUCTURES, STRUCTURE_BIT, STRUCTURES
 from ..errors import NotFittedError, UsageError
-from ..progress import end_task, lines_mode, task, update
+from ..progress import end_task, lines_mode, update
+from ..progress import task as status_task
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class Segmenter:
         it = range(cfg.iterations)
         bar = None
         if progress:
-            task("segmentation", cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
+            status_task("segmentation", cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
         if progress and not lines_mode():
             from rich.progress import Progress
 
