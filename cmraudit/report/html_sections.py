@@ -85,12 +85,23 @@ def _fidelity_line(report: dict) -> tuple[str, str, str | None]:
     return "measured", text, f"fidelity.distribution.{space}.precision"
 
 
+def mean_dice(report: dict, regime: str) -> dict | None:
+    """``utility.regimes.<regime>.mean_dice``; for an older report without it, the mean of the per-structure Dice
+    values (no CI: the report holds none for the mean)."""
+    e = _get(report, "utility", "regimes", regime, "mean_dice")
+    if is_estimate(e):
+        return e
+    per = [v.get("value") for v in (_get(report, "utility", "regimes", regime, "dice") or {}).values()
+           if is_estimate(v) and isinstance(v.get("value"), (int, float))]
+    return {"value": float(np.mean(per)), "ci": None} if per else None
+
+
 def _utility_line(report: dict) -> tuple[str, str, str | None]:
     util = report.get("utility")
     if not isinstance(util, dict) or is_skipped(util):
         return "not computed", f"Utility was not computed: {_get(util, 'reason') or 'stage absent'}.", None
-    syn = _get(util, "regimes", "synthetic", "mean_dice", "value")
-    real = _get(util, "regimes", "real", "mean_dice", "value")
+    syn = _get(mean_dice(report, "synthetic"), "value")
+    real = _get(mean_dice(report, "real"), "value")
     if syn is None:
         return "measured", "The synthetic-only segmenter was not trained (see the utility section).", None
     rel = f" ({_n(syn / real, True)} of the {_n(real)} reached when trained on real slices)" if real else ""
@@ -264,13 +275,12 @@ def _best_auc(report: dict) -> tuple[str, dict] | None:
 
 def privacy_utility(report: dict) -> str:
     best = _best_auc(report)
-    syn = _get(report, "utility", "regimes", "synthetic", "mean_dice")
-    real = _get(report, "utility", "regimes", "real", "mean_dice")
-    if best is None or not is_estimate(syn):
+    syn, real = mean_dice(report, "synthetic"), mean_dice(report, "real")
+    if best is None or syn is None:
         return ("<p class='skip'>No privacy–utility panel: it needs a patient-level attack AUC and the "
                 "synthetic-only "
                    "segmenter's Dice, and one of them was not computed.</p>")
-    png = plots.privacy_utility(best[1], syn, real if is_estimate(real) else None, attack=best[0],
+    png = plots.privacy_utility(best[1], syn, real, attack=best[0],
                                 epsilon=_get(report, "generator", "dp", "epsilon"))
     return img(png, "privacy-utility panel",
                f"This run (cross: 95 % CIs): privacy as the strongest patient-level attack ({best[0]}) AUC, 0.5 = "

@@ -96,10 +96,12 @@ window.addEventListener('load', function () {
   }).map(function (r) { return r.cells[0].getAttribute('title'); });
   var loss = Array.prototype.slice.call(document.images).filter(function (i) {
     return i.alt.indexOf('loss curves') >= 0 && i.complete && i.naturalWidth > 0; }).length;
+  var snaps = Array.prototype.slice.call(document.images).filter(function (i) {
+    return i.alt.indexOf('samples during training') === 0 && i.complete && i.naturalWidth > 0; }).length;
   var h = document.getElementById('headline');
   var out = document.createElement('pre'); out.id = 'cmraudit-page';
   out.textContent = JSON.stringify({toc: toc.length, toc_missing: missing, metric_rows: rows.length,
-    undescribed: bare, loss_images: loss, headline: h ? h.textContent.slice(0, 4000) : null,
+    undescribed: bare, loss_images: loss, snapshot_images: snaps, headline: h ? h.textContent.slice(0, 4000) : null,
     headline_first: !!h && !!document.querySelector('h1 ~ section#headline'),
     micro_banner: !!document.getElementById('micro-banner')});
   document.body.appendChild(out);
@@ -128,7 +130,7 @@ def test_micro_run_report_in_chromium(micro_cli_run, tmp_path):
         assert topic in info["headline"]
     assert info["headline_first"] and info["micro_banner"]
     assert info["toc"] >= 10 and info["toc_missing"] == []
-    assert info["loss_images"] >= 1
+    assert info["loss_images"] >= 1 and info["snapshot_images"] >= 1
     assert info["metric_rows"] > 100 and info["undescribed"] == []
     shot = tmp_path / "report.png"
     subprocess.run(common + ["--window-size=1200,2400", f"--screenshot={shot}", html_path.as_uri()],
