@@ -257,21 +257,32 @@ def _pairs(pairs: list[dict], space: str, syn, run_dir: Path, include_real: bool
     return f"<h3>Closest pairs ({_E(space)})</h3>{table}{_img(grid, f'closest pairs {space}', caption)}"
 
 
-def _bars(section: Any, root: str, keys: tuple[str, ...], title: str, ylabel: str, *, group_depth: int | None = None) -> str:
+def _regime(parts: list[str]) -> str:
+    """The regime of a utility path (``…regimes.<regime>.dice.LV``), prefixed for the cross-vendor test."""
+    if "regimes" not in parts:
+        return ""
+    i = len(parts) - 1 - parts[::-1].index("regimes")
+    name = parts[i + 1] if i + 1 < len(parts) else ""
+    return f"cross-vendor: {name}" if "cross_vendor" in parts else name
+
+
+def _bars(section: Any, root: str, keys: tuple[str, ...], title: str, ylabel: str, *,
+          by_regime: bool = False) -> str:
+    """Bars of the estimates under ``keys``; ``by_regime``: coloured by regime, labelled by structure."""
     if not isinstance(section, dict) or is_skipped(section):
         return ""
     labels, values, cis, groups = [], [], [], []
     for leaf in leaves(section, root):
         if leaf.skipped or not any(k in leaf.path.split(".") for k in keys):
             continue
-        labels.append(leaf.path[len(root) + 1 :])
+        parts = leaf.path.split(".")
+        labels.append(parts[-1] if by_regime else leaf.path[len(root) + 1:])
         values.append(leaf.entry.get("value"))
         cis.append(leaf.entry.get("ci"))
-        parts = leaf.path.split(".")
-        groups.append(parts[group_depth] if group_depth is not None and len(parts) > group_depth else "")
+        groups.append(_regime(parts))
     if not labels:
         return ""
-    png = plots.estimate_bars(labels, values, cis, title=title, ylabel=ylabel, groups=groups if group_depth is not None else None)
+    png = plots.estimate_bars(labels, values, cis, title=title, ylabel=ylabel, groups=groups if by_regime else None)
     return _img(png, title, f"{title}; error bars are 95% confidence intervals.")
 
 
@@ -326,7 +337,7 @@ def render_html(run_dir: str | os.PathLike, *, include_real_images: bool = False
               "precision / recall / density / coverage", "share (density: ratio)"),
         _estimate_table(report.get("fidelity"), "fidelity"),
         "<h2 id='utility'>Utility</h2>",
-        _bars(report.get("utility"), "utility", ("dice",), "segmentation Dice per regime", "Dice", group_depth=2),
+        _bars(report.get("utility"), "utility", ("dice",), "segmentation Dice per regime", "Dice", by_regime=True),
         _estimate_table(report.get("utility"), "utility"),
         "<h2 id='privacy'>Privacy</h2>", _privacy(report, run_dir, include_real_images),
         "<h2 id='privacy-utility'>Privacy–utility</h2>", hs.privacy_utility(report),

@@ -256,7 +256,8 @@ def distributions(real, synthetic) -> str:
     ri, si = np.asarray(real.images, np.float32).ravel(), np.asarray(synthetic.images, np.float32).ravel()
     areas = {f"{k} area (pixels)": (a, b) for (k, a), b in zip(_areas(real.masks).items(),
                                                                _areas(synthetic.masks).values())}
-    png = plots.real_vs_synthetic({"intensity (all pixels)": (ri, si), **areas})
+    png = plots.real_vs_synthetic({"intensity (all pixels)": (ri, si), **areas},
+                                  labels=(f"real test slices (n = {len(real)})", f"synthetic (n = {len(synthetic)})"))
     return img(png, "intensity and mask-area distributions",
                f"Real test slices (n = {len(real)}, blue) against synthetic slices (n = {len(synthetic)}, red): pixel "
                "intensity and the area of each structure per slice. Histograms only; no slice is shown.")

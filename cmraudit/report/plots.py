@@ -141,7 +141,8 @@ def estimate_bars(
 
         # outside the axes, right of the bars: a legend inside would hide the tallest bars
         ax.legend(handles=[Patch(color=palette(i % 10), label=g) for i, g in enumerate(uniq)], fontsize=7,
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title="regime", title_fontsize=7)
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title="trained on",
+                  title_fontsize=7)
     return png_bytes(fig)
 
 
@@ -170,24 +171,26 @@ def loss_curves(curves: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
     return png_bytes(fig)
 
 
-def real_vs_synthetic(series: Mapping[str, tuple[np.ndarray, np.ndarray]], *, bins: int = 30) -> bytes:
-    """One panel per quantity: normalised histograms of real (blue) and synthetic (red) values on shared bins."""
+def real_vs_synthetic(series: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                      labels: tuple[str, str] = ("real", "synthetic"), bins: int = 30) -> bytes:
+    """One panel per quantity: normalised histograms of real (blue) and synthetic (red) values on shared bins;
+    one legend above the panels (never over a histogram)."""
     n = len(series)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.9), squeeze=False)
     for ax, (name, (real, syn)) in zip(axes.flat, series.items()):
         real, syn = np.asarray(real, float), np.asarray(syn, float)
         both = np.r_[real, syn]
         lo, hi = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-        for vals, label, colour in ((real, "real", "tab:blue"), (syn, "synthetic", "tab:red")):
+        for vals, label, colour in ((real, labels[0], "tab:blue"), (syn, labels[1], "tab:red")):
             if len(vals):
-                ax.hist(vals, edges, density=True, histtype="step", lw=1.5, color=colour,
-                        label=f"{label} (n={len(vals)})")
+                ax.hist(vals, edges, density=True, histtype="step", lw=1.5, color=colour, label=label)
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("density", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="best", framealpha=0.7)
-    fig.tight_layout()
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.legend(handles, names, loc="upper center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
     return png_bytes(fig)
 
 

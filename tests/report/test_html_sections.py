@@ -115,3 +115,36 @@ def test_micro_run_report_every_metric_row_described(micro_cli_run):
     assert (run_dir / "logs" / "snapshots" / "image_model.npz").is_file()
     assert 'alt="samples during training image_model"' in text
     assert "href='card.md'" in text and (run_dir / "card.md").is_file()
+
+
+def _figures(monkeypatch):
+    """Capture the matplotlib figures the plot functions render (instead of only their PNG bytes)."""
+    from cmraudit.report import plots
+
+    figs = []
+    real = plots.png_bytes
+
+    def keep(fig):
+        fig.canvas.draw()
+        figs.append([(a.get_window_extent(), a) for a in fig.axes] + [("legends", fig.legends)])
+        return real(fig)
+
+    monkeypatch.setattr(plots, "png_bytes", keep)
+    return plots, figs
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_legends_never_cover_the_bars_or_histograms(monkeypatch):
+    plots, figs = _figures(monkeypatch)
+    labels = [f"{g}.{s}" for g in ("real", "synthetic", "real+synthetic") for s in ("RV", "MYO", "LV")]
+    plots.estimate_bars(labels, [0.99] * 9, [[0.98, 1.0]] * 9, title="Dice", ylabel="Dice",
+                        groups=[lab.split(".")[0] for lab in labels])
+    (box, ax), _ = figs[-1]
+    legend = ax.get_legend().get_window_extent()
+    assert not _overlaps(legend, box)  # beside the axes, not over the (full-height) bars
+    plots.real_vs_synthetic({"a": (np.zeros(5), np.ones(5)), "b": (np.ones(5), np.zeros(5))})
+    *axes, (_, legends) = figs[-1]
+    assert legends and all(not _overlaps(lg.get_window_extent(), box) for lg in legends for box, _ in axes)
