@@ -107,8 +107,8 @@ def test_every_line_gives_the_output_shown(followed):
     assert f"report: {run_dir}/report.html" in run_out and "patients" in run_out
     assert "CONTAINS REAL PATIENT IMAGES" in (followed[0] / "private-report.html").read_text()
     ran = " ; ".join(cmd for cmd, _, _, _ in results)
-    for part in ("cmraudit run --generator ddpm --preset micro", "cmraudit report", "cmraudit card", "pilot-policy.toml",
-                 "policy.toml --junit gate.xml", "cmraudit plan"):
+    for part in ("cmraudit run --generator ddpm --preset micro", "cmraudit report", "cmraudit card",
+                 "pilot-policy.toml", "policy.toml --junit gate.xml", "cmraudit plan"):
         assert part in ran, (part, ran)
     assert [out for cmd, _, _, out in results if cmd == "echo $?"] == ["1", "0"]  # default policy, pilot policy
 

@@ -96,7 +96,7 @@ def _verdicts(report: dict) -> str:
     overall = v.get("overall", "inconclusive")
     rows = "".join(
         f'<tr><td>{_E(name.replace("_", " "))}</td><td class="v-{_E(c.get("verdict", ""))}">{_E(c.get("verdict", ""))}'
-        f'</td><td class="meaning" title="{_E(c.get("reason", ""))}">{_E(_check_words(name, c, v))}</td></tr>'
+        f'</td><td class="meaning" title="{_E(c.get("reason", ""))}">{_E(hs.check_words(name, c, v))}</td></tr>'
         for name, c in checks.items()
     )
     src = (v.get("policy") or {}).get("source", "default policy")
@@ -108,20 +108,6 @@ def _verdicts(report: dict) -> str:
         f"<table><tr><th>check</th><th>verdict</th><th>why (hover: the gate's reason and JSON path)</th></tr>{rows}"
         f"</table>{hs.verdict_table(report)}"
     )
-
-
-_CHECK_RULES = {"copy_detection": ("copy_rate", "copy rate", True),
-                "membership_inference": ("mia_auc", "strongest attack's AUC", False)}
-
-
-def _check_words(name: str, check: dict, verdicts: dict) -> str:
-    """A check's reason in words (the rule's number, CI and budget); the raw reason goes on hover."""
-    rule, what, pct = _CHECK_RULES.get(name, (None, "", False))
-    rr = (verdicts.get("rules") or {}).get(rule) if rule else None
-    if isinstance(rr, dict) and rr.get("status") != "off":
-        return hs.rule_sentence(rr, what, pct=pct)
-    reason = str(check.get("reason", ""))
-    return reason[:1].upper() + reason[1:] + ("." if reason and not reason.endswith(".") else "")
 
 
 def _summary(report: dict) -> str:

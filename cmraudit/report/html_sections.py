@@ -186,6 +186,20 @@ def verdict_table(report: dict) -> str:
     return f"<table><tr><th>rule</th><th>verdict</th><th>why (hover: JSON path)</th></tr>{''.join(rows)}</table>"
 
 
+_CHECK_RULES = {"copy_detection": ("copy_rate", "copy rate", True),
+                "membership_inference": ("mia_auc", "strongest attack's AUC", False)}
+
+
+def check_words(name: str, check: dict, verdicts: dict) -> str:
+    """A check's reason in words (the rule's number, CI and budget); the raw reason goes on hover."""
+    rule, what, pct = _CHECK_RULES.get(name, (None, "", False))
+    rr = (verdicts.get("rules") or {}).get(rule) if rule else None
+    if isinstance(rr, dict) and rr.get("status") != "off":
+        return rule_sentence(rr, what, pct=pct)
+    reason = str(check.get("reason", ""))
+    return reason[:1].upper() + reason[1:] + ("." if reason and not reason.endswith(".") else "")
+
+
 # ------------------------------------------------------------------ training
 def read_log(path: Path) -> dict[str, np.ndarray]:
     """Columns of one RUN/logs/<stage>.csv as float arrays (empty cells: NaN)."""
