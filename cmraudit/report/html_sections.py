@@ -45,6 +45,10 @@ def _n(x: Any, pct: bool = False) -> str:
     return f"{100 * x:.3g} %" if pct else f"{x:.3g}"
 
 
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def rule_sentence(rule: dict, what: str, *, pct: bool) -> str:
     """One plain sentence: the number behind a gate rule, its 95 % CI, the budget and what follows."""
     v, lo, hi, budget = (rule.get(k) for k in ("value", "lower", "upper", "budget"))
@@ -52,15 +56,15 @@ def rule_sentence(rule: dict, what: str, *, pct: bool) -> str:
     if verdict == "not_required" or budget is None:
         return f"No budget set for {what}: {rule.get('reason', 'rule off')}."
     if v is None:
-        return f"{what.capitalize()} was not measured, so the rule cannot pass: {rule.get('reason', '')}."
+        return f"{_cap(what)} was not measured, so the rule cannot pass: {rule.get('reason', '')}."
     num = f"{what} {_n(v, pct)} (95 % CI {_n(lo, pct)} to {_n(hi, pct)})"
     if verdict == "pass":
-        return f"{num.capitalize()}: even the upper end is within the budget of {_n(budget, pct)}."
+        return f"{_cap(num)}: even the upper end is within the budget of {_n(budget, pct)}."
     if verdict == "fail":
-        return f"{num.capitalize()}: even the lower end is above the budget of {_n(budget, pct)} — a leak."
+        return f"{_cap(num)}: even the lower end is above the budget of {_n(budget, pct)} — a leak."
     hint = str(rule.get("hint") or "")
     why = "; the audit is too small to tell" + (f" ({hint.split(':', 1)[-1].strip()})" if hint else "")
-    return f"{num.capitalize()}: the interval reaches above the budget of {_n(budget, pct)}{why}."
+    return f"{_cap(num)}: the interval reaches above the budget of {_n(budget, pct)}{why}."
 
 
 def _row(topic: str, verdict: str, sentence: str, where: str | None) -> str:
@@ -252,8 +256,9 @@ def snapshot_grids(run_dir: Path) -> str:
         out.append(img(plots.sample_grid(images.reshape(-1, *images.shape[2:]), masks.reshape(-1, *masks.shape[2:]),
                                          ncols=k, titles=titles),
                        f"samples during training {f.stem}",
-                       f"{f.stem.replace('_', ' ')}: the same {k} fixed real-free draws at a few points of training "
-                       "(top: earliest); generated from noise and fixed synthetic masks, no patient slice."))
+                       f"{f.stem.replace('_', ' ')}: the same {k} draws (fixed seeds, masks drawn by the mask model, "
+                       "no patient's) at a few points of training, top row earliest. Not checked by the copy "
+                       "search: shown because no final synthetic slice was flagged as a copy."))
     return "".join(out)
 
 

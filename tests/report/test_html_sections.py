@@ -148,3 +148,9 @@ def test_legends_never_cover_the_bars_or_histograms(monkeypatch):
     plots.real_vs_synthetic({"a": (np.zeros(5), np.ones(5)), "b": (np.ones(5), np.zeros(5))})
     *axes, (_, legends) = figs[-1]
     assert legends and all(not _overlaps(lg.get_window_extent(), box) for lg in legends for box, _ in axes)
+
+
+def test_rule_sentences_keep_acronyms():
+    s = rule_sentence({"budget": 0.75, "value": 0.4, "lower": 0.0, "upper": 1.0, "verdict": "inconclusive"},
+                      "strongest attack's AUC", pct=False)
+    assert s.startswith("Strongest attack's AUC 0.4 (95 % CI 0 to 1)"), s
