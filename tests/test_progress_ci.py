@@ -95,7 +95,8 @@ def test_micro_run_prints_progress_at_least_every_30s(micro_cli_run):
     for stage in ("data", "fit", "mask model", "image model", "sample", "privacy", "fidelity", "utility"):
         assert stage in stages, (stage, stages)
     # the long silent step of issue 17 (utility, 137 s in CI) now reports its segmenter's step, loss and ETA
-    assert re.search(r"utility · segmentation: step \d+/\d+ \(\d+ %\), loss [\d.e+-]+, ETA", stages), stages
+    assert re.search(r"utility · segmenter trained on [a-z+ ()-]+: step \d+/\d+ \(\d+ %\), loss [\d.e+-]+, ETA",
+                     stages), stages
 
 
 def test_micro_run_summary_names_the_report_and_counts_in_words(micro_cli_run):

@@ -102,7 +102,7 @@ class Segmenter:
             raise UsageError(f"segmentation settings invalid: iterations={cfg.iterations}, batch_size={cfg.batch_size}, filters={cfg.filters}")
         return cfg
 
-    def fit(self, train, *, seed: int, progress: bool = False) -> "Segmenter":
+    def fit(self, train, *, seed: int, progress: bool = False, desc: str = "segmentation") -> "Segmenter":
         """Train on a Dataset's images and masks (``train.annotated`` honoured)."""
         import torch
         from monai.losses import DiceCELoss
@@ -131,7 +131,7 @@ class Segmenter:
         it = range(cfg.iterations)
         bar = None
         if progress:
-            status_task("segmentation", cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
+            status_task(desc, cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
         if progress and not lines_mode():
             from rich.progress import Progress
 
