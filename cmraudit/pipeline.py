@@ -29,9 +29,9 @@ from .data.splits import split_patients
 from .errors import CmrAuditError, DataError, PluginError, UsageError
 from .estimates import skipped
 from .generators.registry import call_plugin, get_plugin
-from .progress import set_stage
 from .generators.train_log import LOGS_DIR, log_to
 from .io_guard import atomic_file, check_output, make_output_dir, remove_stale_temps
+from .progress import set_stage
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 from .generators.distributed import is_main_process
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from ..progress import make_console
 from rich.table import Table
 
+from ..progress import make_console
 from . import _state
 
 data_app = typer.Typer(help="Build, import and inspect prepared datasets.", no_args_is_help=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from ..progress import make_console
 
+from ..progress import make_console
 from . import _state
 
 console = make_console()

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from ..progress import make_console
 from rich.table import Table
 
+from ..progress import make_console
 from . import _state
 
 console = make_console()

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import typer
-from ..progress import make_console
 from rich.table import Table
 
 from ..generators.registry import CONFLICTS, get_plugin, list_generators
+from ..progress import make_console
 
 gen_app = typer.Typer(help="List installed generator plugins and check them.", no_args_is_help=False, invoke_without_command=True)
 console = make_console()

@@ -8,11 +8,11 @@ import sys
 from typing import Optional
 
 import typer
-from ..progress import make_console
 
 from .. import __version__
 from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
 from ..io_guard import WRITE_ERRNOS
+from ..progress import make_console
 from . import _state
 
 try:  # typer >= 0.20 vendors click

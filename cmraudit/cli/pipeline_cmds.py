@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from ..progress import make_console
 from rich.table import Table
 
 from ..errors import UsageError
+from ..progress import make_console
 from . import _state
 
 console = make_console()

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from ..progress import make_console
 from rich.table import Table
+
+from ..progress import make_console
 
 console = make_console()
 err_console = make_console(stderr=True)
