@@ -86,7 +86,7 @@ def roc_plot(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, t
     ax.set_xlabel("false-positive rate (non-members accused)")
     ax.set_ylabel("true-positive rate (members found)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside: curves stay visible
     return png_bytes(fig)
 
 
@@ -106,7 +106,7 @@ def dcr_histogram(bins: Sequence[float], train: Sequence[float], holdout: Sequen
     ax.set_xlabel("distance to closest record")
     ax.set_ylabel("share of synthetic slices")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="best", framealpha=0.8)
     return png_bytes(fig)
 
 

@@ -145,6 +145,9 @@ def test_legends_never_cover_the_bars_or_histograms(monkeypatch):
     (box, ax), _ = figs[-1]
     legend = ax.get_legend().get_window_extent()
     assert not _overlaps(legend, box)  # beside the axes, not over the (full-height) bars
+    plots.roc_plot({f"attack {i}": ([0, 0.01, 0.1, 1], [0, 0.05, 0.3, 1]) for i in range(8)}, title="ROC")
+    (box, ax), _ = figs[-1]
+    assert not _overlaps(ax.get_legend().get_window_extent(), box)
     plots.real_vs_synthetic({"a": (np.zeros(5), np.ones(5)), "b": (np.ones(5), np.zeros(5))})
     *axes, (_, legends) = figs[-1]
     assert legends and all(not _overlaps(lg.get_window_extent(), box) for lg in legends for box, _ in axes)
