@@ -34,7 +34,9 @@ from .generators.presets import resolve_preset
 from .generators.registry import call_plugin, get_plugin
 from .generators.train_log import LOGS_DIR, log_to
 from .io_guard import check_output, make_output_dir, remove_stale_temps
+from .progress import set_stage
 from .report import write_report
+from .report.card import write_card
 from .report.html import render_html
 from .report.schema import SCHEMA_VERSION  # noqa: F401 - re-exported
 from .reporting import build_report as _build_report
@@ -120,6 +122,7 @@ def run(config: RunConfig) -> RunResult:
         raise UsageError(f"--out {run_dir}: a finished run is already there; pass --overwrite or choose another --out")
     info = get_plugin(config.generator)
 
+    set_stage("data")
     ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
     require_masks(ds, source)
     try:
@@ -142,6 +145,7 @@ def run(config: RunConfig) -> RunResult:
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    set_stage("fit")
     fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume}
     if gen.tags.needs_reference_data:
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
@@ -152,6 +156,7 @@ def run(config: RunConfig) -> RunResult:
     timings["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    set_stage("sample")
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
     n_samples = int(config.n_samples if config.n_samples is not None else (defaults["n_samples"] or len(train)))
     pkw = {"progress": config.progress}
@@ -177,6 +182,7 @@ def run(config: RunConfig) -> RunResult:
     sections, status = {}, {}
     for name, fn in STAGES:
         t = time.perf_counter()
+        set_stage(name)
         try:
             sections[name] = fn(ctx)
         except CmrAuditError as e:
@@ -184,11 +190,14 @@ def run(config: RunConfig) -> RunResult:
         timings[name] = time.perf_counter() - t
         status[name] = "skipped" if is_skipped(sections[name]) else "done"
 
+    set_stage("report")
     report = build_report(config=config, gen=gen, info=info, device=str(device), source=source,
                           parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started,
                           timings=timings)
     if is_main_process():
         _write_report(run_dir, report.to_dict())
+
+        write_card(run_dir)  # RUN/card.md, linked from report.html
 
         render_html(run_dir)
     return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})

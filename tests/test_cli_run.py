@@ -69,3 +69,12 @@ def test_threads_option_sets_torch_threads(capsys, monkeypatch):
             torch.set_num_threads(before)
     assert main(["--threads", "0", "generators"]) == EXIT_USAGE
     assert "--threads" in capsys.readouterr().err
+
+
+def test_micro_preset_in_help_and_errors(capsys):
+    """`micro` is named in `run --help` and in the error for an unknown preset (issue 17)."""
+    assert main(["run", "--help"]) == 0
+    assert "micro (smoke test" in capsys.readouterr().out
+    assert main(["run", "--generator", "ddpm", "--preset", "tiny", "--out", "x"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--preset 'tiny'" in err and "micro" in err and "quick" in err and "paper" in err

@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..auditing import AuditRunConfig, audit
 from ..errors import UsageError
 from ..estimates import is_skipped
 from ..privacy.config import lira_statistics
+from ..progress import make_console
 from ..registry import ATTACKS, EXECUTORS, FEATURE_SPACES
 from . import _state
 
-console = Console()
+console = make_console()
 
 
 def _summary_table(d: dict) -> Table:

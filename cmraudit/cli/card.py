@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from ..io_guard import check_output, write_text_atomic
+from ..progress import make_console
 from ..report.card import CARD_NAME, SIGNATURE, build_card, read_run_report, split_patient_ids
 
-console = Console()
+console = make_console()
 
 
 def card_cmd(

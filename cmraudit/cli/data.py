@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..data.dataset import STRUCTURES, read_dataset, write_dataset
@@ -16,12 +15,13 @@ from ..data.phantom import PhantomConfig, make_phantom
 from ..data.preprocess import PreprocessConfig
 from ..errors import DataError, UsageError
 from ..io_guard import check_output
+from ..progress import make_console
 from . import _state
 
 data_app = typer.Typer(help="Build, import and inspect prepared datasets.", no_args_is_help=True)
 import_app = typer.Typer(help="Import real data (NIfTI / DICOM) into the prepared format.", no_args_is_help=True)
 data_app.add_typer(import_app, name="import")
-console = Console()
+console = make_console()
 
 _CROP = typer.Option(
     128, "--crop", min=8, max=4096,

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 from ..dp import DPConfig, require_dp_support
 from ..errors import GateFailed, UsageError
@@ -16,10 +15,11 @@ from ..generators.registry import get_plugin
 from ..io_guard import check_output, make_output_dir
 from ..pipeline import load_data, make_generator
 from ..privacy.canary import canary_audit
+from ..progress import make_console
 from . import _state
 from .pipeline_cmds import parse_overrides
 
-console = Console()
+console = make_console()
 
 
 def dp_audit_cmd(

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..estimates import is_skipped
 from ..evaluation import EvaluateConfig, evaluate
+from ..progress import make_console
 from . import _state
 
-console = Console()
+console = make_console()
 
 
 def evaluate_cmd(

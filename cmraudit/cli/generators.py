@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..generators.registry import CONFLICTS, get_plugin, list_generators
+from ..progress import make_console
 from ..testing import check_generator
 
 gen_app = typer.Typer(help="List installed generator plugins and check them.", no_args_is_help=False, invoke_without_command=True)
-console = Console()
+console = make_console()
 
 
 @gen_app.callback(invoke_without_command=True)

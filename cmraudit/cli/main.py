@@ -8,12 +8,12 @@ import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from .. import __version__
 from ..cpu import configure_cpu
 from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
 from ..io_guard import WRITE_ERRNOS
+from ..progress import make_console
 from . import _state
 
 try:  # typer >= 0.20 vendors click
@@ -30,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 INTERRUPTED = "interrupted (Ctrl-C): unfinished outputs were removed; a run or fit continues with --resume"
 
 
@@ -44,7 +44,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (without local variables) on errors."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (nor, without a terminal, status lines)."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, envvar="CMRAUDIT_THREADS",
         help="CPU threads for torch, FAISS and BLAS (default: the CPUs this process may use - affinity mask, "
@@ -76,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (docs/design.md § 8)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state.DEBUG = "--debug" in args
+    from ..progress import heartbeat
+
     try:
-        rv = app(args=args, prog_name="cmraudit", standalone_mode=False)
+        with heartbeat(_label(args), enabled=None if not {"--quiet", "-q"} & set(args) else False):
+            rv = app(args=args, prog_name="cmraudit", standalone_mode=False)
         if rv == 130:  # typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code silently
             print(INTERRUPTED, file=sys.stderr)
         return int(rv) if isinstance(rv, int) else 0
@@ -109,6 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001
         _report_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
         return EXIT_INTERNAL
+
+
+def _label(args: list[str]) -> str:
+    """The command words of ``args`` (``generators check``) for the progress lines."""
+    words: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--threads":
+            skip = True
+        elif a.startswith("-"):
+            if words:
+                break
+        else:
+            words.append(a)
+            if len(words) == 2:
+                break
+    return " ".join(words) or "cmraudit"
 
 
 def _report_error(e: BaseException, line: str) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..dp import DPConfig
@@ -14,9 +13,10 @@ from ..errors import UsageError
 from ..estimates import is_skipped
 from ..generators.distributed import is_main_process
 from ..pipeline import RunConfig, fit_generator, run, sample_generator
+from ..progress import make_console
 from . import _state
 
-console = Console()
+console = make_console()
 SEED_MAX = 2**32 - 1
 
 _SET = typer.Option(None, "--set", help="Override a generator parameter: --set steps=800 --set channels=[32,64,64] (JSON values).")
@@ -53,7 +53,11 @@ def parse_overrides(items: Optional[List[str]]) -> dict:
 def run_cmd(
     generator: str = typer.Option(..., "--generator", "-g", help="Registered generator name (see `cmraudit generators`)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; default: the embedded phantom."),
-    preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
+    preset: str = typer.Option(
+        "quick", "--preset",
+        help="micro (smoke test: 32², a few steps, ~1-2 min on a CPU), quick (CPU, 64², minutes) or paper "
+             "(reference study, GPU).",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default cmraudit-runs/<generator>-<time>)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the split, training and sampling."),
     n_samples: Optional[int] = typer.Option(
@@ -93,16 +97,39 @@ def run_cmd(
             status = f"skipped: {entry.get('reason')}"
         table.add_row(step, status, f"{res.timings.get(step, 0.0):.1f}")
     console.print(table)
-    d = res.report.get("data", {})
-    console.print(f"train {d.get('train')}, holdout {d.get('holdout')}, test {d.get('test')}, synthetic {d.get('synthetic')}")
-    console.print(f"report: {res.run_dir / 'report.json'}   samples: {res.run_dir / 'samples.png'}")
+    for line in run_summary(res.run_dir, res.report):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _count(d: dict | None, noun: str = "slices") -> str:
+    if not isinstance(d, dict):
+        return "no " + noun
+    p = f" of {d['patients']} patient{'s' if d['patients'] != 1 else ''}" if isinstance(d.get("patients"), int) else ""
+    return f"{d.get('slices', '?')} {noun}{p}"
+
+
+def run_summary(run_dir: Path, report: dict) -> list[str]:
+    """The closing lines of ``cmraudit run``: where the report is, the counts in words and the verdict."""
+    d = report.get("data", {})
+    overall = (report.get("verdicts") or {}).get("overall", "inconclusive")
+    synthetic = d.get("synthetic") if isinstance(d.get("synthetic"), dict) else {}
+    return [
+        f"run folder: {run_dir}",
+        f"report: {run_dir / 'report.html'} (open in a browser; shareable: no real patient image)",
+        f"also: report.json (every number), card.md (model / data card), samples.png, logs/ (training curves)",
+        f"The generator trained on {_count(d.get('train'))}; {_count(d.get('holdout'))} were held out as "
+        f"non-members for the privacy audit and {_count(d.get('test'))} kept for testing; it drew "
+        f"{synthetic.get('slices', '?')} synthetic slices.",
+        f"Privacy verdict: {overall} (the report's headline says why). Real patient data stay in data/, split.json, "
+        "model/, work/, synthetic_paired/ and privacy/: keep the run folder local (card.md lists every file).",
+    ]
 
 
 def fit_cmd(
     generator: str = typer.Option(..., "--generator", "-g", help="Registered generator name."),
     data: Path = typer.Option(..., "--data", help="Prepared training dataset."),
     out: Path = typer.Option(..., "--out", help="Directory for the saved generator (config.json + weights)."),
-    preset: str = typer.Option("quick", "--preset", help="quick, paper (or micro for tests)."),
+    preset: str = typer.Option("quick", "--preset", help="micro (smoke test), quick (CPU) or paper (GPU)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
     device: str = _DEVICE,
     sets: Optional[List[str]] = _SET,

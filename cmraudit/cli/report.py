@@ -6,19 +6,19 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import DataError
 from ..io_guard import check_output, remove_if_created
+from ..progress import make_console
 from ..report.compare import COLUMNS, compare_runs
 from ..report.gate import evaluate_gate, write_junit
 from ..report.html import HTML_NAME, render_html
 from ..report.io import read_report, resolve_report_path
 from ..report.policy import RULE_HELP, load_policy
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def report_cmd(

@@ -6,16 +6,16 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..io_guard import check_output
 from ..pipeline import RunConfig
+from ..progress import make_console
 from ..sweep import parse_epsilons, run_sweep
 from . import _state
 from .pipeline_cmds import parse_overrides
 
-console = Console()
+console = make_console()
 
 
 def sweep_cmd(

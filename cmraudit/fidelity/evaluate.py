@@ -18,6 +18,8 @@ from ..estimates import Estimate, bootstrap_mean_ci, rate_estimate, skipped
 from ..features import extract_features
 from ..features.inception import InceptionFeatures, find_inception_weights
 from ..features.radiomic import RadiomicFeatures
+from ..progress import end_task, lines_mode, update
+from ..progress import task as status_task
 from .diversity import evaluate_diversity
 from .frechet import compute_frechet_distance
 from .kid import compute_kid
@@ -83,7 +85,10 @@ class _Steps:
 
     def __init__(self, total: int, *, enabled: bool):
         self._p = None
+        self.enabled = enabled
         if enabled:
+            status_task("fidelity", total)
+        if enabled and not lines_mode():  # without a terminal: status lines (cmraudit/progress.py)
             from rich.progress import Progress
 
             self._p = Progress(transient=True)
@@ -92,11 +97,15 @@ class _Steps:
             self._started = False
 
     def step(self, description: str) -> None:
+        if self.enabled:
+            update(desc=description)
         if self._p is not None:
             self._p.update(self._task, advance=1 if self._started else 0, description=description)
             self._started = True
 
     def close(self) -> None:
+        if self.enabled:
+            end_task()
         if self._p is not None:
             self._p.stop()
 

@@ -166,8 +166,13 @@ class TwoStageGenerator(DPStages, BaseGenerator):
             i = torch.as_tensor(idx, device=images.device)
             return step(model, images[i], masks_oh[i], None if labels is None else labels[i], gen)
 
+        cfg = self._train_config(steps=self.steps, epochs=self.epochs)
+        from .snapshots import snapshot_callback  # samples at a few points of training, under `cmraudit run` only
+
+        callback = snapshot_callback(self, net, total=cfg.total_steps(len(images)), size=tuple(images.shape[-2:]),
+                                     seed=seed, device=device, dp=bool(dp), callback=callback)
         res = train_loop(
-            net, step_loss, n_items=len(images), config=self._train_config(steps=self.steps, epochs=self.epochs), seed=seed + 1,
+            net, step_loss, n_items=len(images), config=cfg, seed=seed + 1,
             device=device, work_dir=None if work_dir is None else Path(work_dir) / "image", resume=resume, progress=progress,
             desc="image model", dp=dp.get("image_model"), callback=callback, patient_ids=patient_ids, stage="image_model",
         )

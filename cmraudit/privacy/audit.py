@@ -28,6 +28,7 @@ from ..data.dataset import Dataset
 from ..errors import DataError, UsageError
 from ..estimates import skipped
 from ..features import make_features
+from ..progress import task as status_task
 from .config import AuditConfig, ShadowConfig
 from .copies import CopyResult, detect_copies, flip_views
 from .copy_search import CopySearchParams, registered_copy_detection
@@ -81,6 +82,7 @@ class _Steps:
                 self.t0 = time.perf_counter()
                 if steps.progress:
                     steps.console.print(f"[dim]privacy:[/dim] {name} …")
+                    status_task(name, 0)  # the CI status lines name the step (cmraudit/progress.py)
 
             def __exit__(self, *exc):
                 steps.timings[name] = round(time.perf_counter() - self.t0, 3)

@@ -26,7 +26,9 @@ ARTEFACTS = (
     (CARD_NAME, False, "this card"),
     ("report.json", False, "all figures of the audit (no image)"),
     ("logs/", False, "training curves per stage (loss, lr, grad norm, ε, img/s)"),
-    ("synthetic/, synthetic_nifti/, synthetic_paired/, samples.png", None, "synthetic slices and masks"),
+    ("synthetic/, synthetic_nifti/, samples.png", None, "synthetic slices and masks"),
+    ("synthetic_paired/", True, "synthetic images drawn from the real test patients' masks (the masks are real)"),
+    ("logs/snapshots/", None, "a few synthetic draws at fixed points of training (not checked by the copy search)"),
     ("data/", True, "the real train / holdout / test slices"),
     ("split.json", True, "which (pseudonymous) patient is in which split"),
     ("model/, work/", True, "trained weights and training state: a generator can reproduce its training slices"),
@@ -258,3 +260,12 @@ def split_patient_ids(run_dir: Path) -> list[str]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return []
     return [str(p) for k in ("train", "holdout", "test") for p in (split.get(k) or []) if isinstance(split, dict)]
+
+
+def write_card(run_dir: str | os.PathLike) -> Path:
+    """Write RUN/card.md from RUN/report.json (``cmraudit run`` does this after the report); returns the path."""
+    from ..io_guard import write_text_atomic
+
+    src, report = read_run_report(run_dir)
+    return write_text_atomic(src.parent / CARD_NAME,
+                             build_card(report, source=src.name, patient_ids=split_patient_ids(src.parent)))

@@ -17,8 +17,9 @@ import numpy as np
 
 from ..data.dataset import read_dataset
 from ..io_guard import write_text_atomic
+from . import html_sections as hs
 from . import plots
-from .explain import UNIT_TEXT, meaning_of_path
+from .explain import UNIT_TEXT, label_of_path, meaning_of_path, scale_of_path
 from .io import read_report
 from .walk import feature_spaces, is_skipped, leaves, roc_curves, top_pairs
 
@@ -36,6 +37,10 @@ th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums;wh
 .v-pass{background:#c8e6c9}.v-fail{background:#ffcdd2}.v-inconclusive{background:#fff3c4}.v-not_required{background:#eee}
 img{max-width:100%}figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:480px}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
+.headline{border:2px solid #607d8b;border-radius:6px;padding:.2em 1em .6em;margin:1em 0;background:#fafcfd}
+.headline h2{margin-top:.4em}.v-measured{background:#e3f2fd}.smoke{background:#fff8e1;border:2px solid #ffb300}
+.underpowered{background:#fff3e0;border:1px solid #ffb74d}nav#toc ol{columns:2;margin:.3em 0}
+td[title]{cursor:help;text-decoration:underline dotted #999}
 """
 
 
@@ -57,28 +62,33 @@ def _meaning(path: str) -> str:
     return meaning_of_path(path) or "no description registered for this metric"
 
 
+def _metric_row(path: str, root: str, cells: str) -> str:
+    name = f'<td title="{_E(path)}">{_E(label_of_path(path, root))}</td>'
+    return (f"<tr class='metric'>{name}{cells}<td>{_E(scale_of_path(path) or '—')}</td>"
+            f"<td class='meaning'>{_E(_meaning(path))}</td></tr>")
+
+
 def _estimate_table(section: Any, root: str) -> str:
     """Every number of a section with its CI, n, unit and one-line meaning."""
     if is_skipped(section):
         return f'<p class="skip">Not computed: {_E(section.get("reason", ""))}</p>'
     rows = []
     for leaf in leaves(section, root):
-        name = _E(leaf.path[len(root) + 1 :] if leaf.path.startswith(root + ".") else leaf.path)
         if leaf.skipped:
-            rows.append(f'<tr><td>{name}</td><td colspan="4" class="skip">skipped: {_E(leaf.entry.get("reason", ""))}</td><td class="meaning">{_E(_meaning(leaf.path))}</td></tr>')
+            cells = f'<td colspan="4" class="skip">skipped: {_E(leaf.entry.get("reason", ""))}</td>'
+            rows.append(_metric_row(leaf.path, root, cells))
             continue
         e = leaf.entry
         ci = e.get("ci")
         ci_s = "—" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
         unit = e.get("unit", "")
-        rows.append(
-            f'<tr><td>{name}</td><td class="num">{_fmt(e.get("value"))}</td><td class="num">{ci_s}</td>'
-            f'<td class="num">{_fmt(e.get("n"))}</td><td title="{_E(UNIT_TEXT.get(unit, ""))}">{_E(unit)}</td>'
-            f'<td class="meaning">{_E(_meaning(leaf.path))}</td></tr>'
-        )
+        rows.append(_metric_row(leaf.path, root, (
+            f'<td class="num">{_fmt(e.get("value"))}</td><td class="num">{ci_s}</td>'
+            f'<td class="num">{_fmt(e.get("n"))}</td><td title="{_E(UNIT_TEXT.get(unit, ""))}">{_E(unit)}</td>')))
     if not rows:
         return "<p>No numbers in this section.</p>"
-    head = "<tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>unit</th><th>what it means</th></tr>"
+    head = ("<tr><th>metric (hover: JSON path)</th><th>value</th><th>95% CI</th><th>n</th><th>n counts</th>"
+            "<th>measured in</th><th>what it means</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -87,15 +97,18 @@ def _verdicts(report: dict) -> str:
     checks = v.get("checks") or {}
     overall = v.get("overall", "inconclusive")
     rows = "".join(
-        f'<tr><td>{_E(name.replace("_", " "))}</td><td class="v-{_E(c.get("verdict", ""))}">{_E(c.get("verdict", ""))}</td><td class="meaning">{_E(c.get("reason", ""))}</td></tr>'
+        f'<tr><td>{_E(name.replace("_", " "))}</td><td class="v-{_E(c.get("verdict", ""))}">{_E(c.get("verdict", ""))}'
+        f'</td><td class="meaning" title="{_E(c.get("reason", ""))}">{_E(hs.check_words(name, c, v))}</td></tr>'
         for name, c in checks.items()
     )
     src = (v.get("policy") or {}).get("source", "default policy")
     return (
-        f'<p>Overall privacy verdict: <span class="v-{_E(overall)}" style="padding:.1em .5em"><b>{_E(overall)}</b></span> '
-        f"under the {_E(src)}. <span class='meaning'>pass = 95% CI upper bound within budget; fail = CI lower bound above budget; "
-        "inconclusive = the interval straddles the budget or the metric was not computed.</span></p>"
-        f"<table><tr><th>check</th><th>verdict</th><th>why</th></tr>{rows}</table>"
+        f'<p>Overall privacy verdict: <span class="v-{_E(overall)}" style="padding:.1em .5em"><b>{_E(overall)}</b>'
+        f"</span> under the {_E(src)}. <span class='meaning'>pass = 95% CI upper bound within budget; fail = CI "
+        "lower bound above budget; inconclusive = the interval straddles the budget or the metric was not computed."
+        "</span></p>"
+        f"<table><tr><th>check</th><th>verdict</th><th>why (hover: the gate's reason and JSON path)</th></tr>{rows}"
+        f"</table>{hs.verdict_table(report)}"
     )
 
 
@@ -230,21 +243,32 @@ def _pairs(pairs: list[dict], space: str, syn, run_dir: Path, include_real: bool
     return f"<h3>Closest pairs ({_E(space)})</h3>{table}{_img(grid, f'closest pairs {space}', caption)}"
 
 
-def _bars(section: Any, root: str, keys: tuple[str, ...], title: str, ylabel: str, *, group_depth: int | None = None) -> str:
+def _regime(parts: list[str]) -> str:
+    """The regime of a utility path (``…regimes.<regime>.dice.LV``), prefixed for the cross-vendor test."""
+    if "regimes" not in parts:
+        return ""
+    i = len(parts) - 1 - parts[::-1].index("regimes")
+    name = parts[i + 1] if i + 1 < len(parts) else ""
+    return f"cross-vendor: {name}" if "cross_vendor" in parts else name
+
+
+def _bars(section: Any, root: str, keys: tuple[str, ...], title: str, ylabel: str, *,
+          by_regime: bool = False) -> str:
+    """Bars of the estimates under ``keys``; ``by_regime``: coloured by regime, labelled by structure."""
     if not isinstance(section, dict) or is_skipped(section):
         return ""
     labels, values, cis, groups = [], [], [], []
     for leaf in leaves(section, root):
         if leaf.skipped or not any(k in leaf.path.split(".") for k in keys):
             continue
-        labels.append(leaf.path[len(root) + 1 :])
+        parts = leaf.path.split(".")
+        labels.append(parts[-1] if by_regime else leaf.path[len(root) + 1:])
         values.append(leaf.entry.get("value"))
         cis.append(leaf.entry.get("ci"))
-        parts = leaf.path.split(".")
-        groups.append(parts[group_depth] if group_depth is not None and len(parts) > group_depth else "")
+        groups.append(_regime(parts))
     if not labels:
         return ""
-    png = plots.estimate_bars(labels, values, cis, title=title, ylabel=ylabel, groups=groups if group_depth is not None else None)
+    png = plots.estimate_bars(labels, values, cis, title=title, ylabel=ylabel, groups=groups if by_regime else None)
     return _img(png, title, f"{title}; error bars are 95% confidence intervals.")
 
 
@@ -281,22 +305,33 @@ def render_html(run_dir: str | os.PathLike, *, include_real_images: bool = False
         extra = f" {len(withheld)} synthetic slices flagged as copies are withheld." if withheld else ""
         banner = ('<div class="banner share">No real patient image in this report: synthetic slices checked against the '
                   f'training set by the copy search, distances and statistics only.{extra}</div>')
+    path = Path(out) if out else run_dir / HTML_NAME
+    # training snapshots are not in the copy search: shown only when no final synthetic slice was flagged
+    show_snap = include_real_images or withheld == set()
     parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cmraudit report — {name}</title><style>{_CSS}</style></head><body>",
-        f"<h1>cmraudit report — {name}</h1>{banner}",
-        "<h2 id='summary'>Summary</h2>", _summary(report), _verdicts(report),
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cmraudit report — {name}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>cmraudit report — {name}</h1>", hs.banners(report), banner,
+        hs.headline(report, hs.card_href(run_dir, path)), hs.toc(),
+        "<h2 id='summary'>Summary and verdicts</h2>", _summary(report), _verdicts(report),
+        "<h2 id='training'>Training</h2>", hs.training(run_dir, snapshots=show_snap),
         "<h2 id='samples'>Samples</h2>", _samples(run_dir, include_real_images, report),
+        "<h2 id='distributions'>Distributions: real vs synthetic</h2>",
+        hs.distributions(_read_ds(run_dir / "data" / "test"), _read_ds(run_dir / "synthetic")),
         "<h2 id='fidelity'>Fidelity</h2>",
-        _bars(report.get("fidelity"), "fidelity", ("precision", "recall", "density", "coverage"), "precision / recall / density / coverage", "share (density: ratio)"),
+        _bars(report.get("fidelity"), "fidelity", ("precision", "recall", "density", "coverage"),
+              "precision / recall / density / coverage", "share (density: ratio)"),
         _estimate_table(report.get("fidelity"), "fidelity"),
         "<h2 id='utility'>Utility</h2>",
-        _bars(report.get("utility"), "utility", ("dice",), "segmentation Dice per regime", "Dice", group_depth=2),
+        _bars(report.get("utility"), "utility", ("dice",), "segmentation Dice per regime", "Dice", by_regime=True),
         _estimate_table(report.get("utility"), "utility"),
         "<h2 id='privacy'>Privacy</h2>", _privacy(report, run_dir, include_real_images),
+        "<h2 id='privacy-utility'>Privacy–utility</h2>", hs.privacy_utility(report),
         "<h2 id='dp'>Differential privacy</h2>", _dp(report),
         "<h2 id='provenance'>Run provenance</h2>", _provenance(report),
-        "<p class='meaning'>Units: <b>patient</b> — n counts patients and the CI resamples patients (membership is decided per patient); "
-        "<b>slice</b> — n counts 2-D slices. Generated by cmraudit; schema in docs/report-schema.md.</p></body></html>",
+        "<p class='meaning'>Units: <b>patient</b> — n counts patients and the CI resamples patients (membership is "
+        "decided per patient); <b>slice</b> — n counts 2-D slices. Generated by cmraudit; schema in "
+        "docs/report-schema.md.</p></body></html>",
     ]
     path = Path(out) if out else run_dir / HTML_NAME
 

@@ -99,7 +99,7 @@ def roc_plot(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, t
     ax.set_xlabel("false-positive rate (non-members accused)")
     ax.set_ylabel("true-positive rate (members found)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside: curves stay visible
     return png_bytes(fig)
 
 
@@ -119,7 +119,7 @@ def dcr_histogram(bins: Sequence[float], train: Sequence[float], holdout: Sequen
     ax.set_xlabel("distance to closest record")
     ax.set_ylabel("share of synthetic slices")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="best", framealpha=0.8)
     return png_bytes(fig)
 
 
@@ -152,7 +152,80 @@ def estimate_bars(
     if groups is not None:
         from matplotlib.patches import Patch
 
-        ax.legend(handles=[Patch(color=palette(i % 10), label=g) for i, g in enumerate(uniq)], fontsize=7)
+        # outside the axes, right of the bars: a legend inside would hide the tallest bars
+        ax.legend(handles=[Patch(color=palette(i % 10), label=g) for i, g in enumerate(uniq)], fontsize=7,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title="trained on",
+                  title_fontsize=7)
+    return png_bytes(fig)
+
+
+def loss_curves(curves: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
+    """One panel per training stage: loss against step (log y when it spans a decade), lr on a twin axis."""
+    n = len(curves)
+    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 3.0), squeeze=False)
+    for ax, (stage, d) in zip(axes.flat, curves.items()):
+        step, loss = np.asarray(d["step"], float), np.asarray(d["loss"], float)
+        ok = np.isfinite(loss)
+        ax.plot(step[ok], loss[ok], c="tab:blue", lw=1.4, marker="." if ok.sum() < 30 else None, label="loss")
+        pos = loss[ok][loss[ok] > 0]
+        if len(pos) > 1 and pos.max() / pos.min() > 10:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_title(stage, fontsize=9)
+        ax.grid(alpha=0.3)
+        lr = np.asarray(d.get("lr", []), float)
+        if len(lr) == len(step) and np.isfinite(lr).any():
+            ax2 = ax.twinx()
+            ax2.plot(step, lr, c="0.6", lw=1, ls="--", label="learning rate")
+            ax2.set_ylabel("learning rate", fontsize=7, color="0.4")
+            ax2.tick_params(labelsize=6, colors="0.4")
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def real_vs_synthetic(series: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                      labels: tuple[str, str] = ("real", "synthetic"), bins: int = 30) -> bytes:
+    """One panel per quantity: normalised histograms of real (blue) and synthetic (red) values on shared bins;
+    one legend above the panels (never over a histogram)."""
+    n = len(series)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.9), squeeze=False)
+    for ax, (name, (real, syn)) in zip(axes.flat, series.items()):
+        real, syn = np.asarray(real, float), np.asarray(syn, float)
+        both = np.r_[real, syn]
+        lo, hi = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+        for vals, label, colour in ((real, labels[0], "tab:blue"), (syn, labels[1], "tab:red")):
+            if len(vals):
+                ax.hist(vals, edges, density=True, histtype="step", lw=1.5, color=colour, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("density", fontsize=8)
+        ax.tick_params(labelsize=7)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.legend(handles, names, loc="upper center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
+    return png_bytes(fig)
+
+
+def privacy_utility(auc: Mapping, dice: Mapping, real_dice: Mapping | None, *, attack: str,
+                    epsilon: float | None = None) -> bytes:
+    """One run on the privacy–utility plane: attack AUC (x, 0.5 = chance) against synthetic-only Dice (y), with
+    CIs."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    x, y = float(auc["value"]), float(dice["value"])
+    xe = [[max(0.0, x - auc["ci"][0])], [max(0.0, auc["ci"][1] - x)]] if auc.get("ci") else None
+    ye = [[max(0.0, y - dice["ci"][0])], [max(0.0, dice["ci"][1] - y)]] if dice.get("ci") else None
+    label = "this run" + ("" if epsilon is None else f" (ε = {epsilon:.3g})")
+    ax.errorbar([x], [y], xerr=xe, yerr=ye, fmt="o", c="tab:red", capsize=3, label=label, zorder=3)
+    ax.axvline(0.5, c="0.5", ls=":", lw=1, label="chance AUC (no leak)")
+    if real_dice is not None and isinstance(real_dice.get("value"), (int, float)):
+        ax.axhline(float(real_dice["value"]), c="tab:blue", ls="--", lw=1, label="Dice, trained on real")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel(f"membership-inference AUC ({attack}, patient level)")
+    ax.set_ylabel("mean Dice, trained on synthetic")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return png_bytes(fig)
 
 

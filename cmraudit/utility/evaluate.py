@@ -90,13 +90,14 @@ def summarise_scores(scores: PatientScores, *, seed: int) -> dict:
     return out
 
 
-def _train_and_score(train: Dataset, test: Dataset, *, preset: str, seed: int, progress: bool, seg_params: dict):
+def _train_and_score(train: Dataset, test: Dataset, *, preset: str, seed: int, progress: bool, seg_params: dict,
+                     label: str = ""):
     t0 = time.perf_counter()
     try:
         seg = Segmenter(preset=preset, **seg_params)
     except TypeError as e:
         raise UsageError(f"segmenter options {sorted(seg_params)} not understood ({e}); expected iterations, batch_size, filters, lr, flips, device") from e
-    seg.fit(train, seed=seed, progress=progress)
+    seg.fit(train, seed=seed, progress=progress, desc=f"segmenter trained on {label}" if label else "segmentation")
     fit_s = time.perf_counter() - t0
     pred = seg.predict(np.asarray(test.images))
     sc = score_segmentation(pred=pred, gt=np.asarray(test.masks), patient_id=test.patient_id,
@@ -176,7 +177,8 @@ def evaluate_utility(
             out[r] = skipped("no real training slices")
             continue
         ds = train if r == "real" else synthetic if r == "synthetic" else _mix(train, synthetic, mix_ratio, seed)
-        seg, _, sc, fit_s = _train_and_score(ds, test, preset=preset, seed=seed, progress=progress, seg_params=segmenter_params)
+        seg, _, sc, fit_s = _train_and_score(ds, test, preset=preset, seed=seed, progress=progress,
+                                             seg_params=segmenter_params, label=r)
         spacing_assumed |= sc.spacing_assumed
         timings[r] = fit_s
         out[r] = _regime_block(sc, ds, fit_s, seed=seed)
@@ -210,7 +212,8 @@ def _cross_vendor(*, train, synthetic, test, seed, preset, mix_ratio, real_model
     res: dict = {"source_vendors": list(src), "target_vendors": list(tgt),
                  "test": {"patients": int(len(np.unique(te.patient_id.astype(str)))), "slices": int(len(te))}}
     regimes: dict = {}
-    seg, _, sc, fit_s = _train_and_score(tr, te, preset=preset, seed=seed, progress=progress, seg_params=seg_params)
+    seg, _, sc, fit_s = _train_and_score(tr, te, preset=preset, seed=seed, progress=progress, seg_params=seg_params,
+                                         label="real (cross-vendor)")
     timings["cross_vendor.real"] = fit_s
     regimes["real"] = _regime_block(sc, tr, fit_s, seed=seed)
     if synthetic is not None and len(synthetic):
@@ -223,7 +226,8 @@ def _cross_vendor(*, train, synthetic, test, seed, preset, mix_ratio, real_model
             "(needs a generator with vendor conditioning)")
     else:
         mixed = _mix(tr, syn_t, mix_ratio, seed)
-        seg, _, sc, fit_s = _train_and_score(mixed, te, preset=preset, seed=seed, progress=progress, seg_params=seg_params)
+        seg, _, sc, fit_s = _train_and_score(mixed, te, preset=preset, seed=seed, progress=progress,
+                                             seg_params=seg_params, label="real+synthetic (cross-vendor)")
         timings["cross_vendor.real+synthetic"] = fit_s
         regimes["real+synthetic"] = _regime_block(sc, mixed, fit_s, seed=seed)
     if real_model is not None:

@@ -24,6 +24,8 @@ import numpy as np
 from ..data.dataset import ALL_STRUCTURES, STRUCTURE_BIT, STRUCTURES
 from ..device import select_device
 from ..errors import NotFittedError, UsageError
+from ..progress import end_task, lines_mode, update
+from ..progress import task as status_task
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Segmenter:
             raise UsageError(f"segmentation settings invalid: iterations={cfg.iterations}, batch_size={cfg.batch_size}, filters={cfg.filters}")
         return cfg
 
-    def fit(self, train, *, seed: int, progress: bool = False) -> "Segmenter":
+    def fit(self, train, *, seed: int, progress: bool = False, desc: str = "segmentation") -> "Segmenter":
         """Train on a Dataset's images and masks (``train.annotated`` honoured)."""
         import torch
         from monai.losses import DiceCELoss
@@ -128,6 +130,8 @@ class Segmenter:
         it = range(cfg.iterations)
         bar = None
         if progress:
+            status_task(desc, cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
+        if progress and not lines_mode():
             from rich.progress import Progress
 
             bar = Progress(transient=True)
@@ -152,9 +156,13 @@ class Segmenter:
                 opt.step()
                 sched.step()
                 losses.append(float(loss.detach()))
+                if progress:
+                    update(i + 1, loss=losses[-1])
                 if bar is not None:
                     bar.update(task, advance=1, description=f"segmentation loss {losses[-1]:.3f}")
         finally:
+            if progress:
+                end_task()
             if bar is not None:
                 bar.stop()
         net.eval()

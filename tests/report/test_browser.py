@@ -81,3 +81,58 @@ def test_probe_detects_a_broken_plot(tmp_path):
     assert result["images"] == 2
     assert result["broken"] == ["corrupt"]
     assert result["errors"]
+
+
+# a second probe for a real micro run: contents links, headline, loss curves, metric descriptions
+_PAGE_PROBE = """<script>
+window.addEventListener('load', function () {
+  var toc = Array.prototype.slice.call(document.querySelectorAll('nav#toc a[href^="#"]'));
+  var missing = toc.filter(function (a) { return !document.getElementById(a.getAttribute('href').slice(1)); })
+                   .map(function (a) { return a.getAttribute('href'); });
+  var rows = Array.prototype.slice.call(document.querySelectorAll('tr.metric'));
+  var bare = rows.filter(function (r) {
+    var m = r.querySelector('td.meaning'); var t = m ? m.textContent.trim() : '';
+    return !t || t.indexOf('no description') >= 0;
+  }).map(function (r) { return r.cells[0].getAttribute('title'); });
+  var loss = Array.prototype.slice.call(document.images).filter(function (i) {
+    return i.alt.indexOf('loss curves') >= 0 && i.complete && i.naturalWidth > 0; }).length;
+  var snaps = Array.prototype.slice.call(document.images).filter(function (i) {
+    return i.alt.indexOf('samples during training') === 0 && i.complete && i.naturalWidth > 0; }).length;
+  var h = document.getElementById('headline');
+  var out = document.createElement('pre'); out.id = 'cmraudit-page';
+  out.textContent = JSON.stringify({toc: toc.length, toc_missing: missing, metric_rows: rows.length,
+    undescribed: bare, loss_images: loss, snapshot_images: snaps, headline: h ? h.textContent.slice(0, 4000) : null,
+    headline_first: !!h && !!document.querySelector('h1 ~ section#headline'),
+    micro_banner: !!document.getElementById('micro-banner')});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_micro_run_report_in_chromium(micro_cli_run, tmp_path):
+    """A real micro run's report.html: headline first, contents links resolve, loss curves load, every metric
+    row described, no console error; and a screenshot renders."""
+    html_path = micro_cli_run["run_dir"] / "report.html"
+    result, console = _probe(html_path, tmp_path)
+    assert result["broken"] == [] and result["errors"] == [] and console == ""
+    page = tmp_path / "page.html"
+    page.write_text(html_path.read_text().replace("<head>", "<head>" + _PAGE_PROBE, 1))
+    exe = _chromium()
+    common = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={tmp_path / 'profile2'}", "--virtual-time-budget=10000"]
+    out = subprocess.run(common + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="cmraudit-page">(.*?)</pre>', out.stdout, re.S)
+    assert m, out.stderr[-2000:]
+    info = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    assert info["headline"] and "Copies" in info["headline"] and "Membership inference" in info["headline"]
+    for topic in ("Differential privacy", "Fidelity", "Utility"):
+        assert topic in info["headline"]
+    assert info["headline_first"] and info["micro_banner"]
+    assert info["toc"] >= 10 and info["toc_missing"] == []
+    assert info["loss_images"] >= 1 and info["snapshot_images"] >= 1
+    assert info["metric_rows"] > 100 and info["undescribed"] == []
+    shot = tmp_path / "report.png"
+    subprocess.run(common + ["--window-size=1200,2400", f"--screenshot={shot}", html_path.as_uri()],
+                   capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 50_000  # a rendered page, not a blank one

@@ -168,10 +168,11 @@ def test_self_contained(default_html):
 
 def test_every_number_is_explained_with_unit(default_html):
     rows = _parse(default_html).rows
-    metric_rows = [r for r in rows if len(r) == 6 and r[0] != "metric"]
+    metric_rows = [r for r in rows if len(r) == 7 and not r[0].startswith("metric")]
     assert len(metric_rows) > 30
     for r in metric_rows:
-        assert r[5] and "no description" not in r[5], r
+        assert r[6] and "no description" not in r[6], r
+        assert r[5] and r[5] != "—" or r[1].startswith("skipped"), r  # what the value is measured in
         assert r[4] in ("patient", "slice") or r[1].startswith("skipped"), r
 
 

@@ -1,0 +1,91 @@
+"""Samples at a few points of training: ``<log dir>/snapshots/image_model.npz`` for the report's training section.
+
+Inside :func:`cmraudit.generators.train_log.log_to` (``cmraudit run``), the two-stage image stage draws
+:data:`K` images at each of :data:`FRACTIONS` of its steps, from :data:`K` masks the (already trained) mask model
+drew once — never a patient's mask — with fixed seeds, so the grid shows how the same draws sharpen as
+training goes. The global RNG state is saved and restored around each draw, so training is unchanged (the
+same weights with and without snapshots). Off under DP-SGD (Opacus owns the module then) and off the main
+process. File: ``images`` float16 [T, K, H, W] in [-1, 1], ``masks`` uint8 [T, K, H, W], ``steps`` int [T].
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .distributed import is_main_process
+from .train_log import current_log_dir
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+K = 4
+SNAPSHOT_DIR = "snapshots"  # RUN/logs/snapshots/
+
+
+def _read(path: Path) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    try:
+        with np.load(path) as z:
+            return [(int(s), z["images"][i], z["masks"][i]) for i, s in enumerate(z["steps"])]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _write(path: Path, rows: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+    from ..io_guard import atomic_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, suffix=".tmp.npz") as tmp:
+        np.savez_compressed(tmp, steps=np.array([r[0] for r in rows], dtype=np.int64),
+                            images=np.stack([r[1] for r in rows]).astype(np.float16),
+                            masks=np.stack([r[2] for r in rows]).astype(np.uint8))
+
+
+def snapshot_callback(gen: Any, net, *, total: int, size: tuple[int, int], seed: int, device, dp: bool,
+                      callback: Callable[[int, float], None] | None, stage: str = "image_model"):
+    """``callback`` for the image stage's ``train_loop`` that also stores the snapshots (``callback`` unchanged
+    when no log directory is set, under DP, or off the main process)."""
+    directory = current_log_dir()
+    if directory is None or dp or not is_main_process() or getattr(gen, "mask_model_", None) is None:
+        return callback
+    import torch
+
+    marks = sorted({max(1, round(f * int(total))) for f in FRACTIONS})
+    path = Path(directory) / SNAPSHOT_DIR / f"{stage}.npz"
+    rows = _read(path)  # a resumed stage keeps the snapshots taken before the interruption
+    state: dict[str, Any] = {"masks": None, "on": True}
+
+    def _draw(step: int) -> None:
+        from .diffusion import onehot
+
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            if state["masks"] is None:
+                state["masks"] = np.asarray(gen.mask_model_.sample(K, shape=size, seed=seed + 7_000_003, device=device,
+                                                                   batch_size=K))
+            had = "image_modules_" in gen.__dict__
+            old, was_training = gen.__dict__.get("image_modules_"), net.training
+            gen.image_modules_ = {"image": net}
+            try:
+                x = gen._sample_images(onehot(state["masks"]).to(device), labels=None, seed=seed + 7_000_019,
+                                       device=device)
+            finally:
+                if had:
+                    gen.image_modules_ = old
+                else:
+                    del gen.image_modules_
+                net.train(was_training)
+        rows[:] = [r for r in rows if r[0] < step]
+        rows.append((step, x[:, 0].clamp(-1, 1).float().cpu().numpy(), state["masks"].astype(np.uint8)))
+        _write(path, rows)
+
+    def _cb(step: int, loss: float) -> None:
+        if state["on"] and step in marks:
+            try:
+                _draw(step)
+            except Exception as e:  # noqa: BLE001 - a diagnostic must never stop training
+                state["on"] = False
+                warnings.warn(f"training snapshots off for {stage}: {type(e).__name__}: {e}", stacklevel=2)
+        if callback is not None:
+            callback(step, loss)
+
+    return _cb
