@@ -41,7 +41,9 @@ def main() -> None:
     t_data = time.perf_counter() - t
     t = time.perf_counter()
     c0 = time.process_time()
-    res = audit_privacy(train=train, holdout=holdout, synthetic=syn, seed=0, progress=True, features=("pixel", "domain"))
+    res = audit_privacy(
+        train=train, holdout=holdout, synthetic=syn, seed=0, progress=True, features=("pixel", "domain")
+    )
     t_audit = time.perf_counter() - t
     cpu_audit = time.process_time() - c0
     d = res.to_dict()
@@ -50,11 +52,13 @@ def main() -> None:
     lines = [
         f"- data: {len(syn)} synthetic vs {len(train)} train + {len(holdout)} holdout slices at {a.size}² "
         f"(phantom, generated in {t_data:.0f} s, not timed); {machine()}",
-        f"- full black-box audit (pixel + domain spaces, masks, GAN-Leaks × 2, DOMIAS, 1000 bootstrap resamples): **{t_audit:.1f} s wall**, "
+        "- full black-box audit (pixel + domain spaces, masks, GAN-Leaks × 2, DOMIAS, 1000 bootstrap resamples): "
+        f"**{t_audit:.1f} s wall**, "
         f"{cpu_audit:.1f} s CPU time of the process (user + system, all threads)",
         f"- steps: {steps}",
         f"- peak RSS of the process: {peak_rss_mb():.0f} MB",
-        f"- sanity: planted 5 % exact copies → pixel copy rate {cr['value']:.4f} [{cr['ci'][0]:.4f}, {cr['ci'][1]:.4f}]",
+        f"- sanity: planted 5 % exact copies → pixel copy rate {cr['value']:.4f} [{cr['ci'][0]:.4f}, "
+        f"{cr['ci'][1]:.4f}]",
     ]
     body = "\n".join(lines)
     print(body)

@@ -47,8 +47,14 @@ def main() -> None:
     res = audit_privacy(train=train, holdout=holdout, synthetic=syn, seed=args.seed, progress=False)
     wall = time.perf_counter() - t
     cd = res.feature_spaces["registered"].copy_detection
-    out = {"wall_s": round(wall, 2), "timings_s": res.info["timings_s"], "load_before": load0, "load_after": os.getloadavg(),
-           "registered_copy_rate": cd["copy_rate"].to_dict(), "flagged": int(len(cd["flagged_indices"]))}
+    out = {
+        "wall_s": round(wall, 2),
+        "timings_s": res.info["timings_s"],
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+        "registered_copy_rate": cd["copy_rate"].to_dict(),
+        "flagged": int(len(cd["flagged_indices"])),
+    }
     print(json.dumps(out, indent=2))
 
 

@@ -43,7 +43,8 @@ t0 = time.perf_counter()
 for _ in range(steps):
     step()
 dt = time.perf_counter() - t0
-print(json.dumps({"mode": mode, "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+print(json.dumps({"mode": mode, "threads": torch.get_num_threads(), "omp_wait_policy":
+os.environ.get("OMP_WAIT_POLICY"),
                   "steps_per_s": steps / dt}))
 """
 
@@ -53,7 +54,9 @@ def measure(mode: str, steps: int) -> dict:
     env.pop("OMP_NUM_THREADS", None)
     env.pop("CMRAUDIT_THREADS", None)
     env.pop("OMP_WAIT_POLICY", None)
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(steps)], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(steps)], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -37,15 +37,23 @@ def summarise(trials: list[dict]) -> dict:
     zero = [tr["rates"]["0.0"] for tr in trials]
     novel_flags = sum(tr["novel_flags"] for tr in trials)
     novel = sum(tr["novel_slices"] for tr in trials)
-    out["zero"] = {"flagged_pooled": sum(z["flags"] for z in zero), "slices_pooled": 400 * len(zero),
-                   "novel_slices_flagged": novel_flags, "novel_slices": novel,
-                   "not_fail": sum(z["verdict"] != "fail" for z in zero), "pass": sum(z["verdict"] == "pass" for z in zero)}
+    out["zero"] = {
+        "flagged_pooled": sum(z["flags"] for z in zero),
+        "slices_pooled": 400 * len(zero),
+        "novel_slices_flagged": novel_flags,
+        "novel_slices": novel,
+        "not_fail": sum(z["verdict"] != "fail" for z in zero),
+        "pass": sum(z["verdict"] == "pass" for z in zero),
+    }
     out["rates"] = {}
     for key in [str(r) for r in RATES] + [f"binomial:{r}" for r in POWER_RATES]:
         rs = [tr["rates"][key] for tr in trials if key in tr["rates"]]
-        out["rates"][key] = {"fail_ci_excludes_0": sum(x["verdict"] == "fail" and x["ci"][0] > 0 for x in rs),
-                                "covered": sum(x["covered"] for x in rs), "n": len(rs),
-                                "mean_ci": [float(np.mean([x["ci"][0] for x in rs])), float(np.mean([x["ci"][1] for x in rs]))]}
+        out["rates"][key] = {
+            "fail_ci_excludes_0": sum(x["verdict"] == "fail" and x["ci"][0] > 0 for x in rs),
+            "covered": sum(x["covered"] for x in rs),
+            "n": len(rs),
+            "mean_ci": [float(np.mean([x["ci"][0] for x in rs])), float(np.mean([x["ci"][1] for x in rs]))],
+        }
     out["mdr_predicted_median"] = float(np.median([tr["mdr"] for tr in trials if tr["mdr"] is not None]))
     # the rate where the empirical power curve crosses 80 % (linear interpolation between swept rates)
     pw = [(r, out["rates"][f"binomial:{r}"]["fail_ci_excludes_0"] / max(1, out["rates"][f"binomial:{r}"]["n"]))
@@ -65,8 +73,13 @@ def summarise(trials: list[dict]) -> dict:
 
 def table(s: dict, load: str, sunny: dict | None) -> str:
     n = s["seeds"]
-    lines = [f"Measured {time.strftime('%Y-%m-%d')} on 2 cores ({load}); {n} seeds; `python bench/bench_copy_sweep.py --seeds {n}`.", "",
-             "| transform | copies found / planted | recall |", "| --- | --- | --- |"]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on 2 cores ({load}); {n} seeds; `python bench/bench_copy_sweep.py "
+        f"--seeds {n}`.",
+        "",
+        "| transform | copies found / planted | recall |",
+        "| --- | --- | --- |",
+    ]
     for t, v in s["recall_per_transform"].items():
         lines.append(f"| {t} | {v['found']} / {v['planted']} | {v['recall']:.3f} |")
     z = s["zero"]
@@ -87,15 +100,23 @@ def table(s: dict, load: str, sunny: dict | None) -> str:
 
     emp = "—" if s["mdr_empirical"] is None else f"{s['mdr_empirical']:.2%}"
     planned = plan_audit(train_patients=50, holdout_patients=20, synthetic=400).min_detectable_copy_rate
-    lines += ["", f"Minimum detectable copy rate (80 % power): predicted by each audit {s['mdr_predicted_median']:.2%} (median), "
-              f"`cmraudit plan` (worst-case false-flag bound) {planned:.2%}, empirical (power curve crossing 80 %, linear between swept rates): {emp}. "
-              f"Median threshold τ = {s['tau_median']:.4f}, smallest null residual {s['null_min_median']:.4f}, "
-              f"false-flag upper bound {s['fpr_upper_median']:.1e}; {s['seconds_per_seed_median']:.1f} s per seed "
-              "(calibration, recall check and 9 synthetic sets)."]
+    lines += [
+        "",
+        f"Minimum detectable copy rate (80 % power): predicted by each audit {s['mdr_predicted_median']:.2%} (median), "
+        f"`cmraudit plan` (worst-case false-flag bound) {planned:.2%}, empirical (power curve crossing 80 %, linear "
+        f"between swept rates): {emp}. "
+        f"Median threshold τ = {s['tau_median']:.4f}, smallest null residual {s['null_min_median']:.4f}, "
+        f"false-flag upper bound {s['fpr_upper_median']:.1e}; {s['seconds_per_seed_median']:.1f} s per seed "
+        "(calibration, recall check and 9 synthetic sets).",
+    ]
     if sunny:
-        lines += ["", f"Real anatomy (Sunnybrook, {sunny['split']} patients, {sunny['seeds']} seeds, "
-                  "every copy transform): " + ", ".join(f"{t} {v['found']}/{v['planted']}" for t, v in sunny["recall"].items())
-                  + f"; novel slices flagged {sunny['novel_flags']} of {sunny['novel_slices']}."]
+        lines += [
+            "",
+            f"Real anatomy (Sunnybrook, {sunny['split']} patients, {sunny['seeds']} seeds, "
+            "every copy transform): "
+            + ", ".join(f"{t} {v['found']}/{v['planted']}" for t, v in sunny["recall"].items())
+            + f"; novel slices flagged {sunny['novel_flags']} of {sunny['novel_slices']}.",
+        ]
     return "\n".join(lines)
 
 
@@ -115,7 +136,13 @@ def sunnybrook(path: str, seeds: int) -> dict:
             rec[c["transform"]]["planted"] += 1
         flags += tr["novel_flags"]
         slices += tr["novel_slices"]
-    return {"recall": rec, "novel_flags": flags, "novel_slices": slices, "seeds": seeds, "split": "3 train / 1 holdout / 1 novel"}
+    return {
+        "recall": rec,
+        "novel_flags": flags,
+        "novel_slices": slices,
+        "seeds": seeds,
+        "split": "3 train / 1 holdout / 1 novel",
+    }
 
 
 def main() -> None:
@@ -131,15 +158,22 @@ def main() -> None:
     for seed in range(args.seeds):
         tr = copy_trial(seed, rates=RATES, binomial_rates=POWER_RATES)
         trials.append(tr)
-        print(f"seed {seed}: tau {tr['tau']:.4f} novel flags {tr['novel_flags']} "
-              + " ".join(f"{k}:{v['flags']}/{v['verdict'][0]}{'' if v['covered'] else '!'}" for k, v in tr["rates"].items())
-              + f" ({tr['seconds']} s)", flush=True)
+        print(
+            f"seed {seed}: tau {tr['tau']:.4f} novel flags {tr['novel_flags']} "
+            + " ".join(
+                f"{k}:{v['flags']}/{v['verdict'][0]}{'' if v['covered'] else '!'}" for k, v in tr["rates"].items()
+            )
+            + f" ({tr['seconds']} s)",
+            flush=True,
+        )
     s = summarise(trials)
     sunny = sunnybrook(args.sunnybrook, 5) if args.sunnybrook else None
     load += ", %.2f at end" % os.getloadavg()[0]
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "copy_sweep.json").write_text(json.dumps({"summary": s, "sunnybrook": sunny, "load": load}, indent=2, default=float))
+    (out / "copy_sweep.json").write_text(
+        json.dumps({"summary": s, "sunnybrook": sunny, "load": load}, indent=2, default=float)
+    )
     md = table(s, load, sunny)
     print(md)
     if not args.no_docs:

@@ -80,8 +80,16 @@ def bench_cmraudit(images, masks, *, steps: int, batch: int, warmup: int) -> flo
         if step == warmup:
             marks["t0"] = time.perf_counter()
 
-    train_loop(net, step_loss, n_items=len(images), config=TrainConfig(steps=steps + warmup, batch_size=batch, lr=1e-4, warmup_steps=5),
-               seed=0, device=torch.device("cpu"), progress=False, callback=cb)
+    train_loop(
+        net,
+        step_loss,
+        n_items=len(images),
+        config=TrainConfig(steps=steps + warmup, batch_size=batch, lr=1e-4, warmup_steps=5),
+        seed=0,
+        device=torch.device("cpu"),
+        progress=False,
+        callback=cb,
+    )
     return steps * batch / (time.perf_counter() - marks["t0"])
 
 
@@ -104,7 +112,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--sample-n", type=int, default=16)
-    ap.add_argument("--write", type=Path, default=None, help="Update this markdown file between the bench_ddpm markers.")
+    ap.add_argument(
+        "--write", type=Path, default=None, help="Update this markdown file between the bench_ddpm markers."
+    )
     args = ap.parse_args()
     load = os.getloadavg()[0]
     images, masks = _data(64, args.size)
@@ -115,24 +125,30 @@ def main() -> None:
     rows = [
         ("training, plain MONAI loop", f"{plain:.1f} img/s"),
         ("training, cmraudit train_loop (AdamW, clip, EMA)", f"{ours:.1f} img/s ({ours / plain:.2f}× plain)"),
-        (f"sampling DDIM-50, batch {args.sample_n}", f"{sps:.2f} img/s ({per_eval * 1000:.0f} ms per network evaluation)"),
+        (
+            f"sampling DDIM-50, batch {args.sample_n}",
+            f"{sps:.2f} img/s ({per_eval * 1000:.0f} ms per network evaluation)",
+        ),
         ("sampling DDPM-1000 (estimated from the same evaluations)", f"{args.sample_n / (per_eval * 1000):.3f} img/s"),
         ("peak RSS", f"{rss:.0f} MB"),
     ]
-    text = "\n".join([
-        MARK_BEGIN,
-        "## DDPM image model (issue 3, `bench/bench_ddpm.py`)",
-        "",
-        f"Network: DiffusionModelUNet (32, 64, 64), attention at the lowest level, 1 res block, 5 input channels; "
-        f"{args.size}² px, batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up steps; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average at start {load:.1f} "
-        f"(the machine is shared; at load ≫ cores the absolute numbers are several times worse than on an idle machine, the ratio is what matters).",
-        "",
-        "| measurement | result |",
-        "|---|---|",
-        *[f"| {a} | {b} |" for a, b in rows],
-        MARK_END,
-    ])
+    text = "\n".join(
+        [
+            MARK_BEGIN,
+            "## DDPM image model (issue 3, `bench/bench_ddpm.py`)",
+            "",
+            f"Network: DiffusionModelUNet (32, 64, 64), attention at the lowest level, 1 res block, 5 input channels; "
+            f"{args.size}² px, batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up steps; "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average at start {load:.1f} "
+            "(the machine is shared; at load ≫ cores the absolute numbers are several times worse than on an idle "
+            "machine, the ratio is what matters).",
+            "",
+            "| measurement | result |",
+            "|---|---|",
+            *[f"| {a} | {b} |" for a, b in rows],
+            MARK_END,
+        ]
+    )
     print(text)
     if args.write:
         old = args.write.read_text() if args.write.exists() else "# Benchmarks\n"

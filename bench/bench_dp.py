@@ -47,7 +47,11 @@ class Slices(torch.utils.data.Dataset):
     def __init__(self, n, size, seed=0):
         g = torch.Generator().manual_seed(seed)
         self.x = torch.rand(n, 1, size, size, generator=g) * 2 - 1
-        self.c = torch.nn.functional.one_hot(torch.randint(0, 4, (n, size, size), generator=g), 4).permute(0, 3, 1, 2).float()
+        self.c = (
+            torch.nn.functional.one_hot(torch.randint(0, 4, (n, size, size), generator=g), 4)
+            .permute(0, 3, 1, 2)
+            .float()
+        )
 
     def __len__(self):
         return len(self.x)
@@ -149,9 +153,13 @@ def multiplicity_experiment(*, train_steps, seeds, size=32, ks=(1, 4)):
                     pt.optimizer.step()
             results[k]["sec"].append(time.perf_counter() - t0)
             results[k]["final"].append(eval_loss(pt.unwrapped))
-            print(f"seed {seed} k={k}: sigma={pt.noise_multiplier:.3f} eps={pt.epsilon_spent():.2f} "
-                  f"cos={results[k]['cos'][-1]:.4f} loss {results[k]['initial'][-1]:.4f} -> {results[k]['final'][-1]:.4f} "
-                  f"({results[k]['sec'][-1]:.0f} s)", flush=True)
+            print(
+                f"seed {seed} k={k}: sigma={pt.noise_multiplier:.3f} eps={pt.epsilon_spent():.2f} "
+                f"cos={results[k]['cos'][-1]:.4f} loss {results[k]['initial'][-1]:.4f} -> "
+                f"{results[k]['final'][-1]:.4f} "
+                f"({results[k]['sec'][-1]:.0f} s)",
+                flush=True,
+            )
     return results
 
 
@@ -256,8 +264,10 @@ def main(argv=None):
     med = {n: statistics.median(v) for n, v in times.items()}
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()[0]
-    rows = [f"| {n} | {med[n]:.3f} | {min(times[n]):.3f} | {args.batch / med[n]:.1f} | {med[n] / med['non-private']:.2f}× |"
-            for n in variants]
+    rows = [
+        f"| {n} | {med[n]:.3f} | {min(times[n]):.3f} | {args.batch / med[n]:.1f} | {med[n] / med['non-private']:.2f}× |"
+        for n in variants
+    ]
     table = "\n".join([
         "| variant | median s/step | min s/step | img/s | vs non-private |",
         "|---|---|---|---|---|", *rows])

@@ -50,26 +50,40 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = rng.choice(len(train), 96, replace=False)
     base = train.subset(rows)
-    syn = Dataset(images=np.clip(base.images + rng.normal(0, 0.02, base.images.shape), -1, 1).astype(np.float32),
-                  masks=base.masks.copy(), patient_id=np.array([f"syn-{i}" for i in range(96)], object), vendor=base.vendor,
-                  spacing_mm=base.spacing_mm)
+    syn = Dataset(
+        images=np.clip(base.images + rng.normal(0, 0.02, base.images.shape), -1, 1).astype(np.float32),
+        masks=base.masks.copy(),
+        patient_id=np.array([f"syn-{i}" for i in range(96)], object),
+        vendor=base.vendor,
+        spacing_mm=base.spacing_mm,
+    )
     prow = np.sort(rng.choice(len(test), 32, replace=False))
     tp = test.subset(prow)
     paired = Dataset(images=np.clip(tp.images + rng.normal(0, 0.02, tp.images.shape), -1, 1).astype(np.float32),
                      masks=tp.masks.copy(), patient_id=np.array([f"pair-{i}" for i in range(32)], object),
                      meta={"test_rows": prow.tolist()})
     pool = Dataset.concat([train, holdout])
-    fid, fw, fc = _timed(lambda: evaluate_fidelity(real=test, synthetic=syn, paired=paired, pool=pool, seed=0, progress=False))
+    fid, fw, fc = _timed(
+        lambda: evaluate_fidelity(real=test, synthetic=syn, paired=paired, pool=pool, seed=0, progress=False)
+    )
     uti, uw, uc = _timed(lambda: evaluate_utility(train=train, synthetic=syn, test=test, seed=0, progress=False))
     f, u = fid.to_dict(), uti.to_dict()
 
     def est(e):
-        return "skipped" if "status" in e else f"{e['value']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if e.get("ci") else f"{e['value']:.3f}"
+        return (
+            "skipped"
+            if "status" in e
+            else f"{e['value']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]"
+            if e.get("ci")
+            else f"{e['value']:.3f}"
+        )
 
     lines = [
-        f"`python bench/bench_fidelity_utility.py{' --threads ' + str(args.threads) if args.threads else ''}` — phantom 60 subjects at 64², "
+        f"`python bench/bench_fidelity_utility.py{' --threads ' + str(args.threads) if args.threads else ''}` — "
+        "phantom 60 subjects at 64², "
         f"train {len(train)} / test {len(test)} slices, 96 synthetic (near-copy stand-in), 32 paired; "
-        f"{os.cpu_count()} cores, 1-min load average {load0:.1f} at start (other jobs), torch threads {torch.get_num_threads()}.",
+        f"{os.cpu_count()} cores, 1-min load average {load0:.1f} at start (other jobs), torch threads "
+        f"{torch.get_num_threads()}.",
         "",
         "| stage | wall s | CPU s |",
         "|---|---|---|",
@@ -85,8 +99,10 @@ def main() -> None:
         if "status" in b:
             lines.append(f"| {space} | skipped: {b['reason']} | | | | | |")
         else:
-            lines.append(f"| {space} | {b['frechet_distance']['value']:.4g} | {est(b['kid'])} | {est(b['precision'])} | "
-                         f"{est(b['recall'])} | {est(b['density'])} | {est(b['coverage'])} |")
+            lines.append(
+                f"| {space} | {b['frechet_distance']['value']:.4g} | {est(b['kid'])} | {est(b['precision'])} | "
+                f"{est(b['recall'])} | {est(b['density'])} | {est(b['coverage'])} |"
+            )
     lines += ["", "| utility regime | mean Dice [95 % CI] | mean HD95 mm | train s |", "|---|---|---|---|"]
     for r, b in u["regimes"].items():
         lines.append(f"| {r} | {est(b['mean_dice'])} | {est(b['mean_hd95_mm'])} | {b['train_time_s']:.1f} |")
@@ -96,7 +112,10 @@ def main() -> None:
             if "status" in b:
                 lines.append(f"| cross-vendor {r} | skipped | | |")
             else:
-                lines.append(f"| cross-vendor {r} | {est(b['mean_dice'])} | {est(b['mean_hd95_mm'])} | {b.get('train_time_s', 0):.1f} |")
+                lines.append(
+                    f"| cross-vendor {r} | {est(b['mean_dice'])} | {est(b['mean_hd95_mm'])} | "
+                    f"{b.get('train_time_s', 0):.1f} |"
+                )
     lines += ["", f"Peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB."]
     body = "\n".join(lines)
     print(body)

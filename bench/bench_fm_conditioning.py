@@ -30,7 +30,10 @@ def run(conditioning: str, steps: int, seed: int) -> dict:
     fit_s = time.perf_counter() - t0
     syn = gen.sample(masks=np.asarray(test.masks), seed=1)
     im, real, m = np.asarray(syn.images), np.asarray(test.images), np.asarray(test.masks)
-    means = {k: (float(im[m == v].mean()), float(real[m == v].mean())) for k, v in {"bg": 0, "RV": 1, "MYO": 2, "LV": 3}.items()}
+    means = {
+        k: (float(im[m == v].mean()), float(real[m == v].mean()))
+        for k, v in {"bg": 0, "RV": 1, "MYO": 2, "LV": 3}.items()
+    }
     mse = ((im - real) ** 2).reshape(len(im), -1).mean(1)
     psnr = float(np.mean(10 * np.log10(4.0 / np.maximum(mse, 1e-12))))  # data range 2 ([-1, 1])
     n_params = sum(p.numel() for p in gen.image_modules_["image"].parameters())

@@ -28,7 +28,8 @@ d = sys.argv[1]
 base, query = np.load(d + "/base.npy"), np.load(d + "/query.npy")
 NearestNeighbors(n_neighbors=5, algorithm="brute").fit(base[:1000]).kneighbors(query[:100])  # warm-up
 t, c = time.perf_counter(), time.process_time()
-dist, idx = NearestNeighbors(n_neighbors=int(sys.argv[2]), algorithm="brute", metric="euclidean").fit(base).kneighbors(query)
+dist, idx = NearestNeighbors(n_neighbors=int(sys.argv[2]), algorithm="brute",
+metric="euclidean").fit(base).kneighbors(query)
 t, c = time.perf_counter() - t, time.process_time() - c
 np.save(d + "/dist.npy", dist); np.save(d + "/idx.npy", idx)
 print(json.dumps({"wall": t, "cpu": c}))
@@ -71,16 +72,23 @@ def main() -> None:
     gflop = 2.0 * a.n * a.n * a.dim / 1e9
     lines = [
         f"- data: {a.n} queries × {a.n} base vectors, {a.dim}-d float32, k = {a.k}; {machine()}",
-        f"- FAISS exact (IndexFlatL2, batched): {t_faiss:.2f} s wall, {c_faiss:.2f} s CPU ({gflop / t_faiss:.1f} GFLOP/s of the distance GEMM)",
-        f"- scikit-learn brute force (float32, in a clean process with only numpy + scikit-learn): {t_sk:.2f} s wall, {c_sk:.2f} s CPU",
-        f"- speed-up: **{t_sk / t_faiss:.1f}× wall, {c_sk / c_faiss:.1f}× CPU time**; identical neighbour indices: {same:.4%} (differences only at float ties); "
+        f"- FAISS exact (IndexFlatL2, batched): {t_faiss:.2f} s wall, {c_faiss:.2f} s CPU ({gflop / t_faiss:.1f} "
+        "GFLOP/s of the distance GEMM)",
+        f"- scikit-learn brute force (float32, in a clean process with only numpy + scikit-learn): {t_sk:.2f} s wall, "
+        f"{c_sk:.2f} s CPU",
+        f"- speed-up: **{t_sk / t_faiss:.1f}× wall, {c_sk / c_faiss:.1f}× CPU time**; identical neighbour indices: "
+        f"{same:.4%} (differences only at float ties); "
         f"max |Δ distance| {dmax:.2e}",
         f"- peak RSS of the process: {peak_rss_mb():.0f} MB",
     ]
     body = "\n".join(lines)
     print(body)
     if not a.no_record:
-        record(f"privacy-neighbours-{a.dim}", f"Exact nearest neighbours, {a.dim}-d (bench/bench_neighbours.py --dim {a.dim} --n {a.n} --k {a.k})", body)
+        record(
+            f"privacy-neighbours-{a.dim}",
+            f"Exact nearest neighbours, {a.dim}-d (bench/bench_neighbours.py --dim {a.dim} --n {a.n} --k {a.k})",
+            body,
+        )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,13 @@ def _measure(gen, masks: np.ndarray, *, repeat: int) -> dict:
     n_batches = -(-len(masks) // int(gen.sample_batch_size))
     wall = min(walls)
     cpu = min(cpus)
-    return {"nfe": calls["n"] // n_batches, "wall_s": wall, "s_per_image": wall / len(masks), "img_per_s": len(masks) / wall,
-            "cpu_s_per_image": cpu / len(masks)}
+    return {
+        "nfe": calls["n"] // n_batches,
+        "wall_s": wall,
+        "s_per_image": wall / len(masks),
+        "img_per_s": len(masks) / wall,
+        "cpu_s_per_image": cpu / len(masks),
+    }
 
 
 def run(n: int, repeat: int, only: list[str] | None) -> list[dict]:
@@ -103,26 +108,49 @@ def run(n: int, repeat: int, only: list[str] | None) -> list[dict]:
 def section(rows: list[dict], args) -> str:
     load = os.getloadavg()[0]
     lines = [
-        START, "## Sampling cost", "",
-        f"`python bench/bench_sampling.py --n {args.n} --repeat {args.repeat}`: quick-preset networks, the same {args.n} phantom "
-        f"masks at 64² for every generator, one batch, CPU ({os.cpu_count()} cores shared with other jobs, 1-min load average "
-        f"{load:.1f} at the end, torch {torch.__version__}, Python {platform.python_version()}). NFE = image-network evaluations "
-        "per sample, counted by a forward hook; wall = wall time of the sampling call, CPU = CPU time of the process (less "
-        "sensitive to other jobs); mask given, so stage 1 is not run; the LDM time includes decoding.", "",
+        START,
+        "## Sampling cost",
+        "",
+        f"`python bench/bench_sampling.py --n {args.n} --repeat {args.repeat}`: quick-preset networks, the same "
+        f"{args.n} phantom "
+        f"masks at 64² for every generator, one batch, CPU ({os.cpu_count()} cores shared with other jobs, 1-min load "
+        "average "
+        f"{load:.1f} at the end, torch {torch.__version__}, Python {platform.python_version()}). NFE = image-network "
+        "evaluations "
+        "per sample, counted by a forward hook; wall = wall time of the sampling call, CPU = CPU time of the process "
+        "(less "
+        "sensitive to other jobs); mask given, so stage 1 is not run; the LDM time includes decoding.",
+        "",
         "| configuration | NFE | wall s / image | img / s | CPU s / image | cheaper than DDPM-1000 (wall / CPU) |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        sp = (f"{r['speedup_vs_ddpm1000']:.1f}× / {r['cpu_speedup_vs_ddpm1000']:.1f}×" if r["speedup_vs_ddpm1000"] else "—")
-        lines.append(f"| {r['config']} | {r['nfe']} | {r['s_per_image']:.3f} | {r['img_per_s']:.2f} | {r['cpu_s_per_image']:.3f} | {sp} |")
+        sp = (
+            f"{r['speedup_vs_ddpm1000']:.1f}× / {r['cpu_speedup_vs_ddpm1000']:.1f}×"
+            if r["speedup_vs_ddpm1000"]
+            else "—"
+        )
+        lines.append(
+            f"| {r['config']} | {r['nfe']} | {r['s_per_image']:.3f} | {r['img_per_s']:.2f} | "
+            f"{r['cpu_s_per_image']:.3f} | {sp} |"
+        )
     fm = next((r for r in rows if r["generator"] == "fm"), None)
     if fm and fm["speedup_vs_ddpm1000"]:
         ok = min(fm["speedup_vs_ddpm1000"], fm["cpu_speedup_vs_ddpm1000"]) >= 40
-        lines += ["", f"**FM vs DDPM-1000: {fm['speedup_vs_ddpm1000']:.1f}× (wall) / {fm['cpu_speedup_vs_ddpm1000']:.1f}× (CPU) "
-                  f"cheaper per sample — target ≥ 40× {'met' if ok else 'NOT met'}.**"]
-    lines += ["", f"Environment: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}. Peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB. Target (DESIGN § 11): FM at ≤ 20 "
-              "evaluations ≥ 40× cheaper per sample than 1000-step DDPM. Wall times on this shared machine vary with the load; "
-              "the NFE ratio (1000 / 20 = 50×, same network size for DDPM and FM) is the load-independent part.", END]
+        lines += [
+            "",
+            f"**FM vs DDPM-1000: {fm['speedup_vs_ddpm1000']:.1f}× (wall) / {fm['cpu_speedup_vs_ddpm1000']:.1f}× (CPU) "
+            f"cheaper per sample — target ≥ 40× {'met' if ok else 'NOT met'}.**",
+        ]
+    lines += [
+        "",
+        f"Environment: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}. Peak RSS "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB. Target (DESIGN § 11): FM at ≤ 20 "
+        "evaluations ≥ 40× cheaper per sample than 1000-step DDPM. Wall times on this shared machine vary with the "
+        "load; "
+        "the NFE ratio (1000 / 20 = 50×, same network size for DDPM and FM) is the load-independent part.",
+        END,
+    ]
     return "\n".join(lines)
 
 

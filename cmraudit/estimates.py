@@ -70,7 +70,9 @@ def wilson_ci(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float
 
 
 def rate_estimate(k: int, n: int, *, unit: str, confidence: float = 0.95) -> Estimate:
-    return Estimate(value=(k / n if n else float("nan")), ci=wilson_ci(k, n, confidence=confidence), n=n, unit=unit, method="wilson")
+    return Estimate(
+        value=(k / n if n else float("nan")), ci=wilson_ci(k, n, confidence=confidence), n=n, unit=unit, method="wilson"
+    )
 
 
 def patient_bootstrap(
@@ -140,7 +142,9 @@ def auc_pass_bound(n_members: int, n_nonmembers: int, *, confidence: float = 0.9
     """The AUC budget a chance-level attack's CI upper bound stays under with probability ``power``:
     0.5 + (z_conf + z_power) · SE. A budget below it makes the ``mia_auc`` rule undecidable at these sizes."""
     z = float(stats.norm.ppf(0.5 + confidence / 2)) + float(stats.norm.ppf(power))
-    return 0.5 + z * auc_half_width(n_members, n_nonmembers, confidence=confidence) / float(stats.norm.ppf(0.5 + confidence / 2))
+    return 0.5 + z * auc_half_width(n_members, n_nonmembers, confidence=confidence) / float(
+        stats.norm.ppf(0.5 + confidence / 2)
+    )
 
 
 def auc_patients_needed(n_members: int, n_nonmembers: int, budget: float, **kw) -> tuple[int, int] | None:

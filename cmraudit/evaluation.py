@@ -58,8 +58,12 @@ class EvaluateConfig:
 
 
 def _check_inputs(cfg: EvaluateConfig, sets: dict[str, Dataset]) -> None:
-    check_output(cfg.out, inputs=[(f"--{k}", getattr(cfg, k)) for k in ("train", "holdout", "synthetic", "test", "paired")],
-                 option="--out", produces="run")
+    check_output(
+        cfg.out,
+        inputs=[(f"--{k}", getattr(cfg, k)) for k in ("train", "holdout", "synthetic", "test", "paired")],
+        option="--out",
+        produces="run",
+    )
     if (Path(cfg.out) / "report.json").exists() and not cfg.overwrite:
         raise UsageError(f"--out {cfg.out}: a report is already there; pass --overwrite or choose another --out")
     real = {k: v for k, v in sets.items() if k in ("train", "holdout", "test") and v is not None}

@@ -49,8 +49,11 @@ from .stages import STAGES, StageContext, _audit_features  # noqa: F401 - re-exp
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 
 #: per preset: phantom subjects, synthetic slices, paired slices (None = all test slices)
-PRESET_RUN = {"quick": {"subjects": 60, "n_samples": 96, "n_paired": 32}, "paper": {"subjects": 60, "n_samples": None, "n_paired": None},
-              "micro": {"subjects": 9, "n_samples": 8, "n_paired": 4}}
+PRESET_RUN = {
+    "quick": {"subjects": 60, "n_samples": 96, "n_paired": 32},
+    "paper": {"subjects": 60, "n_samples": None, "n_paired": None},
+    "micro": {"subjects": 9, "n_samples": 8, "n_paired": 4},
+}
 
 
 @dataclass
@@ -89,14 +92,18 @@ class RunConfig:
 _now = now_utc
 
 
-def load_data(data: str | os.PathLike | None, *, preset: str, seed: int, subjects: int | None = None, progress: bool = False) -> tuple[Dataset, str]:
+def load_data(
+    data: str | os.PathLike | None, *, preset: str, seed: int, subjects: int | None = None, progress: bool = False
+) -> tuple[Dataset, str]:
     """The prepared dataset at ``data``, or the embedded phantom at the preset's image size."""
     if data is not None:
         return read_input_dataset(data, option="--data"), str(data)
 
     size = int(resolve_preset(preset)["image_size"]) if preset != "paper" else 128
     n = subjects or PRESET_RUN.get(preset, PRESET_RUN["quick"])["subjects"]
-    return make_phantom(PhantomConfig(subjects=n, size=size), seed=seed, progress=progress), f"phantom(subjects={n}, size={size}, seed={seed})"
+    return make_phantom(
+        PhantomConfig(subjects=n, size=size), seed=seed, progress=progress
+    ), f"phantom(subjects={n}, size={size}, seed={seed})"
 
 
 def _write_report(run_dir: Path, report: dict) -> Path:
@@ -123,7 +130,9 @@ def run(config: RunConfig) -> RunResult:
     info = get_plugin(config.generator)
 
     set_stage("data")
-    ds, source = load_data(config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress)
+    ds, source = load_data(
+        config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress
+    )
     require_masks(ds, source)
     try:
         split = split_patients(ds, seed=config.seed)
@@ -167,7 +176,11 @@ def run(config: RunConfig) -> RunResult:
     n_paired = config.n_paired if config.n_paired is not None else (defaults["n_paired"] or len(test))
     if gen.tags.conditional and n_paired > 0:
         k = min(len(test), int(n_paired))
-        rows = np.arange(len(test)) if k == len(test) else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
+        rows = (
+            np.arange(len(test))
+            if k == len(test)
+            else np.sort(np.random.default_rng(config.seed + 2).choice(len(test), k, replace=False))
+        )
         drawn = call_plugin(config.generator, "sample", gen.sample, masks=np.asarray(test.masks[rows]),
                             seed=config.seed + 2, **pkw)
         paired = _synthetic_for_spacing(drawn, test)
@@ -177,8 +190,19 @@ def run(config: RunConfig) -> RunResult:
     save_grid(synthetic, run_dir / "samples.png", seed=config.seed)
     timings["sample"] = time.perf_counter() - t
 
-    ctx = StageContext(run_dir=run_dir, train=train, holdout=holdout, test=test, synthetic=synthetic, synthetic_paired=paired,
-                       generator=gen, seed=config.seed, device=str(device), progress=config.progress, config=config)
+    ctx = StageContext(
+        run_dir=run_dir,
+        train=train,
+        holdout=holdout,
+        test=test,
+        synthetic=synthetic,
+        synthetic_paired=paired,
+        generator=gen,
+        seed=config.seed,
+        device=str(device),
+        progress=config.progress,
+        config=config,
+    )
     sections, status = {}, {}
     for name, fn in STAGES:
         t = time.perf_counter()
@@ -200,7 +224,9 @@ def run(config: RunConfig) -> RunResult:
         write_card(run_dir)  # RUN/card.md, linked from report.html
 
         render_html(run_dir)
-    return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status})
+    return RunResult(
+        run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status}
+    )
 
 
 def build_report(*, config, gen, info, device: str, source: str, parts: dict, paired, sections: dict,

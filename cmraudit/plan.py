@@ -68,9 +68,20 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
         elif rule == "patients_copied":
             up = min(1.0, zero_upper * n / max(N, 1))
             ok = bool(up <= budget)
-            rules.append(RulePlan(rule, budget, ok, f"zero flags give an upper bound of {up:.3g} "
-                                  f"(up to {zero_upper * n:.1f} undetected copies over {N} training patients)"
-                                  + ("" if ok else f"; needs >= {math.ceil(zero_upper * n / budget)} training patients at this synthetic size")))
+            rules.append(
+                RulePlan(
+                    rule,
+                    budget,
+                    ok,
+                    f"zero flags give an upper bound of {up:.3g} "
+                    f"(up to {zero_upper * n:.1f} undetected copies over {N} training patients)"
+                    + (
+                        ""
+                        if ok
+                        else f"; needs >= {math.ceil(zero_upper * n / budget)} training patients at this synthetic size"
+                    ),
+                )
+            )
         elif rule == "mia_auc":
             pass_at = auc_pass_bound(N, M, confidence=confidence)
             ok = bool(pass_at <= budget)
@@ -91,10 +102,16 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
 
 
 def format_plan(p: AuditPlan) -> str:
-    mdr = "none (too few synthetic slices)" if p.min_detectable_copy_rate is None else f"{100 * p.min_detectable_copy_rate:.2f} %"
-    lines = [f"audit plan: {p.train_patients} train / {p.holdout_patients} holdout patients, {p.synthetic} synthetic slices",
-             f"minimum detectable copy rate (80 % power): {mdr}",
-             "rules:"]
+    mdr = (
+        "none (too few synthetic slices)"
+        if p.min_detectable_copy_rate is None
+        else f"{100 * p.min_detectable_copy_rate:.2f} %"
+    )
+    lines = [
+        f"audit plan: {p.train_patients} train / {p.holdout_patients} holdout patients, {p.synthetic} synthetic slices",
+        f"minimum detectable copy rate (80 % power): {mdr}",
+        "rules:",
+    ]
     for r in p.rules:
         state = "off" if r.decidable is None else "decidable" if r.decidable else "UNDERPOWERED"
         budget = "" if r.budget is None else f" <= {r.budget:g}"

@@ -47,7 +47,9 @@ def parse_epsilons(text: str | Sequence[float]) -> list[float]:
         else:
             out.append(e)
     if bad or not out:
-        raise UsageError(f"--epsilons {text!r}: expected comma-separated numbers > 0 or inf, e.g. 1,4,8,inf (bad: {bad or 'empty'})")
+        raise UsageError(
+            f"--epsilons {text!r}: expected comma-separated numbers > 0 or inf, e.g. 1,4,8,inf (bad: {bad or 'empty'})"
+        )
     if len(set(out)) != len(out):
         raise UsageError(f"--epsilons {text!r}: each ε must appear once")
     return out
@@ -84,14 +86,25 @@ class SweepResult:
     files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"generator": self.generator, "points": [p.to_dict() for p in self.points], "files": [str(f) for f in self.files]}
+        return {
+            "generator": self.generator,
+            "points": [p.to_dict() for p in self.points],
+            "files": [str(f) for f in self.files],
+        }
 
 
 def point_from_report(report: dict, *, epsilon: float, run_dir: str) -> SweepPoint:
     row = headline(report, run=str(run_dir))
-    return SweepPoint(epsilon=epsilon, run_dir=str(run_dir), epsilon_spent=row.epsilon, frechet_distance=row.frechet_distance,
-                      fd_space=row.fd_space, dice_synthetic=row.dice_synthetic, mia_auc_upper=row.mia_auc_upper,
-                      copy_rate_upper=row.copy_rate_upper)
+    return SweepPoint(
+        epsilon=epsilon,
+        run_dir=str(run_dir),
+        epsilon_spent=row.epsilon,
+        frechet_distance=row.frechet_distance,
+        fd_space=row.fd_space,
+        dice_synthetic=row.dice_synthetic,
+        mia_auc_upper=row.mia_auc_upper,
+        copy_rate_upper=row.copy_rate_upper,
+    )
 
 
 def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,

@@ -23,9 +23,12 @@ option; `--debug` adds a traceback (never local variables).
 | --- | --- | --- |
 | 0 | ok | `cmraudit data phantom --out ph --subjects 9 --size 32` |
 | 1 | a gate rule failed | `cmraudit gate RUN` → `gate FAILED: rule copy_rate — …` |
-| 2 | usage, option, config, policy or report error | `cmraudit data phantom --out ph --size 0` → `error: Invalid value for '--size': Input should be greater than or equal to 16 (see cmraudit data phantom --help)` |
-| 3 | plugin error (missing, broken at import, or its constructor / `fit` / `sample` raised) | `cmraudit run -g no-such-gen` → `error: unknown generator 'no-such-gen'; installed generators: …` |
-| 4 | data error: bad input data, dataset or model folder, or an output that cannot be written (disk full, read-only) | `cmraudit data info missing` → `error: missing: not a prepared dataset directory …` |
+| 2 | usage, option, config, policy or report error | `cmraudit data phantom --out ph --size 0` → `error: Invalid value
+for '--size': Input should be greater than or equal to 16 (see cmraudit data phantom --help)` |
+| 3 | plugin error (missing, broken at import, or its constructor / `fit` / `sample` raised) | `cmraudit run -g
+no-such-gen` → `error: unknown generator 'no-such-gen'; installed generators: …` |
+| 4 | data error: bad input data, dataset or model folder, or an output that cannot be written (disk full, read-only) |
+`cmraudit data info missing` → `error: missing: not a prepared dataset directory …` |
 | 5 | internal error (a cmraudit bug: please report it with `--debug`) | — |
 | 130 | interrupted (Ctrl-C) | `interrupted (Ctrl-C): unfinished outputs were removed; …` |
 

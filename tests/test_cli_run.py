@@ -9,8 +9,28 @@ from cmraudit.testing import make_toy_dataset
 
 def test_run_micro(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["--quiet", "run", "--generator", "ddpm", "--preset", "micro", "--out", str(out), "--n-samples", "4", "--n-paired", "2",
-               "--device", "cpu", "--set", "steps=3", "--set", "mask_steps=2"])
+    rc = main(
+        [
+            "--quiet",
+            "run",
+            "--generator",
+            "ddpm",
+            "--preset",
+            "micro",
+            "--out",
+            str(out),
+            "--n-samples",
+            "4",
+            "--n-paired",
+            "2",
+            "--device",
+            "cpu",
+            "--set",
+            "steps=3",
+            "--set",
+            "mask_steps=2",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "report.json" in text
@@ -28,24 +48,75 @@ def test_run_micro(tmp_path, capsys):
 
 def test_fit_then_sample(tmp_path, capsys):
     write_dataset(make_toy_dataset(n_patients=3, slices=2, size=32), tmp_path / "train")
-    rc = main(["--quiet", "fit", "--generator", "ddpm", "--preset", "micro", "--device", "cpu", "--data", str(tmp_path / "train"),
-               "--out", str(tmp_path / "model"), "--set", "steps=2", "--set", "mask_steps=2"])
+    rc = main(
+        [
+            "--quiet",
+            "fit",
+            "--generator",
+            "ddpm",
+            "--preset",
+            "micro",
+            "--device",
+            "cpu",
+            "--data",
+            str(tmp_path / "train"),
+            "--out",
+            str(tmp_path / "model"),
+            "--set",
+            "steps=2",
+            "--set",
+            "mask_steps=2",
+        ]
+    )
     assert rc == 0, capsys.readouterr()
-    assert (tmp_path / "model" / "image.safetensors").is_file() and (tmp_path / "model.work" / "image" / "train_state.pt").is_file()
+    assert (tmp_path / "model" / "image.safetensors").is_file() and (
+        tmp_path / "model.work" / "image" / "train_state.pt"
+    ).is_file()
     rc = main(["sample", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "syn"), "--n", "3", "--seed", "1"])
     assert rc == 0
-    assert len(read_dataset(tmp_path / "syn")) == 3 and (tmp_path / "syn.png").is_file() and (tmp_path / "syn_nifti" / "masks.nii.gz").is_file()
-    rc = main(["sample", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "paired"), "--masks", str(tmp_path / "train")])
+    assert (
+        len(read_dataset(tmp_path / "syn")) == 3
+        and (tmp_path / "syn.png").is_file()
+        and (tmp_path / "syn_nifti" / "masks.nii.gz").is_file()
+    )
+    rc = main(
+        [
+            "sample",
+            "--model",
+            str(tmp_path / "model"),
+            "--out",
+            str(tmp_path / "paired"),
+            "--masks",
+            str(tmp_path / "train"),
+        ]
+    )
     assert rc == 0 and len(read_dataset(tmp_path / "paired")) == 6
 
 
 def test_cli_errors(tmp_path, capsys):
     assert main(["run", "--generator", "no-such-gen", "--out", str(tmp_path / "a")]) == EXIT_PLUGIN
     assert "unknown generator 'no-such-gen'" in capsys.readouterr().err
-    assert main(["run", "--generator", "noise", "--dp-epsilon", "3", "--out", str(tmp_path / "b")]) == EXIT_USAGE  # no supports_dp
+    assert (
+        main(["run", "--generator", "noise", "--dp-epsilon", "3", "--out", str(tmp_path / "b")]) == EXIT_USAGE
+    )  # no supports_dp
     assert "--dp-epsilon" in capsys.readouterr().err
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "c")]) == EXIT_USAGE
-    assert main(["fit", "--generator", "ddpm", "--data", str(tmp_path / "train"), "--out", str(tmp_path / "m"), "--set", "steps"]) == EXIT_USAGE
+    assert (
+        main(
+            [
+                "fit",
+                "--generator",
+                "ddpm",
+                "--data",
+                str(tmp_path / "train"),
+                "--out",
+                str(tmp_path / "m"),
+                "--set",
+                "steps",
+            ]
+        )
+        == EXIT_USAGE
+    )
     # out inside the model folder: refused (exit 2); a folder that is not a model: exit 4
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "d"), "--n", "2"]) == EXIT_USAGE
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path.parent / "d15"), "--n", "2"]) == EXIT_DATA

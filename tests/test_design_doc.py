@@ -8,7 +8,14 @@ OLD = "DESIGN" + ".md"  # split so this file does not cite it
 SCANNED = ("cmraudit", "plugins", "examples", "bench", "tests", "docs")
 ROOT_ENTRIES = ("cmraudit", "plugins", "examples", "bench", "tests", "docs", ".ci", "pyproject.toml", "README.md")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
-SKIP = {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache"}  # build outputs, not the repository's own files
+SKIP = {
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "__pycache__",
+    ".pytest_cache",
+}  # build outputs, not the repository's own files
 
 
 def _ignored(p: Path, root: Path) -> bool:
@@ -32,7 +39,9 @@ def old_design_citations(root: Path) -> list[str]:
 
 def _suffix_exists(root: Path, rel: str) -> bool:
     rel = rel.rstrip("/")
-    return any(str(p.relative_to(root)).endswith("/" + rel) for p in root.rglob(Path(rel).name) if not _ignored(p, root))
+    return any(
+        str(p.relative_to(root)).endswith("/" + rel) for p in root.rglob(Path(rel).name) if not _ignored(p, root)
+    )
 
 
 def missing_paths(text: str, *, root: Path, doc_dir: Path) -> list[str]:

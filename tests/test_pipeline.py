@@ -12,13 +12,32 @@ from cmraudit.pipeline import STAGES, RunConfig, run
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    return run(RunConfig(generator="ddpm", preset="micro", out=str(out), seed=3, n_samples=6, n_paired=4, device="cpu", progress=False))
+    return run(
+        RunConfig(
+            generator="ddpm",
+            preset="micro",
+            out=str(out),
+            seed=3,
+            n_samples=6,
+            n_paired=4,
+            device="cpu",
+            progress=False,
+        )
+    )
 
 
 def test_run_directory(result):
     d = result.run_dir
-    for name in ("report.json", "split.json", "samples.png", "model/config.json", "synthetic/images.npy", "synthetic_paired/images.npy",
-                 "synthetic_nifti/images.nii.gz", "synthetic_nifti/masks.nii.gz"):
+    for name in (
+        "report.json",
+        "split.json",
+        "samples.png",
+        "model/config.json",
+        "synthetic/images.npy",
+        "synthetic_paired/images.npy",
+        "synthetic_nifti/images.nii.gz",
+        "synthetic_nifti/masks.nii.gz",
+    ):
         assert (d / name).is_file(), name
     parts = {k: read_dataset(d / "data" / k) for k in ("train", "holdout", "test")}
     ids = [set(map(str, p.patients)) for p in parts.values()]
@@ -27,7 +46,9 @@ def test_run_directory(result):
     assert len(syn) == 6 and all(str(s) == "synthetic:ddpm" for s in syn.source)
     paired = read_dataset(d / "synthetic_paired")
     rows = paired.meta["test_rows"]
-    assert len(paired) == 4 == len(rows) and np.array_equal(np.asarray(paired.masks), np.asarray(parts["test"].masks)[rows])
+    assert len(paired) == 4 == len(rows) and np.array_equal(
+        np.asarray(paired.masks), np.asarray(parts["test"].masks)[rows]
+    )
     import nibabel as nib
 
     assert nib.load(d / "synthetic_nifti" / "images.nii.gz").shape == (32, 32, 6)
@@ -36,11 +57,18 @@ def test_run_directory(result):
 def test_report(result):
     r = json.loads((result.run_dir / "report.json").read_text())
     assert r["schema_version"] == "1.0"
-    assert r["generator"]["name"] == "ddpm" and r["generator"]["dp"] is None and r["generator"]["distribution"] == "cmraudit"
+    assert (
+        r["generator"]["name"] == "ddpm"
+        and r["generator"]["dp"] is None
+        and r["generator"]["distribution"] == "cmraudit"
+    )
     assert r["generator"]["training_time_s"] > 0 and r["generator"]["params"]["steps"] == 6
     assert r["run"]["seed"] == 3 and r["run"]["seeds"]["sample"] == 4 and "torch" in r["run"]["versions"]
     assert set(r["run"]["data_fingerprints"]) == {"train", "holdout", "test", "synthetic"}
-    assert r["data"]["synthetic"]["slices"] == 6 and r["data"]["train"]["patients"] + r["data"]["holdout"]["patients"] + r["data"]["test"]["patients"] == 9
+    assert (
+        r["data"]["synthetic"]["slices"] == 6
+        and r["data"]["train"]["patients"] + r["data"]["holdout"]["patients"] + r["data"]["test"]["patients"] == 9
+    )
     for name, _ in STAGES:
         assert r[name] == {"status": "skipped", "reason": "stage not implemented yet"} or "status" not in r[name]
     from cmraudit.report import validate_report
@@ -98,4 +126,7 @@ def test_card_of_a_run_without_dp(result):
     assert "Trained **without** differential privacy" in md and "ε = " not in md
     assert all(fp in md for fp in r["run"]["data_fingerprints"].values())
     rule = r["verdicts"]["rules"]["copy_rate"]
-    assert f"| copy_rate | {rule['verdict'].upper()} | {rule['value']:.4g} | [{rule['lower']:.4g}, {rule['upper']:.4g}] |" in md
+    assert (
+        f"| copy_rate | {rule['verdict'].upper()} | {rule['value']:.4g} | [{rule['lower']:.4g}, {rule['upper']:.4g}] |"
+        in md
+    )

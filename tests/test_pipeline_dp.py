@@ -54,8 +54,28 @@ def test_fit_micro_at_epsilon_1_with_a_stage_split(tmp_path):
 
     data = tmp_path / "train"
     write_dataset(make_phantom(PhantomConfig(subjects=6, slices=2, size=32), seed=0), data)
-    rc = main(["--quiet", "fit", "--generator", "ddpm", "--preset", "micro", "--data", str(data),
-               "--out", str(tmp_path / "m"), "--device", "cpu", "--dp-epsilon", "1", "--dp-delta", "1e-3", "--dp-split", "mask=0.3,image=0.7"])
+    rc = main(
+        [
+            "--quiet",
+            "fit",
+            "--generator",
+            "ddpm",
+            "--preset",
+            "micro",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--device",
+            "cpu",
+            "--dp-epsilon",
+            "1",
+            "--dp-delta",
+            "1e-3",
+            "--dp-split",
+            "mask=0.3,image=0.7",
+        ]
+    )
     assert rc == 0
     dp = load_generator(tmp_path / "m").dp_
     assert 0.99 <= dp["epsilon"] <= 1.0 and dp["split"] == {"mask_model": 0.3, "image_model": 0.7}
@@ -72,7 +92,10 @@ def test_dp_split_names_the_missing_stage(tmp_path, capsys):
 
 
 def test_non_dp_plugin_refuses_dp_epsilon(tmp_path, capsys):
-    assert main(["run", "--generator", "copycat", "--preset", "micro", "--dp-epsilon", "8", "--out", str(tmp_path / "c")]) == EXIT_USAGE
+    assert (
+        main(["run", "--generator", "copycat", "--preset", "micro", "--dp-epsilon", "8", "--out", str(tmp_path / "c")])
+        == EXIT_USAGE
+    )
     err = capsys.readouterr().err
     assert "--dp-epsilon" in err and "copycat" in err
     assert not (tmp_path / "c" / "report.json").exists()

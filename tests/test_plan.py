@@ -28,10 +28,14 @@ def test_decidability_follows_the_sizes():
     assert small["patients_copied"].decidable is None  # off in the default policy
     tiny = {r.rule: r for r in plan_audit(train_patients=30, holdout_patients=15, synthetic=96).rules}
     r_lo = plan_audit(train_patients=30, holdout_patients=15, synthetic=96).assumptions["recall_lower"]
-    assert not tiny["copy_rate"].decidable and f">= {synthetic_needed(0.02, recall_lower=r_lo)}" in tiny["copy_rate"].detail
+    assert (
+        not tiny["copy_rate"].decidable
+        and f">= {synthetic_needed(0.02, recall_lower=r_lo)}" in tiny["copy_rate"].detail
+    )
     full = policy_from_dict({"rules": {"mia_tpr_at_1pct_fpr": 0.05}})
-    assert not {r.rule: r for r in plan_audit(train_patients=200, holdout_patients=99, synthetic=800, policy=full).rules}[
-        "mia_tpr_at_1pct_fpr"].decidable
+    assert not {
+        r.rule: r for r in plan_audit(train_patients=200, holdout_patients=99, synthetic=800, policy=full).rules
+    }["mia_tpr_at_1pct_fpr"].decidable
     # chance-level AUC half-width (Mann–Whitney variance under H0)
     assert abs(auc_half_width(75, 38) - 1.959964 * ((75 + 38 + 1) / (12 * 75 * 38)) ** 0.5) < 1e-9
 
@@ -46,7 +50,9 @@ def test_detectable_rate_agrees_with_the_seed_sweep():
     assert ratio >= 1 / 1.5 and ratio <= 1.5, (p, s["mdr_empirical"])
     # and the sweep met the bars
     assert all(v["recall"] >= 0.95 for v in s["recall_per_transform"].values())
-    assert s["zero"]["not_fail"] >= 0.95 * s["seeds"] and s["zero"]["flagged_pooled"] <= 0.01 * s["zero"]["slices_pooled"]
+    assert (
+        s["zero"]["not_fail"] >= 0.95 * s["seeds"] and s["zero"]["flagged_pooled"] <= 0.01 * s["zero"]["slices_pooled"]
+    )
     assert s["rates"]["0.05"]["fail_ci_excludes_0"] >= 0.95 * s["seeds"]
     assert s["rates"]["0.02"]["fail_ci_excludes_0"] >= 0.8 * s["seeds"]
     for r in ("0.0", "0.01", "0.02", "0.05", "0.45"):
@@ -58,5 +64,7 @@ def test_gate_hint_names_the_plan_size():
     from cmraudit.report.gate import _power_hint
 
     est = {"value": 0.5, "ci": [0.3, 0.8], "n": 20, "unit": "patient", "ci_method": "patient-bootstrap"}
-    hint = _power_hint("mia_auc", est, 0.75, report={"privacy": {"data": {"train": {"patients": 50}, "holdout": {"patients": 20}}}})
+    hint = _power_hint(
+        "mia_auc", est, 0.75, report={"privacy": {"data": {"train": {"patients": 50}, "holdout": {"patients": 20}}}}
+    )
     assert hint is not None and "underpowered" in hint

@@ -8,7 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _readme_commands():
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S)
-    return [line.strip() for b in blocks[:2] for line in b.strip().splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        line.strip() for b in blocks[:2] for line in b.strip().splitlines() if line.strip() and not line.startswith("#")
+    ]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
@@ -23,10 +25,17 @@ def test_readme_main_job_is_cmraudit_run():
 
 
 def test_no_machine_paths_in_repo():
-    bad = re.compile("/(" + "|".join(["wo" + "rk", "fa" + "rm", "ro" + "ot"]) + ")/")  # split so this file does not match itself
+    bad = re.compile(
+        "/(" + "|".join(["wo" + "rk", "fa" + "rm", "ro" + "ot"]) + ")/"
+    )  # split so this file does not match itself
     offenders = []
     for p in ROOT.rglob("*"):
-        if p.is_file() and p.suffix in {".py", ".toml", ".md", ".cfg", ".yaml", ".yml"} and ".venv" not in p.parts and "site-packages" not in str(p):
+        if (
+            p.is_file()
+            and p.suffix in {".py", ".toml", ".md", ".cfg", ".yaml", ".yml"}
+            and ".venv" not in p.parts
+            and "site-packages" not in str(p)
+        ):
             if bad.search(p.read_text(errors="ignore")):
                 offenders.append(str(p.relative_to(ROOT)))
     assert not offenders, offenders

@@ -52,39 +52,58 @@ def _summary_table(d: dict) -> Table:
 
 def audit_cmd(
     train: Path = typer.Option(..., "--train", help="Prepared dataset of the generator's training patients (members)."),
-    holdout: Path = typer.Option(..., "--holdout", help="Prepared dataset of held-out patients (non-members; calibration)."),
-    synthetic: Path = typer.Option(..., "--synthetic", help="Prepared dataset of synthetic slices to audit."),
-    out: Path = typer.Option(..., "--out", help="Output directory: report.json and privacy/ artefacts (local: shows real slices)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="RUN_DIR (or RUN_DIR/model) of the fitted generator: enables white-box and shadow attacks."),
-    feature: str = typer.Option(
-        "pixel,domain", "--feature",
-        help=f"Comma-separated feature spaces: {', '.join(FEATURE_SPACES.names())} (the registered copy search "
-        "always runs)."),
-    encoder: Optional[Path] = typer.Option(None, "--encoder", help="User encoder for the domain space (TorchScript file or dir with config.json + weights)."),
-    alpha: float = typer.Option(
-        1e-3, "--alpha", min=1e-9, max=0.5,
-        help="Target false-positive rate of the calibrated copy threshold.",
+    holdout: Path = typer.Option(
+        ..., "--holdout", help="Prepared dataset of held-out patients (non-members; calibration)."
     ),
-    pixel_views: str = typer.Option("none", "--pixel-views", help="'flips' also indexes flipped training slices in pixel space (4x cost)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="Prepared dataset of synthetic slices to audit."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output directory: report.json and privacy/ artefacts (local: shows real slices)."
+    ),
+    model: Optional[Path] = typer.Option(
+        None,
+        "--model",
+        help="RUN_DIR (or RUN_DIR/model) of the fitted generator: enables white-box and shadow attacks.",
+    ),
+    feature: str = typer.Option(
+        "pixel,domain",
+        "--feature",
+        help=f"Comma-separated feature spaces: {', '.join(FEATURE_SPACES.names())} (the registered copy search "
+        "always runs).",
+    ),
+    encoder: Optional[Path] = typer.Option(
+        None,
+        "--encoder",
+        help="User encoder for the domain space (TorchScript file or dir with config.json + weights).",
+    ),
+    alpha: float = typer.Option(
+        1e-3, "--alpha", min=1e-9, max=0.5, help="Target false-positive rate of the calibrated copy threshold."
+    ),
+    pixel_views: str = typer.Option(
+        "none", "--pixel-views", help="'flips' also indexes flipped training slices in pixel space (4x cost)."
+    ),
     shadow: int = typer.Option(
-        0, "--shadow", min=0, max=1024,
-        help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off.",
+        0, "--shadow", min=0, max=1024, help="Train K shadow generators for LiRA (needs --model with a loss); 0 = off."
     ),
     shadow_score: str = typer.Option(
-        "loss", "--shadow-score",
-        help=f"LiRA's per-example statistic: {', '.join(lira_statistics())}."),
+        "loss", "--shadow-score", help=f"LiRA's per-example statistic: {', '.join(lira_statistics())}."
+    ),
     executor: str = typer.Option("local", "--executor", help=f"Shadow executor: {', '.join(EXECUTORS.names())}."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test."),
+    reference: Optional[Path] = typer.Option(
+        None,
+        "--reference",
+        help="Prepared dataset of reference patients disjoint from train/holdout (offline LiRA), e.g. RUN/data/test.",
+    ),
     attacks: Optional[str] = typer.Option(
-        None, "--attacks", help="Comma-separated MIAs to run (default gan_leaks,domias,loss,fcre); registered: "
-        f"{', '.join(ATTACKS.names())} (white-box ones need --model; docs/privacy.md)."),
+        None,
+        "--attacks",
+        help="Comma-separated MIAs to run (default gan_leaks,domias,loss,fcre); registered: "
+        f"{', '.join(ATTACKS.names())} (white-box ones need --model; docs/privacy.md).",
+    ),
     resamples: int = typer.Option(
-        1000, "--resamples", min=1, max=1_000_000,
-        help="Patient-bootstrap resamples for MIA CIs.",
+        1000, "--resamples", min=1, max=1_000_000, help="Patient-bootstrap resamples for MIA CIs."
     ),
     seed: int = typer.Option(
-        0, "--seed", min=0, max=2**32 - 1,
-        help="Random seed (encoder training, folds, bootstrap, shadows).",
+        0, "--seed", min=0, max=2**32 - 1, help="Random seed (encoder training, folds, bootstrap, shadows)."
     ),
 ) -> None:
     """Audit a synthetic set for copies, memorisation and membership inference (privacy section of report.json)."""

@@ -71,7 +71,10 @@ def phantom_cmd(
     ds = make_phantom(cfg, seed=seed, progress=not _state.QUIET)
     write_dataset(ds, out, overwrite=overwrite)
     s = ds.summary()
-    console.print(f"phantom: {s['patients']} subjects, {s['slices']} slices at {size}² (vendors {','.join(s['vendors'])}) -> {out}")
+    console.print(
+        f"phantom: {s['patients']} subjects, {s['slices']} slices at {size}² (vendors {','.join(s['vendors'])}) -> "
+        f"{out}"
+    )
 
 
 @import_app.command("acdc")
@@ -85,13 +88,24 @@ def import_acdc_cmd(
 ) -> None:
     """Import ACDC (ED and ES frames from Info.cfg; labels kept in ACDC numbering)."""
     _guard(out, ROOT=root)
-    _print_summary(import_acdc(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+    _print_summary(
+        import_acdc(
+            root,
+            out=out,
+            config=PreprocessConfig(crop=crop, size=size),
+            strict=strict,
+            overwrite=overwrite,
+            progress=not _state.QUIET,
+        )
+    )
 
 
 @import_app.command("mnms")
 def import_mnms_cmd(
     root: Path = typer.Argument(..., help="M&Ms folder holding <code>/<code>_sa.nii.gz (searched recursively)."),
-    info: Path = typer.Option(..., "--info", help="M&Ms information CSV (External code, Vendor, ED, ES; 0-based frames)."),
+    info: Path = typer.Option(
+        ..., "--info", help="M&Ms information CSV (External code, Vendor, ED, ES; 0-based frames)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
     crop: int = _CROP,
     size: Optional[int] = _SIZE,
@@ -100,12 +114,24 @@ def import_mnms_cmd(
 ) -> None:
     """Import M&Ms-1 (labels remapped to ACDC numbering: 1 RV, 2 MYO, 3 LV)."""
     _guard(out, ROOT=root, **{"--info": info})
-    _print_summary(import_mnms(root, info=info, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+    _print_summary(
+        import_mnms(
+            root,
+            info=info,
+            out=out,
+            config=PreprocessConfig(crop=crop, size=size),
+            strict=strict,
+            overwrite=overwrite,
+            progress=not _state.QUIET,
+        )
+    )
 
 
 @import_app.command("folder")
 def import_folder_cmd(
-    root: Path = typer.Argument(..., help="Folder of NIfTI pairs: <name>.nii.gz with <name>_gt.nii.gz (or <name>_mask.nii.gz)."),
+    root: Path = typer.Argument(
+        ..., help="Folder of NIfTI pairs: <name>.nii.gz with <name>_gt.nii.gz (or <name>_mask.nii.gz)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
     crop: int = _CROP,
     size: Optional[int] = _SIZE,
@@ -114,34 +140,73 @@ def import_folder_cmd(
 ) -> None:
     """Import a generic folder of image/mask NIfTI pairs (labels in ACDC numbering, one patient per pair)."""
     _guard(out, ROOT=root)
-    _print_summary(import_folder(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+    _print_summary(
+        import_folder(
+            root,
+            out=out,
+            config=PreprocessConfig(crop=crop, size=size),
+            strict=strict,
+            overwrite=overwrite,
+            progress=not _state.QUIET,
+        )
+    )
 
 
 @import_app.command("sunnybrook")
 def import_sunnybrook_cmd(
-    root: Path = typer.Argument(..., help="Sunnybrook folder: link.csv, dicoms/<patient_id>/, contourfiles/<original_id>/."),
+    root: Path = typer.Argument(
+        ..., help="Sunnybrook folder: link.csv, dicoms/<patient_id>/, contourfiles/<original_id>/."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
     crop: int = _CROP,
     size: Optional[int] = _SIZE,
-    strict: bool = typer.Option(False, "--strict", help="Treat a bad file (DICOM or contour) as an error instead of skipping it."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Treat a bad file (DICOM or contour) as an error instead of skipping it."
+    ),
     overwrite: bool = _OVERWRITE,
 ) -> None:
-    """Import Sunnybrook DICOM + expert contours (LV from the endocardium, MYO where an epicardium exists; RV unknown)."""
+    """Import Sunnybrook DICOM + expert contours (LV from the endocardium, MYO where an epicardium exists; RV
+    unknown)."""
     _guard(out, ROOT=root)
-    _print_summary(import_sunnybrook(root, out=out, config=PreprocessConfig(crop=crop, size=size), strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+    _print_summary(
+        import_sunnybrook(
+            root,
+            out=out,
+            config=PreprocessConfig(crop=crop, size=size),
+            strict=strict,
+            overwrite=overwrite,
+            progress=not _state.QUIET,
+        )
+    )
 
 
 @import_app.command("dicom")
 def import_dicom_cmd(
     root: Path = typer.Argument(..., help="Folder with one sub-folder of single-frame *.dcm images per patient."),
-    masks_from: Path = typer.Option(..., "--masks-from", help="Folder with one sub-folder per patient: Sunnybrook-style contour files or <InstanceNumber>.npy/.png label masks."),
+    masks_from: Path = typer.Option(
+        ...,
+        "--masks-from",
+        help="Folder with one sub-folder per patient: Sunnybrook-style contour files or <InstanceNumber>.npy/.png "
+             "label masks.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory (prepared dataset)."),
-    mask_format: str = typer.Option("auto", "--mask-format", help="contours | labels | auto (contours when *contour-manual.txt files exist)."),
-    annotated: str = typer.Option("RV,MYO,LV", "--annotated", help="Structures the label masks annotate (comma-separated); others are unknown. Ignored for contours (LV, and MYO where an epicardium exists)."),
-    link: Optional[Path] = typer.Option(None, "--link", help="CSV patient_id,original_id mapping DICOM folder names to mask folder names."),
+    mask_format: str = typer.Option(
+        "auto", "--mask-format", help="contours | labels | auto (contours when *contour-manual.txt files exist)."
+    ),
+    annotated: str = typer.Option(
+        "RV,MYO,LV",
+        "--annotated",
+        help="Structures the label masks annotate (comma-separated); others are unknown. Ignored for contours (LV, and "
+             "MYO where an epicardium exists).",
+    ),
+    link: Optional[Path] = typer.Option(
+        None, "--link", help="CSV patient_id,original_id mapping DICOM folder names to mask folder names."
+    ),
     crop: int = _CROP,
     size: Optional[int] = _SIZE,
-    strict: bool = typer.Option(False, "--strict", help="Treat a bad file (DICOM or mask) as an error instead of skipping it."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Treat a bad file (DICOM or mask) as an error instead of skipping it."
+    ),
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import a folder of DICOM series plus a mask source (contour files or per-image label masks)."""
@@ -153,8 +218,20 @@ def import_dicom_cmd(
     if bad or not structures:
         raise UsageError(f"--annotated {annotated!r}: unknown structure(s) {bad}; "
                          f"expected a comma-separated subset of {list(STRUCTURES)}")
-    _print_summary(import_dicom(root, masks_from=masks_from, out=out, config=PreprocessConfig(crop=crop, size=size), mask_format=mask_format,
-                                annotated=structures, link=link, strict=strict, overwrite=overwrite, progress=not _state.QUIET))
+    _print_summary(
+        import_dicom(
+            root,
+            masks_from=masks_from,
+            out=out,
+            config=PreprocessConfig(crop=crop, size=size),
+            mask_format=mask_format,
+            annotated=structures,
+            link=link,
+            strict=strict,
+            overwrite=overwrite,
+            progress=not _state.QUIET,
+        )
+    )
 
 
 @data_app.command("info")

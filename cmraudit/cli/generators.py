@@ -8,7 +8,9 @@ from ..generators.registry import CONFLICTS, get_plugin, list_generators
 from ..progress import make_console
 from ..testing import check_generator
 
-gen_app = typer.Typer(help="List installed generator plugins and check them.", no_args_is_help=False, invoke_without_command=True)
+gen_app = typer.Typer(
+    help="List installed generator plugins and check them.", no_args_is_help=False, invoke_without_command=True
+)
 console = make_console()
 
 

@@ -42,13 +42,20 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (without local variables) on errors."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (nor, without a terminal, status lines)."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars (nor, without a terminal, status lines)."
+    ),
     threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, envvar="CMRAUDIT_THREADS",
+        None,
+        "--threads",
+        min=1,
+        envvar="CMRAUDIT_THREADS",
         help="CPU threads for torch, FAISS and BLAS (default: the CPUs this process may use - affinity mask, "
-             "cgroup quota - minus those other processes keep busy at start-up; see cmraudit.cpu).",
+        "cgroup quota - minus those other processes keep busy at start-up; see cmraudit.cpu).",
     ),
 ) -> None:
     _state.DEBUG = debug

@@ -19,8 +19,12 @@ from . import _state
 console = make_console()
 SEED_MAX = 2**32 - 1
 
-_SET = typer.Option(None, "--set", help="Override a generator parameter: --set steps=800 --set channels=[32,64,64] (JSON values).")
-_DP_EPS = typer.Option(None, "--dp-epsilon", help="Train every stage with patient-level DP-SGD to this total ε (inf: no DP; docs/dp.md).")
+_SET = typer.Option(
+    None, "--set", help="Override a generator parameter: --set steps=800 --set channels=[32,64,64] (JSON values)."
+)
+_DP_EPS = typer.Option(
+    None, "--dp-epsilon", help="Train every stage with patient-level DP-SGD to this total ε (inf: no DP; docs/dp.md)."
+)
 _DP_DELTA = typer.Option(
     1e-5, "--dp-delta", min=0.0, max=1.0,
     help="DP δ for the whole generator (must be < 1/n_patients).",
@@ -51,21 +55,25 @@ def parse_overrides(items: Optional[List[str]]) -> dict:
 
 
 def run_cmd(
-    generator: str = typer.Option(..., "--generator", "-g", help="Registered generator name (see `cmraudit generators`)."),
+    generator: str = typer.Option(
+        ..., "--generator", "-g", help="Registered generator name (see `cmraudit generators`)."
+    ),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; default: the embedded phantom."),
     preset: str = typer.Option(
-        "quick", "--preset",
+        "quick",
+        "--preset",
         help="micro (smoke test: 32², a few steps, ~1-2 min on a CPU), quick (CPU, 64², minutes) or paper "
-             "(reference study, GPU).",
+        "(reference study, GPU).",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default cmraudit-runs/<generator>-<time>)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the split, training and sampling."),
     n_samples: Optional[int] = typer.Option(
-        None, "--n-samples", min=1,
-        help="Synthetic slices to draw (default: 96 in quick, train size in paper).",
+        None, "--n-samples", min=1, help="Synthetic slices to draw (default: 96 in quick, train size in paper)."
     ),
     n_paired: Optional[int] = typer.Option(
-        None, "--n-paired", min=0,
+        None,
+        "--n-paired",
+        min=0,
         help="Real test masks re-rendered for paired fidelity (default 32 in quick, all in paper; 0: none).",
     ),
     dp_epsilon: Optional[float] = _DP_EPS,
@@ -76,15 +84,32 @@ def run_cmd(
     dp_split: Optional[str] = _DP_SPLIT,
     device: str = _DEVICE,
     sets: Optional[List[str]] = _SET,
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same seed and settings)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run in --out (same seed and settings)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
 ) -> None:
     """Split → fit → sample → audit → report.json, in one command."""
-    cfg = RunConfig(generator=generator, data=None if data is None else str(data), preset=preset, out=None if out is None else str(out),
-                    seed=seed, n_samples=n_samples, n_paired=n_paired, device=device, dp_epsilon=dp_epsilon,
-                    dp_delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant, noise_multiplicity=noise_multiplicity,
-                    dp_split=dp_split, params=parse_overrides(sets), overwrite=overwrite, resume=resume,
-                    progress=not _state.QUIET)
+    cfg = RunConfig(
+        generator=generator,
+        data=None if data is None else str(data),
+        preset=preset,
+        out=None if out is None else str(out),
+        seed=seed,
+        n_samples=n_samples,
+        n_paired=n_paired,
+        device=device,
+        dp_epsilon=dp_epsilon,
+        dp_delta=dp_delta,
+        max_grad_norm=max_grad_norm,
+        accountant=accountant,
+        noise_multiplicity=noise_multiplicity,
+        dp_split=dp_split,
+        params=parse_overrides(sets),
+        overwrite=overwrite,
+        resume=resume,
+        progress=not _state.QUIET,
+    )
     res = run(cfg)
     table = Table(title=f"cmraudit run: {generator} → {res.run_dir}")
     table.add_column("step")
@@ -116,7 +141,7 @@ def run_summary(run_dir: Path, report: dict) -> list[str]:
     return [
         f"run folder: {run_dir}",
         f"report: {run_dir / 'report.html'} (open in a browser; shareable: no real patient image)",
-        f"also: report.json (every number), card.md (model / data card), samples.png, logs/ (training curves)",
+        "also: report.json (every number), card.md (model / data card), samples.png, logs/ (training curves)",
         f"The generator trained on {_count(d.get('train'))}; {_count(d.get('holdout'))} were held out as "
         f"non-members for the privacy audit and {_count(d.get('test'))} kept for testing; it drew "
         f"{synthetic.get('slices', '?')} synthetic slices.",
@@ -146,8 +171,20 @@ def fit_cmd(
     """Fit a generator on a prepared dataset and save it. Multi-GPU: torchrun --nproc_per_node N -m cmraudit fit …"""
     dp = DPConfig.from_options(dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm, accountant=accountant,
                                noise_multiplicity=noise_multiplicity, split=dp_split)
-    gen = fit_generator(generator=generator, data=data, out=out, preset=preset, seed=seed, device=device, params=parse_overrides(sets),
-                        work_dir=work_dir, resume=resume, progress=not _state.QUIET, dp=dp, overwrite=overwrite)
+    gen = fit_generator(
+        generator=generator,
+        data=data,
+        out=out,
+        preset=preset,
+        seed=seed,
+        device=device,
+        params=parse_overrides(sets),
+        work_dir=work_dir,
+        resume=resume,
+        progress=not _state.QUIET,
+        dp=dp,
+        overwrite=overwrite,
+    )
     if is_main_process():
         tr = getattr(gen, "training_", {}) or {}
         table = Table(title=f"fit {generator} → {out}")
@@ -156,26 +193,36 @@ def fit_cmd(
         for stage in ("mask", "image"):
             s = tr.get(stage) or {}
             f = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
-            table.add_row(stage, str(s.get("steps", "-")), f(s.get("loss_start")), f(s.get("loss_end")), f"{s.get('time_s', 0.0):.1f}")
+            table.add_row(
+                stage,
+                str(s.get("steps", "-")),
+                f(s.get("loss_start")),
+                f(s.get("loss_end")),
+                f"{s.get('time_s', 0.0):.1f}",
+            )
         console.print(table)
         block = getattr(gen, "dp_", None)
         if block:
-            console.print(f"DP-SGD: ε = {block['epsilon']:.3f}, δ = {block['delta']:.2g} per patient ({block['accountant']})")
+            console.print(
+                f"DP-SGD: ε = {block['epsilon']:.3f}, δ = {block['delta']:.2g} per patient ({block['accountant']})"
+            )
 
 
 def sample_cmd(
     model: Path = typer.Option(..., "--model", help="Saved generator directory (from cmraudit fit / run)."),
     out: Path = typer.Option(..., "--out", help="Output prepared dataset."),
     n: Optional[int] = typer.Option(
-        None, "--n", min=1, max=1_000_000,
-        help="Number of slices (masks from the mask model).",
+        None, "--n", min=1, max=1_000_000, help="Number of slices (masks from the mask model)."
     ),
-    masks: Optional[Path] = typer.Option(None, "--masks", help="Prepared dataset whose masks condition the images (paired)."),
+    masks: Optional[Path] = typer.Option(
+        None, "--masks", help="Prepared dataset whose masks condition the images (paired)."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
-    vendor: Optional[str] = typer.Option(None, "--vendor", help="Render this scanner vendor's appearance (vendor-conditioned models)."),
+    vendor: Optional[str] = typer.Option(
+        None, "--vendor", help="Render this scanner vendor's appearance (vendor-conditioned models)."
+    ),
     overwrite: bool = typer.Option(
-        False, "--overwrite",
-        help="Replace OUT (and OUT_nifti, OUT.png) when cmraudit wrote them.",
+        False, "--overwrite", help="Replace OUT (and OUT_nifti, OUT.png) when cmraudit wrote them."
     ),
 ) -> None:
     """Draw synthetic slices from a saved generator (prepared format + NIfTI + PNG grid)."""

@@ -27,7 +27,19 @@ import numpy as np
 
 from ..errors import UsageError
 
-COPY_TRANSFORMS = ("exact", "flip", "rot90", "rotation", "shift", "gamma", "window", "contrast", "noise", "blur", "elastic")
+COPY_TRANSFORMS = (
+    "exact",
+    "flip",
+    "rot90",
+    "rotation",
+    "shift",
+    "gamma",
+    "window",
+    "contrast",
+    "noise",
+    "blur",
+    "elastic",
+)
 
 
 def _scale(img: np.ndarray) -> float:

@@ -212,7 +212,9 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- I/O
-def write_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False, extra_meta: dict | None = None) -> Path:
+def write_dataset(
+    ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False, extra_meta: dict | None = None
+) -> Path:
     """Write ``ds`` to directory ``path`` atomically (temp dir + rename). Returns the path."""
     path = Path(path)
     if path.exists():
@@ -288,7 +290,9 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         raise DataError(f"{path / 'dataset.json'}: expected a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise DataError(f"{path / 'dataset.json'}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        raise DataError(
+            f"{path / 'dataset.json'}: format_version {version!r} is not supported (expected {FORMAT_VERSION})"
+        )
     try:
         images = np.load(path / "images.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
         masks = np.load(path / "masks.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -326,7 +330,11 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
 
     try:
         annotated = [
-            0 if a == "none" else structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s]) if a is not None else ALL_STRUCTURES
+            0
+            if a == "none"
+            else structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s])
+            if a is not None
+            else ALL_STRUCTURES
             for a in cols["annotated"]
         ]
     except DataError as e:
@@ -352,5 +360,7 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
         ds.check_values(name=str(path))
         fp = ds.fingerprint()
         if meta.get("fingerprint") and fp != meta["fingerprint"]:
-            raise DataError(f"{path}: fingerprint mismatch (dataset.json says {meta['fingerprint']}, arrays hash to {fp})")
+            raise DataError(
+                f"{path}: fingerprint mismatch (dataset.json says {meta['fingerprint']}, arrays hash to {fp})"
+            )
     return ds

@@ -96,7 +96,9 @@ def _allocate(n: int, fr: SplitFractions) -> tuple[int, int, int]:
     return tuple(int(c) for c in counts)  # type: ignore[return-value]
 
 
-def split_patients(ds: Dataset, *, seed: int, fractions: SplitFractions | None = None, stratify: bool = True) -> PatientSplit:
+def split_patients(
+    ds: Dataset, *, seed: int, fractions: SplitFractions | None = None, stratify: bool = True
+) -> PatientSplit:
     """Split the patients of ``ds`` into train / holdout / test (seeded, vendor-stratified)."""
     fr = fractions or SplitFractions()
     patients = [str(p) for p in ds.patients]

@@ -72,7 +72,9 @@ def _images(x):
     return x.images if hasattr(x, "images") else np.asarray(x)
 
 
-def extract_features(space: str | Any, *datasets, pool=None, seed: int, progress: bool = False, **params) -> list[np.ndarray]:
+def extract_features(
+    space: str | Any, *datasets, pool=None, seed: int, progress: bool = False, **params
+) -> list[np.ndarray]:
     """Fit ``space`` on ``pool`` and embed each dataset: one float32 [N_i, D] array per input."""
     fx = fit_features(space, pool=pool, seed=seed, progress=progress, **params)
     return [fx.transform_images(_images(d)) for d in datasets]

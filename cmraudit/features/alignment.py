@@ -121,8 +121,10 @@ class RegisteredSearch:
 
     @property
     def transforms(self) -> str:
-        return (f"dihedral group × rotations ≤ {self.max_rotation_deg:g}° × shifts ≤ {self.max_shift_px:g} px (at 64²) × "
-                f"intensity polynomials of degree {self.degree}; blur {self.blur_px:g} px before comparing")
+        return (
+            f"dihedral group × rotations ≤ {self.max_rotation_deg:g}° × shifts ≤ {self.max_shift_px:g} px (at 64²) × "
+            f"intensity polynomials of degree {self.degree}; blur {self.blur_px:g} px before comparing"
+        )
 
     # ------------------------------------------------------------------ preparation
     def prepare(self, images: np.ndarray) -> dict:
@@ -240,7 +242,9 @@ class RegisteredSearch:
             t = B[torch.from_numpy(np.where(rows[:, j] < 0, 0, rows[:, j]))]
             TF, T2F = torch.fft.rfft2(t), torch.fft.rfft2(t * t)
             # float32 FFTs (residual shares of 1e-3 are far above their rounding), float64 for the least squares
-            bk = torch.fft.irfft2(torch.fft.rfft2(basis) * TF.conj()[:, None, None], s=(size, size))[..., sh, :][..., sh].double()
+            bk = torch.fft.irfft2(torch.fft.rfft2(basis) * TF.conj()[:, None, None], s=(size, size))[..., sh, :][
+                ..., sh
+            ].double()
             E = torch.fft.irfft2(WF[None] * T2F.conj(), s=(size, size))[:, sh][:, :, sh].double()  # [b, s, s]
             fit = torch.einsum("bvkxy,bvkl,bvlxy->bvxy", bk, Ginv, bk)
             var_t = (E[:, None] - bk[:, :, 0] ** 2 / n).clamp_min(1e-12)  # b_0 = Σ_W t: the same for every view

@@ -166,7 +166,9 @@ class DomainFeatures(FeatureSpace):
             for step in range(self.steps):
                 idx = torch.from_numpy(rng.choice(len(x_all), size=bs, replace=False))
                 xb = x_all[idx]
-                kw = dict(gen=gen, max_rotation_deg=self.max_rotation_deg, max_shift_frac=shift, max_noise=self.max_noise)
+                kw = dict(
+                    gen=gen, max_rotation_deg=self.max_rotation_deg, max_shift_frac=shift, max_noise=self.max_noise
+                )
                 v1, v2 = augment(xb, **kw), augment(xb, **kw)
                 loss = nt_xent(model(v1), model(v2), temperature=self.temperature)
                 opt.zero_grad(set_to_none=True)
@@ -255,7 +257,9 @@ def load_encoder(path) -> tuple[object, int | None]:
 
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation: still the format users have
+                warnings.simplefilter(
+                    "ignore", FutureWarning
+                )  # torch.jit.load deprecation: still the format users have
                 m = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{path}: not a TorchScript encoder ({type(e).__name__}: {e}); "
@@ -264,10 +268,14 @@ def load_encoder(path) -> tuple[object, int | None]:
         return m, None
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
-        raise CheckpointError(f"{path}: no config.json; an encoder is a TorchScript file or a directory with config.json + weights")
+        raise CheckpointError(
+            f"{path}: no config.json; an encoder is a TorchScript file or a directory with config.json + weights"
+        )
     cfg = json.loads(cfg_path.read_text())
     if cfg.get("kind", "cmraudit.conv_encoder") != "cmraudit.conv_encoder":
-        raise CheckpointError(f"{cfg_path}: kind {cfg.get('kind')!r} unknown; expected 'cmraudit.conv_encoder' (or pass TorchScript)")
+        raise CheckpointError(
+            f"{cfg_path}: kind {cfg.get('kind')!r} unknown; expected 'cmraudit.conv_encoder' (or pass TorchScript)"
+        )
     model = make_conv_encoder(dim=int(cfg.get("dim", 64)), width=int(cfg.get("width", 16)))
     if (path / "weights.safetensors").is_file():
         from safetensors.torch import load_file

@@ -32,7 +32,9 @@ _STD = (0.229, 0.224, 0.225)
 
 
 def _hub_checkpoints() -> Path:
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
     return Path(torch_home) / "hub" / "checkpoints"
 
 
@@ -41,7 +43,11 @@ def find_inception_weights(weights: str | os.PathLike | None = None) -> tuple[Pa
     given = weights or os.environ.get(ENV_VAR)
     if given:
         p = Path(given).expanduser()
-        return (p, "") if p.is_file() else (None, f"Inception weights not found at {p} (from {'weights=' if weights else ENV_VAR})")
+        return (
+            (p, "")
+            if p.is_file()
+            else (None, f"Inception weights not found at {p} (from {'weights=' if weights else ENV_VAR})")
+        )
     p = _hub_checkpoints() / WEIGHTS_FILE
     if p.is_file():
         return p, ""
@@ -72,7 +78,9 @@ class InceptionFeatures:
         if path is None:
             raise UsageError(reason)
         try:
-            net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+            net = torchvision.models.inception_v3(
+                weights=None, aux_logits=True, init_weights=False, transform_input=False
+            )
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{path}: not a torchvision Inception-v3 state dict ({e})") from e

@@ -141,7 +141,9 @@ def knn(
         index = build_index(base, metric=metric, use_gpu=gpu)
     n_base = index.ntotal
     if kk > n_base:
-        raise UsageError(f"k={k} neighbours requested but the base has only {n_base - (1 if exclude_self else 0)} vectors")
+        raise UsageError(
+            f"k={k} neighbours requested but the base has only {n_base - (1 if exclude_self else 0)} vectors"
+        )
     D = np.empty((len(xq), kk), dtype=np.float32)
     I = np.empty((len(xq), kk), dtype=np.int64)
     for s in range(0, len(xq), batch_size):

@@ -37,7 +37,9 @@ def resize_images(images: np.ndarray, size: int | None, *, batch: int = 2048) ->
 
     for s in range(0, n, batch):
         x = torch.from_numpy(np.asarray(images[s : s + batch], dtype=np.float32))[:, None]
-        out[s : s + batch] = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[:, 0].numpy()
+        out[s : s + batch] = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[
+            :, 0
+        ].numpy()
     return out
 
 

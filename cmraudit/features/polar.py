@@ -2,7 +2,8 @@
 
 Each slice is resampled on polar rings around its intensity centroid (weights (x + 1)^weight_power, so
 the bright blood pools dominate; found by mean shift inside a disk of ``centroid_radius`` × size
-starting at the image centre, so content at the borders never moves it); along each ring the magnitudes of the angular Fourier
+starting at the image centre, so content at the borders never moves it); along each ring the magnitudes of the angular
+Fourier
 harmonics 0..``harmonics`` are kept. Rotating the slice about the centroid shifts each ring
 circularly (magnitudes unchanged); a flip reverses the rings (magnitudes unchanged); a shift
 moves the centroid with the content (borders aside). Features are the harmonic magnitudes
@@ -32,7 +33,11 @@ class PolarFeatures(FeatureSpace):
         self.max_radius = max_radius
 
     def get_params(self) -> dict:
-        return dict(vars(self)) if not hasattr(self, "fitted_") else {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        return (
+            dict(vars(self))
+            if not hasattr(self, "fitted_")
+            else {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        )
 
     def fit(self, pool=None, *, seed: int = 0, progress: bool = False) -> "PolarFeatures":
         self.fitted_ = True
@@ -62,7 +67,9 @@ class PolarFeatures(FeatureSpace):
                 cx = (ww * xx).sum((1, 2)) / tot
             for i in range(len(x)):
                 coords = np.stack([cy[i] + dy, cx[i] + dx])
-                ring = ndimage.map_coordinates(x[i], coords.reshape(2, -1), order=1, mode="nearest").reshape(self.rings, self.angles)
+                ring = ndimage.map_coordinates(x[i], coords.reshape(2, -1), order=1, mode="nearest").reshape(
+                    self.rings, self.angles
+                )
                 mag = np.abs(np.fft.rfft(ring, axis=1))[:, : self.harmonics + 1] / self.angles
                 out[s + i] = mag.reshape(-1)
         return out

@@ -102,7 +102,9 @@ def radiomic_features(images: np.ndarray, masks: np.ndarray, spacing_mm: np.ndar
     """Raw (not normalised) radiomic features [N, 72] float64; NaN where undefined."""
     images, masks = np.asarray(images), np.asarray(masks)
     if images.shape != masks.shape or images.ndim != 3:
-        raise UsageError(f"radiomic features need images and masks [N, H, W] of one shape, got {images.shape} and {masks.shape}")
+        raise UsageError(
+            f"radiomic features need images and masks [N, H, W] of one shape, got {images.shape} and {masks.shape}"
+        )
     n = len(images)
     sp = np.ones((n, 2)) if spacing_mm is None else np.asarray(spacing_mm, dtype=float).reshape(n, 2)
     sp = np.where(np.isfinite(sp), sp, 1.0)
@@ -162,4 +164,6 @@ class RadiomicFeatures:
         return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
     def transform_images(self, images):
-        raise UsageError("radiomic features are computed inside the masks: call transform(dataset), not transform_images")
+        raise UsageError(
+            "radiomic features are computed inside the masks: call transform(dataset), not transform_images"
+        )

@@ -56,7 +56,9 @@ class SpectralFeatures(FeatureSpace):
         disk = r <= 0.35 * S
         rad = np.arange(1, self.rings + 1) * 0.8 * (S / 2 - 1) / self.rings  # radii up to 0.8 of Nyquist
         th = np.arange(self.angles) * np.pi / self.angles
-        coords = np.stack([S // 2 + rad[:, None] * np.sin(th)[None], S // 2 + rad[:, None] * np.cos(th)[None]]).reshape(2, -1)
+        coords = np.stack([S // 2 + rad[:, None] * np.sin(th)[None], S // 2 + rad[:, None] * np.cos(th)[None]]).reshape(
+            2, -1
+        )
         out = np.empty((n, self.rings * (self.harmonics + 1)), np.float32)
         s_blur = self.blur_px * native / 64.0
         for s in range(0, n, batch):

@@ -6,4 +6,11 @@ from .frechet import compute_frechet_distance
 from .kid import compute_kid
 from .prdc import compute_prdc
 
-__all__ = ["FidelityResult", "compute_frechet_distance", "compute_kid", "compute_prdc", "evaluate_fidelity", "fidelity_stage"]
+__all__ = [
+    "FidelityResult",
+    "compute_frechet_distance",
+    "compute_kid",
+    "compute_prdc",
+    "evaluate_fidelity",
+    "fidelity_stage",
+]

@@ -68,7 +68,9 @@ def _features(space: str, *, real, synthetic, pool, extractors, seed: int, progr
         return fx.transform(real), fx.transform(synthetic), {"weights": path.name}
     if space == "domain":
         try:
-            fr, fs = extract_features("domain", real, synthetic, pool=pool if pool is not None else real, seed=seed, progress=progress)
+            fr, fs = extract_features(
+                "domain", real, synthetic, pool=pool if pool is not None else real, seed=seed, progress=progress
+            )
         except UsageError as e:
             raise _Skip(f"domain encoder not available ({e})") from e
         return fr, fs, {"pool": "given" if pool is not None else "real"}
@@ -119,11 +121,18 @@ def distribution_metrics(real_f: np.ndarray, syn_f: np.ndarray, *, seed: int, ne
     out: dict = {"n_real": n_r, "n_synthetic": n_s, "dim": int(real_f.shape[1])}
     if min(n_r, n_s) < 2:
         reason = f"distribution metrics need ≥ 2 slices per set, got {n_r} real and {n_s} synthetic"
-        return {**out, **{k: skipped(reason) for k in ("frechet_distance", "kid", "precision", "recall", "density", "coverage")}}
-    out["frechet_distance"] = Estimate(value=compute_frechet_distance(real_f, syn_f), ci=None, n=min(n_r, n_s), unit="slice").to_dict()
+        return {
+            **out,
+            **{k: skipped(reason) for k in ("frechet_distance", "kid", "precision", "recall", "density", "coverage")},
+        }
+    out["frechet_distance"] = Estimate(
+        value=compute_frechet_distance(real_f, syn_f), ci=None, n=min(n_r, n_s), unit="slice"
+    ).to_dict()
     if min(n_r, n_s) >= 4:
         kid = compute_kid(real_f, syn_f, n_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-        out["kid"] = Estimate(value=kid.value, ci=kid.ci, n=kid.subset_size, unit="slice", method=f"{kid.n_subsets} subsets").to_dict()
+        out["kid"] = Estimate(
+            value=kid.value, ci=kid.ci, n=kid.subset_size, unit="slice", method=f"{kid.n_subsets} subsets"
+        ).to_dict()
     else:
         out["kid"] = skipped(f"KID needs ≥ 4 slices per set, got {n_r} real and {n_s} synthetic")
     if min(n_r, n_s) > nearest_k:
@@ -133,7 +142,9 @@ def distribution_metrics(real_f: np.ndarray, syn_f: np.ndarray, *, seed: int, ne
         out["coverage"] = rate_estimate(int(p.per_real_covered.sum()), n_r, unit="slice").to_dict()
         d = p.per_synthetic_count / nearest_k
         half = 1.96 * d.std(ddof=1) / np.sqrt(n_s)
-        out["density"] = Estimate(value=p.density, ci=(max(0.0, p.density - half), p.density + half), n=n_s, unit="slice", method="normal").to_dict()
+        out["density"] = Estimate(
+            value=p.density, ci=(max(0.0, p.density - half), p.density + half), n=n_s, unit="slice", method="normal"
+        ).to_dict()
         out["nearest_k"] = nearest_k
     else:
         for k in ("precision", "recall", "density", "coverage"):
@@ -149,7 +160,9 @@ def _paired_estimate(values: np.ndarray, groups: np.ndarray, *, seed: int, unit_
 
     _, inv = np.unique(g, return_inverse=True)
     ci = bootstrap_mean_ci(np.bincount(inv, weights=v), np.bincount(inv), seed=seed)
-    d = Estimate(value=float(v.mean()), ci=ci, n=len(np.unique(g)), unit="patient", method="patient-bootstrap").to_dict()
+    d = Estimate(
+        value=float(v.mean()), ci=ci, n=len(np.unique(g)), unit="patient", method="patient-bootstrap"
+    ).to_dict()
     d["unit_of_value"] = unit_name
     return d
 
@@ -160,7 +173,8 @@ def paired_metrics(*, real, paired, seed: int, lpips_weights=None, lpips_net: st
 
     if len(paired) != len(real) or tuple(paired.shape) != tuple(real.shape):
         raise DataError(
-            f"paired set has {len(paired)} slices of {tuple(paired.shape)} but the real set has {len(real)} of {tuple(real.shape)}; "
+            f"paired set has {len(paired)} slices of {tuple(paired.shape)} but the real set has {len(real)} of "
+            f"{tuple(real.shape)}; "
             "paired images must be generated from the real set's masks, row i ↔ real slice i"
         )
     x, y = np.asarray(paired.images), np.asarray(real.images)
@@ -175,7 +189,9 @@ def paired_metrics(*, real, paired, seed: int, lpips_weights=None, lpips_net: st
         out["lpips"] = skipped(reason)
     else:
         model = load_lpips(path, net=lpips_net)
-        out["lpips"] = _paired_estimate(compute_lpips(x, y, model=model), groups, seed=seed, unit_name=f"lpips-{lpips_net}")
+        out["lpips"] = _paired_estimate(
+            compute_lpips(x, y, model=model), groups, seed=seed, unit_name=f"lpips-{lpips_net}"
+        )
     return out
 
 
@@ -231,7 +247,9 @@ def evaluate_fidelity(
     if len(real) == 0 or len(synthetic) == 0:
         raise DataError(f"fidelity needs non-empty sets, got {len(real)} real and {len(synthetic)} synthetic slices")
     if tuple(real.shape) != tuple(synthetic.shape):
-        raise DataError(f"real slices are {tuple(real.shape)} but synthetic ones {tuple(synthetic.shape)}; prepare both at one size")
+        raise DataError(
+            f"real slices are {tuple(real.shape)} but synthetic ones {tuple(synthetic.shape)}; prepare both at one size"
+        )
     timings: dict = {}
     dist: dict = {}
     bar = _Steps(len(features) + 3, enabled=progress)
@@ -244,8 +262,16 @@ def evaluate_fidelity(
             t0 = time.perf_counter()
             try:
                 # progress=False inside: only one rich live display may be active at a time
-                fr, fs, info = _features(space, real=real, synthetic=synthetic, pool=pool, extractors=extractors, seed=seed,
-                                         progress=False, pixel_size=pixel_size)
+                fr, fs, info = _features(
+                    space,
+                    real=real,
+                    synthetic=synthetic,
+                    pool=pool,
+                    extractors=extractors,
+                    seed=seed,
+                    progress=False,
+                    pixel_size=pixel_size,
+                )
             except _Skip as e:
                 dist[space] = skipped(str(e))
                 continue

@@ -57,7 +57,8 @@ def compute_kid(
     subset_size: int = 1000,
     seed: int,
 ) -> KIDResult:
-    """KID between ``real`` [N, D] and ``synthetic`` [M, D] features (squared feature units, unitless after z-scoring)."""
+    """KID between ``real`` [N, D] and ``synthetic`` [M, D] features (squared feature units, unitless after
+    z-scoring)."""
     real = np.asarray(real, dtype=np.float64)
     synthetic = np.asarray(synthetic, dtype=np.float64)
     if real.ndim != 2 or synthetic.ndim != 2 or real.shape[1] != synthetic.shape[1]:
@@ -73,4 +74,6 @@ def compute_kid(
         b = synthetic[rng.choice(len(synthetic), m, replace=False)]
         vals[i] = mmd2_unbiased(a, b)
     lo, hi = np.quantile(vals, [0.025, 0.975])
-    return KIDResult(value=float(vals.mean()), ci=(float(lo), float(hi)), subset_size=m, n_subsets=n_subsets, subset_values=vals)
+    return KIDResult(
+        value=float(vals.mean()), ci=(float(lo), float(hi)), subset_size=m, n_subsets=n_subsets, subset_values=vals
+    )

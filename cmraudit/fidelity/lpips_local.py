@@ -37,7 +37,9 @@ ENV_VAR = "CMRAUDIT_LPIPS_WEIGHTS"
 
 def hub_checkpoint_dir() -> Path:
     """``$TORCH_HOME/hub/checkpoints`` (torch's own rule, without importing torch.hub side effects)."""
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
     return Path(torch_home) / "hub" / "checkpoints"
 
 
@@ -70,7 +72,11 @@ def load_lpips(path: str | os.PathLike, *, net: str = "vgg"):
     import torch
     import torchvision
 
-    ctor = {"vgg": torchvision.models.vgg16, "alex": torchvision.models.alexnet, "squeeze": torchvision.models.squeezenet1_1}[net]
+    ctor = {
+        "vgg": torchvision.models.vgg16,
+        "alex": torchvision.models.alexnet,
+        "squeeze": torchvision.models.squeezenet1_1,
+    }[net]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         backbone = ctor(weights=None)
@@ -79,7 +85,9 @@ def load_lpips(path: str | os.PathLike, *, net: str = "vgg"):
         raise CheckpointError(f"{path}: not a torchvision {net} state dict usable as the LPIPS backbone ({e})") from e
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lpips passes torchvision's deprecated ``pretrained=False``
-        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)  # heads from the wheel, trunk random …
+        model = lpips.LPIPS(
+            net=net, pretrained=True, pnet_rand=True, verbose=False
+        )  # heads from the wheel, trunk random …
     feats = backbone.features
     for sl in [getattr(model.net, f"slice{i}") for i in range(1, model.net.N_slices + 1)]:
         for name, mod in sl.named_children():  # … then the trunk is overwritten with the local weights

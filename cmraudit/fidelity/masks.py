@@ -128,8 +128,14 @@ def evaluate_mask_plausibility(*, real, synthetic, spacing_known: bool | None = 
     return {
         "synthetic": _rates(cs),
         "real": _rates(cr),
-        "area": {s: _compare(np.where(cr.areas[:, i] > 0, cr.areas[:, i], np.nan), np.where(cs.areas[:, i] > 0, cs.areas[:, i], np.nan), unit)
-                 for i, s in enumerate(STRUCTURES)},
+        "area": {
+            s: _compare(
+                np.where(cr.areas[:, i] > 0, cr.areas[:, i], np.nan),
+                np.where(cs.areas[:, i] > 0, cs.areas[:, i], np.nan),
+                unit,
+            )
+            for i, s in enumerate(STRUCTURES)
+        },
         "ratio": {
             "LV/MYO": _compare(_ratio(cr.areas, 2, 1), _ratio(cs.areas, 2, 1), "ratio"),
             "RV/LV": _compare(_ratio(cr.areas, 0, 2), _ratio(cs.areas, 0, 2), "ratio"),

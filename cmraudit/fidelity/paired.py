@@ -69,11 +69,15 @@ def compute_psnr(x: np.ndarray, y: np.ndarray, *, data_range: float = DATA_RANGE
     return np.minimum(psnr, 100.0)
 
 
-def compute_ssim(x: np.ndarray, y: np.ndarray, *, data_range: float = DATA_RANGE, win_size: int = 11, sigma: float = 1.5) -> np.ndarray:
+def compute_ssim(
+    x: np.ndarray, y: np.ndarray, *, data_range: float = DATA_RANGE, win_size: int = 11, sigma: float = 1.5
+) -> np.ndarray:
     """Per-slice SSIM in [-1, 1] (1 = identical)."""
     a, b = _prep(x, y, "SSIM")
     if min(a.shape[-2:]) < win_size:
-        raise UsageError(f"SSIM window {win_size} px does not fit {tuple(a.shape[-2:])} images; pass a smaller win_size")
+        raise UsageError(
+            f"SSIM window {win_size} px does not fit {tuple(a.shape[-2:])} images; pass a smaller win_size"
+        )
     ssim, _ = _ssim_terms(a, b, _gauss_window(win_size, sigma), data_range)
     return ssim.double().numpy()
 
@@ -95,7 +99,10 @@ def compute_ms_ssim(x: np.ndarray, y: np.ndarray, *, data_range: float = DATA_RA
     h, w = a.shape[-2:]
     s = n_scales or ms_ssim_scales(h, w, win_size=win_size)
     if min(h, w) / 2 ** (s - 1) < win_size:
-        raise UsageError(f"MS-SSIM with {s} scales and a {win_size}-px window needs images ≥ {win_size * 2 ** (s - 1)} px, got {h}x{w}")
+        raise UsageError(
+            f"MS-SSIM with {s} scales and a {win_size}-px window needs images ≥ {win_size * 2 ** (s - 1)} px, got "
+            f"{h}x{w}"
+        )
     sigma = sigma if sigma is not None else (1.0 if min(h, w) < 128 else 1.5)
     win = _gauss_window(win_size, sigma)
     wts = torch.tensor(MS_SSIM_WEIGHTS[:s], dtype=torch.float32)

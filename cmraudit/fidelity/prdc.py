@@ -45,7 +45,9 @@ def knn_radii(x: np.ndarray, *, k: int) -> np.ndarray:
     return knn(x, x, k=k, exclude_self=True).distances[:, -1]
 
 
-def count_in_balls(query: np.ndarray, centres: np.ndarray, radii: np.ndarray, *, max_entries: int = 4_000_000) -> np.ndarray:
+def count_in_balls(
+    query: np.ndarray, centres: np.ndarray, radii: np.ndarray, *, max_entries: int = 4_000_000
+) -> np.ndarray:
     """For each query row, the number of centres c with ``‖q − c‖ < radius_c`` (exact)."""
     query = np.asarray(query, dtype=np.float32)
     n_c = len(centres)

@@ -59,7 +59,9 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
 
 
 # ------------------------------------------------------------------ tensors
-def save_weights(path: str | os.PathLike, state: Mapping[str, torch.Tensor], *, metadata: dict[str, str] | None = None) -> Path:
+def save_weights(
+    path: str | os.PathLike, state: Mapping[str, torch.Tensor], *, metadata: dict[str, str] | None = None
+) -> Path:
     """Save a flat state_dict atomically. ``.safetensors`` (default) or ``.pt`` by suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +122,9 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
             f"Detail: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        raise CheckpointError(
+            f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
 
 
 def save_state(path: str | os.PathLike, state: dict) -> Path:
@@ -138,7 +142,9 @@ def read_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     cfg_path = path / CONFIG_NAME if path.is_dir() else path
     if not cfg_path.is_file():
-        raise CheckpointError(f"{path}: no {CONFIG_NAME}; this is not a saved cmraudit generator (save it with gen.save(dir))")
+        raise CheckpointError(
+            f"{path}: no {CONFIG_NAME}; this is not a saved cmraudit generator (save it with gen.save(dir))"
+        )
     try:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -154,7 +160,8 @@ def read_config(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{cfg_path}: params must be a JSON object")
     if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{cfg_path}: format_version {cfg.get('format_version')} is newer than this cmraudit supports ({FORMAT_VERSION}); upgrade cmraudit"
+            f"{cfg_path}: format_version {cfg.get('format_version')} is newer than this cmraudit supports "
+            f"({FORMAT_VERSION}); upgrade cmraudit"
         )
     return cfg
 

@@ -35,11 +35,16 @@ class UNetSpec:
         if not ch or any(int(c) <= 0 for c in ch):
             out.append(f"{prefix}channels must be a non-empty tuple of positive ints, got {ch}")
         if len(att) != len(ch):
-            out.append(f"{prefix}attention_levels has {len(att)} entries but channels has {len(ch)}; give one bool per level")
+            out.append(
+                f"{prefix}attention_levels has {len(att)} entries but channels has {len(ch)}; give one bool per level"
+            )
         if int(self.num_res_blocks) < 1:
             out.append(f"{prefix}num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if ch and any(int(c) % int(self.norm_num_groups) for c in ch if int(c) > 0):
-            out.append(f"{prefix}every channel count must be divisible by norm_num_groups={self.norm_num_groups}, got channels {ch}")
+            out.append(
+                f"{prefix}every channel count must be divisible by norm_num_groups={self.norm_num_groups}, got "
+                f"channels {ch}"
+            )
         return out
 
     @property
@@ -47,7 +52,9 @@ class UNetSpec:
         return 2 ** (len(self.channels) - 1)
 
 
-def build_unet(spec: UNetSpec, *, in_channels: int, out_channels: int, num_class_embeds: int | None = None) -> torch.nn.Module:
+def build_unet(
+    spec: UNetSpec, *, in_channels: int, out_channels: int, num_class_embeds: int | None = None
+) -> torch.nn.Module:
     from monai.networks.nets import DiffusionModelUNet
 
     return DiffusionModelUNet(

@@ -44,8 +44,17 @@ class MaskDiffusion:
     Fitted attributes: ``net_`` (EMA weights), ``result_`` (:class:`TrainResult`).
     """
 
-    def __init__(self, *, unet: UNetSpec, noise: NoiseSpec, train: TrainConfig, sampler: str = "ddim", sampling_steps: int = 50, augment: bool = False,
-                 size: int | None = None):
+    def __init__(
+        self,
+        *,
+        unet: UNetSpec,
+        noise: NoiseSpec,
+        train: TrainConfig,
+        sampler: str = "ddim",
+        sampling_steps: int = 50,
+        augment: bool = False,
+        size: int | None = None,
+    ):
         self.size = None if size is None else int(size)
         self.unet = unet
         self.noise = noise
@@ -108,8 +117,17 @@ class MaskDiffusion:
         return self
 
     @torch.no_grad()
-    def sample(self, n: int, *, shape: tuple[int, int], seed: int, device: torch.device, batch_size: int = 32, progress=None,
-               on_batch=None) -> np.ndarray:
+    def sample(
+        self,
+        n: int,
+        *,
+        shape: tuple[int, int],
+        seed: int,
+        device: torch.device,
+        batch_size: int = 32,
+        progress=None,
+        on_batch=None,
+    ) -> np.ndarray:
         """``n`` label maps uint8 [n, H, W] (argmax of the denoised one-hot channels, upsampled to ``shape``)."""
         if self.net_ is None:
             raise UsageError("mask model is not fitted")
@@ -119,8 +137,14 @@ class MaskDiffusion:
         for b, start in enumerate(range(0, n, batch_size)):
             m = min(batch_size, n - start)
             x = sample_eps(
-                lambda x, t: net(x, timesteps=t), (m, NUM_CLASSES, *work), noise=self.noise,
-                sampler=self.sampler, steps=self.sampling_steps, seed=int(seed) * 1009 + b, device=device, progress=progress,
+                lambda x, t: net(x, timesteps=t),
+                (m, NUM_CLASSES, *work),
+                noise=self.noise,
+                sampler=self.sampler,
+                steps=self.sampling_steps,
+                seed=int(seed) * 1009 + b,
+                device=device,
+                progress=progress,
             )
             if work != tuple(shape):
                 x = F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)

@@ -30,7 +30,9 @@ class PairLoss:
         return np.concatenate(out) if out else np.zeros(0)
 
     @torch.no_grad()
-    def prediction_pair(self, images: np.ndarray, masks: np.ndarray, *, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def prediction_pair(
+        self, images: np.ndarray, masks: np.ndarray, *, t: int, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(prediction, target) maps [N, H, W] at noise level ``t``, with the same fixed noise as :meth:`loss`.
 
         The hook of the legacy FCRE white-box attack (band-pass error and SSIM features).

@@ -4,7 +4,8 @@
   training slices, each passed through one of ``transforms`` (the copy transforms of
   :mod:`cmraudit.data.copy_transforms`: exact, flip, rot90, rotation (|angle| in [5°, max_rotation_deg]),
   shift (1..max_shift_px pixels per axis at 64², scaled with the image size), gamma, window, contrast,
-  noise (Gaussian, σ up to noise_sigma on the [-1, 1] scale), blur, elastic; "all" = every one). The remaining samples are drawn from a
+  noise (Gaussian, σ up to noise_sigma on the [-1, 1] scale), blur, elastic; "all" = every one). The remaining samples
+  are drawn from a
   *reference* set of real patients disjoint from train (novel images). The ground truth of
   the last ``sample`` call is in ``last_sample_info_`` (``is_copy``, ``train_index``, ``transform``).
 - ``holdout`` replays slices of real patients disjoint from train: the ideal private generator.
@@ -69,8 +70,11 @@ class _Replay(BaseGenerator):
             )
         overlap = set(train.patient_id.astype(str)) & set(reference.patient_id.astype(str))
         if overlap:
-            raise DataError(f"{self.name}: reference data shares {len(overlap)} patient(s) with train (e.g. {sorted(overlap)[:3]}); "
-                            "it must hold other patients")
+            raise DataError(
+                f"{self.name}: reference data shares {len(overlap)} patient(s) with train (e.g. "
+                f"{sorted(overlap)[:3]}); "
+                "it must hold other patients"
+            )
         return reference.subset(np.arange(len(reference)))
 
     def save(self, path) -> None:
@@ -80,7 +84,12 @@ class _Replay(BaseGenerator):
         params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
         if params.get("source") is not None:
             params["source"] = str(params["source"])
-        (path / "config.json").write_text(json.dumps({"format": "cmraudit-generator", "format_version": 1, "generator": self.name, "params": params}, indent=2))
+        (path / "config.json").write_text(
+            json.dumps(
+                {"format": "cmraudit-generator", "format_version": 1, "generator": self.name, "params": params},
+                indent=2,
+            )
+        )
         for attr in ("train_", "reference_"):
             ds = getattr(self, attr, None)
             if ds is not None:
@@ -111,8 +120,17 @@ class CopycatGenerator(_Replay):
     name = "copycat"
     tags = GeneratorTags(conditional=True, two_stage=True, supports_dp=False, has_loss=False, needs_reference_data=True)
 
-    def __init__(self, *, rate: float = 1.0, transforms=("exact",), max_rotation_deg: float = 20.0, max_shift_px: int = 4,
-                 noise_sigma: float = 0.05, source: str | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        *,
+        rate: float = 1.0,
+        transforms=("exact",),
+        max_rotation_deg: float = 20.0,
+        max_shift_px: int = 4,
+        noise_sigma: float = 0.05,
+        source: str | None = None,
+        device: str = "cpu",
+    ):
         self.device = device  # the contract's; replay runs on the CPU
         self.rate = rate
         self.transforms = transforms
@@ -174,9 +192,15 @@ class CopycatGenerator(_Replay):
         for i in np.flatnonzero(is_copy):
             j = int(src_train[i])
             kind = tr[int(rng.integers(len(tr)))]
-            images[i], out_masks[i] = apply_transform(np.asarray(self.train_.images[j]), kind, rng, msk=np.asarray(self.train_.masks[j]),
-                                                      max_rotation_deg=self.max_rotation_deg, max_shift_px=self.max_shift_px,
-                                                      noise_sigma=self.noise_sigma)
+            images[i], out_masks[i] = apply_transform(
+                np.asarray(self.train_.images[j]),
+                kind,
+                rng,
+                msk=np.asarray(self.train_.masks[j]),
+                max_rotation_deg=self.max_rotation_deg,
+                max_shift_px=self.max_shift_px,
+                noise_sigma=self.noise_sigma,
+            )
             kinds[i], train_index[i] = kind, j
         rest = np.flatnonzero(~is_copy)
         if len(rest):
@@ -186,7 +210,9 @@ class CopycatGenerator(_Replay):
             if masks is not None:
                 pick = _nearest_mask(np.asarray(ref.masks), masks[rest])
             else:
-                pick = np.concatenate([rng.permutation(len(ref)) for _ in range(len(rest) // len(ref) + 1)])[: len(rest)]
+                pick = np.concatenate([rng.permutation(len(ref)) for _ in range(len(rest) // len(ref) + 1)])[
+                    : len(rest)
+                ]
             images[rest], out_masks[rest] = np.asarray(ref.images)[pick], np.asarray(ref.masks)[pick]
             kinds[rest] = "novel"
         if masks is not None:
@@ -246,7 +272,9 @@ class NoiseGenerator(BaseGenerator):
     def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, work_dir=None, resume: bool = False,
             reference: Dataset | None = None):
         if self.sigma <= 0 or self.smooth_px < 0:
-            raise UsageError(f"noise: sigma must be > 0 and smooth_px >= 0, got sigma={self.sigma}, smooth_px={self.smooth_px}")
+            raise UsageError(
+                f"noise: sigma must be > 0 and smooth_px >= 0, got sigma={self.sigma}, smooth_px={self.smooth_px}"
+            )
         if dp is not None:
             raise UsageError("noise does not train, so it cannot train with DP (tags.supports_dp is False)")
         self.shape_ = tuple(train.shape)
@@ -285,8 +313,17 @@ class NoiseGenerator(BaseGenerator):
         check_is_fitted(self, ("shape_",))
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps({"format": "cmraudit-generator", "format_version": 1, "generator": self.name,
-                                                          "params": self.get_params(), "shape": list(self.shape_)}))
+        (path / "config.json").write_text(
+            json.dumps(
+                {
+                    "format": "cmraudit-generator",
+                    "format_version": 1,
+                    "generator": self.name,
+                    "params": self.get_params(),
+                    "shape": list(self.shape_),
+                }
+            )
+        )
 
     @classmethod
     def load(cls, path):

@@ -102,8 +102,14 @@ class TrainResult:
         fin = [x for x in self.losses if math.isfinite(x)]  # a DP run may start with empty (noise-only) batches
         head = float(np.mean(fin[: max(1, len(fin) // 10)])) if fin else None
         tail = float(np.mean(fin[-max(1, len(fin) // 10):])) if fin else None
-        return {"steps": self.steps, "time_s": round(self.time_s, 3), "loss_start": head, "loss_end": tail, "resumed_from": self.resumed_from,
-                "dp": None if self.dp is None else self.dp.to_dict()}
+        return {
+            "steps": self.steps,
+            "time_s": round(self.time_s, 3),
+            "loss_start": head,
+            "loss_end": tail,
+            "resumed_from": self.resumed_from,
+            "dp": None if self.dp is None else self.dp.to_dict(),
+        }
 
 
 # ------------------------------------------------------------------ helpers
@@ -159,7 +165,9 @@ def _apply_dp(dp, model, optimizer, *, patient_ids, n_items: int, world: int, co
 
 def _finite(loss: torch.Tensor, desc: str, step: int, config: TrainConfig) -> torch.Tensor:
     if not torch.isfinite(loss):
-        raise UsageError(f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate (lr={config.lr})")
+        raise UsageError(
+            f"{desc}: the loss became {loss.item()} at step {step}; lower the learning rate (lr={config.lr})"
+        )
     return loss
 
 
@@ -221,12 +229,15 @@ def train_loop(
             raise CheckpointError(f"{state_path}: not a cmraudit training state; use a fresh --work-dir")
         dp_state = None if dp is None else dp.to_dict()
         if st.get("dp") != dp_state:
-            raise CheckpointError(f"{state_path}: was written with DP options {st.get('dp')} but this run has {dp_state}; "
-                                  "resume with the same --dp-* options or use a fresh --work-dir")
+            raise CheckpointError(
+                f"{state_path}: was written with DP options {st.get('dp')} but this run has {dp_state}; "
+                "resume with the same --dp-* options or use a fresh --work-dir"
+            )
         if st.get("seed") != int(seed) or st.get("config") != config.to_dict():
             raise CheckpointError(
                 f"{state_path}: was written with seed {st.get('seed')} and config {st.get('config')}, "
-                f"but this run has seed {seed} and config {config.to_dict()}; resume with the same settings or use a fresh --work-dir"
+                f"but this run has seed {seed} and config {config.to_dict()}; resume with the same settings or use a "
+                "fresh --work-dir"
             )
         try:
             model.load_state_dict(st["model"])
@@ -245,7 +256,9 @@ def train_loop(
 
     net = model if pt is None else pt.module
     if world > 1 and pt is None:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     amp = device.type == "cuda" and pt is None  # the loss scaler would scale per-sample gradients before clipping
     scaler = torch.amp.GradScaler("cuda") if amp else None
 
@@ -336,4 +349,6 @@ def train_loop(
         sd = model.state_dict()
         out = {k: (ema[k] if k in float_keys else sd[k]).detach().to("cpu").to(sd[k].dtype).clone() for k in sd}
     model.eval()
-    return TrainResult(ema_state=out, losses=losses, steps=total, time_s=time.perf_counter() - t0, resumed_from=start, dp=dp_budget)
+    return TrainResult(
+        ema_state=out, losses=losses, steps=total, time_s=time.perf_counter() - t0, resumed_from=start, dp=dp_budget
+    )

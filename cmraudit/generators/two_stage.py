@@ -72,7 +72,8 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         unknown = sorted(set(params) - set(defaults))
         if unknown:
             raise UsageError(
-                f"{type(self).__name__}: unknown parameter(s) {unknown}; valid parameters: {', '.join(sorted(defaults))}"
+                f"{type(self).__name__}: unknown parameter(s) {unknown}; valid parameters: "
+                f"{', '.join(sorted(defaults))}"
             )
         for k, v in {**defaults, **params}.items():
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
@@ -96,24 +97,46 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         return {**resolve_preset("micro", cls.presets), "device": "cpu"}
 
     def _mask_unet(self) -> UNetSpec:
-        return UNetSpec(tuple(self.mask_channels), tuple(self.mask_attention_levels), self.mask_num_res_blocks, self.mask_norm_num_groups, self.mask_num_head_channels)
+        return UNetSpec(
+            tuple(self.mask_channels),
+            tuple(self.mask_attention_levels),
+            self.mask_num_res_blocks,
+            self.mask_norm_num_groups,
+            self.mask_num_head_channels,
+        )
 
     def _mask_model(self) -> MaskDiffusion:
         """A fresh (unfitted) mask model built from this generator's ``mask_*`` parameters."""
         steps = self.sampling_steps if self.mask_sampling_steps is None else self.mask_sampling_steps
-        return MaskDiffusion(unet=self._mask_unet(), noise=self._mask_noise(), train=self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
-                             sampler=self.sampler, sampling_steps=int(steps), augment=self.augment, size=self.mask_size)
+        return MaskDiffusion(
+            unet=self._mask_unet(),
+            noise=self._mask_noise(),
+            train=self._train_config(steps=self.mask_steps, epochs=self.mask_epochs),
+            sampler=self.sampler,
+            sampling_steps=int(steps),
+            augment=self.augment,
+            size=self.mask_size,
+        )
 
     def _noise(self) -> NoiseSpec:
         return NoiseSpec(self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end)
 
     def _mask_noise(self) -> NoiseSpec:
-        return NoiseSpec(self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end, self.mask_prediction_type)
+        return NoiseSpec(
+            self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end, self.mask_prediction_type
+        )
 
     def _train_config(self, *, steps, epochs) -> TrainConfig:
         return TrainConfig(
-            steps=steps, epochs=epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema_decay=self.ema_decay, checkpoint_every=self.checkpoint_every,
+            steps=steps,
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            grad_clip=self.grad_clip,
+            ema_decay=self.ema_decay,
+            checkpoint_every=self.checkpoint_every,
         )
 
     def param_problems(self) -> list[str]:
@@ -124,14 +147,30 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         if self.sampler not in SAMPLERS:
             p.append(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if int(self.sampling_steps) < 1 or int(self.sampling_steps) > int(self.num_train_timesteps):
-            p.append(f"sampling_steps must be in 1..num_train_timesteps={self.num_train_timesteps}, got {self.sampling_steps}")
-        if self.mask_sampling_steps is not None and not 1 <= int(self.mask_sampling_steps) <= int(self.num_train_timesteps):
-            p.append(f"mask_sampling_steps must be None or in 1..num_train_timesteps={self.num_train_timesteps}, got {self.mask_sampling_steps}")
+            p.append(
+                f"sampling_steps must be in 1..num_train_timesteps={self.num_train_timesteps}, got "
+                f"{self.sampling_steps}"
+            )
+        if self.mask_sampling_steps is not None and not 1 <= int(self.mask_sampling_steps) <= int(
+            self.num_train_timesteps
+        ):
+            p.append(
+                f"mask_sampling_steps must be None or in 1..num_train_timesteps={self.num_train_timesteps}, got "
+                f"{self.mask_sampling_steps}"
+            )
         if self.mask_size is None:
-            if self.image_size is not None and (int(self.image_size) < 8 or int(self.image_size) % self._mask_unet().downsample):
-                p.append(f"image_size must be >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1)), got {self.image_size}")
+            if self.image_size is not None and (
+                int(self.image_size) < 8 or int(self.image_size) % self._mask_unet().downsample
+            ):
+                p.append(
+                    f"image_size must be >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1)), got "
+                    f"{self.image_size}"
+                )
         elif int(self.mask_size) < 8 or int(self.mask_size) % self._mask_unet().downsample:
-            p.append(f"mask_size must be None or >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1) of mask_channels), got {self.mask_size}")
+            p.append(
+                f"mask_size must be None or >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1) of "
+                f"mask_channels), got {self.mask_size}"
+            )
         elif self.image_size is not None and int(self.image_size) % int(self.mask_size):
             p.append(f"image_size {self.image_size} must be a multiple of mask_size {self.mask_size}")
         if not 0 <= float(self.cfg_dropout) < 1:
@@ -172,9 +211,20 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         callback = snapshot_callback(self, net, total=cfg.total_steps(len(images)), size=tuple(images.shape[-2:]),
                                      seed=seed, device=device, dp=bool(dp), callback=callback)
         res = train_loop(
-            net, step_loss, n_items=len(images), config=cfg, seed=seed + 1,
-            device=device, work_dir=None if work_dir is None else Path(work_dir) / "image", resume=resume, progress=progress,
-            desc="image model", dp=dp.get("image_model"), callback=callback, patient_ids=patient_ids, stage="image_model",
+            net,
+            step_loss,
+            n_items=len(images),
+            config=cfg,
+            seed=seed + 1,
+            device=device,
+            work_dir=None if work_dir is None else Path(work_dir) / "image",
+            resume=resume,
+            progress=progress,
+            desc="image model",
+            dp=dp.get("image_model"),
+            callback=callback,
+            patient_ids=patient_ids,
+            stage="image_model",
         )
         if res.dp is not None:
             self.dp_budgets_.append(res.dp)
@@ -185,7 +235,9 @@ class TwoStageGenerator(DPStages, BaseGenerator):
     def image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample_images(self, masks_oh: torch.Tensor, *, labels: torch.Tensor | None, seed: int, device: torch.device) -> torch.Tensor:
+    def sample_images(
+        self, masks_oh: torch.Tensor, *, labels: torch.Tensor | None, seed: int, device: torch.device
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     # ------------------------------------------------------------ fit
@@ -202,16 +254,29 @@ class TwoStageGenerator(DPStages, BaseGenerator):
             raise DataError(f"fit: images must be square, got {h}×{w}; re-import with --size")
         if self.image_size is not None and h != int(self.image_size):
             raise DataError(
-                f"fit: images are {h}×{w} but image_size={self.image_size}; re-import the data with --size {self.image_size} "
+                f"fit: images are {h}×{w} but image_size={self.image_size}; re-import the data with --size "
+                f"{self.image_size} "
                 f"or pass image_size=None to train at the data's size"
             )
         if self.mask_size is None and h % self._mask_unet().downsample:
             raise DataError(f"fit: image size {h} is not divisible by {self._mask_unet().downsample} (2^(levels-1))")
         if self.mask_size is not None and h % int(self.mask_size):
-            raise DataError(f"fit: image size {h} is not a multiple of mask_size={self.mask_size}; re-import with --size or change mask_size")
+            raise DataError(
+                f"fit: image size {h} is not a multiple of mask_size={self.mask_size}; re-import with --size or change "
+                "mask_size"
+            )
 
-    def fit(self, train: Dataset, *, seed: int, dp=None, progress: bool = True, work_dir: str | os.PathLike | None = None,
-            resume: bool = False, callback=None) -> "TwoStageGenerator":
+    def fit(
+        self,
+        train: Dataset,
+        *,
+        seed: int,
+        dp=None,
+        progress: bool = True,
+        work_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        callback=None,
+    ) -> "TwoStageGenerator":
         """Train the mask model, then the image model, on ``train`` (all its slices).
 
         ``work_dir`` keeps resumable training state (``mask/`` and ``image/``); ``resume=True``
@@ -247,8 +312,19 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         if mask_model.result_.dp is not None:
             self.dp_budgets_.append(mask_model.result_.dp)
         self.mask_model_ = mask_model
-        image_summary = self.fit_image_stage(images, masks_oh, labels, seed=seed, device=device, work_dir=wd, resume=resume,
-                                              progress=progress, dp=stage_dp, callback=callback, patient_ids=patient_ids)
+        image_summary = self.fit_image_stage(
+            images,
+            masks_oh,
+            labels,
+            seed=seed,
+            device=device,
+            work_dir=wd,
+            resume=resume,
+            progress=progress,
+            dp=stage_dp,
+            callback=callback,
+            patient_ids=patient_ids,
+        )
         self.dp_ = None
         if stage_dp:
             self.dp_ = compose_budget(self.dp_budgets_, target_epsilon=float(dp.epsilon),
@@ -256,9 +332,14 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         self.image_size_ = int(train.shape[0])
         self.training_time_s_ = time.perf_counter() - t0
         self.seed_ = int(seed)
-        self.training_ = {"mask": mask_model.result_.to_dict() | {"losses": mask_model.result_.losses}, "image": image_summary,
-                          "n_slices": int(len(train)), "n_patients": int(len(train.patients)), "world_size": dist_info()[1],
-                          "device": str(device)}
+        self.training_ = {
+            "mask": mask_model.result_.to_dict() | {"losses": mask_model.result_.losses},
+            "image": image_summary,
+            "n_slices": int(len(train)),
+            "n_patients": int(len(train.patients)),
+            "world_size": dist_info()[1],
+            "device": str(device),
+        }
         return self
 
     # ------------------------------------------------------------ sample
@@ -267,18 +348,28 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         """Draw synthetic slices. ``n``: masks from the mask model, then images; ``masks``: images for given masks."""
         check_is_fitted(self, ("mask_model_", "image_modules_"))
         if (masks is None) == (n is None):
-            raise UsageError("sample: give exactly one of masks=... (paired images) or n=... (masks from the mask model)")
+            raise UsageError(
+                "sample: give exactly one of masks=... (paired images) or n=... (masks from the mask model)"
+            )
         device = select_device(self.device)
         size = (self.image_size_, self.image_size_)
         if masks is None:
             if int(n) < 1:
                 raise UsageError(f"sample: n must be >= 1, got {n}")
             with progress_bar("sampling masks", total=int(n), enabled=progress) as bar:
-                masks = self.mask_model_.sample(int(n), shape=size, seed=seed, device=device, batch_size=int(self.sample_batch_size),
-                                                on_batch=bar.advance)
+                masks = self.mask_model_.sample(
+                    int(n),
+                    shape=size,
+                    seed=seed,
+                    device=device,
+                    batch_size=int(self.sample_batch_size),
+                    on_batch=bar.advance,
+                )
         masks = np.asarray(masks)
         if masks.ndim != 3 or masks.shape[1:] != size:
-            raise UsageError(f"sample: masks must be [N, {size[0]}, {size[1]}] (the training size), got shape {masks.shape}")
+            raise UsageError(
+                f"sample: masks must be [N, {size[0]}, {size[1]}] (the training size), got shape {masks.shape}"
+            )
         if masks.size and (masks.min() < 0 or masks.max() > 3):
             raise UsageError(f"sample: mask labels must be 0..3 (bg, RV, MYO, LV), got {masks.min()}..{masks.max()}")
         labels_all = None
@@ -300,16 +391,28 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         images = np.concatenate(out).astype(np.float32) if out else np.zeros((0, *size), np.float32)
         k = len(images)
         return Dataset(
-            images=images, masks=masks.astype(np.uint8), patient_id=np.array([f"syn-{self.name}-{i:06d}" for i in range(k)], dtype=object),
-            vendor=np.full(k, "" if vendor is None else str(vendor), dtype=object), source=np.full(k, f"synthetic:{self.name}", dtype=object),
-            frame=np.full(k, "", dtype=object), meta={"generator": self.name, "seed": int(seed)},
+            images=images,
+            masks=masks.astype(np.uint8),
+            patient_id=np.array([f"syn-{self.name}-{i:06d}" for i in range(k)], dtype=object),
+            vendor=np.full(k, "" if vendor is None else str(vendor), dtype=object),
+            source=np.full(k, f"synthetic:{self.name}", dtype=object),
+            frame=np.full(k, "", dtype=object),
+            meta={"generator": self.name, "seed": int(seed)},
         )
 
     # ------------------------------------------------------------ save / load
     def _fitted_meta(self) -> dict:
-        return {"image_size_": self.image_size_, "vendors_": list(self.vendors_), "training_time_s_": self.training_time_s_,
-                "seed_": self.seed_, "dp_": getattr(self, "dp_", None), "training_": {k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v)
-                                                   for k, v in self.training_.items()}}
+        return {
+            "image_size_": self.image_size_,
+            "vendors_": list(self.vendors_),
+            "training_time_s_": self.training_time_s_,
+            "seed_": self.seed_,
+            "dp_": getattr(self, "dp_", None),
+            "training_": {
+                k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v)
+                for k, v in self.training_.items()
+            },
+        }
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``config.json`` plus one safetensors file per network (EMA weights), atomically."""
@@ -332,9 +435,15 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         path = Path(path)
         cfg = read_config(path)
         if cfg.get("generator") != cls.name:
-            raise CheckpointError(f"{path}: saved generator is {cfg.get('generator')!r}, not {cls.name!r}; load it with its own class or cmraudit.generators.checkpoint.load_generator")
+            raise CheckpointError(
+                f"{path}: saved generator is {cfg.get('generator')!r}, not {cls.name!r}; load it with its own class or "
+                "cmraudit.generators.checkpoint.load_generator"
+            )
         params = {k: v for k, v in cfg["params"].items() if k in cls._defaults()}
-        for k in ("mask_size", "mask_sampling_steps"):  # added in 0.1: older checkpoints ran the mask model at full size
+        for k in (
+            "mask_size",
+            "mask_sampling_steps",
+        ):  # added in 0.1: older checkpoints ran the mask model at full size
             params.setdefault(k, None)
         gen = cls(**params)
         for k, v in cfg["fitted"].items():
@@ -345,7 +454,10 @@ class TwoStageGenerator(DPStages, BaseGenerator):
             try:
                 m.load_state_dict(load_weights(path / f"{k}.safetensors"))
             except RuntimeError as e:
-                raise CheckpointError(f"{path / (k + '.safetensors')}: weights do not match the network of config.json ({str(e).splitlines()[0]})") from e
+                raise CheckpointError(
+                    f"{path / (k + '.safetensors')}: weights do not match the network of config.json "
+                    f"({str(e).splitlines()[0]})"
+                ) from e
             m.eval()
         gen.image_modules_ = modules
         return gen

@@ -78,10 +78,18 @@ def corrected_rate(flagged: Estimate, fpr_point: float, fpr_upper: float | None 
     fu = f if fpr_upper is None else float(fpr_upper)
     lo, hi = flagged.ci
     adj = lambda p, g: min(1.0, max(0.0, (p - g) / (1 - g)))  # noqa: E731
-    return Estimate(value=adj(flagged.value, f), ci=(adj(lo, fu), hi), n=flagged.n, unit=flagged.unit, method="wilson, fpr-corrected")
+    return Estimate(
+        value=adj(flagged.value, f),
+        ci=(adj(lo, fu), hi),
+        n=flagged.n,
+        unit=flagged.unit,
+        method="wilson, fpr-corrected",
+    )
 
 
-def corrected_patients(hit: Estimate, copy_rate: Estimate, *, n_synthetic: int, fpr_point: float, fpr_upper: float) -> Estimate:
+def corrected_patients(
+    hit: Estimate, copy_rate: Estimate, *, n_synthetic: int, fpr_point: float, fpr_upper: float
+) -> Estimate:
     """Share of training patients copied, corrected for false flags like :func:`corrected_rate`.
 
     False flags fall only on the non-copies, n_synthetic · (1 − c) · f of them with c the (corrected)
@@ -91,8 +99,13 @@ def corrected_patients(hit: Estimate, copy_rate: Estimate, *, n_synthetic: int, 
     """
     n_pat = max(1, int(hit.n))
     adj = lambda p, c, f: min(1.0, max(0.0, p - n_synthetic * (1 - c) * float(f) / n_pat))  # noqa: E731
-    return Estimate(value=adj(hit.value, copy_rate.value, fpr_point), ci=(adj(hit.ci[0], copy_rate.ci[0], fpr_upper), hit.ci[1]),
-                    n=hit.n, unit=hit.unit, method="wilson, fpr-corrected")
+    return Estimate(
+        value=adj(hit.value, copy_rate.value, fpr_point),
+        ci=(adj(hit.ci[0], copy_rate.ci[0], fpr_upper), hit.ci[1]),
+        n=hit.n,
+        unit=hit.unit,
+        method="wilson, fpr-corrected",
+    )
 
 
 def fpr_upper_bound(k: int, n: int, *, confidence: float = 0.95) -> float:
@@ -103,7 +116,9 @@ def fpr_upper_bound(k: int, n: int, *, confidence: float = 0.95) -> float:
     return float(beta.ppf(confidence, k, n + 1 - k))
 
 
-def patient_fpr_upper_bound(holdout_d1: np.ndarray, holdout_patients: np.ndarray, tau: float, *, confidence: float = 0.95) -> tuple[float, int, int]:
+def patient_fpr_upper_bound(
+    holdout_d1: np.ndarray, holdout_patients: np.ndarray, tau: float, *, confidence: float = 0.95
+) -> tuple[float, int, int]:
     """Upper bound on the false-flag rate at ``tau`` when slices come in patient clusters.
 
     Slices of one patient are not exchangeable with each other, patients are: a novel patient who
@@ -230,14 +245,24 @@ def detect_copies_with(
     d1, d2 = d_syn[:, 0], d_syn[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         nndr = np.where(d2 > 0, d1 / d2, 0.0)
-        carlini = np.where(np.nanmean(d_syn, 1) > 0, d1 / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_syn), d_syn, np.nan), 1)), 0.0)
-        carlini_h = np.where(np.nanmean(d_hol, 1) > 0, d_hol[:, 0] / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_hol), d_hol, np.nan), 1)), 0.0)
+        carlini = np.where(
+            np.nanmean(d_syn, 1) > 0,
+            d1 / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_syn), d_syn, np.nan), 1)),
+            0.0,
+        )
+        carlini_h = np.where(
+            np.nanmean(d_hol, 1) > 0,
+            d_hol[:, 0] / (carlini_alpha * np.nanmean(np.where(np.isfinite(d_hol), d_hol, np.nan), 1)),
+            0.0,
+        )
     tau, alpha_eff = calibrated_threshold(d_hol[:, 0], alpha=alpha)
     n_cal = len(d_hol)
     fpr_hi = fpr_upper_bound(max(1, int(round(alpha_eff * (n_cal + 1)))), n_cal, confidence=confidence)
     fpr_unit, n_cal_patients, k_cal_patients = "slice", None, None
     if holdout_patients is not None:
-        fpr_hi_p, k_cal_patients, n_cal_patients = patient_fpr_upper_bound(d_hol[:, 0], holdout_patients, tau, confidence=confidence)
+        fpr_hi_p, k_cal_patients, n_cal_patients = patient_fpr_upper_bound(
+            d_hol[:, 0], holdout_patients, tau, confidence=confidence
+        )
         fpr_hi, fpr_unit = max(fpr_hi, fpr_hi_p), "patient"
     is_copy = d1 < tau
     nn_index = i_syn[:, 0]
@@ -247,8 +272,13 @@ def detect_copies_with(
     copied = np.unique(nn_patient[is_copy])
     flagged = rate_estimate(int(is_copy.sum()), n_syn, unit="slice", confidence=confidence)
     copy_rate = corrected_rate(flagged, alpha_eff, fpr_hi)
-    patients_copied = corrected_patients(rate_estimate(len(copied), len(uniq_train), unit="patient", confidence=confidence),
-                                         copy_rate, n_synthetic=n_syn, fpr_point=alpha_eff, fpr_upper=fpr_hi)
+    patients_copied = corrected_patients(
+        rate_estimate(len(copied), len(uniq_train), unit="patient", confidence=confidence),
+        copy_rate,
+        n_synthetic=n_syn,
+        fpr_point=alpha_eff,
+        fpr_upper=fpr_hi,
+    )
 
     # closer-to-train share (SDMetrics DCR overfitting protection): train subsampled to the holdout's size — by
     # patients when known (a slice subsample spreads over more patients than the holdout has, so novel images
@@ -305,7 +335,13 @@ def detect_copies_with(
     }
     order = np.argsort(d1, kind="stable")[: min(top_k, n_syn)]
     copy_detection["top_pairs"] = [
-        {"synthetic_index": int(i), "train_index": int(nn_index[i]), "distance": float(d1[i]), "flagged": bool(is_copy[i])} for i in order
+        {
+            "synthetic_index": int(i),
+            "train_index": int(nn_index[i]),
+            "distance": float(d1[i]),
+            "flagged": bool(is_copy[i]),
+        }
+        for i in order
     ]
     memorisation = {
         "d1_median": float(np.median(d1)) if n_syn else None,
@@ -314,7 +350,8 @@ def detect_copies_with(
         "carlini_ratio_median": float(np.median(carlini)) if n_syn else None,
         "carlini_threshold": float(tau_c),
         "memorised_rate": rate_estimate(int((carlini < tau_c).sum()), n_syn, unit="slice", confidence=confidence),
-        "memorised_rate_meaning": "share of synthetic slices whose Carlini ratio is below its holdout-calibrated alpha-quantile",
+        "memorised_rate_meaning": "share of synthetic slices whose Carlini ratio is below its holdout-calibrated "
+                                  "alpha-quantile",
         "legacy_nndr_rate": rate_estimate(int((nndr < legacy_nndr).sum()), n_syn, unit="slice", confidence=confidence),
     }
     per_slice = {

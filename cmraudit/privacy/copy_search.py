@@ -121,7 +121,9 @@ def min_detectable_rate(n: int, *, recall: float, fpr: float, fpr_upper: float, 
     return float(hi)
 
 
-def copy_rate_interval(k: int, n: int, *, fpr: float, fpr_upper: float, recall: Estimate, confidence: float = 0.95) -> Estimate:
+def copy_rate_interval(
+    k: int, n: int, *, fpr: float, fpr_upper: float, recall: Estimate, confidence: float = 0.95
+) -> Estimate:
     """Copy rate corrected for false flags and recall < 1 (see module docstring)."""
     p = k / n if n else float("nan")
     lo, hi = wilson_ci(k, n, confidence=confidence)
@@ -129,7 +131,9 @@ def copy_rate_interval(k: int, n: int, *, fpr: float, fpr_upper: float, recall: 
     point = min(1.0, max(0.0, (p - fpr) / max(r - fpr, 1e-9)))
     low = min(1.0, max(0.0, (lo - fpr_upper) / (1 - fpr_upper)))
     high = min(1.0, hi / max(r_lo, 1e-9))
-    return Estimate(value=point, ci=(low, max(high, point)), n=n, unit="slice", method="wilson, fpr- and recall-corrected")
+    return Estimate(
+        value=point, ci=(low, max(high, point)), n=n, unit="slice", method="wilson, fpr- and recall-corrected"
+    )
 
 
 def recall_check(index: RegisteredCopyIndex, train_images: np.ndarray, *, tau: float, n_copies: int, seed: int,
@@ -153,7 +157,9 @@ def calibrate(index: RegisteredCopyIndex, train_images, holdout_images, holdout_
     d_h, _ = index.query(holdout_images, k=1)
     d_t, _ = index.query(train_images, exclude_patients=index.patients, k=1)
     vals = np.r_[d_h[:, 0], d_t[:, 0]]
-    pats = np.r_[np.char.add("holdout:", np.asarray(holdout_patients).astype(str)), np.char.add("train:", index.patients)]
+    pats = np.r_[
+        np.char.add("holdout:", np.asarray(holdout_patients).astype(str)), np.char.add("train:", index.patients)
+    ]
     n_train_pat = len(np.unique(index.patients))
     tail = fit_null_tail(vals, pats, n_train_patients=n_train_pat, seed=seed, n_boot=params.n_boot,
                          confidence=params.confidence)
@@ -184,7 +190,9 @@ def flagged_by_patient(flag: np.ndarray, rows: np.ndarray, rho: np.ndarray, trai
     return out
 
 
-def _patients_copied(flag, rows, train_patients, copy_rate: Estimate, *, k: int, n: int, fpr_upper: float, confidence: float) -> Estimate:
+def _patients_copied(
+    flag, rows, train_patients, copy_rate: Estimate, *, k: int, n: int, fpr_upper: float, confidence: float
+) -> Estimate:
     """Share of training patients with a copy: flagged matches, corrected for false flags (lower end) and
     for copies the search could have missed (upper end: at most n · c_hi − k more copies, one patient each)."""
     pats = np.unique(np.asarray(train_patients).astype(str))
@@ -194,7 +202,9 @@ def _patients_copied(flag, rows, train_patients, copy_rate: Estimate, *, k: int,
     lo = max(0, hit - false_max) / n_pat
     missed = max(0.0, n * copy_rate.ci[1] - k)
     hi = min(1.0, (hit + missed) / n_pat)
-    return Estimate(value=hit / n_pat, ci=(lo, max(hi, hit / n_pat)), n=n_pat, unit="patient", method="copy-count bound")
+    return Estimate(
+        value=hit / n_pat, ci=(lo, max(hi, hit / n_pat)), n=n_pat, unit="patient", method="copy-count bound"
+    )
 
 
 def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchParams | None = None, seed: int,
@@ -205,7 +215,9 @@ def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchPa
     index = RegisteredCopyIndex(tr_img, train.patient_id, k_candidates=params.k_candidates)
     tau, tail, info = calibrate(index, tr_img, np.asarray(holdout.images), holdout.patient_id, params=params, seed=seed)
     f, f_u = tail.cdf(tau), tail.cdf_upper(tau)
-    rec = recall_check(index, tr_img, tau=tau, n_copies=params.recall_copies, seed=seed + 1, confidence=params.confidence)
+    rec = recall_check(
+        index, tr_img, tau=tau, n_copies=params.recall_copies, seed=seed + 1, confidence=params.confidence
+    )
     D, I = index.query(np.asarray(synthetic.images), k=2)
     rho, rows = D[:, 0], I[:, 0]
     flag = rho < tau
@@ -216,10 +228,13 @@ def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchPa
     null = np.r_[info["holdout_residuals"], info["train_loo_residuals"]]
     hi = float(np.quantile(np.r_[rho, null], 0.99)) if n else 1.0
     bins = np.linspace(0.0, max(hi, 1e-9), hist_bins + 1)
-    hist = {"bins": [float(b) for b in bins],
-            "train": np.histogram(np.clip(rho, 0, bins[-1]), bins)[0].tolist(),
-            "holdout_to_train": np.histogram(np.clip(info["holdout_residuals"], 0, bins[-1]), bins)[0].tolist(),
-            "meaning": "train: synthetic→train registered residual; holdout_to_train: the calibration reference (novel real slices)"}
+    hist = {
+        "bins": [float(b) for b in bins],
+        "train": np.histogram(np.clip(rho, 0, bins[-1]), bins)[0].tolist(),
+        "holdout_to_train": np.histogram(np.clip(info["holdout_residuals"], 0, bins[-1]), bins)[0].tolist(),
+        "meaning": "train: synthetic→train registered residual; holdout_to_train: the calibration reference (novel "
+                   "real slices)",
+    }
     order = np.argsort(rho, kind="stable")[: min(top_k, n)]
     tr_pat = np.asarray(train.patient_id).astype(str)
     copy_detection = {
@@ -241,13 +256,22 @@ def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchPa
         "copy_rate": copy_rate,
         "flagged_rate": rate_estimate(k, n, unit="slice", confidence=params.confidence),
         "copies_detected": bool(copy_rate.ci[0] > 0),
-        "patients_copied": _patients_copied(flag, rows, tr_pat, copy_rate, k=k, n=n, fpr_upper=f_u, confidence=params.confidence),
+        "patients_copied": _patients_copied(
+            flag, rows, tr_pat, copy_rate, k=k, n=n, fpr_upper=f_u, confidence=params.confidence
+        ),
         "flagged_by_patient": flagged_by_patient(flag, rows, rho, tr_pat),
         "min_detectable_copy_rate": mdr,
         "min_detectable_copy_rate_power": params.power,
         "closer_to_train_share": {"status": "skipped", "reason": "reported in the pixel and domain spaces"},
-        "top_pairs": [{"synthetic_index": int(i), "train_index": int(rows[i]), "distance": float(rho[i]), "flagged": bool(flag[i])}
-                      for i in order],
+        "top_pairs": [
+            {
+                "synthetic_index": int(i),
+                "train_index": int(rows[i]),
+                "distance": float(rho[i]),
+                "flagged": bool(flag[i]),
+            }
+            for i in order
+        ],
     }
     with np.errstate(divide="ignore", invalid="ignore"):
         nndr = np.where(D[:, 1] > 0, rho / D[:, 1], 0.0)

@@ -88,11 +88,16 @@ class NullTail:
         return float(np.exp(lo))
 
     def to_dict(self) -> dict:
-        return {"model": "Weibull, right-censored at the null sample's "
-                f"{self.censor_quantile:g} quantile", "shape": round(self.shape, 4), "scale": float(np.exp(self.log_scale)),
-                "n_slices": self.n_slices, "n_patients": self.n_patients,
-                "reference_correction": round(self.reference_correction, 4), "bootstrap": len(self.boot_shape),
-                "null_minimum": self.minimum}
+        return {
+            "model": f"Weibull, right-censored at the null sample's {self.censor_quantile:g} quantile",
+            "shape": round(self.shape, 4),
+            "scale": float(np.exp(self.log_scale)),
+            "n_slices": self.n_slices,
+            "n_patients": self.n_patients,
+            "reference_correction": round(self.reference_correction, 4),
+            "bootstrap": len(self.boot_shape),
+            "null_minimum": self.minimum,
+        }
 
 
 def _cdf(x, k, log_lam):

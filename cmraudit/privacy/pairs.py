@@ -18,7 +18,11 @@ def write_per_slice_csv(per_slice: dict, path: Path) -> Path:
             row = [i]
             for c in cols:
                 v = per_slice[c][i]
-                row.append(f"{v:.6g}" if isinstance(v, (float, np.floating)) else (int(v) if isinstance(v, (np.bool_, bool)) else v))
+                row.append(
+                    f"{v:.6g}"
+                    if isinstance(v, (float, np.floating))
+                    else (int(v) if isinstance(v, (np.bool_, bool)) else v)
+                )
             w.writerow(row)
     return path
 

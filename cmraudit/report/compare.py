@@ -129,12 +129,20 @@ def headline(report: dict, *, run: str) -> CompareRow:
     spaces = feature_spaces(priv)
     if "registered" in spaces:  # the copy decision (the gate's default scope); older reports: max over spaces
         spaces = {"registered": spaces["registered"]}
-    uppers = [_upper((s.get("copy_detection") or {}).get("copy_rate")) for s in spaces.values() if isinstance(s.get("copy_detection"), dict)]
+    uppers = [
+        _upper((s.get("copy_detection") or {}).get("copy_rate"))
+        for s in spaces.values()
+        if isinstance(s.get("copy_detection"), dict)
+    ]
     uppers = [u for u in uppers if u is not None]
     row.copy_rate_upper = max(uppers) if uppers else None
     mia = priv.get("mia") if isinstance(priv, dict) else None
     if isinstance(mia, dict) and not is_skipped(mia):
-        aucs = [_upper((a.get("patient") or {}).get("auc")) for a in mia.values() if isinstance(a, dict) and isinstance(a.get("patient"), dict)]
+        aucs = [
+            _upper((a.get("patient") or {}).get("auc"))
+            for a in mia.values()
+            if isinstance(a, dict) and isinstance(a.get("patient"), dict)
+        ]
         aucs = [a for a in aucs if a is not None]
         row.mia_auc_upper = max(aucs) if aucs else None
     dp = gen.get("dp")
@@ -192,7 +200,11 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         [r.frechet_distance for r in rows],
         [r.dice_synthetic for r in rows],
         [r.mia_auc_upper for r in rows],
-        labels=("fidelity: Fréchet distance (lower better)", "utility: Dice, synthetic-only (higher better)", "privacy: MIA AUC CI upper (lower better)"),
+        labels=(
+            "fidelity: Fréchet distance (lower better)",
+            "utility: Dice, synthetic-only (higher better)",
+            "privacy: MIA AUC CI upper (lower better)",
+        ),
         optimal=[r.pareto_optimal for r in rows],
     )
     with atomic_file(out / "pareto.png") as tmp:

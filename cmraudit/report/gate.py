@@ -79,7 +79,12 @@ class GateResult:
         return [r for r in self.rules if r.status == "fail"]
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "report": self.report, "policy": self.policy, "rules": [r.to_dict() for r in self.rules]}
+        return {
+            "passed": self.passed,
+            "report": self.report,
+            "policy": self.policy,
+            "rules": [r.to_dict() for r in self.rules],
+        }
 
 
 # ---------------------------------------------------------------- extraction
@@ -105,7 +110,9 @@ def _section(d: Any, key: str, path: str, failures: list[str]) -> dict | None:
     return v
 
 
-def _entries(parent: dict, wanted: tuple[str, ...], path: str, failures: list[str], notes: list[str]) -> Iterable[tuple[str, dict]]:
+def _entries(
+    parent: dict, wanted: tuple[str, ...], path: str, failures: list[str], notes: list[str]
+) -> Iterable[tuple[str, dict]]:
     """Named entries (feature spaces or attacks). Listed in the policy → must be present and run;
     unlisted skipped entries are noted and ignored (e.g. a white-box attack on a generator without a loss)."""
     names = list(wanted) if wanted else list(parent)
@@ -207,7 +214,9 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
             w, e = max(hit, key=lambda c: c[1]["ci"][0])
             reason = (f"copies detected: CI lower {_fmt(e['ci'][0])} > 0 at {w} (point {_fmt(e.get('value'))}, "
                       f"CI [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]){note}")
-            return RuleResult(rule, budget, "fail", "fail", reason, float(e["ci"][1]), e.get("value"), e["ci"][0], w, e.get("unit"))
+            return RuleResult(
+                rule, budget, "fail", "fail", reason, float(e["ci"][1]), e.get("value"), e["ci"][0], w, e.get("unit")
+            )
     ok = upper <= budget
     if ok:
         verdict = "pass"
@@ -216,9 +225,14 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     else:
         verdict = "inconclusive"
     cmp = "<=" if ok else ">"
-    reason = f"CI upper {_fmt(upper)} {cmp} budget {_fmt(budget)} at {where} (point {_fmt(value)}, CI [{_fmt(lower)}, {_fmt(upper)}]){note}"
+    reason = (
+        f"CI upper {_fmt(upper)} {cmp} budget {_fmt(budget)} at {where} "
+        f"(point {_fmt(value)}, CI [{_fmt(lower)}, {_fmt(upper)}]){note}"
+    )
     hint = None if ok else _power_hint(rule, est, budget, report=report, where=where)
-    return RuleResult(rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"), hint)
+    return RuleResult(
+        rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"), hint
+    )
 
 
 def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
@@ -226,20 +240,55 @@ def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
     dp = gen.get("dp", "missing") if isinstance(gen, dict) else "missing"
     if budget is None:
         if isinstance(dp, dict) and isinstance(dp.get("epsilon"), (int, float)):
-            return RuleResult("epsilon", None, "off", "not_required", f"no epsilon budget in the policy (trained with epsilon {_fmt(dp['epsilon'])})", value=float(dp["epsilon"]))
-        return RuleResult("epsilon", None, "off", "not_required", "no epsilon budget in the policy (trained without differential privacy)")
+            return RuleResult(
+                "epsilon",
+                None,
+                "off",
+                "not_required",
+                f"no epsilon budget in the policy (trained with epsilon {_fmt(dp['epsilon'])})",
+                value=float(dp["epsilon"]),
+            )
+        return RuleResult(
+            "epsilon",
+            None,
+            "off",
+            "not_required",
+            "no epsilon budget in the policy (trained without differential privacy)",
+        )
     if dp == "missing":
-        return RuleResult("epsilon", budget, "fail", "inconclusive", "fail closed: generator.dp missing from the report")
+        return RuleResult(
+            "epsilon", budget, "fail", "inconclusive", "fail closed: generator.dp missing from the report"
+        )
     if dp is None:
-        return RuleResult("epsilon", budget, "fail", "fail", "fail closed: the policy requires DP but generator.dp is null (trained without differential privacy)", where="generator.dp")
+        return RuleResult(
+            "epsilon",
+            budget,
+            "fail",
+            "fail",
+            "fail closed: the policy requires DP but generator.dp is null (trained without differential privacy)",
+            where="generator.dp",
+        )
     eps = dp.get("epsilon") if isinstance(dp, dict) else None
     if not isinstance(eps, (int, float)) or isinstance(eps, bool):
-        return RuleResult("epsilon", budget, "fail", "inconclusive", "fail closed: generator.dp.epsilon missing or not a number", where="generator.dp.epsilon")
+        return RuleResult(
+            "epsilon",
+            budget,
+            "fail",
+            "inconclusive",
+            "fail closed: generator.dp.epsilon missing or not a number",
+            where="generator.dp.epsilon",
+        )
     ok = eps <= budget
     return RuleResult(
-        "epsilon", budget, "pass" if ok else "fail", "pass" if ok else "fail",
-        f"epsilon {_fmt(eps)} {'<=' if ok else '>'} budget {_fmt(budget)} (delta {dp.get('delta')}, {dp.get('accountant')} accountant)",
-        upper=float(eps), value=float(eps), where="generator.dp.epsilon",
+        "epsilon",
+        budget,
+        "pass" if ok else "fail",
+        "pass" if ok else "fail",
+        f"epsilon {_fmt(eps)} {'<=' if ok else '>'} budget {_fmt(budget)} (delta {dp.get('delta')}, "
+        f"{dp.get('accountant')} accountant)",
+        upper=float(eps),
+        value=float(eps),
+        where="generator.dp.epsilon",
     )
 
 
@@ -266,8 +315,10 @@ def _dp_audit_rule(report: dict, budget: float | None) -> RuleResult:
                           value=float(eps_hat), where="dp_audit.epsilon_lower_bound")
     limit = budget * float(claimed)
     ok = float(eps_hat) <= limit
-    reason = (f"canary lower bound {_fmt(eps_hat)} {'<=' if ok else '>'} {_fmt(budget)} x claimed epsilon {_fmt(claimed)}"
-              + ("" if ok else ": the DP claim is falsified"))
+    reason = (
+        f"canary lower bound {_fmt(eps_hat)} {'<=' if ok else '>'} {_fmt(budget)} x claimed epsilon {_fmt(claimed)}"
+        + ("" if ok else ": the DP claim is falsified")
+    )
     return RuleResult("dp_audit", budget, "pass" if ok else "fail", "pass" if ok else "fail", reason,
                       upper=float(limit), value=float(eps_hat), where="dp_audit.epsilon_lower_bound")
 
@@ -298,7 +349,15 @@ def compute_verdicts(report: dict, policy: Policy | None = None) -> dict:
         verdict = "fail" if "fail" in vs else "inconclusive" if "inconclusive" in vs else "pass"
         checks[group] = {"verdict": verdict, "reason": "; ".join(f"{r.rule}: {r.reason}" for r in rs)}
     vs = [c["verdict"] for c in checks.values()]
-    overall = "fail" if "fail" in vs else "inconclusive" if "inconclusive" in vs else "pass" if "pass" in vs else "not_required"
+    overall = (
+        "fail"
+        if "fail" in vs
+        else "inconclusive"
+        if "inconclusive" in vs
+        else "pass"
+        if "pass" in vs
+        else "not_required"
+    )
     return {
         "overall": overall,
         "policy": result.policy,

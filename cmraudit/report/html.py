@@ -28,14 +28,18 @@ GRID_N = 16
 _E = html.escape
 
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0
+1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}h3{font-size:1.05em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ddd;padding:.25em
+.5em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .meaning{color:#555;font-size:.92em}.skip{color:#8a6d00}.banner{padding:.6em 1em;border-radius:4px;margin:1em 0}
-.share{background:#e8f5e9;border:1px solid #a5d6a7}.private{background:#ffebee;border:1px solid #ef9a9a;font-weight:bold}
+.share{background:#e8f5e9;border:1px solid #a5d6a7}.private{background:#ffebee;border:1px solid
+#ef9a9a;font-weight:bold}
 .v-pass{background:#c8e6c9}.v-fail{background:#ffcdd2}.v-inconclusive{background:#fff3c4}.v-not_required{background:#eee}
-img{max-width:100%}figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:480px}
+img{max-width:100%}figure{display:inline-block;margin:.5em 1em .5em
+0}figcaption{font-size:.85em;color:#555;max-width:480px}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
 .headline{border:2px solid #607d8b;border-radius:6px;padding:.2em 1em .6em;margin:1em 0;background:#fafcfd}
 .headline h2{margin-top:.4em}.v-measured{background:#e3f2fd}.smoke{background:#fff8e1;border:2px solid #ffb300}
@@ -160,18 +164,28 @@ def _samples(run_dir: Path, include_real: bool, report: dict | None = None) -> s
     if syn is None or len(syn) == 0:
         out.append("<p class='skip'>No synthetic dataset found in the run directory (RUN/synthetic).</p>")
     elif withheld is None and not include_real:
-        out.append(f"<p class='skip'>Synthetic samples withheld: {_E(why)}. Rerun with --include-real-images to show them "
-                   "(the report is then private).</p>")
+        out.append(
+            f"<p class='skip'>Synthetic samples withheld: {_E(why)}. Rerun with --include-real-images to show them "
+            "(the report is then private).</p>"
+        )
     else:
         keep = np.array([i for i in range(len(syn)) if include_real or i not in (withheld or set())], dtype=int)
         idx = keep[_pick(len(keep), GRID_N)] if len(keep) else np.zeros(0, int)
         if withheld and not include_real:
-            out.append(f"<p class='banner private'>{len(withheld)} of {len(syn)} synthetic slices are flagged as copies of "
-                       "training slices and are withheld from this report (they may show a real patient); see the privacy "
-                       "section and RUN/privacy/per_slice_copies.csv.</p>")
+            out.append(
+                f"<p class='banner private'>{len(withheld)} of {len(syn)} synthetic slices are flagged as copies of "
+                "training slices and are withheld from this report (they may show a real patient); see the privacy "
+                "section and RUN/privacy/per_slice_copies.csv.</p>"
+            )
         if len(idx):
-            out.append(_img(plots.sample_grid(syn.images[idx], syn.masks[idx]), "synthetic samples",
-                            f"{len(idx)} of {len(syn)} synthetic slices with their generated masks (RV blue, MYO green, LV red)."))
+            out.append(
+                _img(
+                    plots.sample_grid(syn.images[idx], syn.masks[idx]),
+                    "synthetic samples",
+                    f"{len(idx)} of {len(syn)} synthetic slices with their generated masks (RV blue, MYO green, LV "
+                    "red).",
+                )
+            )
     if include_real:
         tr = _read_ds(run_dir / "data" / "train")
         if tr is not None and len(tr):
@@ -187,30 +201,59 @@ def _privacy(report: dict, run_dir: Path, include_real: bool) -> str:
         return f'<p class="skip">Not computed: {_E(p.get("reason", ""))}</p>'
     out = []
     for level, curves in sorted(roc_curves(p).items()):
-        out.append(_img(plots.roc_plot(curves, title=f"membership inference, {level} level"), f"ROC {level}",
-                        f"ROC curves of each attack at the {level} level, log axes (TPR at 1% FPR is read at the grey line). Curves on the diagonal = the attacker learns nothing."))
+        out.append(
+            _img(
+                plots.roc_plot(curves, title=f"membership inference, {level} level"),
+                f"ROC {level}",
+                f"ROC curves of each attack at the {level} level, log axes (TPR at 1% FPR is read at the grey line). "
+                "Curves on the diagonal = the attacker learns nothing.",
+            )
+        )
     syn = None
     for space, entry in feature_spaces(p).items():
         h = entry.get("dcr_histogram")
         if isinstance(h, dict) and {"bins", "train", "holdout_to_train"} <= set(h) and "holdout" not in h:
             cd = entry.get("copy_detection") if isinstance(entry.get("copy_detection"), dict) else {}
             thr = float(cd["threshold"]) if isinstance(cd.get("threshold"), (int, float)) else None
-            out.append(_img(plots.dcr_histogram(h["bins"], h["train"], h["holdout_to_train"], title=f"copy statistic ({space})",
-                                                threshold=thr),
-                            f"copy statistic {space}", f"{space}: residual of each synthetic slice to its closest training slice "
-                            "(red) and of each novel real (holdout) slice (blue, the calibration reference); the dashed line is "
-                            "the copy threshold. Red mass left of the line = copies."))
+            out.append(
+                _img(
+                    plots.dcr_histogram(
+                        h["bins"], h["train"], h["holdout_to_train"], title=f"copy statistic ({space})", threshold=thr
+                    ),
+                    f"copy statistic {space}",
+                    f"{space}: residual of each synthetic slice to its closest training slice "
+                    "(red) and of each novel real (holdout) slice (blue, the calibration reference); the dashed line "
+                    "is "
+                    "the copy threshold. Red mass left of the line = copies.",
+                )
+            )
         elif isinstance(h, dict) and {"bins", "train", "holdout"} <= set(h):
             thr = None
             cd = entry.get("copy_detection")
             if isinstance(cd, dict) and isinstance(cd.get("threshold"), (int, float)):
                 thr = float(cd["threshold"])
-            out.append(_img(plots.dcr_histogram(h["bins"], h["train"], h["holdout"], title=f"distance to closest record ({space})", threshold=thr),
-                            f"DCR {space}", f"{space} features: distance of each synthetic slice to its closest training slice (red) and holdout slice (blue). A red mass left of the blue one means training slices are reproduced."))
+            out.append(
+                _img(
+                    plots.dcr_histogram(
+                        h["bins"],
+                        h["train"],
+                        h["holdout"],
+                        title=f"distance to closest record ({space})",
+                        threshold=thr,
+                    ),
+                    f"DCR {space}",
+                    f"{space} features: distance of each synthetic slice to its closest training slice (red) and "
+                    "holdout slice (blue). A red mass left of the blue one means training slices are reproduced.",
+                )
+            )
         pairs = top_pairs(entry)
         if pairs and not include_real:  # the synthetic side of a flagged pair may be a copy: never shown
             withheld, _ = withheld_slices(report)
-            pairs = [q for q in pairs if withheld is not None and q.get("synthetic_index") not in withheld and not q.get("flagged")]
+            pairs = [
+                q
+                for q in pairs
+                if withheld is not None and q.get("synthetic_index") not in withheld and not q.get("flagged")
+            ]
         if pairs:
             syn = syn if syn is not None else _read_ds(run_dir / "synthetic")
             out.append(_pairs(pairs, space, syn, run_dir, include_real))
@@ -219,12 +262,18 @@ def _privacy(report: dict, run_dir: Path, include_real: bool) -> str:
 
 
 def _pairs(pairs: list[dict], space: str, syn, run_dir: Path, include_real: bool, k: int = 8) -> str:
-    pairs = [q for q in pairs if isinstance(q.get("synthetic_index"), int) and not isinstance(q.get("synthetic_index"), bool)][:k]
+    pairs = [
+        q for q in pairs if isinstance(q.get("synthetic_index"), int) and not isinstance(q.get("synthetic_index"), bool)
+    ][:k]
     rows = "".join(
-        f'<tr><td class="num">{_fmt(q.get("synthetic_index"))}</td><td class="num">{_fmt(q.get("distance"))}</td><td>{_fmt(q.get("flagged"))}</td></tr>'
+        f'<tr><td class="num">{_fmt(q.get("synthetic_index"))}</td><td '
+        f'class="num">{_fmt(q.get("distance"))}</td><td>{_fmt(q.get("flagged"))}</td></tr>'
         for q in pairs
     )
-    table = f"<table><tr><th>synthetic slice</th><th>distance to nearest training slice</th><th>flagged as copy</th></tr>{rows}</table>"
+    table = (
+        "<table><tr><th>synthetic slice</th><th>distance to nearest training slice</th><th>flagged as copy</th></tr>"
+        f"{rows}</table>"
+    )
     if syn is None:
         return f"<h3>Closest pairs ({_E(space)})</h3>{table}"
     si = np.array([int(q["synthetic_index"]) for q in pairs if 0 <= int(q["synthetic_index"]) < len(syn)], dtype=int)
@@ -275,19 +324,38 @@ def _bars(section: Any, root: str, keys: tuple[str, ...], title: str, ylabel: st
 def _dp(report: dict) -> str:
     dp = (report.get("generator") or {}).get("dp")
     if dp is None:
-        return "<p>No differential-privacy guarantee: the generator was trained without DP-SGD (generator.dp is null).</p>"
-    rows = "".join(f"<tr><th>{_E(str(k))}</th><td>{_fmt(v) if not isinstance(v, (dict, list)) else '<pre>' + _E(json.dumps(v, indent=1)) + '</pre>'}</td></tr>" for k, v in dp.items())
-    return ("<p class='meaning'>(ε, δ)-differential privacy of generator training: an attacker's odds of telling whether any one patient was in the "
-            "training set grow by at most e<sup>ε</sup> (plus probability δ). Patient-level accounting protects all slices of a patient.</p>"
-            f"<table>{rows}</table>")
+        return (
+            "<p>No differential-privacy guarantee: the generator was trained without DP-SGD (generator.dp is null).</p>"
+        )
+    rows = "".join(
+        f"<tr><th>{_E(str(k))}</th><td>"
+        f"{_fmt(v) if not isinstance(v, (dict, list)) else '<pre>' + _E(json.dumps(v, indent=1)) + '</pre>'}</td></tr>"
+        for k, v in dp.items()
+    )
+    return (
+        "<p class='meaning'>(ε, δ)-differential privacy of generator training: an attacker's odds of telling whether "
+        "any one patient was in the "
+        "training set grow by at most e<sup>ε</sup> (plus probability δ). Patient-level accounting protects all slices "
+        "of a patient.</p>"
+        f"<table>{rows}</table>"
+    )
 
 
 def _provenance(report: dict) -> str:
-    text = json.dumps({"schema_version": report.get("schema_version"), "run": report.get("run"), "generator": report.get("generator")}, indent=2)
+    text = json.dumps(
+        {
+            "schema_version": report.get("schema_version"),
+            "run": report.get("run"),
+            "generator": report.get("generator"),
+        },
+        indent=2,
+    )
     return f"<pre>{_E(text)}</pre>"
 
 
-def render_html(run_dir: str | os.PathLike, *, include_real_images: bool = False, out: str | os.PathLike | None = None) -> Path:
+def render_html(
+    run_dir: str | os.PathLike, *, include_real_images: bool = False, out: str | os.PathLike | None = None
+) -> Path:
     """Write ``run_dir/report.html`` (or ``out``) from ``run_dir/report.json``; returns the path.
 
     Real images are embedded only when ``include_real_images`` is True.
@@ -303,8 +371,10 @@ def render_html(run_dir: str | os.PathLike, *, include_real_images: bool = False
         banner = f'<div class="banner share">No synthetic or real slice shown: {_E(why)}.</div>'
     else:
         extra = f" {len(withheld)} synthetic slices flagged as copies are withheld." if withheld else ""
-        banner = ('<div class="banner share">No real patient image in this report: synthetic slices checked against the '
-                  f'training set by the copy search, distances and statistics only.{extra}</div>')
+        banner = (
+            '<div class="banner share">No real patient image in this report: synthetic slices checked against the '
+            f"training set by the copy search, distances and statistics only.{extra}</div>"
+        )
     path = Path(out) if out else run_dir / HTML_NAME
     # training snapshots are not in the copy search: shown only when no final synthetic slice was flagged
     show_snap = include_real_images or withheld == set()

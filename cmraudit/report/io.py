@@ -65,7 +65,9 @@ def read_report(path: str | os.PathLike) -> dict:
     """
     p = resolve_report_path(path)
     if not p.is_file():
-        raise ReportSchemaError(f"{p}: no such report (expected RUN_DIR/report.json written by `cmraudit run` or `cmraudit audit`)")
+        raise ReportSchemaError(
+            f"{p}: no such report (expected RUN_DIR/report.json written by `cmraudit run` or `cmraudit audit`)"
+        )
     try:
         report = json.loads(p.read_text(), parse_constant=_reject_constant)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:

@@ -63,7 +63,9 @@ def sample_grid(
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell_inches, nrows * cell_inches + (0.3 if title else 0)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * cell_inches, nrows * cell_inches + (0.3 if title else 0)), squeeze=False
+    )
     cmap = _mask_cmap()
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -79,7 +81,9 @@ def sample_grid(
     return png_bytes(fig)
 
 
-def roc_plot(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str, floor: float = 1e-3) -> bytes:
+def roc_plot(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str, floor: float = 1e-3
+) -> bytes:
     """ROC curves on log–log axes (low false-positive rates are what matter); chance = diagonal.
 
     FPR/TPR values of 0 are drawn at ``floor`` so the curve stays visible on log axes.
@@ -99,11 +103,20 @@ def roc_plot(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, t
     ax.set_xlabel("false-positive rate (non-members accused)")
     ax.set_ylabel("true-positive rate (members found)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside: curves stay visible
+    ax.legend(
+        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0
+    )  # beside: curves stay visible
     return png_bytes(fig)
 
 
-def dcr_histogram(bins: Sequence[float], train: Sequence[float], holdout: Sequence[float], *, title: str, threshold: float | None = None) -> bytes:
+def dcr_histogram(
+    bins: Sequence[float],
+    train: Sequence[float],
+    holdout: Sequence[float],
+    *,
+    title: str,
+    threshold: float | None = None,
+) -> bytes:
     """Histograms of distances to the closest record: synthetic→train vs synthetic→holdout (or holdout→train).
 
     A mass near zero only in the train histogram means copies of training slices.

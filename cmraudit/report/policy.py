@@ -52,14 +52,18 @@ DEFAULT_FEATURE_SPACES: tuple[str, ...] = ("registered",)
 DETECTION_RULES = ("copy_rate", "patients_copied")
 
 RULE_HELP = {
-    "copy_rate": "share of synthetic slices that are copies of a training slice (95% CI, corrected for false flags and recall; "
-                 "fails when copies are detected, passes when the upper bound is within budget; unit slice)",
-    "patients_copied": "share of training patients with at least one copied slice (95% CI upper bound, max over feature spaces; unit patient)",
+    "copy_rate": "share of synthetic slices that are copies of a training slice (95% CI, corrected for false flags and "
+                 "recall; "
+    "fails when copies are detected, passes when the upper bound is within budget; unit slice)",
+    "patients_copied": "share of training patients with at least one copied slice (95% CI upper bound, max over "
+                       "feature spaces; unit patient)",
     "mia_auc": "membership-inference ROC AUC, 0.5 = chance (95% CI upper bound, max over attacks; unit patient)",
-    "mia_tpr_at_1pct_fpr": "share of member patients an attacker finds while wrongly accusing 1% of non-members (95% CI upper bound, max over attacks)",
-    "epsilon": "differential-privacy epsilon of the generator training (total over stages; an upper bound by construction)",
+    "mia_tpr_at_1pct_fpr": "share of member patients an attacker finds while wrongly accusing 1% of non-members (95% "
+                           "CI upper bound, max over attacks)",
+    "epsilon": "differential-privacy epsilon of the generator training (total over stages; an upper bound by "
+               "construction)",
     "dp_audit": "canary DP audit: fails when the measured lower bound on epsilon exceeds budget x the claimed epsilon "
-                "(a falsified DP claim); not required when the report holds no dp_audit block",
+    "(a falsified DP claim); not required when the report holds no dp_audit block",
 }
 
 _LEVELS = ("patient", "slice")
@@ -79,7 +83,11 @@ class Policy:
         return {
             "source": self.source,
             "rules": dict(self.rules),
-            "scope": {"feature_spaces": list(self.feature_spaces), "attacks": list(self.attacks), "mia_level": self.mia_level},
+            "scope": {
+                "feature_spaces": list(self.feature_spaces),
+                "attacks": list(self.attacks),
+                "mia_level": self.mia_level,
+            },
         }
 
 
@@ -134,7 +142,9 @@ def policy_from_dict(d: Mapping[str, Any], *, source: str = "policy") -> Policy:
         level = "patient"
     if problems:
         raise ConfigError(f"{source}: invalid gate policy: " + "; ".join(problems) + " (see docs/concepts.md#gate)")
-    return Policy(rules=rules, feature_spaces=lists["feature_spaces"], attacks=lists["attacks"], mia_level=level, source=source)
+    return Policy(
+        rules=rules, feature_spaces=lists["feature_spaces"], attacks=lists["attacks"], mia_level=level, source=source
+    )
 
 
 def load_policy(path: str | os.PathLike | None) -> Policy:
@@ -147,7 +157,9 @@ def load_policy(path: str | os.PathLike | None) -> Policy:
     try:
         d = tomllib.loads(p.read_text())
     except FileNotFoundError as e:
-        raise ConfigError(f"{p}: policy file not found (pass --policy PATH to a TOML policy, or omit it for the default policy)") from e
+        raise ConfigError(
+            f"{p}: policy file not found (pass --policy PATH to a TOML policy, or omit it for the default policy)"
+        ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read policy ({e})") from e
     except tomllib.TOMLDecodeError as e:

@@ -72,7 +72,12 @@ def split_counts(ds) -> dict:
 
 def build_data_section(*, train, holdout, synthetic, test=None, source: str | None = None) -> dict:
     """The ``data`` section from Datasets: split sizes in patients and slices."""
-    out = {"source": source, "train": split_counts(train), "holdout": split_counts(holdout), "synthetic": split_counts(synthetic)}
+    out = {
+        "source": source,
+        "train": split_counts(train),
+        "holdout": split_counts(holdout),
+        "synthetic": split_counts(synthetic),
+    }
     out["test"] = None if test is None else split_counts(test)
     return out
 

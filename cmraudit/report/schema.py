@@ -74,7 +74,11 @@ class _Checker:
                     continue
                 sub = f"{path}.{k}"
                 if metrics and k in ESTIMATE_KEYS and "value" not in node and _is_num(v):
-                    self.add(sub, f"bare number {v!r}; expected an estimate {{value, ci, n, unit}} or {{status: skipped, reason}}")
+                    self.add(
+                        sub,
+                        f"bare number {v!r}; expected an estimate {{value, ci, n, unit}} or {{status: skipped, "
+                        "reason}",
+                    )
                 if metrics and k in ESTIMATE_KEYS and isinstance(v, (list, str)):
                     self.add(sub, f"got {_type_name(v)}; expected an estimate or a skipped entry")
                 self.walk(v, sub, metrics=metrics)
@@ -152,7 +156,11 @@ class _Checker:
                 self.add(key, "missing (required top-level key)")
         ver = r.get("schema_version")
         if "schema_version" in r and ver not in SUPPORTED_VERSIONS:
-            self.add("schema_version", f"unknown version {ver!r}; this cmraudit reads {list(SUPPORTED_VERSIONS)} (upgrade cmraudit or re-run the audit)")
+            self.add(
+                "schema_version",
+                f"unknown version {ver!r}; this cmraudit reads {list(SUPPORTED_VERSIONS)} (upgrade cmraudit or re-run "
+                "the audit)",
+            )
         self.run(r.get("run"))
         self.data(r.get("data"))
         self.generator(r.get("generator"))
@@ -199,14 +207,16 @@ class _Checker:
             return
         self.require(g, "name", "generator", str, "the generator name (str)")
         if "dp" not in g:
-            self.add("generator.dp", "missing (required: null when trained without DP, else {epsilon, delta, accountant})")
+            self.add(
+                "generator.dp", "missing (required: null when trained without DP, else {epsilon, delta, accountant})"
+            )
         elif g["dp"] is not None:
             dp = g["dp"]
             if not isinstance(dp, dict):
                 self.add("generator.dp", f"expected null or an object, got {_type_name(dp)}")
                 return
             for key, t in DP_REQUIRED.items():
-                self.require(dp, key, "generator.dp", t, "a number" if t != str else "str")
+                self.require(dp, key, "generator.dp", t, "a number" if t is not str else "str")
 
     def privacy(self, p: dict) -> None:
         spaces = self.section_or_skipped(p, "feature_spaces", "privacy")
@@ -256,7 +266,9 @@ class _Checker:
             return
         for name, c in checks.items():
             if not (isinstance(c, dict) and c.get("verdict") in VERDICTS and isinstance(c.get("reason"), str)):
-                self.add(f"verdicts.checks.{name}", f"expected {{verdict: one of {list(VERDICTS)}, reason: str}}, got {c!r}")
+                self.add(
+                    f"verdicts.checks.{name}", f"expected {{verdict: one of {list(VERDICTS)}, reason: str}}, got {c!r}"
+                )
 
 
 def validate_report(report: Any, *, source: str = "report.json") -> None:

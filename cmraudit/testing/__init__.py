@@ -41,7 +41,10 @@ def check_generator(cls: type, *, name: str | None = None, params: dict | None =
         failed = [r for r in results if r.failed]
         if failed:
             label = name or getattr(cls, "name", cls.__name__)
-            raise AssertionError(f"{label}: {len(failed)} conformance check(s) failed: " + "; ".join(f"{r.name}: {r.message}" for r in failed))
+            raise AssertionError(
+                f"{label}: {len(failed)} conformance check(s) failed: "
+                + "; ".join(f"{r.name}: {r.message}" for r in failed)
+            )
     return results
 
 

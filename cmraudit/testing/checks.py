@@ -114,7 +114,10 @@ def check_init_stores_params(ctx: CheckContext) -> None:
     fitted = [k for k in vars(gen) if k.endswith("_") and not k.startswith("_")]
     _expect(not fitted, f"__init__ set fitted attributes {fitted}; set them in fit()")
     clone = ctx.cls(**got)
-    _expect(all(_same(clone.get_params()[k], v) for k, v in got.items()), "cls(**get_params()) does not reproduce the parameters")
+    _expect(
+        all(_same(clone.get_params()[k], v) for k, v in got.items()),
+        "cls(**get_params()) does not reproduce the parameters",
+    )
 
 
 def _same(a, b) -> bool:
@@ -151,7 +154,8 @@ def check_unknown_param_rejected(ctx: CheckContext) -> None:
 
 
 def check_bad_params_rejected(ctx: CheckContext) -> None:
-    """Each of the plugin's ``conformance_bad_params()`` is rejected (at init or fit) with a UsageError naming the problem."""
+    """Each of the plugin's ``conformance_bad_params()`` is rejected (at init or fit) with a UsageError naming the
+    problem."""
     bad = getattr(ctx.cls, "conformance_bad_params", None)
     cases = bad() if callable(bad) else []
     for case in cases:
@@ -170,17 +174,26 @@ def check_fit_returns_self(ctx: CheckContext) -> None:
     """``fit`` returns the generator itself and sets fitted attributes (ending in ``_``)."""
     gen = ctx.fitted()
     _expect(ctx._fitted[1] is gen, f"fit returned {type(ctx._fitted[1]).__name__}, expected self")
-    _expect(any(k.endswith("_") and not k.startswith("_") for k in vars(gen)), "fit set no fitted attribute (name ending in _)")
+    _expect(
+        any(k.endswith("_") and not k.startswith("_") for k in vars(gen)),
+        "fit set no fitted attribute (name ending in _)",
+    )
 
 
 def _check_dataset(ds: Any, *, n: int, shape: tuple[int, int], what: str) -> None:
     _expect(isinstance(ds, Dataset), f"{what} returned {type(ds).__name__}, expected a cmraudit Dataset")
     _expect(len(ds) == n, f"{what} returned {len(ds)} slices, expected {n}")
     _expect(ds.shape == shape, f"{what} returned slices of {ds.shape}, expected {shape}")
-    _expect(ds.images.dtype == np.float32 and ds.masks.dtype == np.uint8, f"{what}: dtypes {ds.images.dtype}/{ds.masks.dtype}, expected float32/uint8")
+    _expect(
+        ds.images.dtype == np.float32 and ds.masks.dtype == np.uint8,
+        f"{what}: dtypes {ds.images.dtype}/{ds.masks.dtype}, expected float32/uint8",
+    )
     im = np.asarray(ds.images)
     _expect(bool(np.isfinite(im).all()), f"{what}: images contain NaN/Inf")
-    _expect(im.min() >= -1.0001 and im.max() <= 1.0001, f"{what}: image range {im.min():.3f}..{im.max():.3f} outside [-1, 1]")
+    _expect(
+        im.min() >= -1.0001 and im.max() <= 1.0001,
+        f"{what}: image range {im.min():.3f}..{im.max():.3f} outside [-1, 1]",
+    )
     _expect(int(np.asarray(ds.masks).max(initial=0)) <= 3, f"{what}: mask labels above 3")
     _expect(all(str(s).startswith("synthetic") for s in ds.source), f"{what}: source must start with 'synthetic'")
 
@@ -209,7 +222,9 @@ def check_sample_args(ctx: CheckContext) -> None:
         except UsageError:
             continue
         except Exception as e:  # noqa: BLE001
-            raise AssertionError(f"sample({', '.join(kw) or 'no masks, no n'}) raised {type(e).__name__}, expected UsageError") from e
+            raise AssertionError(
+                f"sample({', '.join(kw) or 'no masks, no n'}) raised {type(e).__name__}, expected UsageError"
+            ) from e
         raise AssertionError(f"sample({', '.join(kw) or 'no masks, no n'}) did not raise UsageError")
 
 
@@ -218,7 +233,9 @@ def check_seed_determinism(ctx: CheckContext) -> None:
     gen = ctx.fitted()
     kw = {"n": 2} if ctx.tags().two_stage else {"masks": np.asarray(ctx.train.masks[:2])}
     a, b, c = gen.sample(seed=5, **kw), gen.sample(seed=5, **kw), gen.sample(seed=6, **kw)
-    _expect(np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks), "the same seed gave different samples")
+    _expect(
+        np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks), "the same seed gave different samples"
+    )
     _expect(not np.array_equal(a.images, c.images), "seeds 5 and 6 gave identical images")
 
 
@@ -231,7 +248,10 @@ def check_save_load_roundtrip(ctx: CheckContext) -> None:
         loaded = ctx.cls.load(Path(d) / "model")
     _expect(type(loaded) is ctx.cls, f"load returned {type(loaded).__name__}, expected {ctx.cls.__name__}")
     a, b = gen.sample(seed=3, **kw), loaded.sample(seed=3, **kw)
-    _expect(np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks), "samples differ after save/load with the same seed")
+    _expect(
+        np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks),
+        "samples differ after save/load with the same seed",
+    )
 
 
 def check_dp_hook(ctx: CheckContext) -> None:
@@ -258,9 +278,14 @@ def check_dp_hook(ctx: CheckContext) -> None:
     gen = ctx.make()  # micro batch_size (4) ≤ 12 patients
     gen.fit(train, seed=0, progress=False, dp=dp, **ctx.fit_kwargs)
     block = getattr(gen, "dp_", None)
-    _expect(isinstance(block, dict), f"after fit(dp=…) gen.dp_ is {block!r}, expected the generator.dp dict (compose_budget)")
+    _expect(
+        isinstance(block, dict),
+        f"after fit(dp=…) gen.dp_ is {block!r}, expected the generator.dp dict (compose_budget)",
+    )
     eps = block.get("epsilon")
-    _expect(isinstance(eps, (int, float)) and 0 < eps <= 8.0 + 1e-6, f"gen.dp_['epsilon'] = {eps!r}, expected in (0, 8]")
+    _expect(
+        isinstance(eps, (int, float)) and 0 < eps <= 8.0 + 1e-6, f"gen.dp_['epsilon'] = {eps!r}, expected in (0, 8]"
+    )
     _expect(block.get("unit") == "patient", f"gen.dp_['unit'] = {block.get('unit')!r}, expected 'patient'")
     _expect(bool(block.get("stages")), "gen.dp_['stages'] is empty; every stage trained on patient data must be listed")
     _check_dataset(gen.sample(n=2, seed=1), n=2, shape=train.shape, what="sample(n=2) after a DP fit")
@@ -289,8 +314,10 @@ def check_hooks(ctx: CheckContext) -> None:
     gen = ctx.fitted()
     T = int(getattr(gen, "num_train_timesteps", 1000))
     (a0, s0), (a1, s1) = gen.noise_schedule(0), gen.noise_schedule(T - 1)
-    _expect(a0 > 0.9 and s0 < 0.2 and a1 < 0.2 and s1 > 0.9,
-            f"noise_schedule: t = 0 must be (nearly) clean and t = T-1 (nearly) pure noise, got {(a0, s0)} and {(a1, s1)}")
+    _expect(
+        a0 > 0.9 and s0 < 0.2 and a1 < 0.2 and s1 > 0.9,
+        f"noise_schedule: t = 0 must be (nearly) clean and t = T-1 (nearly) pure noise, got {(a0, s0)} and {(a1, s1)}",
+    )
     im, mk = np.asarray(ctx.train.images[:3], np.float32), np.asarray(ctx.train.masks[:3])
     e = np.asarray(gen.predict_noise(im, mk, t=T // 2))
     _expect(e.shape == im.shape and bool(np.isfinite(e).all()), f"predict_noise returned shape {e.shape} or NaN/Inf")
@@ -298,12 +325,25 @@ def check_hooks(ctx: CheckContext) -> None:
 
 
 CHECKS: tuple[Callable[[CheckContext], None], ...] = (
-    check_tags, check_init_stores_params, check_unknown_param_rejected, check_not_fitted_error, check_bad_params_rejected,
-    check_fit_returns_self, check_sample_n, check_sample_masks, check_sample_args, check_seed_determinism,
-    check_save_load_roundtrip, check_dp_hook, check_loss, check_hooks,
+    check_tags,
+    check_init_stores_params,
+    check_unknown_param_rejected,
+    check_not_fitted_error,
+    check_bad_params_rejected,
+    check_fit_returns_self,
+    check_sample_n,
+    check_sample_masks,
+    check_sample_args,
+    check_seed_determinism,
+    check_save_load_roundtrip,
+    check_dp_hook,
+    check_loss,
+    check_hooks,
 )
 
-def make_context(cls: type, *, params: dict | None = None, fit_kwargs: dict | None = None, seed: int = 0) -> CheckContext:
+def make_context(
+    cls: type, *, params: dict | None = None, fit_kwargs: dict | None = None, seed: int = 0
+) -> CheckContext:
     if not inspect.isclass(cls):
         raise UsageError(f"check_generator expects a generator class, got {type(cls).__name__}")
     if params is None:

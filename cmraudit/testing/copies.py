@@ -4,7 +4,8 @@ One trial draws its own phantom, patient split (train / holdout / novel), copies
 from ``seed``, calibrates the copy search on train + holdout, and audits synthetic sets of
 ``n_synthetic`` slices made of novel slices plus copies of training slices at each planted rate
 (each copy under one transform of :data:`cmraudit.data.copy_transforms.COPY_TRANSFORMS`). Rates
-given in ``binomial_rates`` plant Binomial(n, rate) copies instead of exactly round(rate · n) (keys ``binomial:<rate>``).
+given in ``binomial_rates`` plant Binomial(n, rate) copies instead of exactly round(rate · n) (keys
+``binomial:<rate>``).
 """
 from __future__ import annotations
 
@@ -24,9 +25,21 @@ from ..privacy.copy_search import (
 from ..data.copy_transforms import COPY_TRANSFORMS, plant_copies
 
 
-def copy_trial(seed: int, *, subjects: int = 90, slices: int = 5, size: int = 64, split=(50, 20, 20), n_synthetic: int = 400,
-               rates=(0.0, 0.01, 0.02, 0.05, 0.45), binomial_rates=(), budget: float = 0.02,
-               params: CopySearchParams | None = None, images=None, patients=None) -> dict:
+def copy_trial(
+    seed: int,
+    *,
+    subjects: int = 90,
+    slices: int = 5,
+    size: int = 64,
+    split=(50, 20, 20),
+    n_synthetic: int = 400,
+    rates=(0.0, 0.01, 0.02, 0.05, 0.45),
+    binomial_rates=(),
+    budget: float = 0.02,
+    params: CopySearchParams | None = None,
+    images=None,
+    patients=None,
+) -> dict:
     """Run one seeded trial; returns per-rate results and per-copy detections (see module docstring).
 
     ``images`` / ``patients``: use this real data instead of a phantom (e.g. Sunnybrook).
@@ -41,20 +54,38 @@ def copy_trial(seed: int, *, subjects: int = 90, slices: int = 5, size: int = 64
     pats = np.unique(patients)
     rng.shuffle(pats)
     n_tr, n_ho, n_nv = split
-    groups = {"train": pats[:n_tr], "holdout": pats[n_tr : n_tr + n_ho], "novel": pats[n_tr + n_ho : n_tr + n_ho + n_nv]}
+    groups = {
+        "train": pats[:n_tr],
+        "holdout": pats[n_tr : n_tr + n_ho],
+        "novel": pats[n_tr + n_ho : n_tr + n_ho + n_nv],
+    }
     sel = {k: np.isin(patients, v) for k, v in groups.items()}
     tr_img, tr_pat = images[sel["train"]], patients[sel["train"]]
     index = RegisteredCopyIndex(tr_img, tr_pat, k_candidates=params.k_candidates)
-    tau, tail, info = calibrate(index, tr_img, images[sel["holdout"]], patients[sel["holdout"]], params=params, seed=seed)
+    tau, tail, info = calibrate(
+        index, tr_img, images[sel["holdout"]], patients[sel["holdout"]], params=params, seed=seed
+    )
     fu, f = tail.cdf_upper(tau), tail.cdf(tau)
     rec = recall_check(index, tr_img, tau=tau, n_copies=params.recall_copies, seed=seed + 1)
     novel = images[sel["novel"]]
     nov_pat = patients[sel["novel"]]
     d_nov, _ = index.query(novel, k=1)
-    out = {"seed": seed, "tau": tau, "fpr": f, "fpr_upper": fu, "tau_rule": info["rule"], "recall": rec["estimate"].value,
-           "recall_lower": rec["estimate"].ci[0], "null_min": tail.minimum, "novel_flags": int((d_nov[:, 0] < tau).sum()),
-           "novel_slices": int(len(novel)), "novel_min": float(d_nov[:, 0].min()),
-           "novel_flag_patients": sorted(set(nov_pat[d_nov[:, 0] < tau])), "rates": {}, "copies": []}
+    out = {
+        "seed": seed,
+        "tau": tau,
+        "fpr": f,
+        "fpr_upper": fu,
+        "tau_rule": info["rule"],
+        "recall": rec["estimate"].value,
+        "recall_lower": rec["estimate"].ci[0],
+        "null_min": tail.minimum,
+        "novel_flags": int((d_nov[:, 0] < tau).sum()),
+        "novel_slices": int(len(novel)),
+        "novel_min": float(d_nov[:, 0].min()),
+        "novel_flag_patients": sorted(set(nov_pat[d_nov[:, 0] < tau])),
+        "rates": {},
+        "copies": [],
+    }
     mdr = min_detectable_rate(n_synthetic, recall=rec["estimate"].value, fpr=f, fpr_upper=fu, power=params.power)
     out["mdr"] = mdr
     plan = [(str(r), r, False) for r in rates] + [(f"binomial:{r}", r, True) for r in binomial_rates]
@@ -68,12 +99,21 @@ def copy_trial(seed: int, *, subjects: int = 90, slices: int = 5, size: int = 64
         flags_nov = int((d_nov[nov_pick, 0] < tau).sum())
         found = d_cp[:, 0] < tau
         k = flags_nov + int(found.sum())
-        est = copy_rate_interval(k, n_synthetic, fpr=f, fpr_upper=fu, recall=rec["estimate"], confidence=params.confidence)
+        est = copy_rate_interval(
+            k, n_synthetic, fpr=f, fpr_upper=fu, recall=rec["estimate"], confidence=params.confidence
+        )
         lo, hi = est.ci
         verdict = "fail" if lo > 0 else "pass" if hi <= budget else "inconclusive"
         planted = n_copy / n_synthetic
-        out["rates"][key] = {"planted": planted, "flags": k, "false_flags": flags_nov, "value": est.value, "ci": [lo, hi],
-                                   "covered": bool(lo <= planted <= hi), "verdict": verdict}
+        out["rates"][key] = {
+            "planted": planted,
+            "flags": k,
+            "false_flags": flags_nov,
+            "value": est.value,
+            "ci": [lo, hi],
+            "covered": bool(lo <= planted <= hi),
+            "verdict": verdict,
+        }
         out["copies"] += [{"transform": str(t), "found": bool(x and tr_pat[i] == tr_pat[s])}
                           for t, x, i, s in zip(kinds, found, i_cp[:, 0], src)]
     out["seconds"] = round(time.perf_counter() - t0, 2)

@@ -42,6 +42,13 @@ def make_toy_dataset(*, n_patients: int = 6, slices: int = 4, size: int = 32, ve
             vend.append(v)
             sl.append(s)
     n = len(images)
-    return Dataset(images=np.stack(images), masks=np.stack(masks), patient_id=np.array(pids, dtype=object),
-                   vendor=np.array(vend, dtype=object), slice_index=np.array(sl), source=np.full(n, "toy", dtype=object),
-                   frame=np.full(n, "ED", dtype=object), spacing_mm=np.full((n, 2), 1.5))
+    return Dataset(
+        images=np.stack(images),
+        masks=np.stack(masks),
+        patient_id=np.array(pids, dtype=object),
+        vendor=np.array(vend, dtype=object),
+        slice_index=np.array(sl),
+        source=np.full(n, "toy", dtype=object),
+        frame=np.full(n, "ED", dtype=object),
+        spacing_mm=np.full((n, 2), 1.5),
+    )

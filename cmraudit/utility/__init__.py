@@ -5,5 +5,14 @@ from .evaluate import UtilityResult, evaluate_utility, utility_stage
 from .metrics import compute_asd, compute_dice, compute_hd95, compute_iou, score_segmentation
 from .segmentation import Segmenter
 
-__all__ = ["Segmenter", "UtilityResult", "compute_asd", "compute_dice", "compute_hd95", "compute_iou", "evaluate_utility",
-           "score_segmentation", "utility_stage"]
+__all__ = [
+    "Segmenter",
+    "UtilityResult",
+    "compute_asd",
+    "compute_dice",
+    "compute_hd95",
+    "compute_iou",
+    "evaluate_utility",
+    "score_segmentation",
+    "utility_stage",
+]

@@ -96,7 +96,10 @@ def _train_and_score(train: Dataset, test: Dataset, *, preset: str, seed: int, p
     try:
         seg = Segmenter(preset=preset, **seg_params)
     except TypeError as e:
-        raise UsageError(f"segmenter options {sorted(seg_params)} not understood ({e}); expected iterations, batch_size, filters, lr, flips, device") from e
+        raise UsageError(
+            f"segmenter options {sorted(seg_params)} not understood ({e}); expected iterations, batch_size, filters, "
+            "lr, flips, device"
+        ) from e
     seg.fit(train, seed=seed, progress=progress, desc=f"segmenter trained on {label}" if label else "segmentation")
     fit_s = time.perf_counter() - t0
     pred = seg.predict(np.asarray(test.images))
@@ -161,7 +164,9 @@ def evaluate_utility(
         raise DataError("utility needs a non-empty real test set")
     for name, ds in (("train", train), ("synthetic", synthetic)):
         if ds is not None and len(ds) and tuple(ds.shape) != tuple(test.shape):
-            raise DataError(f"{name} slices are {tuple(ds.shape)} but test slices {tuple(test.shape)}; prepare all at one size")
+            raise DataError(
+                f"{name} slices are {tuple(ds.shape)} but test slices {tuple(test.shape)}; prepare all at one size"
+            )
     sp = np.where(np.isfinite(test.spacing_mm), test.spacing_mm, 1.0)
     penalty = missed_penalty_mm(test.shape, tuple(sp.max(axis=0)))
     out: dict = {}
@@ -200,7 +205,9 @@ def utility_stage(ctx) -> dict:
                             progress=ctx.progress, device=ctx.device).to_dict()
 
 
-def _cross_vendor(*, train, synthetic, test, seed, preset, mix_ratio, real_model, progress, seg_params, timings) -> dict:
+def _cross_vendor(
+    *, train, synthetic, test, seed, preset, mix_ratio, real_model, progress, seg_params, timings
+) -> dict:
     groups = vendor_groups(train, test)
     if groups is None:
         return skipped("vendors unknown or fewer than two vendors in the data")
@@ -232,7 +239,13 @@ def _cross_vendor(*, train, synthetic, test, seed, preset, mix_ratio, real_model
         regimes["real+synthetic"] = _regime_block(sc, mixed, fit_s, seed=seed)
     if real_model is not None:
         pred = real_model.predict(np.asarray(te.images))
-        sc = score_segmentation(pred=pred, gt=np.asarray(te.masks), patient_id=te.patient_id, annotated=te.annotated, spacing_mm=te.spacing_mm)
+        sc = score_segmentation(
+            pred=pred,
+            gt=np.asarray(te.masks),
+            patient_id=te.patient_id,
+            annotated=te.annotated,
+            spacing_mm=te.spacing_mm,
+        )
         regimes["real_all_vendors"] = summarise_scores(sc, seed=seed)
     res["regimes"] = regimes
     return res

@@ -97,10 +97,17 @@ class Segmenter:
         if self.preset not in PRESETS:
             raise UsageError(f"segmentation preset {self.preset!r} is unknown; expected one of {', '.join(PRESETS)}")
         cfg = PRESETS[self.preset]
-        over = {k: getattr(self, k) for k in ("iterations", "batch_size", "filters", "lr", "flips") if getattr(self, k) is not None}
+        over = {
+            k: getattr(self, k)
+            for k in ("iterations", "batch_size", "filters", "lr", "flips")
+            if getattr(self, k) is not None
+        }
         cfg = replace(cfg, **over)
         if cfg.iterations < 1 or cfg.batch_size < 1 or len(cfg.filters) < 2:
-            raise UsageError(f"segmentation settings invalid: iterations={cfg.iterations}, batch_size={cfg.batch_size}, filters={cfg.filters}")
+            raise UsageError(
+                f"segmentation settings invalid: iterations={cfg.iterations}, batch_size={cfg.batch_size}, "
+                f"filters={cfg.filters}"
+            )
         return cfg
 
     def fit(self, train, *, seed: int, progress: bool = False, desc: str = "segmentation") -> "Segmenter":
@@ -114,13 +121,17 @@ class Segmenter:
         h, w = train.shape
         div = 2 ** (len(cfg.filters) - 1)
         if h % div or w % div:
-            raise UsageError(f"image size {h}x{w} must be divisible by {div} for filters {cfg.filters}; use fewer levels")
+            raise UsageError(
+                f"image size {h}x{w} must be divisible by {div} for filters {cfg.filters}; use fewer levels"
+            )
         dev = select_device(self.device)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         net = make_dynunet(cfg.filters).to(dev)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, cfg.iterations) / cfg.iterations)))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, cfg.iterations) / cfg.iterations))
+        )
         images = torch.from_numpy(np.ascontiguousarray(train.images, dtype=np.float32))[:, None]
         masks = torch.from_numpy(np.ascontiguousarray(train.masks, dtype=np.int64))[:, None]
         ann = torch.from_numpy(np.asarray(train.annotated, dtype=np.int64))
@@ -181,6 +192,8 @@ class Segmenter:
         out = np.empty(np.shape(images), dtype=np.uint8)
         with torch.no_grad():
             for s in range(0, len(images), batch):
-                x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch], dtype=np.float32))[:, None].to(self.device_)
+                x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch], dtype=np.float32))[:, None].to(
+                    self.device_
+                )
                 out[s : s + batch] = self.model_(x).argmax(1).cpu().numpy().astype(np.uint8)
         return out

@@ -38,10 +38,23 @@ IMAGE_DEFAULTS = {
 }
 
 PRESETS = {
-    "micro": {"channels": (8, 16), "attention_levels": (False, False), "norm_num_groups": 8, "num_head_channels": 8, "steps": 6},
+    "micro": {
+        "channels": (8, 16),
+        "attention_levels": (False, False),
+        "norm_num_groups": 8,
+        "num_head_channels": 8,
+        "steps": 6,
+    },
     "quick": {**IMAGE_DEFAULTS, "steps": 400},
-    "paper": {"channels": (64, 128, 256, 512), "attention_levels": (False, False, True, True), "num_res_blocks": 2,
-              "norm_num_groups": 32, "num_head_channels": 32, "steps": None, "epochs": 400},
+    "paper": {
+        "channels": (64, 128, 256, 512),
+        "attention_levels": (False, False, True, True),
+        "num_res_blocks": 2,
+        "norm_num_groups": 32,
+        "num_head_channels": 32,
+        "steps": None,
+        "epochs": 400,
+    },
 }
 
 
@@ -56,12 +69,20 @@ class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
     presets: ClassVar[dict] = PRESETS
 
     def _unet(self) -> UNetSpec:
-        return UNetSpec(tuple(self.channels), tuple(self.attention_levels), self.num_res_blocks, self.norm_num_groups, self.num_head_channels)
+        return UNetSpec(
+            tuple(self.channels),
+            tuple(self.attention_levels),
+            self.num_res_blocks,
+            self.norm_num_groups,
+            self.num_head_channels,
+        )
 
     def param_problems(self) -> list[str]:
         p = super().param_problems() + self._unet().problems("image ")
         if self.image_size is not None and int(self.image_size) % self._unet().downsample:
-            p.append(f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)")
+            p.append(
+                f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)"
+            )
         return p
 
     def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
@@ -114,7 +135,8 @@ class DDPMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         return net(inp, timesteps=tt) if lab is None else net(inp, timesteps=tt, class_labels=lab)
 
     def _pair_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
-        """Per-batch white-box results (ε-prediction: (predicted ε, true ε); loss = ε-MSE at timestep t); see cmraudit.generators.pair_loss."""
+        """Per-batch white-box results (ε-prediction: (predicted ε, true ε); loss = ε-MSE at timestep t); see
+        cmraudit.generators.pair_loss."""
         check_is_fitted(self, ("mask_model_", "image_modules_"))
         images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks)
         if images.shape != masks.shape or images.ndim != 3:

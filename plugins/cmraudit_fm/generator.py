@@ -40,12 +40,27 @@ IMAGE_DEFAULTS = {
 }
 
 PRESETS = {
-    "micro": {"channels": (8, 16), "attention_levels": (False, False), "norm_num_groups": 8, "num_head_channels": 8, "steps": 6,
-              "ode_steps": 2},
+    "micro": {
+        "channels": (8, 16),
+        "attention_levels": (False, False),
+        "norm_num_groups": 8,
+        "num_head_channels": 8,
+        "steps": 6,
+        "ode_steps": 2,
+    },
     "quick": {**IMAGE_DEFAULTS, "steps": 500},
     # reference study (MOTFM): midpoint solver with step 0.02 = 50 steps (100 evaluations)
-    "paper": {"channels": (64, 128, 256, 512), "attention_levels": (False, False, True, True), "num_res_blocks": 2,
-              "norm_num_groups": 32, "num_head_channels": 32, "steps": None, "epochs": 400, "solver": "midpoint", "ode_steps": 50},
+    "paper": {
+        "channels": (64, 128, 256, 512),
+        "attention_levels": (False, False, True, True),
+        "num_res_blocks": 2,
+        "norm_num_groups": 32,
+        "num_head_channels": 32,
+        "steps": None,
+        "epochs": 400,
+        "solver": "midpoint",
+        "ode_steps": 50,
+    },
 }
 
 
@@ -68,7 +83,13 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
 
     # ------------------------------------------------------------ params
     def _unet(self) -> UNetSpec:
-        return UNetSpec(tuple(self.channels), tuple(self.attention_levels), self.num_res_blocks, self.norm_num_groups, self.num_head_channels)
+        return UNetSpec(
+            tuple(self.channels),
+            tuple(self.attention_levels),
+            self.num_res_blocks,
+            self.norm_num_groups,
+            self.num_head_channels,
+        )
 
     def _solver(self) -> SolverSpec:
         return SolverSpec(str(self.solver), int(self.ode_steps))
@@ -78,18 +99,24 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         if self.conditioning not in CONDITIONINGS:
             p.append(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
         if self.image_size is not None and int(self.image_size) % self._unet().downsample:
-            p.append(f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)")
+            p.append(
+                f"image_size {self.image_size} is not divisible by {self._unet().downsample} (2^(levels-1) of channels)"
+            )
         return p
 
     def check_dp(self) -> None:
         if self.ot_pairing:
-            raise UsageError("fm: ot_pairing=True pairs noise and images across the batch, so one patient's slice changes "
-                             "the others' losses and per-patient DP-SGD does not hold; use ot_pairing=False with --dp-epsilon")
+            raise UsageError(
+                "fm: ot_pairing=True pairs noise and images across the batch, so one patient's slice changes "
+                "the others' losses and per-patient DP-SGD does not hold; use ot_pairing=False with --dp-epsilon"
+            )
 
     # ------------------------------------------------------------ hooks
     def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
         with seeded(seed):
-            return {"image": build_velocity_net(self._unet(), conditioning=self.conditioning, num_class_embeds=n_classes)}
+            return {
+                "image": build_velocity_net(self._unet(), conditioning=self.conditioning, num_class_embeds=n_classes)
+            }
 
     def image_step_loss(self, model, images, masks_oh, labels, gen) -> torch.Tensor:
         if self.augment:
@@ -97,7 +124,9 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         if labels is not None:
             drop = torch.rand(len(labels), generator=gen).to(labels.device) < float(self.cfg_dropout)
             labels = torch.where(drop, torch.zeros_like(labels), labels)
-        return velocity_loss(lambda x, ts: model(x, ts, masks_oh, labels), images, generator=gen, ot=bool(self.ot_pairing))
+        return velocity_loss(
+            lambda x, ts: model(x, ts, masks_oh, labels), images, generator=gen, ot=bool(self.ot_pairing)
+        )
 
     def _velocity_fn(self, net, masks_oh, labels):
         w = float(self.guidance_scale)
@@ -133,7 +162,8 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         return x_t - u * v  # v̂ ≈ x1 − x0, so x0 (the noise) ≈ x_u − u·v̂
 
     def _pair_batches(self, images, masks, *, t, seed: int, reduction: str) -> list:
-        """Per-batch white-box results (flow matching: (predicted velocity, x1 − x0) at flow time s = 1 − t / num_train_timesteps); see cmraudit.generators.pair_loss."""
+        """Per-batch white-box results (flow matching: (predicted velocity, x1 − x0) at flow time s = 1 − t /
+        num_train_timesteps); see cmraudit.generators.pair_loss."""
         check_is_fitted(self, ("mask_model_", "image_modules_"))
         images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks)
         if images.shape != masks.shape or images.ndim != 3:
@@ -155,7 +185,9 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
             x1 = torch.as_tensor(images[a : a + bs])[:, None].to(device)
             moh = onehot(masks[a : a + bs]).to(device)
             lab = None if labels is None else labels[a : a + bs]
-            res = velocity_loss(lambda x, ts: net(x, ts, moh, lab), x1, generator=gen, s=s_all[a : a + bs], reduction=reduction)
+            res = velocity_loss(
+                lambda x, ts: net(x, ts, moh, lab), x1, generator=gen, s=s_all[a : a + bs], reduction=reduction
+            )
             out.append(tuple(r.cpu().numpy() for r in res) if reduction == "pair" else res.double().cpu().numpy())
         return out
 

@@ -17,9 +17,13 @@ CONDITIONINGS = ("concat", "controlnet")
 class ConcatUNet(nn.Module):
     """DiffusionModelUNet on ``cat([x, cond])`` (C + 4 input channels)."""
 
-    def __init__(self, spec: UNetSpec, *, channels: int = 1, cond_channels: int = 4, num_class_embeds: int | None = None):
+    def __init__(
+        self, spec: UNetSpec, *, channels: int = 1, cond_channels: int = 4, num_class_embeds: int | None = None
+    ):
         super().__init__()
-        self.unet = build_unet(spec, in_channels=channels + cond_channels, out_channels=channels, num_class_embeds=num_class_embeds)
+        self.unet = build_unet(
+            spec, in_channels=channels + cond_channels, out_channels=channels, num_class_embeds=num_class_embeds
+        )
 
     def forward(self, x, timesteps, cond, class_labels=None):
         inp = torch.cat([x, cond.to(x.dtype)], 1)
@@ -32,8 +36,15 @@ class ControlNetUNet(nn.Module):
     """DiffusionModelUNet on ``x`` plus a MONAI ControlNet on (``x``, ``cond``) whose zero-initialised
     outputs are added to the UNet's skip connections and middle block (trained jointly)."""
 
-    def __init__(self, spec: UNetSpec, *, channels: int = 1, cond_channels: int = 4, num_class_embeds: int | None = None,
-                 embedding_channels: int = 16):
+    def __init__(
+        self,
+        spec: UNetSpec,
+        *,
+        channels: int = 1,
+        cond_channels: int = 4,
+        num_class_embeds: int | None = None,
+        embedding_channels: int = 16,
+    ):
         super().__init__()
         from monai.networks.nets import ControlNet
 
@@ -49,7 +60,9 @@ class ControlNetUNet(nn.Module):
     def forward(self, x, timesteps, cond, class_labels=None):
         kw = {} if class_labels is None else {"class_labels": class_labels}
         down, mid = self.controlnet(x=x, timesteps=timesteps, controlnet_cond=cond.to(x.dtype), **kw)
-        return self.unet(x, timesteps=timesteps, down_block_additional_residuals=down, mid_block_additional_residual=mid, **kw)
+        return self.unet(
+            x, timesteps=timesteps, down_block_additional_residuals=down, mid_block_additional_residual=mid, **kw
+        )
 
 
 def build_velocity_net(spec: UNetSpec, *, conditioning: str, num_class_embeds: int | None = None) -> nn.Module:

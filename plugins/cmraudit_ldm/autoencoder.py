@@ -65,8 +65,15 @@ def image_gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 0.5 * (dx.abs().mean() + dy.abs().mean())
 
 
-def autoencoder_loss(ae: nn.Module, x: torch.Tensor, *, kl_weight: float, grad_weight: float, generator: torch.Generator,
-                     sample_posterior: bool = False) -> torch.Tensor:
+def autoencoder_loss(
+    ae: nn.Module,
+    x: torch.Tensor,
+    *,
+    kl_weight: float,
+    grad_weight: float,
+    generator: torch.Generator,
+    sample_posterior: bool = False,
+) -> torch.Tensor:
     """L1 + grad_weight · gradient-L1 + kl_weight · KL for a batch ``x`` [N, 1, H, W] in [-1, 1].
 
     ``sample_posterior=True`` decodes z = μ + σ·ε (the KL-VAE recipe; ε from ``generator``, CPU);
@@ -80,7 +87,13 @@ def autoencoder_loss(ae: nn.Module, x: torch.Tensor, *, kl_weight: float, grad_w
         z = z_mu + z_sigma * torch.randn(z_mu.shape, generator=generator).to(z_mu.device, z_mu.dtype)
     recon = ae.decode(z)
     rec = F.l1_loss(recon.float(), x.float())
-    kl = 0.5 * (z_mu.float().pow(2) + z_sigma.float().pow(2) - torch.log(z_sigma.float().pow(2) + 1e-12) - 1).flatten(1).sum(1).mean()
+    kl = (
+        0.5
+        * (z_mu.float().pow(2) + z_sigma.float().pow(2) - torch.log(z_sigma.float().pow(2) + 1e-12) - 1)
+        .flatten(1)
+        .sum(1)
+        .mean()
+    )
     loss = rec + float(kl_weight) * kl
     if grad_weight:
         loss = loss + float(grad_weight) * image_gradient_l1(recon.float(), x.float())

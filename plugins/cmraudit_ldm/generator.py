@@ -70,13 +70,32 @@ IMAGE_DEFAULTS: dict[str, Any] = {
 }
 
 PRESETS = {
-    "micro": {"ae_channels": (8, 8), "ae_norm_num_groups": 8, "ae_steps": 6, "channels": (8, 16), "attention_levels": (False, False),
-              "norm_num_groups": 8, "num_head_channels": 8, "spade_channels": 8, "steps": 6},
+    "micro": {
+        "ae_channels": (8, 8),
+        "ae_norm_num_groups": 8,
+        "ae_steps": 6,
+        "channels": (8, 16),
+        "attention_levels": (False, False),
+        "norm_num_groups": 8,
+        "num_head_channels": 8,
+        "spade_channels": 8,
+        "steps": 6,
+    },
     "quick": {**IMAGE_DEFAULTS, "steps": 500},
     # reference study: VQ-VAE-sized autoencoder with 4 latent channels (32² latents at 128²), SPADE UNet, 1000 steps
-    "paper": {"ae_channels": (64, 128, 128), "ae_num_res_blocks": 2, "ae_steps": None, "ae_epochs": 100, "ae_lr": 1e-4,
-              "channels": (128, 256, 512), "attention_levels": (False, True, True), "num_res_blocks": 2, "spade_channels": 128,
-              "steps": None, "epochs": 400},
+    "paper": {
+        "ae_channels": (64, 128, 128),
+        "ae_num_res_blocks": 2,
+        "ae_steps": None,
+        "ae_epochs": 100,
+        "ae_lr": 1e-4,
+        "channels": (128, 256, 512),
+        "attention_levels": (False, True, True),
+        "num_res_blocks": 2,
+        "spade_channels": 128,
+        "steps": None,
+        "epochs": 400,
+    },
 }
 
 
@@ -113,10 +132,18 @@ class LDMGenerator(TwoStageGenerator):
                                int(self.ae_latent_channels), bool(self.ae_attention))
 
     def _unet(self) -> UNetSpec:
-        return UNetSpec(tuple(self.channels), tuple(self.attention_levels), self.num_res_blocks, self.norm_num_groups, self.num_head_channels)
+        return UNetSpec(
+            tuple(self.channels),
+            tuple(self.attention_levels),
+            self.num_res_blocks,
+            self.norm_num_groups,
+            self.num_head_channels,
+        )
 
     def _latent_noise(self) -> LatentNoiseSpec:
-        return LatentNoiseSpec(self.num_train_timesteps, self.latent_schedule, self.latent_beta_start, self.latent_beta_end)
+        return LatentNoiseSpec(
+            self.num_train_timesteps, self.latent_schedule, self.latent_beta_start, self.latent_beta_end
+        )
 
     def _ae_train_config(self):
         return replace(self._train_config(steps=self.ae_steps, epochs=self.ae_epochs), lr=float(self.ae_lr))
@@ -133,14 +160,19 @@ class LDMGenerator(TwoStageGenerator):
             p.append(f"ae_kl_weight and ae_grad_weight must be >= 0, got {self.ae_kl_weight}, {self.ae_grad_weight}")
         f = self._ae().downsample * self._unet().downsample
         if self.image_size is not None and int(self.image_size) % f:
-            p.append(f"image_size {self.image_size} must be divisible by {f} (autoencoder ×{self._ae().downsample} · latent UNet ×{self._unet().downsample})")
+            p.append(
+                f"image_size {self.image_size} must be divisible by {f} (autoencoder ×{self._ae().downsample} · latent "
+                f"UNet ×{self._unet().downsample})"
+            )
         return p
 
     def _check_data(self, train) -> None:
         super()._check_data(train)
         f = self._ae().downsample * self._unet().downsample
         if train.shape[0] % f:
-            raise DataError(f"fit: image size {train.shape[0]} is not divisible by {f} (autoencoder × latent UNet downsampling)")
+            raise DataError(
+                f"fit: image size {train.shape[0]} is not divisible by {f} (autoencoder × latent UNet downsampling)"
+            )
 
     # ------------------------------------------------------------ modules
     def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
@@ -151,10 +183,16 @@ class LDMGenerator(TwoStageGenerator):
             ae = build_autoencoder(self._ae())
         with seeded(seed + 1):
             unet = SPADEDiffusionModelUNet(
-                spatial_dims=2, in_channels=int(self.ae_latent_channels), out_channels=int(self.ae_latent_channels), label_nc=4,
-                channels=tuple(int(c) for c in spec.channels), attention_levels=tuple(bool(a) for a in spec.attention_levels),
-                num_res_blocks=int(spec.num_res_blocks), norm_num_groups=int(spec.norm_num_groups),
-                num_head_channels=int(spec.num_head_channels), num_class_embeds=n_classes,
+                spatial_dims=2,
+                in_channels=int(self.ae_latent_channels),
+                out_channels=int(self.ae_latent_channels),
+                label_nc=4,
+                channels=tuple(int(c) for c in spec.channels),
+                attention_levels=tuple(bool(a) for a in spec.attention_levels),
+                num_res_blocks=int(spec.num_res_blocks),
+                norm_num_groups=int(spec.norm_num_groups),
+                num_head_channels=int(spec.num_head_channels),
+                num_class_embeds=n_classes,
                 spade_intermediate_channels=int(self.spade_channels),
             )
         return {"autoencoder": ae, "image": unet}
@@ -179,12 +217,31 @@ class LDMGenerator(TwoStageGenerator):
                 (x,) = flip_rotate([x], generator=gen, modes=["bilinear"])
             # under DP, model is Opacus's GradSampleModule: its hooks sit on the inner layers, so calling the
             # wrapped AutoencoderKL's encode/decode still records per-sample gradients
-            return autoencoder_loss(getattr(model, "_module", model), x, kl_weight=kl_w, grad_weight=grad_w, generator=gen, sample_posterior=sample_post)
+            return autoencoder_loss(
+                getattr(model, "_module", model),
+                x,
+                kl_weight=kl_w,
+                grad_weight=grad_w,
+                generator=gen,
+                sample_posterior=sample_post,
+            )
 
-        res_a = train_loop(ae, ae_step, n_items=len(images), config=self._ae_train_config(), seed=seed + 2, device=device,
-                           work_dir=None if wd is None else wd / "autoencoder", resume=resume, progress=progress,
-                           desc="autoencoder", dp=dp.get("autoencoder"), callback=callback, patient_ids=patient_ids,
-                           stage="autoencoder")
+        res_a = train_loop(
+            ae,
+            ae_step,
+            n_items=len(images),
+            config=self._ae_train_config(),
+            seed=seed + 2,
+            device=device,
+            work_dir=None if wd is None else wd / "autoencoder",
+            resume=resume,
+            progress=progress,
+            desc="autoencoder",
+            dp=dp.get("autoencoder"),
+            callback=callback,
+            patient_ids=patient_ids,
+            stage="autoencoder",
+        )
         ae.load_state_dict(res_a.ema_state)
         ae.eval().requires_grad_(False)
         z = encode_mean(ae, images)
@@ -207,10 +264,22 @@ class LDMGenerator(TwoStageGenerator):
                 lab = torch.where(drop, torch.zeros_like(lab), lab)
             return self._latent_eps_loss(model, z0, moh, lab, generator=gen)
 
-        res_b = train_loop(unet, ldm_step, n_items=len(images), config=self._train_config(steps=self.steps, epochs=self.epochs),
-                           seed=seed + 1, device=device, work_dir=None if wd is None else wd / "image", resume=resume,
-                           progress=progress, desc="latent diffusion", dp=dp.get("image_model"), callback=callback,
-                           patient_ids=patient_ids, stage="image_model")
+        res_b = train_loop(
+            unet,
+            ldm_step,
+            n_items=len(images),
+            config=self._train_config(steps=self.steps, epochs=self.epochs),
+            seed=seed + 1,
+            device=device,
+            work_dir=None if wd is None else wd / "image",
+            resume=resume,
+            progress=progress,
+            desc="latent diffusion",
+            dp=dp.get("image_model"),
+            callback=callback,
+            patient_ids=patient_ids,
+            stage="image_model",
+        )
         self.dp_budgets_ += [r.dp for r in (res_a, res_b) if r.dp is not None]
         unet.load_state_dict(res_b.ema_state)
         self.image_modules_ = {"autoencoder": ae, "image": unet.eval()}
@@ -218,7 +287,8 @@ class LDMGenerator(TwoStageGenerator):
                 "latent_shape": list(latents.shape[1:]), **res_b.to_dict(), "losses": res_b.losses}
 
     def _latent_eps_loss(self, net, z0, masks_oh, labels, *, generator, t=None, reduction="mean") -> torch.Tensor:
-        """ε-prediction MSE in latent space, the mask given to SPADE; t and noise from ``generator`` unless t is given."""
+        """ε-prediction MSE in latent space, the mask given to SPADE; t and noise from ``generator`` unless t is
+        given."""
         acp = self._acp()
         n = z0.shape[0]
         if t is None:
@@ -253,7 +323,15 @@ class LDMGenerator(TwoStageGenerator):
 
         f = self._ae().downsample
         shape = (len(masks_oh), int(self.ae_latent_channels), masks_oh.shape[2] // f, masks_oh.shape[3] // f)
-        z = sample_eps(model_fn, shape, noise=self._latent_noise(), sampler=self.sampler, steps=self.sampling_steps, seed=seed, device=device)
+        z = sample_eps(
+            model_fn,
+            shape,
+            noise=self._latent_noise(),
+            sampler=self.sampler,
+            steps=self.sampling_steps,
+            seed=seed,
+            device=device,
+        )
         with torch.no_grad():
             return ae.decode(z / float(self.scale_factor_))
 
@@ -273,7 +351,8 @@ class LDMGenerator(TwoStageGenerator):
 
     @torch.no_grad()
     def loss(self, images: np.ndarray, masks: np.ndarray, *, t: int | np.ndarray, seed: int = 0) -> np.ndarray:
-        """Per-slice latent ε-prediction MSE at timestep(s) ``t`` (0..num_train_timesteps − 1), fixed noise from ``seed``.
+        """Per-slice latent ε-prediction MSE at timestep(s) ``t`` (0..num_train_timesteps − 1), fixed noise from
+        ``seed``.
 
         The image is encoded to its (scaled) posterior mean; lower loss ⇒ the model fits the
         slice better. ``images`` float [N, H, W] in [-1, 1]; ``masks`` uint8 [N, H, W]; returns float64 [N].
@@ -299,8 +378,14 @@ class LDMGenerator(TwoStageGenerator):
             z0 = ae.encode(x)[0] * float(self.scale_factor_)
             moh = onehot(masks[a : a + bs]).to(device)
             lab = torch.zeros(len(x), dtype=torch.long, device=device) if self.vendor_conditioning else None
-            out.append(self._latent_eps_loss(unet, z0, moh, lab, generator=gen, t=torch.as_tensor(tt[a : a + bs].copy()),
-                                             reduction="none").double().cpu().numpy())
+            out.append(
+                self._latent_eps_loss(
+                    unet, z0, moh, lab, generator=gen, t=torch.as_tensor(tt[a : a + bs].copy()), reduction="none"
+                )
+                .double()
+                .cpu()
+                .numpy()
+            )
         return np.concatenate(out) if out else np.zeros(0)
 
     # ------------------------------------------------------------ save / load
@@ -309,4 +394,10 @@ class LDMGenerator(TwoStageGenerator):
 
     @staticmethod
     def conformance_bad_params() -> list[dict]:
-        return [{"ae_channels": ()}, {"ae_latent_channels": 0}, {"latent_beta_start": 0.5}, {"channels": ()}, {"sampler": "euler"}]
+        return [
+            {"ae_channels": ()},
+            {"ae_latent_channels": 0},
+            {"latent_beta_start": 0.5},
+            {"channels": ()},
+            {"sampler": "euler"},
+        ]

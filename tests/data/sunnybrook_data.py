@@ -1,4 +1,6 @@
-"""Where the real Sunnybrook subset lives (../shared/data/sunnybrook beside the repo, or $CMRAUDIT_SHARED/data/sunnybrook)."""
+"""Where the real Sunnybrook subset lives (../shared/data/sunnybrook beside the repo, or
+$CMRAUDIT_SHARED/data/sunnybrook)."""
+
 from __future__ import annotations
 
 import os
@@ -20,5 +22,6 @@ def sunnybrook_root() -> Path | None:
 SUNNYBROOK = sunnybrook_root()
 requires_sunnybrook = pytest.mark.skipif(
     SUNNYBROOK is None,
-    reason="real Sunnybrook subset not found: expected ../shared/data/sunnybrook beside the repo or $CMRAUDIT_SHARED/data/sunnybrook",
+    reason="real Sunnybrook subset not found: expected ../shared/data/sunnybrook beside the repo or "
+           "$CMRAUDIT_SHARED/data/sunnybrook",
 )

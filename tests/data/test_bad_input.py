@@ -25,7 +25,9 @@ def _nothing_written(out):
 
 def _import_acdc(tmp_path, capsys, *extra):
     out = tmp_path / "out"
-    rc, err = _run(["data", "import", "acdc", str(tmp_path / "acdc"), "--out", str(out), "--crop", "32", *extra], capsys)
+    rc, err = _run(
+        ["data", "import", "acdc", str(tmp_path / "acdc"), "--out", str(out), "--crop", "32", *extra], capsys
+    )
     return rc, err, out
 
 
@@ -89,7 +91,9 @@ def test_empty_folder(tmp_path, capsys):
 def test_patient_without_labelled_frames(tmp_path, capsys):
     make_acdc(tmp_path / "acdc", n_patients=1)
     for fr in (1, 4):
-        save_nii(tmp_path / "acdc" / "patient001" / f"patient001_frame{fr:02d}_gt.nii.gz", np.zeros((40, 48, 3), np.uint8))
+        save_nii(
+            tmp_path / "acdc" / "patient001" / f"patient001_frame{fr:02d}_gt.nii.gz", np.zeros((40, 48, 3), np.uint8)
+        )
     rc, err, out = _import_acdc(tmp_path, capsys, "--strict")
     assert rc == EXIT_DATA and "patient001" in err and "no labelled slices" in err
     _nothing_written(out)
@@ -109,7 +113,9 @@ def test_unreadable_csv(tmp_path, capsys, content):
     root, csv_path = make_mnms(tmp_path / "mnms", n_patients=1)
     csv_path.write_bytes(content)
     out = tmp_path / "out"
-    rc, err = _run(["data", "import", "mnms", str(root), "--info", str(csv_path), "--out", str(out), "--crop", "32"], capsys)
+    rc, err = _run(
+        ["data", "import", "mnms", str(root), "--info", str(csv_path), "--out", str(out), "--crop", "32"], capsys
+    )
     assert rc == EXIT_DATA and str(csv_path) in err and "unreadable M&Ms information CSV" in err
     _nothing_written(out)
 

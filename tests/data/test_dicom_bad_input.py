@@ -48,7 +48,9 @@ def _ocontour(root, n, orig="SC-HF-I-2"):
 
 
 def _strict_cli(root, out, capsys):
-    rc = main(["-q", "data", "import", "sunnybrook", str(root), "--out", str(out), "--crop", "96", "--size", "32", "--strict"])
+    rc = main(
+        ["-q", "data", "import", "sunnybrook", str(root), "--out", str(out), "--crop", "96", "--size", "32", "--strict"]
+    )
     return rc, capsys.readouterr().err.strip()
 
 
@@ -125,7 +127,12 @@ def test_contour_pointing_at_missing_image(mini, tmp_path, capsys):
     (mini / "dicoms" / "SCD0000201" / "47.dcm").unlink()
     orphan = _icontour(mini, 47)
     rc, err = _strict_cli(mini, tmp_path / "out", capsys)
-    assert rc == EXIT_DATA and len(err.splitlines()) == 1 and str(orphan) in err and "no DICOM with InstanceNumber 47" in err
+    assert (
+        rc == EXIT_DATA
+        and len(err.splitlines()) == 1
+        and str(orphan) in err
+        and "no DICOM with InstanceNumber 47" in err
+    )
     _nothing_written(tmp_path / "out")
     s, _ = _lenient(mini, tmp_path / "out")
     assert s.slices == 35 and [w for w, _ in s.skipped] == [str(orphan)]
@@ -179,4 +186,11 @@ def test_generic_dicom_import_matches_sunnybrook(mini, tmp_path):
     # a label mask with the wrong shape is named
     np.save(tmp_path / "labels" / "SCD0000201" / "60.npy", np.zeros((10, 10), np.uint8))
     with pytest.raises(DataError, match=r"60\.npy: label mask shape"):
-        import_dicom(mini / "dicoms", masks_from=tmp_path / "labels", out=tmp_path / "lab2", config=CFG, strict=True, progress=False)
+        import_dicom(
+            mini / "dicoms",
+            masks_from=tmp_path / "labels",
+            out=tmp_path / "lab2",
+            config=CFG,
+            strict=True,
+            progress=False,
+        )

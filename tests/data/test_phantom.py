@@ -94,7 +94,10 @@ def test_es_lv_smaller_than_ed(ds):
             es = area[(ds.patient_id == pid) & (ds.frame == "ES") & (ds.slice_index == s)]
             assert es[0] < ed[0], f"{pid} slice {s}: ES LV area {es[0]} >= ED {ed[0]}"
     # base is larger than apex (taper)
-    assert area[(ds.frame == "ED") & (ds.slice_index == 0)].mean() > 2 * area[(ds.frame == "ED") & (ds.slice_index == 4)].mean()
+    assert (
+        area[(ds.frame == "ED") & (ds.slice_index == 0)].mean()
+        > 2 * area[(ds.frame == "ED") & (ds.slice_index == 4)].mean()
+    )
 
 
 def test_vendors_differ_in_intensity_statistics():
@@ -134,7 +137,14 @@ def test_subjects_differ_more_than_adjacent_slices_of_one_subject(ds):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(subjects=0), dict(slices=0), dict(size=8), dict(vendors=("A", "Z")), dict(phases=("ED", "MID")), dict(fov_mm=0.0)],
+    [
+        dict(subjects=0),
+        dict(slices=0),
+        dict(size=8),
+        dict(vendors=("A", "Z")),
+        dict(phases=("ED", "MID")),
+        dict(fov_mm=0.0),
+    ],
 )
 def test_bad_config_is_a_usage_error(kwargs):
     with pytest.raises(UsageError, match="PhantomConfig"):

@@ -9,7 +9,9 @@ def _ds(n_patients=40, slices=3, vendors="ABCD"):
     n = n_patients * slices
     pid = np.array([f"p{i // slices:03d}" for i in range(n)], dtype=object)
     vendor = np.array([vendors[(i // slices) % len(vendors)] for i in range(n)], dtype=object)
-    return Dataset(images=np.zeros((n, 2, 2), np.float32), masks=np.zeros((n, 2, 2), np.uint8), patient_id=pid, vendor=vendor)
+    return Dataset(
+        images=np.zeros((n, 2, 2), np.float32), masks=np.zeros((n, 2, 2), np.uint8), patient_id=pid, vendor=vendor
+    )
 
 
 @pytest.mark.parametrize("seed", range(25))

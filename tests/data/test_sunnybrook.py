@@ -101,7 +101,13 @@ def test_ordering_and_cardiac_phase(imported):
     _, ds = imported
     lv = _areas_mm2(ds, 3)
     # phases from TriggerTime / (NominalInterval / CardiacNumberOfImages), equal to (InstanceNumber-1) mod 20
-    expected_phases = {"SCD0000101": {7, 18}, "SCD0000201": {6, 19}, "SCD0000301": {6, 19}, "SCD0000401": {6, 19}, "SCD0000501": {8, 18}}
+    expected_phases = {
+        "SCD0000101": {7, 18},
+        "SCD0000201": {6, 19},
+        "SCD0000301": {6, 19},
+        "SCD0000401": {6, 19},
+        "SCD0000501": {8, 18},
+    }
     for pid in PATIENTS:
         sel = ds.patient_id == pid
         assert set(ds.frame[sel].astype(int)) == expected_phases[pid]

@@ -1,4 +1,6 @@
-"""Feature spaces: pixel downsampling, the learned domain encoder (determinism, flip invariance, save/load), the shared API."""
+"""Feature spaces: pixel downsampling, the learned domain encoder (determinism, flip invariance, save/load), the
+shared API."""
+
 from __future__ import annotations
 
 import warnings

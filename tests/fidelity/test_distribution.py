@@ -42,9 +42,15 @@ def _images(n, seed):
 def test_frechet_rises_monotonically_with_blur_and_noise():
     real = _images(300, 0)
     flat = real.reshape(len(real), -1)
-    blur = [compute_frechet_distance(flat, np.stack([gaussian_filter(im, s) for im in real]).reshape(len(real), -1)) for s in (0.5, 1.0, 2.0, 3.0)]
+    blur = [
+        compute_frechet_distance(flat, np.stack([gaussian_filter(im, s) for im in real]).reshape(len(real), -1))
+        for s in (0.5, 1.0, 2.0, 3.0)
+    ]
     rng = np.random.default_rng(5)
-    noise = [compute_frechet_distance(flat, (real + s * rng.normal(size=real.shape)).reshape(len(real), -1)) for s in (0.1, 0.3, 0.6, 1.0)]
+    noise = [
+        compute_frechet_distance(flat, (real + s * rng.normal(size=real.shape)).reshape(len(real), -1))
+        for s in (0.1, 0.3, 0.6, 1.0)
+    ]
     assert all(a < b for a, b in zip(blur, blur[1:])), blur
     assert all(a < b for a, b in zip(noise, noise[1:])), noise
     assert blur[0] > 0 and noise[0] > 0

@@ -20,10 +20,17 @@ def _toy(n, seed, noise=0.05, size=32, tag="p"):
         m[r < 9] = 2
         m[r < 6] = 3
         m[(np.hypot(yy - cy, xx - cx - 12 * s) < 5 * s) & (m == 0)] = 1
-        im = np.where(m == 3, 0.8, np.where(m == 2, -0.3, np.where(m == 1, 0.6, -0.8))) + rng.normal(0, noise, (size, size))
-        ims.append(np.clip(im, -1, 1)); mks.append(m)
-    return Dataset(images=np.array(ims, np.float32), masks=np.array(mks), patient_id=np.array([f"{tag}{i // 4}" for i in range(n)], object),
-                   spacing_mm=np.full((n, 2), 2.0))
+        im = np.where(m == 3, 0.8, np.where(m == 2, -0.3, np.where(m == 1, 0.6, -0.8))) + rng.normal(
+            0, noise, (size, size)
+        )
+        ims.append(np.clip(im, -1, 1))
+        mks.append(m)
+    return Dataset(
+        images=np.array(ims, np.float32),
+        masks=np.array(mks),
+        patient_id=np.array([f"{tag}{i // 4}" for i in range(n)], object),
+        spacing_mm=np.full((n, 2), 2.0),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +44,9 @@ def test_report_section_shape_and_skips_without_weights():
     real, syn = _toy(60, 0), _toy(60, 1, tag="s")
     paired = Dataset(images=np.clip(real.images + 0.05, -1, 1).astype(np.float32), masks=real.masks.copy(),
                      patient_id=np.array([f"s{i}" for i in range(len(real))], object))
-    res = evaluate_fidelity(real=real, synthetic=syn, paired=paired, features=("pixel", "radiomic", "inception"), seed=0, progress=False)
+    res = evaluate_fidelity(
+        real=real, synthetic=syn, paired=paired, features=("pixel", "radiomic", "inception"), seed=0, progress=False
+    )
     d = json.loads(json.dumps(res.to_dict()))  # JSON-serialisable
     for space in ("pixel", "radiomic"):
         block = d["distribution"][space]
@@ -58,14 +67,21 @@ def test_report_section_shape_and_skips_without_weights():
 def test_same_distribution_vs_degraded_ranks_in_every_space():
     real, same = _toy(80, 0), _toy(80, 1, tag="s")
     bad = _toy(80, 2, noise=0.5, tag="b")
-    a = evaluate_fidelity(real=real, synthetic=same, features=("pixel", "radiomic"), seed=0, diversity_pairs=100, progress=False).to_dict()
-    b = evaluate_fidelity(real=real, synthetic=bad, features=("pixel", "radiomic"), seed=0, diversity_pairs=100, progress=False).to_dict()
+    a = evaluate_fidelity(
+        real=real, synthetic=same, features=("pixel", "radiomic"), seed=0, diversity_pairs=100, progress=False
+    ).to_dict()
+    b = evaluate_fidelity(
+        real=real, synthetic=bad, features=("pixel", "radiomic"), seed=0, diversity_pairs=100, progress=False
+    ).to_dict()
     for space in ("pixel", "radiomic"):
         fa, fb = a["distribution"][space], b["distribution"][space]
         assert fa["frechet_distance"]["value"] < fb["frechet_distance"]["value"]
         assert fa["kid"]["ci"][0] <= 0.0 <= fa["kid"]["ci"][1] or fa["kid"]["value"] < fb["kid"]["ci"][0]
         assert fa["precision"]["value"] > fb["precision"]["value"]
-    assert b["diversity"]["mean_pairwise_ms_ssim"]["synthetic"]["value"] < a["diversity"]["mean_pairwise_ms_ssim"]["synthetic"]["value"]
+    assert (
+        b["diversity"]["mean_pairwise_ms_ssim"]["synthetic"]["value"]
+        < a["diversity"]["mean_pairwise_ms_ssim"]["synthetic"]["value"]
+    )
 
 
 def test_lpips_from_local_backbone_file(tmp_path, monkeypatch):

@@ -10,12 +10,16 @@ from cmraudit.fidelity.masks import check_masks
 
 def _root():
     env = os.environ.get("CMRAUDIT_SHARED")
-    cands = ([Path(env) / "data" / "sunnybrook"] if env else []) + [Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sunnybrook"]
+    cands = ([Path(env) / "data" / "sunnybrook"] if env else []) + [
+        Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sunnybrook"
+    ]
     return next((c for c in cands if (c / "link.csv").is_file()), None)
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(_root() is None, reason="real Sunnybrook subset not found (../shared/data/sunnybrook or $CMRAUDIT_SHARED)")
+@pytest.mark.skipif(
+    _root() is None, reason="real Sunnybrook subset not found (../shared/data/sunnybrook or $CMRAUDIT_SHARED)"
+)
 def test_real_sunnybrook_masks_are_plausible(tmp_path):
     from cmraudit.data.dataset import read_dataset
     from cmraudit.data.importers.dicom import import_sunnybrook

@@ -36,7 +36,10 @@ def test_ms_ssim_valid_at_64_and_128(size, scales):
     assert ms_ssim_scales(size, size) == scales
     x = _imgs(3, size, 2)
     assert compute_ms_ssim(x, x) == pytest.approx(1.0)
-    vals = [compute_ms_ssim(x, np.clip(x + s * np.random.default_rng(3).normal(size=x.shape), -1, 1)).mean() for s in (0.05, 0.2, 0.5)]
+    vals = [
+        compute_ms_ssim(x, np.clip(x + s * np.random.default_rng(3).normal(size=x.shape), -1, 1)).mean()
+        for s in (0.05, 0.2, 0.5)
+    ]
     assert vals[0] > vals[1] > vals[2] > 0
     with pytest.raises(UsageError):
         compute_ms_ssim(x[:, :16, :16], x[:, :16, :16], n_scales=4)

@@ -20,7 +20,11 @@ def test_known_values_on_a_constant_square():
     assert f["LV_area"] == pytest.approx(100 * 2.0)  # mm²
     assert f["LV_perimeter"] == pytest.approx(20 * 2.0 + 20 * 1.0)  # 20 vertical edges × 2 mm + 20 horizontal × 1 mm
     assert f["LV_mean"] == pytest.approx(0.5) and f["LV_std"] == pytest.approx(0.0)
-    assert f["LV_glcm_contrast"] == 0 and f["LV_glcm_energy"] == pytest.approx(1.0) and f["LV_glcm_homogeneity"] == pytest.approx(1.0)
+    assert (
+        f["LV_glcm_contrast"] == 0
+        and f["LV_glcm_energy"] == pytest.approx(1.0)
+        and f["LV_glcm_homogeneity"] == pytest.approx(1.0)
+    )
     assert f["RV_area"] == 0 and np.isnan(f["RV_mean"])  # absent structure: undefined intensities
     assert f["image_glcm_contrast"] > 0
 

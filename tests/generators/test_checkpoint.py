@@ -61,7 +61,9 @@ def test_not_a_state_dict_refused(tmp_path):
 def test_nested_training_state_loads_with_weights_only(tmp_path):
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
     opt.zero_grad()
-    save_state(tmp_path / "s.pt", {"step": 3, "optimizer": opt.state_dict(), "losses": [0.5, 0.25], "config": {"lr": 1e-4}})
+    save_state(
+        tmp_path / "s.pt", {"step": 3, "optimizer": opt.state_dict(), "losses": [0.5, 0.25], "config": {"lr": 1e-4}}
+    )
     st = safe_torch_load(tmp_path / "s.pt")
     assert st["step"] == 3 and st["losses"] == [0.5, 0.25] and st["config"]["lr"] == 1e-4
 

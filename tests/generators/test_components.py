@@ -36,8 +36,13 @@ def test_flip_rotate_keeps_alignment_and_onehot():
 
 def test_mask_model_samples_label_maps():
     ds = make_toy_dataset(n_patients=2, slices=2, size=16)
-    mm = MaskDiffusion(unet=UNetSpec((8, 16), (False, False), 1, 8, 8), noise=NoiseSpec(), train=TrainConfig(steps=3, batch_size=4),
-                       sampler="ddim", sampling_steps=3)
+    mm = MaskDiffusion(
+        unet=UNetSpec((8, 16), (False, False), 1, 8, 8),
+        noise=NoiseSpec(),
+        train=TrainConfig(steps=3, batch_size=4),
+        sampler="ddim",
+        sampling_steps=3,
+    )
     with pytest.raises(UsageError):
         mm.sample(2, shape=(16, 16), seed=0, device=torch.device("cpu"))
     mm.fit(np.asarray(ds.masks), seed=0, device=torch.device("cpu"), progress=False)
@@ -70,9 +75,16 @@ def test_mask_model_learns_plausible_masks_quickly():
     from cmraudit.data.phantom import PhantomConfig, make_phantom
 
     ds = make_phantom(PhantomConfig(subjects=8, slices=4, size=32), seed=0)
-    mm = MaskDiffusion(unet=UNetSpec((16, 32), (False, False), 1, 8, 16), noise=NoiseSpec(prediction_type="sample"),
-                       train=TrainConfig(steps=150, batch_size=16, lr=2e-3, warmup_steps=10), sampler="ddim", sampling_steps=20)
-    m = mm.fit(np.asarray(ds.masks), seed=0, device=torch.device("cpu"), progress=False).sample(8, shape=(32, 32), seed=0, device=torch.device("cpu"))
+    mm = MaskDiffusion(
+        unet=UNetSpec((16, 32), (False, False), 1, 8, 16),
+        noise=NoiseSpec(prediction_type="sample"),
+        train=TrainConfig(steps=150, batch_size=16, lr=2e-3, warmup_steps=10),
+        sampler="ddim",
+        sampling_steps=20,
+    )
+    m = mm.fit(np.asarray(ds.masks), seed=0, device=torch.device("cpu"), progress=False).sample(
+        8, shape=(32, 32), seed=0, device=torch.device("cpu")
+    )
     assert abs(float((m == 0).mean()) - float((np.asarray(ds.masks) == 0).mean())) < 0.08
     assert sum(ndimage.label(x == 3)[1] == 1 for x in m) >= 6  # one LV blob in most samples
 
@@ -82,8 +94,14 @@ def test_mask_model_at_lower_resolution_targets_and_upsampling():
     m = np.zeros((1, 4, 4), np.uint8)
     m[0, :2, :2] = 3  # one 2×2 block all LV
     m[0, 2:, :2] = [[2, 2], [3, 3]]  # half MYO, half LV
-    mm = MaskDiffusion(unet=UNetSpec((8, 16), (False, False), 1, 8, 8), noise=NoiseSpec(), train=TrainConfig(steps=2, batch_size=2),
-                       sampler="ddim", sampling_steps=2, size=2)
+    mm = MaskDiffusion(
+        unet=UNetSpec((8, 16), (False, False), 1, 8, 8),
+        noise=NoiseSpec(),
+        train=TrainConfig(steps=2, batch_size=2),
+        sampler="ddim",
+        sampling_steps=2,
+        size=2,
+    )
     t = mm.targets(m)
     assert t.shape == (1, 4, 2, 2)
     assert torch.allclose(t[0, :, 0, 0], torch.tensor([-1.0, -1.0, -1.0, 1.0]))  # pure LV block
@@ -117,10 +135,14 @@ def test_two_stage_with_half_resolution_masks_fits_samples_and_reloads(tmp_path)
     from cmraudit_ddpm import DDPMGenerator
 
     ds = make_toy_dataset(n_patients=2, slices=2, size=32)
-    gen = DDPMGenerator(**{**resolve_preset("micro", DDPMGenerator.presets), "mask_size": 16, "mask_sampling_steps": 2, "device": "cpu"})
+    gen = DDPMGenerator(
+        **{**resolve_preset("micro", DDPMGenerator.presets), "mask_size": 16, "mask_sampling_steps": 2, "device": "cpu"}
+    )
     gen.fit(ds, seed=0, progress=False)
     a = gen.sample(n=3, seed=1)
     assert np.asarray(a.masks).shape == (3, 32, 32)
     gen.save(tmp_path / "g")
     b = DDPMGenerator.load(tmp_path / "g").sample(n=3, seed=1)
-    assert np.array_equal(np.asarray(a.masks), np.asarray(b.masks)) and np.allclose(np.asarray(a.images), np.asarray(b.images))
+    assert np.array_equal(np.asarray(a.masks), np.asarray(b.masks)) and np.allclose(
+        np.asarray(a.images), np.asarray(b.images)
+    )

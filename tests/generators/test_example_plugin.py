@@ -16,8 +16,24 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "third_party_plugin
 def installed(tmp_path_factory):
     """pip-install the example into a private target directory (the venv is left untouched)."""
     target = tmp_path_factory.mktemp("site")
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                           "--target", str(target), str(EXAMPLE)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         pytest.fail(f"pip install of the example plugin failed: {proc.stderr[-2000:]}")
     sys.path.insert(0, str(target))

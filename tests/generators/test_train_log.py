@@ -30,7 +30,9 @@ def test_one_row_per_step_with_the_loop_figures(tmp_path):
     rows = _rows(tmp_path / "logs" / "toy.csv")
     assert [int(r[0]) for r in rows] == list(range(1, 7))
     assert [float(r[1]) for r in rows] == pytest.approx(res.losses, rel=1e-5)  # the losses the loop kept
-    assert [float(r[2]) for r in rows] == pytest.approx([1e-2 * lr_factor(s, warmup=2, total=6) for s in range(6)], rel=1e-5)
+    assert [float(r[2]) for r in rows] == pytest.approx(
+        [1e-2 * lr_factor(s, warmup=2, total=6) for s in range(6)], rel=1e-5
+    )
     assert all(float(r[3]) > 0 and r[4] == "" and float(r[5]) > 0 for r in rows)  # grad norm, no DP, img/s
 
 

@@ -11,7 +11,9 @@ from cmraudit_ddpm import DDPMGenerator
 @pytest.fixture(scope="module")
 def vendor_gen():
     ds = make_toy_dataset(n_patients=4, slices=2, size=32, vendors="AB")
-    return DDPMGenerator(**{**DDPMGenerator.conformance_params(), "vendor_conditioning": True, "guidance_scale": 2.0}).fit(ds, seed=0, progress=False), ds
+    return DDPMGenerator(
+        **{**DDPMGenerator.conformance_params(), "vendor_conditioning": True, "guidance_scale": 2.0}
+    ).fit(ds, seed=0, progress=False), ds
 
 
 def test_vendor_sampling(vendor_gen):
@@ -27,7 +29,9 @@ def test_vendor_sampling(vendor_gen):
 
 
 def test_vendor_needs_vendor_model():
-    gen = DDPMGenerator(**DDPMGenerator.conformance_params()).fit(make_toy_dataset(n_patients=2, slices=1), seed=0, progress=False)
+    gen = DDPMGenerator(**DDPMGenerator.conformance_params()).fit(
+        make_toy_dataset(n_patients=2, slices=1), seed=0, progress=False
+    )
     with pytest.raises(UsageError, match="vendor_conditioning=True"):
         gen.sample(n=1, seed=0, vendor="A")
     with pytest.raises(UsageError, match="training size"):
@@ -36,7 +40,11 @@ def test_vendor_needs_vendor_model():
         gen.sample(masks=np.full((1, 32, 32), 7, np.uint8), seed=0)
     ddpm = gen.set_params(sampler="ddpm", num_train_timesteps=20)
     ddpm.mask_model_.noise = ddpm._noise()  # fitted with 1000 steps; only checks the 20-step DDPM loop runs
-    assert ddpm.sample(masks=np.asarray(make_toy_dataset(n_patients=1, slices=1).masks), seed=0).images.shape == (1, 32, 32)
+    assert ddpm.sample(masks=np.asarray(make_toy_dataset(n_patients=1, slices=1).masks), seed=0).images.shape == (
+        1,
+        32,
+        32,
+    )
 
 
 def test_loss_is_per_sample(vendor_gen):
@@ -56,7 +64,9 @@ def test_data_and_param_checks():
     with pytest.raises(NotFittedError):
         DDPMGenerator().sample(n=1, seed=0)
     with pytest.raises(DataError, match="image_size=64"):
-        DDPMGenerator.from_preset("quick").fit(make_toy_dataset(n_patients=2, slices=1, size=32), seed=0, progress=False)
+        DDPMGenerator.from_preset("quick").fit(
+            make_toy_dataset(n_patients=2, slices=1, size=32), seed=0, progress=False
+        )
     with pytest.raises(UsageError) as e:
         DDPMGenerator(channels=(32, 48), attention_levels=(False,), sampler="x").validate_params()
     msg = str(e.value)
@@ -67,11 +77,24 @@ def test_data_and_param_checks():
 
 def test_presets():
     quick, paper = resolve_preset("quick", DDPMGenerator.presets), resolve_preset("paper", DDPMGenerator.presets)
-    assert quick["channels"] == (32, 64, 64) and quick["attention_levels"] == (False, False, True) and quick["image_size"] == 64
+    assert (
+        quick["channels"] == (32, 64, 64)
+        and quick["attention_levels"] == (False, False, True)
+        and quick["image_size"] == 64
+    )
     assert quick["sampler"] == "ddim" and quick["sampling_steps"] == 25 and quick["schedule"] == "scaled_linear_beta"
     assert quick["mask_size"] == 32 and quick["mask_sampling_steps"] == 20 and paper["mask_size"] is None
-    assert paper["num_train_timesteps"] == 1000 and paper["batch_size"] == 8 and paper["epochs"] == 400 and paper["lr"] == 1e-4
-    assert paper["mask_channels"][0] == 64 and paper["mask_channels"][-1] == 512 and paper["mask_attention_levels"][-2:] == (True, True)
+    assert (
+        paper["num_train_timesteps"] == 1000
+        and paper["batch_size"] == 8
+        and paper["epochs"] == 400
+        and paper["lr"] == 1e-4
+    )
+    assert (
+        paper["mask_channels"][0] == 64
+        and paper["mask_channels"][-1] == 512
+        and paper["mask_attention_levels"][-2:] == (True, True)
+    )
     DDPMGenerator.from_preset("paper").validate_params()
     with pytest.raises(UsageError, match="unknown preset"):
         DDPMGenerator.from_preset("huge")

@@ -23,7 +23,9 @@ def test_micro_ddpm_learns_mask_conditioning():
     ).fit(ds, seed=0, progress=False)
     losses = gen.training_["image"]["losses"]
     assert np.mean(losses[-30:]) < 0.5 * np.mean(losses[:10]), (np.mean(losses[:10]), np.mean(losses[-30:]))
-    test = make_phantom(PhantomConfig(subjects=9, slices=4, size=32), seed=0).subset(range(6 * 8, 9 * 8))  # unseen subjects
+    test = make_phantom(PhantomConfig(subjects=9, slices=4, size=32), seed=0).subset(
+        range(6 * 8, 9 * 8)
+    )  # unseen subjects
     syn = gen.sample(masks=np.asarray(test.masks), seed=1)
     lv = float(syn.images[syn.masks == 3].mean())
     myo = float(syn.images[syn.masks == 2].mean())

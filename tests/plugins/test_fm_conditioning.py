@@ -19,8 +19,17 @@ def _label_means(images, masks):
 def test_fm_honours_masks():
     train = make_toy_dataset(n_patients=8, slices=4, size=32, seed=0)
     test = make_toy_dataset(n_patients=3, slices=2, size=32, seed=5)  # unseen patients: new centres and radii
-    gen = FMGenerator(**{**FMGenerator.conformance_params(), "steps": 100, "batch_size": 8, "lr": 2e-3, "warmup_steps": 10,
-                         "ema_decay": 0.99, "ode_steps": 5})
+    gen = FMGenerator(
+        **{
+            **FMGenerator.conformance_params(),
+            "steps": 100,
+            "batch_size": 8,
+            "lr": 2e-3,
+            "warmup_steps": 10,
+            "ema_decay": 0.99,
+            "ode_steps": 5,
+        }
+    )
     gen.fit(train, seed=0, progress=False)
     syn = gen.sample(masks=np.asarray(test.masks), seed=3)
     got = _label_means(np.asarray(syn.images), np.asarray(syn.masks))
@@ -45,10 +54,18 @@ def test_solvers_integrate_linear_flow_exactly():
 
 
 def test_second_order_solvers_beat_euler():
-    # v(x, s) = 2s (the network time input is s·1000): exact x(1) = x0 + 1; Euler is first order, midpoint/Heun exact here
+    # v(x, s) = 2s (the network time input is s·1000): exact x(1) = x0 + 1; Euler is first order, midpoint/Heun exact
+    # here
     x0 = torch.zeros(1, 1, 2, 2)
-    errs = {s: abs(float(solve_ode(lambda x, t: (2 * t / 1000.0).view(-1, 1, 1, 1).expand_as(x), x0, SolverSpec(s, 4)).x.mean()) - 1)
-            for s in ("euler", "midpoint", "heun")}
+    errs = {
+        s: abs(
+            float(
+                solve_ode(lambda x, t: (2 * t / 1000.0).view(-1, 1, 1, 1).expand_as(x), x0, SolverSpec(s, 4)).x.mean()
+            )
+            - 1
+        )
+        for s in ("euler", "midpoint", "heun")
+    }
     assert errs["euler"] > 0.1 and errs["midpoint"] < 1e-6 and errs["heun"] < 1e-6, errs
 
 
@@ -70,7 +87,9 @@ def test_linear_path_and_ot_pairing():
 
 
 def test_fm_loss_time_grid_and_errors():
-    gen = FMGenerator(**FMGenerator.conformance_params()).fit(make_toy_dataset(n_patients=2, slices=2, size=32), seed=0, progress=False)
+    gen = FMGenerator(**FMGenerator.conformance_params()).fit(
+        make_toy_dataset(n_patients=2, slices=2, size=32), seed=0, progress=False
+    )
     ds = make_toy_dataset(n_patients=1, slices=3, size=32, seed=2)
     im, mk = np.asarray(ds.images), np.asarray(ds.masks)
     a = gen.loss(im, mk, t=np.array([0, 500, 999]))

@@ -1,4 +1,6 @@
-"""LDM: the autoencoder reconstructs phantom slices, a briefly trained micro LDM honours the mask, and its pieces are correct."""
+"""LDM: the autoencoder reconstructs phantom slices, a briefly trained micro LDM honours the mask, and its pieces are
+correct."""
+
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,9 @@ AE_STEPS, AE_LR, AE_MARGIN_DB = 300, 3e-3, 1.0
 def test_autoencoder_beats_blurred_baseline():
     train = make_phantom(PhantomConfig(subjects=8, slices=4, size=32), seed=0)
     test = np.asarray(make_phantom(PhantomConfig(subjects=2, slices=4, size=32), seed=7).images)
-    gen = _micro(ae_channels=(8, 16), ae_steps=AE_STEPS, ae_lr=AE_LR, ae_grad_weight=0.0, steps=1).fit(train, seed=0, progress=False)
+    gen = _micro(ae_channels=(8, 16), ae_steps=AE_STEPS, ae_lr=AE_LR, ae_grad_weight=0.0, steps=1).fit(
+        train, seed=0, progress=False
+    )
     rec = gen.reconstruct(test)
     t = torch.as_tensor(test)[:, None]
     blurred = F.interpolate(F.avg_pool2d(t, 2), scale_factor=2, mode="bilinear", align_corners=False)[:, 0].numpy()
@@ -47,7 +51,9 @@ def test_autoencoder_beats_blurred_baseline():
 def test_ldm_honours_masks():
     train = make_toy_dataset(n_patients=8, slices=4, size=32, seed=0)
     test = make_toy_dataset(n_patients=3, slices=2, size=32, seed=5)
-    gen = _micro(ae_channels=(8, 16), ae_steps=120, ae_lr=5e-3, steps=150, lr=3e-3, sampling_steps=10).fit(train, seed=0, progress=False)
+    gen = _micro(ae_channels=(8, 16), ae_steps=120, ae_lr=5e-3, steps=150, lr=3e-3, sampling_steps=10).fit(
+        train, seed=0, progress=False
+    )
     syn = gen.sample(masks=np.asarray(test.masks), seed=3)
     im, m = np.asarray(syn.images), np.asarray(syn.masks)
     got = {k: float(im[m == v].mean()) for k, v in {"bg": 0, "RV": 1, "MYO": 2, "LV": 3}.items()}

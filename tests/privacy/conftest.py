@@ -1,4 +1,6 @@
-"""Shared phantom fixtures for the privacy tests (built once per session, small: 64 subjects × 3 slices × 2 phases at 32²)."""
+"""Shared phantom fixtures for the privacy tests (built once per session, small: 64 subjects × 3 slices × 2 phases at
+32²)."""
+
 from __future__ import annotations
 
 import numpy as np

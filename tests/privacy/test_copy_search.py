@@ -62,7 +62,9 @@ def test_weibull_fit_recovers_known_parameters():
     x = 0.2 * rng.weibull(3.0, 4000)
     c = np.quantile(x, 0.5)
     unc = x <= c
-    k, log_lam = _weibull_censored_fit(np.log(x[unc]), np.ones((1, unc.sum())), np.log(c), np.array([float((~unc).sum())]))
+    k, log_lam = _weibull_censored_fit(
+        np.log(x[unc]), np.ones((1, unc.sum())), np.log(c), np.array([float((~unc).sum())])
+    )
     assert abs(k[0] - 3.0) < 0.3 and abs(np.exp(log_lam[0]) - 0.2) < 0.02
 
 
@@ -112,7 +114,9 @@ def test_detectable_rate_golden_values():
 def test_recall_lower_bound_widens_the_upper_end():
     rec = Estimate(0.9, (0.8, 0.97), 44, "slice")
     est = copy_rate_interval(0, 400, fpr=0.0, fpr_upper=0.0, recall=rec)
-    assert est.ci[0] == 0 and abs(est.ci[1] - stats.norm.ppf(0.975) ** 2 / (400 + stats.norm.ppf(0.975) ** 2) / 0.8) < 1e-9
+    assert (
+        est.ci[0] == 0 and abs(est.ci[1] - stats.norm.ppf(0.975) ** 2 / (400 + stats.norm.ppf(0.975) ** 2) / 0.8) < 1e-9
+    )
 
 
 def test_seed_sweep_small():

@@ -31,10 +31,14 @@ def fake_run(calls):
         e = cfg.dp_epsilon
         strength = 1.0 if e is None else e / (1.0 + e)  # more budget -> better fidelity/utility, more leakage
         report = {
-            "generator": {"name": cfg.generator,
-                          "dp": None if e is None else {"epsilon": 0.9 * e, "delta": 1e-5, "accountant": "prv"}},
+            "generator": {
+                "name": cfg.generator,
+                "dp": None if e is None else {"epsilon": 0.9 * e, "delta": 1e-5, "accountant": "prv"},
+            },
             "fidelity": {"distribution": {"pixel": {"frechet_distance": _est(100 * (1 - strength) + 5, "slice")}}},
-            "utility": {"regimes": {"synthetic": {"dice": {s: _est(0.5 + 0.4 * strength) for s in ("RV", "MYO", "LV")}}}},
+            "utility": {
+                "regimes": {"synthetic": {"dice": {s: _est(0.5 + 0.4 * strength) for s in ("RV", "MYO", "LV")}}}
+            },
             "privacy": {"mia": {"gan_leaks": {"patient": {"auc": _est(0.5 + 0.2 * strength)}}}},
         }
         Path(cfg.out).mkdir(parents=True, exist_ok=True)

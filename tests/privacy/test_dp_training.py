@@ -269,9 +269,16 @@ def test_loop_style_usage_with_indices_and_step():
     data = torch.randn(40, 8)
     pids = [f"P{i % 10}" for i in range(40)]  # 10 patients, interleaved slices
     net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.SiLU(), torch.nn.Linear(16, 8))
-    pt = make_private(module=net, optimizer=torch.optim.AdamW(net.parameters(), lr=1e-2), dataset=None, patient_ids=pids,
-                      dp=DPConfig(epsilon=4.0, delta=1e-3, accountant="rdp", noise_multiplicity=3), batch_size=3,
-                      steps=8, seed=2)
+    pt = make_private(
+        module=net,
+        optimizer=torch.optim.AdamW(net.parameters(), lr=1e-2),
+        dataset=None,
+        patient_ids=pids,
+        dp=DPConfig(epsilon=4.0, delta=1e-3, accountant="rdp", noise_multiplicity=3),
+        batch_size=3,
+        steps=8,
+        seed=2,
+    )
     calls = []
 
     def step_loss(model, idx, gen):  # the loop's signature: batch-mean loss over idx, randomness from gen

@@ -22,7 +22,9 @@ REGISTERED = AuditConfig(attacks=(), masks=False, n_resamples=100, registered=Tr
 
 
 def _audit(train, holdout, syn, spaces, config=COPY_ONLY):
-    return audit_privacy(train=train, holdout=holdout, synthetic=syn, features=spaces, seed=0, config=config, progress=False)
+    return audit_privacy(
+        train=train, holdout=holdout, synthetic=syn, features=spaces, seed=0, config=config, progress=False
+    )
 
 
 @pytest.mark.parametrize("rate", [0.01, 0.02, 0.05])
@@ -51,7 +53,13 @@ def test_copycat_planted_rates_are_caught_under_every_transform(phantom_split, f
 def test_holdout_generator_passes(phantom_split, fitted_spaces):
     train, holdout, test = phantom_split
     syn = HoldoutGenerator().fit(train, seed=0, reference=test).sample(n=N_SYN, seed=1)
-    res = _audit(train, holdout, syn, fitted_spaces[:2], AuditConfig(attacks=("gan_leaks", "domias"), n_resamples=300, registered=True))
+    res = _audit(
+        train,
+        holdout,
+        syn,
+        fitted_spaces[:2],
+        AuditConfig(attacks=("gan_leaks", "domias"), n_resamples=300, registered=True),
+    )
     d = res.to_dict()
     assert set(d["feature_spaces"]) == {"pixel", "domain", "registered"}
     for name in ("pixel", "domain"):
@@ -86,8 +94,13 @@ def test_pixel_flip_views_make_pixel_space_flip_invariant(phantom_split, fitted_
     syn = gen.fit(train, seed=0, reference=test).sample(n=N_SYN, seed=5)
     truth = gen.last_sample_info_["is_copy"]
     plain = _audit(train, holdout, syn, fitted_spaces[:1]).feature_spaces["pixel"]
-    flips = _audit(train, holdout, syn, fitted_spaces[:1], AuditConfig(attacks=(), masks=False, n_resamples=100,
-                                                                      registered=False, pixel_views="flips")).feature_spaces["pixel"]
+    flips = _audit(
+        train,
+        holdout,
+        syn,
+        fitted_spaces[:1],
+        AuditConfig(attacks=(), masks=False, n_resamples=100, registered=False, pixel_views="flips"),
+    ).feature_spaces["pixel"]
     assert plain.per_slice["copy"][truth].mean() < 0.5  # plain pixels miss most flipped copies
     assert flips.per_slice["copy"][truth].all() and flips.copy_detection["views"] == 4
     assert np.allclose(flips.per_slice["d1"][truth], 0, atol=0.05)  # float32 rounding of FAISS squared L2

@@ -1,4 +1,6 @@
-"""MIA metrics against sklearn, the low-FPR support rule, and the copy threshold's FPR on data where the truth is known."""
+"""MIA metrics against sklearn, the low-FPR support rule, and the copy threshold's FPR on data where the truth is
+known."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,8 +55,15 @@ def test_calibrated_threshold_fpr_on_known_truth():
     syn = np.concatenate([novel, copies])
     pats = np.array([f"t{i}" for i in range(4000)])
     for alpha in (0.01, 0.05):
-        res = detect_copies(train_feats=train, holdout_feats=holdout, synthetic_feats=syn, train_patients=pats, space="g",
-                            alpha=alpha, carlini_k=5)
+        res = detect_copies(
+            train_feats=train,
+            holdout_feats=holdout,
+            synthetic_feats=syn,
+            train_patients=pats,
+            space="g",
+            alpha=alpha,
+            carlini_k=5,
+        )
         flag = res.per_slice["copy"]
         fpr = flag[:8000].mean()
         # binomial sd at n=8000 plus the threshold's own sampling error: within ±40 % of α
@@ -95,7 +104,15 @@ def test_near_twin_novel_patient_is_not_called_a_copy():
     twin_centre = train[:s].mean(0, keepdims=True) + rng.normal(0, 0.05, (1, d))
     novel_c = np.concatenate([twin_centre, rng.normal(size=(19, d))])
     syn, _ = _clustered(rng, 20, s, d, "n", centres=novel_c)
-    kw = dict(train_feats=train, holdout_feats=holdout, synthetic_feats=syn, train_patients=tp, space="g", alpha=1e-3, carlini_k=5)
+    kw = dict(
+        train_feats=train,
+        holdout_feats=holdout,
+        synthetic_feats=syn,
+        train_patients=tp,
+        space="g",
+        alpha=1e-3,
+        carlini_k=5,
+    )
     slice_level = detect_copies(**kw)
     patient_level = detect_copies(**kw, holdout_patients=hp)
     flag = patient_level.per_slice["copy"]

@@ -17,7 +17,7 @@ from cmraudit.data.importers import import_sunnybrook
 from cmraudit.data.preprocess import PreprocessConfig
 from cmraudit.features import extract_features, fit_features
 from cmraudit.fidelity.frechet import compute_frechet_distance
-from cmraudit.generators.reference import CopycatGenerator, HoldoutGenerator
+from cmraudit.generators.reference import HoldoutGenerator
 from cmraudit.privacy import AuditConfig, audit_privacy
 
 from ..data.sunnybrook_data import SUNNYBROOK, requires_sunnybrook

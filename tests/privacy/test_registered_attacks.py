@@ -8,9 +8,9 @@ import pytest
 from cmraudit.errors import UsageError
 from cmraudit.privacy.config import AuditConfig
 from cmraudit.privacy.mia.attacks import ATTACKS, attack_names, get_attack, missing_hooks
-
-REGISTERED_ATTACKS = ("pia", "pian", "secmi", "sima", "sima_mc", "conditional_gap", "flow_gap")
 from cmraudit.privacy.mia.attacks.run import run_attacks, split_reference
+
+REGISTERED_ATTACKS = ("pia", "pian", "secmi", "sima", "sima_mc", "conditional_gap", "flow_gap", "grad_norm")
 
 
 @pytest.fixture(scope="module")

@@ -57,10 +57,21 @@ def test_lira_detects_overfit_tiny_target(tmp_path, tiny_registered):
     from cmraudit.privacy import AuditConfig, audit_privacy
 
     target = TinyGenerator(steps=400).fit(train, seed=0)
-    cfg = ShadowConfig(k=8, executor="inline", workdir=str(tmp_path / "sh"))  # generator: the target's own class and params
-    full = audit_privacy(train=train, holdout=holdout, synthetic=target.sample(n=8, seed=0), generator=target, features=("pixel",),
-                         seed=0, config=AuditConfig(attacks=("loss", "fcre"), n_resamples=200, masks=False), progress=False,
-                         shadow=cfg, reference=ref)
+    cfg = ShadowConfig(
+        k=8, executor="inline", workdir=str(tmp_path / "sh")
+    )  # generator: the target's own class and params
+    full = audit_privacy(
+        train=train,
+        holdout=holdout,
+        synthetic=target.sample(n=8, seed=0),
+        generator=target,
+        features=("pixel",),
+        seed=0,
+        config=AuditConfig(attacks=("loss", "fcre"), n_resamples=200, masks=False),
+        progress=False,
+        shadow=cfg,
+        reference=ref,
+    )
     res = full.mia
     assert res["loss"].slice.auc.value >= 0.75  # the plain loss attack sees the same overfitting
     assert res["fcre"].slice.auc.value >= 0.6  # legacy FCRE (cross-fitted logistic regression) sees it too
@@ -126,13 +137,19 @@ def test_ray_executor_in_local_cluster_matches_inline(tmp_path, tiny_registered)
     try:
         kw = dict(target=target, train=train, holdout=holdout, reference=None, timesteps=TinyGenerator.audit_timesteps,
                   seed=0, n_resamples=50)
-        via_ray = run_shadow_attacks(config=ShadowConfig(k=2, executor="ray", modes=("online",), workdir=str(tmp_path / "ray")),
-                                     workdir=tmp_path / "ray", **kw)
+        via_ray = run_shadow_attacks(
+            config=ShadowConfig(k=2, executor="ray", modes=("online",), workdir=str(tmp_path / "ray")),
+            workdir=tmp_path / "ray",
+            **kw,
+        )
         assert ray.is_initialized()
     finally:
         ray.shutdown()
-    inline = run_shadow_attacks(config=ShadowConfig(k=2, executor="inline", modes=("online",), workdir=str(tmp_path / "inl")),
-                                workdir=tmp_path / "inl", **kw)
+    inline = run_shadow_attacks(
+        config=ShadowConfig(k=2, executor="inline", modes=("online",), workdir=str(tmp_path / "inl")),
+        workdir=tmp_path / "inl",
+        **kw,
+    )
     assert len(list((tmp_path / "ray").glob("online_*/DONE"))) == 2
     a, b = via_ray["lira_online"], inline["lira_online"]
     assert a.slice.auc.value == b.slice.auc.value

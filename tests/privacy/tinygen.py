@@ -32,8 +32,13 @@ class TinyGenerator:
 
     def _net(self):
         d = self.size * self.size
-        return torch.nn.Sequential(torch.nn.Linear(d + 1, self.hidden), torch.nn.SiLU(), torch.nn.Linear(self.hidden, self.hidden),
-                                   torch.nn.SiLU(), torch.nn.Linear(self.hidden, d))
+        return torch.nn.Sequential(
+            torch.nn.Linear(d + 1, self.hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(self.hidden, self.hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(self.hidden, d),
+        )
 
     def _x(self, images):
         return torch.from_numpy(resize_images(np.asarray(images, dtype=np.float32), self.size).reshape(len(images), -1))

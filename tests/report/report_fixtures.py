@@ -74,32 +74,65 @@ def make_report(kind: str = "holdout", *, n_synthetic: int = 12) -> dict:
         mia = {"gan_leaks": _mia(0.5, 0.01, False), "domias": _mia(0.52, 0.012, False)}
     mia["whitebox_loss"] = {"status": "skipped", "reason": "generator has no loss (tags.has_loss is False)"}
     if kind == "skipped":
-        registered["copy_detection"]["copy_rate"] = {"status": "skipped", "reason": "feature extraction failed in this test"}
-    dice = lambda base: {s: est(base + d, base + d - 0.03, base + d + 0.03, 10) for s, d in (("RV", -0.05), ("MYO", -0.08), ("LV", 0.0))}  # noqa: E731
+        registered["copy_detection"]["copy_rate"] = {
+            "status": "skipped",
+            "reason": "feature extraction failed in this test",
+        }
+    dice = lambda base: {
+        s: est(base + d, base + d - 0.03, base + d + 0.03, 10) for s, d in (("RV", -0.05), ("MYO", -0.08), ("LV", 0.0))
+    }  # noqa: E731
     report = {
         "schema_version": SCHEMA_VERSION,
         "run": {
-            "cmraudit_version": "0.1.0", "created_utc": "2026-11-21T22:00:00Z", "seed": 0, "device": "cpu",
-            "config": {"generator": kind, "preset": "quick"}, "git_commit": None,
-            "versions": {"python": "3.11"}, "data_fingerprints": {"train": "sha256:abc"}, "plugins": {},
+            "cmraudit_version": "0.1.0",
+            "created_utc": "2026-11-21T22:00:00Z",
+            "seed": 0,
+            "device": "cpu",
+            "config": {"generator": kind, "preset": "quick"},
+            "git_commit": None,
+            "versions": {"python": "3.11"},
+            "data_fingerprints": {"train": "sha256:abc"},
+            "plugins": {},
         },
         "data": {
             "source": "phantom",
-            "train": {"patients": 20, "slices": 160}, "holdout": {"patients": 20, "slices": 160},
-            "test": {"patients": 10, "slices": 80}, "synthetic": {"patients": n_synthetic, "slices": n_synthetic},
+            "train": {"patients": 20, "slices": 160},
+            "holdout": {"patients": 20, "slices": 160},
+            "test": {"patients": 10, "slices": 80},
+            "synthetic": {"patients": n_synthetic, "slices": n_synthetic},
         },
-        "generator": {"name": kind, "params": {}, "plugin": {"distribution": "cmraudit", "version": "0.1.0"}, "training_time_s": 1.0, "dp": None},
+        "generator": {
+            "name": kind,
+            "params": {},
+            "plugin": {"distribution": "cmraudit", "version": "0.1.0"},
+            "training_time_s": 1.0,
+            "dp": None,
+        },
         "fidelity": {
-            "distribution": {"pixel": {
-                "frechet_distance": est(3.0 if leaky else 12.0, 2.5, 14.0, 200, "slice"), "kid": est(0.01, 0.0, 0.02, 200, "slice"),
-                "precision": est(0.8, 0.75, 0.85, 200, "slice"), "recall": est(0.7, 0.65, 0.75, 200, "slice"),
-                "density": est(1.0, 0.9, 1.1, 200, "slice"), "coverage": est(0.9 if leaky else 0.6, 0.5, 0.95, 200, "slice"),
-            }},
-            "paired": {"psnr": est(20.0, 19.0, 21.0, 80, "slice"), "ssim": est(0.6, 0.55, 0.65, 80, "slice"),
-                       "ms_ssim": est(0.7, 0.65, 0.75, 80, "slice"), "lpips": {"status": "skipped", "reason": "no local VGG weights"}},
+            "distribution": {
+                "pixel": {
+                    "frechet_distance": est(3.0 if leaky else 12.0, 2.5, 14.0, 200, "slice"),
+                    "kid": est(0.01, 0.0, 0.02, 200, "slice"),
+                    "precision": est(0.8, 0.75, 0.85, 200, "slice"),
+                    "recall": est(0.7, 0.65, 0.75, 200, "slice"),
+                    "density": est(1.0, 0.9, 1.1, 200, "slice"),
+                    "coverage": est(0.9 if leaky else 0.6, 0.5, 0.95, 200, "slice"),
+                }
+            },
+            "paired": {
+                "psnr": est(20.0, 19.0, 21.0, 80, "slice"),
+                "ssim": est(0.6, 0.55, 0.65, 80, "slice"),
+                "ms_ssim": est(0.7, 0.65, 0.75, 80, "slice"),
+                "lpips": {"status": "skipped", "reason": "no local VGG weights"},
+            },
         },
-        "utility": {"regimes": {"real": {"dice": dice(0.85)}, "synthetic": {"dice": dice(0.80 if leaky else 0.7)},
-                                "real+synthetic": {"dice": dice(0.86)}}},
+        "utility": {
+            "regimes": {
+                "real": {"dice": dice(0.85)},
+                "synthetic": {"dice": dice(0.80 if leaky else 0.7)},
+                "real+synthetic": {"dice": dice(0.86)},
+            }
+        },
         "privacy": {"feature_spaces": {"pixel": pixel, "domain": domain, "registered": registered}, "mia": mia},
     }
     report["verdicts"] = compute_verdicts(report)
@@ -113,7 +146,9 @@ def variant(report: dict, mutate) -> dict:
 
 
 # -------------------------------------------------------------- datasets
-def textured_dataset(n_patients: int, slices: int, *, seed: int, size: int = 32, prefix: str = "p", source: str = "real") -> Dataset:
+def textured_dataset(
+    n_patients: int, slices: int, *, seed: int, size: int = 32, prefix: str = "p", source: str = "real"
+) -> Dataset:
     """Slices with a random smooth texture each (distinct per slice) and disc masks; values in [-0.9, 0.9]."""
     rng = np.random.default_rng(seed)
     n = n_patients * slices

@@ -21,12 +21,15 @@ _PROBE = """<script>
 window.__errors = [];
 window.addEventListener('error', function (e) {
   var t = e.target || {};
-  window.__errors.push(t.tagName ? ('resource failed: ' + t.tagName + ' ' + String(t.src || t.href).slice(0, 60)) : ('error: ' + e.message));
+  window.__errors.push(t.tagName ? ('resource failed: ' + t.tagName + ' ' + String(t.src || t.href).slice(0, 60)) :
+  ('error: ' + e.message));
 }, true);
-(function () { var ce = console.error; console.error = function () { window.__errors.push('console.error: ' + Array.prototype.join.call(arguments, ' ')); ce.apply(console, arguments); }; })();
+(function () { var ce = console.error; console.error = function () { window.__errors.push('console.error: ' +
+Array.prototype.join.call(arguments, ' ')); ce.apply(console, arguments); }; })();
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
-  var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; });
+  var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt;
+  });
   var out = document.createElement('pre'); out.id = 'cmraudit-probe';
   out.textContent = JSON.stringify({images: imgs.length, broken: bad, errors: window.__errors});
   document.body.appendChild(out);
@@ -35,7 +38,13 @@ window.addEventListener('load', function () {
 
 
 def _chromium() -> str | None:
-    for cand in (os.environ.get("CMRAUDIT_CHROMIUM"), "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+    for cand in (
+        os.environ.get("CMRAUDIT_CHROMIUM"),
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ):
         if cand and shutil.which(cand):
             return shutil.which(cand)
     return None
@@ -57,7 +66,9 @@ def _probe(html_path, tmp_path) -> tuple[dict, str]:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     m = re.search(r'<pre id="cmraudit-probe">(.*?)</pre>', out.stdout, re.S)
     assert m, f"probe did not run (exit {out.returncode}): {out.stderr[-2000:]}"
-    result = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    result = json.loads(
+        m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    )
     console = [ln for ln in out.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     return result, "\n".join(console)
 
@@ -74,9 +85,12 @@ def test_report_loads_in_chromium(tmp_path):
 def test_probe_detects_a_broken_plot(tmp_path):
     """The check can fail: a corrupt inline PNG is reported as broken with an error."""
     page = tmp_path / "broken.html"
-    page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
-                    "<img alt='ok' src='data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='>"
-                    "<img alt='corrupt' src='data:image/png;base64,AAAAAAAA'></body></html>")
+    page.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+        "<img alt='ok' "
+        "src='data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='>"
+        "<img alt='corrupt' src='data:image/png;base64,AAAAAAAA'></body></html>"
+    )
     result, _ = _probe(page, tmp_path)
     assert result["images"] == 2
     assert result["broken"] == ["corrupt"]

@@ -34,7 +34,9 @@ def test_pareto_flags():
     rows = [
         CompareRow("a", "a", frechet_distance=10, dice_synthetic=0.8, mia_auc_upper=0.6),
         CompareRow("b", "b", frechet_distance=12, dice_synthetic=0.7, mia_auc_upper=0.7),  # dominated by a
-        CompareRow("c", "c", frechet_distance=5, dice_synthetic=0.9, mia_auc_upper=0.99),  # best fidelity/utility, worst privacy
+        CompareRow(
+            "c", "c", frechet_distance=5, dice_synthetic=0.9, mia_auc_upper=0.99
+        ),  # best fidelity/utility, worst privacy
         CompareRow("d", "d"),  # nothing computed
     ]
     assert pareto_flags(rows) == [True, False, True, False]

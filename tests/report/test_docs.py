@@ -97,7 +97,11 @@ def test_quickstart_and_example_commands_exist():
             if cmd is None:
                 problems.append(f"{doc.name}: unknown command {' '.join(words)}")
                 continue
-            problems += [f"{doc.name}: unknown option {w} in {' '.join(words)}" for w in words if w.startswith("--") and w not in opts]
+            problems += [
+                f"{doc.name}: unknown option {w} in {' '.join(words)}"
+                for w in words
+                if w.startswith("--") and w not in opts
+            ]
     assert not problems, problems
 
 

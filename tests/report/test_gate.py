@@ -47,7 +47,12 @@ def test_skipped_metric_fails_closed(tmp_path, capsys):
 
 def test_rule_uses_ci_upper_not_point_estimate():
     # point estimate 0.004 is under budget 0.02 but the CI upper bound 0.03 is not
-    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", est(0.004, 0.0, 0.03, 100, "slice")))
+    rep = variant(
+        make_report("holdout"),
+        lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__(
+            "copy_rate", est(0.004, 0.0, 0.03, 100, "slice")
+        ),
+    )
     res = {r.rule: r for r in evaluate_gate(rep).rules}
     assert res["copy_rate"].status == "fail" and res["copy_rate"].upper == 0.03
     assert res["copy_rate"].verdict == "inconclusive"  # interval straddles the budget
@@ -56,11 +61,25 @@ def test_rule_uses_ci_upper_not_point_estimate():
 
 def test_detected_copies_fail_whatever_the_budget():
     # CI [0.001, 0.012]: within budget 0.02, but it excludes 0: a copy was detected with 95 % confidence
-    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", est(0.005, 0.001, 0.012, 400, "slice")))
+    rep = variant(
+        make_report("holdout"),
+        lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__(
+            "copy_rate", est(0.005, 0.001, 0.012, 400, "slice")
+        ),
+    )
     res = {r.rule: r for r in evaluate_gate(rep).rules}
-    assert res["copy_rate"].status == "fail" and res["copy_rate"].verdict == "fail" and "copies detected" in res["copy_rate"].reason
+    assert (
+        res["copy_rate"].status == "fail"
+        and res["copy_rate"].verdict == "fail"
+        and "copies detected" in res["copy_rate"].reason
+    )
     # the default scope reads the registered space only: flags in the non-invariant pixel space do not decide
-    rep2 = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__("copy_rate", est(0.005, 0.001, 0.012, 400, "slice")))
+    rep2 = variant(
+        make_report("holdout"),
+        lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].__setitem__(
+            "copy_rate", est(0.005, 0.001, 0.012, 400, "slice")
+        ),
+    )
     assert {r.rule: r for r in evaluate_gate(rep2).rules}["copy_rate"].status == "pass"
 
 
@@ -76,14 +95,43 @@ def test_max_over_feature_spaces_and_attacks():
 @pytest.mark.parametrize(
     "mutate, rule, needle",
     [
-        (lambda r: r.__setitem__("privacy", {"status": "skipped", "reason": "--no-privacy"}), "copy_rate", "--no-privacy"),
-        (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"].__setitem__("auc", {"status": "skipped", "reason": "too few patients"}), "mia_auc", "too few patients"),
-        (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"]["tpr_at_1pct_fpr"].__setitem__("ci", None), "mia_tpr_at_1pct_fpr", "no CI upper bound"),
-        (lambda r: r["privacy"].__setitem__("mia", {"a": {"status": "skipped", "reason": "x"}}), "mia_auc", "no attack"),
-        (lambda r: r["privacy"]["feature_spaces"]["registered"].__setitem__("copy_detection", {"status": "skipped", "reason": "oom"}), "patients_copied", "oom"),
+        (
+            lambda r: r.__setitem__("privacy", {"status": "skipped", "reason": "--no-privacy"}),
+            "copy_rate",
+            "--no-privacy",
+        ),
+        (
+            lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"].__setitem__(
+                "auc", {"status": "skipped", "reason": "too few patients"}
+            ),
+            "mia_auc",
+            "too few patients",
+        ),
+        (
+            lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"]["tpr_at_1pct_fpr"].__setitem__("ci", None),
+            "mia_tpr_at_1pct_fpr",
+            "no CI upper bound",
+        ),
+        (
+            lambda r: r["privacy"].__setitem__("mia", {"a": {"status": "skipped", "reason": "x"}}),
+            "mia_auc",
+            "no attack",
+        ),
+        (
+            lambda r: r["privacy"]["feature_spaces"]["registered"].__setitem__(
+                "copy_detection", {"status": "skipped", "reason": "oom"}
+            ),
+            "patients_copied",
+            "oom",
+        ),
         (lambda r: r["privacy"]["feature_spaces"].pop("registered"), "copy_rate", "registered missing"),
-        (lambda r: r["privacy"]["feature_spaces"].__setitem__("registered", {"status": "skipped", "reason": "switched off"}),
-         "copy_rate", "registered skipped (switched off)"),
+        (
+            lambda r: r["privacy"]["feature_spaces"].__setitem__(
+                "registered", {"status": "skipped", "reason": "switched off"}
+            ),
+            "copy_rate",
+            "registered skipped (switched off)",
+        ),
     ],
 )
 def test_missing_or_skipped_fails_closed(mutate, rule, needle):
@@ -107,9 +155,25 @@ def test_epsilon_rule(tmp_path, capsys):
     assert _run(tmp_path, "holdout", "--policy", str(policy)) == EXIT_GATE_FAILED
     assert "generator.dp is null" in capsys.readouterr().err
     dp = {"epsilon": 6.8, "delta": 1e-5, "accountant": "prv"}
-    assert _run(tmp_path, variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", dp)), "--policy", str(policy)) == EXIT_OK
+    assert (
+        _run(
+            tmp_path,
+            variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", dp)),
+            "--policy",
+            str(policy),
+        )
+        == EXIT_OK
+    )
     dp = {"epsilon": 10.0, "delta": 1e-5, "accountant": "prv"}
-    assert _run(tmp_path, variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", dp)), "--policy", str(policy)) == EXIT_GATE_FAILED
+    assert (
+        _run(
+            tmp_path,
+            variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", dp)),
+            "--policy",
+            str(policy),
+        )
+        == EXIT_GATE_FAILED
+    )
 
 
 def test_policy_budgets_change_the_outcome(tmp_path):
@@ -191,14 +255,19 @@ def test_underpowered_rate_rule_says_how_many_are_needed(tmp_path, capsys):
     assert wilson_min_n(0.01) == 381 and wilson_ci(0, 381)[1] <= 0.01 < wilson_ci(0, 380)[1]
     assert wilson_min_n(0.05) == 73 and wilson_ci(0, 73)[1] <= 0.05 < wilson_ci(0, 72)[1]
     zero = {"value": 0.0, "ci": list(wilson_ci(0, 96)), "n": 96, "unit": "slice", "ci_method": "wilson, fpr-corrected"}
-    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", zero))
+    rep = variant(
+        make_report("holdout"),
+        lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", zero),
+    )
     res = {r.rule: r for r in evaluate_gate(rep).rules}
     # budget 0.02: z²(1 − b)/b = 188.2 → 189 slices (the registered space's recall lower bound divides the budget)
     assert res["copy_rate"].status == "fail" and "at least 189 slices" in res["copy_rate"].hint
     assert res["patients_copied"].hint is None  # a passing rule gets no hint
     powered = dict(zero, ci=list(wilson_ci(2, 400)), n=400, value=0.005)  # fails on its data, not for lack of n
     powered["ci"] = [0.0, powered["ci"][1] + 0.02]
-    rep2 = variant(rep, lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", powered))
+    rep2 = variant(
+        rep, lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", powered)
+    )
     assert {r.rule: r for r in evaluate_gate(rep2).rules}["copy_rate"].hint is None
     write_report(tmp_path, rep)
     assert main(["gate", str(tmp_path / "report.json")]) == EXIT_GATE_FAILED
@@ -206,9 +275,16 @@ def test_underpowered_rate_rule_says_how_many_are_needed(tmp_path, capsys):
 
 
 def test_tpr_rule_unsupported_for_few_non_members_gets_a_hint():
-    skipped = {"status": "skipped", "reason": "unsupported: TPR at 0.01 FPR needs at least 100 non-members, have 15 (patient level)"}
-    rep = variant(make_report("holdout"), lambda r: [r["privacy"]["mia"][a]["patient"].__setitem__("tpr_at_1pct_fpr", skipped)
-                                                      for a in ("gan_leaks", "domias")])
+    skipped = {
+        "status": "skipped",
+        "reason": "unsupported: TPR at 0.01 FPR needs at least 100 non-members, have 15 (patient level)",
+    }
+    rep = variant(
+        make_report("holdout"),
+        lambda r: [
+            r["privacy"]["mia"][a]["patient"].__setitem__("tpr_at_1pct_fpr", skipped) for a in ("gan_leaks", "domias")
+        ],
+    )
     r = {x.rule: x for x in evaluate_gate(rep, FULL).rules}["mia_tpr_at_1pct_fpr"]
     assert r.status == "fail" and "100 non-member" in r.hint and "mia_tpr_at_1pct_fpr = false" in r.hint
 

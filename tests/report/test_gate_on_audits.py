@@ -26,13 +26,29 @@ def audited(tmp_path_factory):
     for name, part in parts.items():
         write_dataset(part, root / name)
     syn = {
-        "copycat": CopycatGenerator(rate=0.05, transforms="all").fit(parts["train"], seed=0, reference=parts["test"]).sample(n=400, seed=1),
+        "copycat": CopycatGenerator(rate=0.05, transforms="all")
+        .fit(parts["train"], seed=0, reference=parts["test"])
+        .sample(n=400, seed=1),
         "holdout": HoldoutGenerator().fit(parts["train"], seed=0, reference=parts["test"]).sample(n=400, seed=1),
     }
     for name, s in syn.items():
         write_dataset(s, root / f"syn_{name}")
-        rc = main(["-q", "audit", "--train", str(root / "train"), "--holdout", str(root / "holdout"),
-                   "--synthetic", str(root / f"syn_{name}"), "--out", str(root / f"audit_{name}"), "--resamples", "300"])
+        rc = main(
+            [
+                "-q",
+                "audit",
+                "--train",
+                str(root / "train"),
+                "--holdout",
+                str(root / "holdout"),
+                "--synthetic",
+                str(root / f"syn_{name}"),
+                "--out",
+                str(root / f"audit_{name}"),
+                "--resamples",
+                "300",
+            ]
+        )
         assert rc == 0
     return root
 
@@ -54,6 +70,8 @@ def test_holdout_passes_the_default_gate(audited, capsys):
 def test_per_slice_csv_has_a_combined_copy_column(audited):
     rows = list(csv.DictReader(open(audited / "audit_copycat" / "privacy" / "per_slice_copies.csv")))
     assert len(rows) == 400 and {"copy_pixel", "copy_domain", "copy_registered", "copy_any_space"} <= set(rows[0])
-    assert all(r["copy_any_space"] == str(int(any(r[k] == "1" for k in r if k.startswith("copy_") and k != "copy_any_space")))
-               for r in rows)
+    assert all(
+        r["copy_any_space"] == str(int(any(r[k] == "1" for k in r if k.startswith("copy_") and k != "copy_any_space")))
+        for r in rows
+    )
     assert 19 <= sum(r["copy_registered"] == "1" for r in rows) <= 20

@@ -197,6 +197,9 @@ def test_report_package_never_imports_torch():
     import subprocess
     import sys
 
-    code = "import sys, cmraudit.report, cmraudit.report.html, cmraudit.report.compare, cmraudit.cli.report; print('torch' in sys.modules)"
+    code = (
+        "import sys, cmraudit.report, cmraudit.report.html, cmraudit.report.compare, cmraudit.cli.report; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr

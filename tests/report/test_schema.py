@@ -35,15 +35,30 @@ def test_write_then_read_round_trip(tmp_path):
         (lambda r: r["generator"].pop("dp"), "generator.dp"),
         (lambda r: r["generator"].__setitem__("dp", {"epsilon": 8.0}), "generator.dp.delta"),
         (lambda r: r.__setitem__("schema_version", "9.9"), "schema_version"),
-        (lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].pop("copy_rate"), "privacy.feature_spaces.pixel.copy_detection.copy_rate"),
+        (
+            lambda r: r["privacy"]["feature_spaces"]["pixel"]["copy_detection"].pop("copy_rate"),
+            "privacy.feature_spaces.pixel.copy_detection.copy_rate",
+        ),
         (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"].pop("auc"), "privacy.mia.gan_leaks.patient.auc"),
         (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"]["auc"].pop("ci"), "privacy.mia.gan_leaks.patient.auc"),
-        (lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"]["auc"].__setitem__("unit", "voxel"), "privacy.mia.gan_leaks.patient.auc.unit"),
+        (
+            lambda r: r["privacy"]["mia"]["gan_leaks"]["patient"]["auc"].__setitem__("unit", "voxel"),
+            "privacy.mia.gan_leaks.patient.auc.unit",
+        ),
         (lambda r: r["fidelity"]["paired"].__setitem__("psnr", 21.3), "fidelity.paired.psnr"),
         (lambda r: r["fidelity"]["paired"].__setitem__("lpips", {"status": "skipped"}), "fidelity.paired.lpips.reason"),
-        (lambda r: r["utility"]["regimes"]["real"]["dice"]["LV"].__setitem__("value", float("nan")), "utility.regimes.real.dice.LV.value"),
-        (lambda r: r["utility"]["regimes"]["real"]["dice"]["LV"].__setitem__("ci", [0.9, 0.1]), "utility.regimes.real.dice.LV.ci"),
-        (lambda r: r["utility"]["regimes"]["real"]["dice"]["LV"].__setitem__("n", -3), "utility.regimes.real.dice.LV.n"),
+        (
+            lambda r: r["utility"]["regimes"]["real"]["dice"]["LV"].__setitem__("value", float("nan")),
+            "utility.regimes.real.dice.LV.value",
+        ),
+        (
+            lambda r: r["utility"]["regimes"]["real"]["dice"]["LV"].__setitem__("ci", [0.9, 0.1]),
+            "utility.regimes.real.dice.LV.ci",
+        ),
+        (
+            lambda r: r["utility"]["regimes"]["real"]["dice"]["LV"].__setitem__("n", -3),
+            "utility.regimes.real.dice.LV.n",
+        ),
         (lambda r: r["verdicts"].__setitem__("overall", "maybe"), "verdicts.overall"),
     ],
 )
@@ -56,7 +71,10 @@ def test_each_problem_is_named(mutate, field):
 
 
 def test_all_problems_collected_in_one_error():
-    bad = variant(make_report("holdout"), lambda r: (r.pop("utility"), r["run"].pop("device"), r.__setitem__("schema_version", "0.1")))
+    bad = variant(
+        make_report("holdout"),
+        lambda r: (r.pop("utility"), r["run"].pop("device"), r.__setitem__("schema_version", "0.1")),
+    )
     with pytest.raises(ReportSchemaError) as ei:
         validate_report(bad, source="x/report.json")
     msg = str(ei.value)
@@ -66,12 +84,16 @@ def test_all_problems_collected_in_one_error():
 
 
 def test_extra_keys_in_stage_sections_are_accepted():
-    rep = variant(make_report("holdout"), lambda r: r["fidelity"].__setitem__("new_thing", {"whatever": [1, 2], "note": "x"}))
+    rep = variant(
+        make_report("holdout"), lambda r: r["fidelity"].__setitem__("new_thing", {"whatever": [1, 2], "note": "x"})
+    )
     assert report_problems(rep) == []
 
 
 def test_skipped_stage_is_valid():
-    rep = variant(make_report("holdout"), lambda r: r.__setitem__("utility", {"status": "skipped", "reason": "--no-utility"}))
+    rep = variant(
+        make_report("holdout"), lambda r: r.__setitem__("utility", {"status": "skipped", "reason": "--no-utility"})
+    )
     assert report_problems(rep) == []
 
 

@@ -19,8 +19,13 @@ def _toy(n_pat, vendors, seed, size=32, per=3, tag="p"):
             m[r < 9] = 2
             m[r < 6] = 3
             m[(np.hypot(yy - cy, xx - cx - 11) < 5) & (m == 0)] = 1
-            im = np.where(m == 3, 0.8, np.where(m == 2, -0.3, np.where(m == 1, 0.6, -0.8))) + rng.normal(0, 0.05, (size, size))
-            ims.append(np.clip(im, -1, 1)); mks.append(m); pid.append(f"{tag}{p}"); ven.append(vendors[p % len(vendors)])
+            im = np.where(m == 3, 0.8, np.where(m == 2, -0.3, np.where(m == 1, 0.6, -0.8))) + rng.normal(
+                0, 0.05, (size, size)
+            )
+            ims.append(np.clip(im, -1, 1))
+            mks.append(m)
+            pid.append(f"{tag}{p}")
+            ven.append(vendors[p % len(vendors)])
     return Dataset(images=np.array(ims, np.float32), masks=np.array(mks), patient_id=np.array(pid, object),
                    vendor=np.array(ven, object), spacing_mm=np.full((len(ims), 2), 1.5))
 
@@ -48,7 +53,9 @@ def test_evaluate_utility_shape_and_cross_vendor():
 def test_cross_vendor_skipped_without_vendor_conditioning_or_vendors():
     train, test = _toy(8, "ABCD", 0), _toy(4, "ABCD", 1, tag="t")
     syn = _toy(2, "A", 2, tag="s")
-    d = evaluate_utility(train=train, synthetic=syn, test=test, seed=0, iterations=2, regimes=("real",), progress=False).to_dict()
+    d = evaluate_utility(
+        train=train, synthetic=syn, test=test, seed=0, iterations=2, regimes=("real",), progress=False
+    ).to_dict()
     assert d["cross_vendor"]["regimes"]["real+synthetic"]["status"] == "skipped"
     assert vendor_groups(_toy(2, [""], 0), _toy(2, [""], 1)) is None
 
@@ -59,7 +66,9 @@ def test_bad_inputs_and_not_fitted():
         evaluate_utility(train=train, synthetic=None, test=train, seed=0, regimes=("bogus",))
     with pytest.raises(NotFittedError):
         Segmenter().predict(np.zeros((1, 32, 32), np.float32))
-    d = evaluate_utility(train=train, synthetic=None, test=train, seed=0, iterations=1, cross_vendor=False, progress=False).to_dict()
+    d = evaluate_utility(
+        train=train, synthetic=None, test=train, seed=0, iterations=1, cross_vendor=False, progress=False
+    ).to_dict()
     assert d["regimes"]["synthetic"]["status"] == "skipped"
 
 
@@ -70,5 +79,14 @@ def test_partial_labels_use_marginal_loss_and_unknown_is_not_scored():
     assert np.isfinite(seg.loss_history_).all()
     test = _toy(2, "A", 1, tag="t")
     test.annotated[:] = 2 | 4
-    d = evaluate_utility(train=train, synthetic=None, test=test, seed=0, iterations=1, regimes=("real",), cross_vendor=False, progress=False).to_dict()
+    d = evaluate_utility(
+        train=train,
+        synthetic=None,
+        test=test,
+        seed=0,
+        iterations=1,
+        regimes=("real",),
+        cross_vendor=False,
+        progress=False,
+    ).to_dict()
     assert d["regimes"]["real"]["dice"]["RV"]["status"] == "skipped"

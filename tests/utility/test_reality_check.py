@@ -28,7 +28,9 @@ def test_real_copycat_noise(parts):
 
     train, test = parts["train"], parts["test"]
     rng = np.random.default_rng(0)
-    copy = _synthetic(train, np.clip(np.asarray(train.images) + rng.normal(0, 0.02, train.images.shape), -1, 1), "copycat")
+    copy = _synthetic(
+        train, np.clip(np.asarray(train.images) + rng.normal(0, 0.02, train.images.shape), -1, 1), "copycat"
+    )
     noise = _synthetic(train, rng.uniform(-1, 1, train.images.shape), "noise")
     r1 = evaluate_utility(train=train, synthetic=copy, test=test, seed=0, regimes=("real", "synthetic"),
                           cross_vendor=False, progress=False).to_dict()

@@ -43,7 +43,12 @@ class ImportSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"out": str(self.out), "patients": self.patients, "slices": self.slices, "skipped": [list(s) for s in self.skipped]}
+        return {
+            "out": str(self.out),
+            "patients": self.patients,
+            "slices": self.slices,
+            "skipped": [list(s) for s in self.skipped],
+        }
 
 
 def check_slice(rec: SliceRecord, *, where: str) -> None:

@@ -56,7 +56,12 @@ def read_contour(path: Path, *, shape: tuple[int, int] | None = None) -> np.ndar
     if shape is not None:
         rows, cols = shape
         t = _OUTSIDE_TOLERANCE
-        if (arr[:, 0] < -t).any() or (arr[:, 0] > cols - 1 + t).any() or (arr[:, 1] < -t).any() or (arr[:, 1] > rows - 1 + t).any():
+        if (
+            (arr[:, 0] < -t).any()
+            or (arr[:, 0] > cols - 1 + t).any()
+            or (arr[:, 1] < -t).any()
+            or (arr[:, 1] > rows - 1 + t).any()
+        ):
             raise DataError(
                 f"{path}: contour points outside the {rows}×{cols} image "
                 f"(x {arr[:, 0].min():.1f}..{arr[:, 0].max():.1f}, y {arr[:, 1].min():.1f}..{arr[:, 1].max():.1f}); "
@@ -96,7 +101,9 @@ def check_epicardium(lv: np.ndarray, wall: np.ndarray, *, where: str, max_outsid
         )
 
 
-def contours_to_mask(endo: np.ndarray, epi: np.ndarray | None, shape: tuple[int, int], *, where: str = "") -> np.ndarray:
+def contours_to_mask(
+    endo: np.ndarray, epi: np.ndarray | None, shape: tuple[int, int], *, where: str = ""
+) -> np.ndarray:
     """uint8 mask: LV (3) inside the endocardium, MYO (2) inside the epicardium but outside it.
 
     Without an epicardium the pixels outside the endocardium are 0 — the caller must record
@@ -125,6 +132,9 @@ def find_contours(folder: Path) -> dict[int, dict[str, Path]]:
         num, kind = int(m.group("num")), m.group("kind")
         entry = found.setdefault(num, {})
         if kind in entry:
-            raise DataError(f"{p}: a second {'endo' if kind == 'i' else 'epi'}cardial contour for image {num} (first: {entry[kind]})")
+            raise DataError(
+                f"{p}: a second {'endo' if kind == 'i' else 'epi'}cardial contour for image {num} (first: "
+                f"{entry[kind]})"
+            )
         entry[kind] = p
     return found

@@ -104,7 +104,9 @@ def _masks_from_labels(entry: dict[str, Path], img: DicomImage, bits: int) -> tu
     except Exception as e:  # noqa: BLE001
         raise DataError(f"{p}: unreadable label mask ({type(e).__name__}: {e})") from e
     if arr.shape != img.shape:
-        raise DataError(f"{p}: label mask shape {arr.shape} differs from its DICOM {img.path.name} ({img.shape}, rows×columns)")
+        raise DataError(
+            f"{p}: label mask shape {arr.shape} differs from its DICOM {img.path.name} ({img.shape}, rows×columns)"
+        )
     if not np.issubdtype(arr.dtype, np.integer) or arr.min(initial=0) < 0 or arr.max(initial=0) > 3:
         raise DataError(f"{p}: label mask must hold integers 0..3 (ACDC numbering: 1 RV, 2 MYO, 3 LV)")
     if not arr.any():
@@ -134,7 +136,10 @@ def load_patient(dicom_dir: Path, mask_dir: Path, *, patient_id: str, mask_forma
         if img is None:
             if str(num) in bad_stems or f"{num:04d}" in bad_stems:
                 continue  # its DICOM was unreadable and is already listed
-            problems.add(DataError(f"{first}: points at image {num}, but {dicom_dir} has no DICOM with InstanceNumber {num}"), first)
+            problems.add(
+                DataError(f"{first}: points at image {num}, but {dicom_dir} has no DICOM with InstanceNumber {num}"),
+                first,
+            )
             continue
         try:
             mask, bits = mask_fn(entry, img)
@@ -157,7 +162,9 @@ def load_patient(dicom_dir: Path, mask_dir: Path, *, patient_id: str, mask_forma
 
 
 # ------------------------------------------------------------------ assembly
-def _assemble(patients: list[PatientRecords], *, out: Path, config: PreprocessConfig, source: str, meta: dict) -> Dataset:
+def _assemble(
+    patients: list[PatientRecords], *, out: Path, config: PreprocessConfig, source: str, meta: dict
+) -> Dataset:
     parts = []
     for rec in patients:
         imgs, msks, sps = [], [], []
@@ -181,8 +188,10 @@ def _assemble(patients: list[PatientRecords], *, out: Path, config: PreprocessCo
                "annotated_structures": [s for s in ("LV", "MYO", "RV") if s in bits_to_structures(union)],
                "unknown_structures": [s for s in STRUCTURES if s not in bits_to_structures(union)]}
     if ds.meta["unknown_structures"]:
-        ds.meta["notes"] = (f"{', '.join(ds.meta['unknown_structures'])} not annotated in this data: unknown, not background; "
-                            "metrics score only annotated structures (per slice: index.csv column 'annotated').")
+        ds.meta["notes"] = (
+            f"{', '.join(ds.meta['unknown_structures'])} not annotated in this data: unknown, not background; "
+            "metrics score only annotated structures (per slice: index.csv column 'annotated')."
+        )
     write_dataset(ds, out, overwrite=True)
     return ds
 
@@ -249,8 +258,15 @@ def read_link(path: Path) -> dict[str, str]:
     return link
 
 
-def import_sunnybrook(root, *, out, config: PreprocessConfig | None = None, strict: bool = False, overwrite: bool = False,
-                      progress: bool = True) -> ImportSummary:
+def import_sunnybrook(
+    root,
+    *,
+    out,
+    config: PreprocessConfig | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ImportSummary:
     """Import the Sunnybrook Cardiac Data layout: ``link.csv``, ``dicoms/<patient_id>/*.dcm``,
     ``contourfiles/<original_id>/{i,o}-contours/IM-0001-<NNNN>-{i,o}contour-manual.txt`` (NNNN = InstanceNumber).
 
@@ -261,15 +277,26 @@ def import_sunnybrook(root, *, out, config: PreprocessConfig | None = None, stri
     root = Path(root)
     for need in ("link.csv", "dicoms", "contourfiles"):
         if not (root / need).exists():
-            raise DataError(f"{root}: not a Sunnybrook folder (missing {need}; expected link.csv, dicoms/, contourfiles/)")
+            raise DataError(
+                f"{root}: not a Sunnybrook folder (missing {need}; expected link.csv, dicoms/, contourfiles/)"
+            )
     link = read_link(root / "link.csv")
     pairs = [(pid, root / "dicoms" / pid, root / "contourfiles" / orig) for pid, orig in sorted(link.items())]
     missing = [str(d) for _, d, _ in pairs if not d.is_dir()]
     if missing and strict:
         raise DataError(f"{missing[0]}: DICOM folder listed in link.csv does not exist")
-    return _run(pairs, out=out, config=config or PreprocessConfig(), strict=strict, overwrite=overwrite, progress=progress,
-                source="sunnybrook", mask_format="contours", annotated_bits=structures_to_bits(["LV", "MYO"]),
-                provenance={"root": root.name, "layout": "sunnybrook", "licence": "CC0 1.0 (Sunnybrook Cardiac Data)"})
+    return _run(
+        pairs,
+        out=out,
+        config=config or PreprocessConfig(),
+        strict=strict,
+        overwrite=overwrite,
+        progress=progress,
+        source="sunnybrook",
+        mask_format="contours",
+        annotated_bits=structures_to_bits(["LV", "MYO"]),
+        provenance={"root": root.name, "layout": "sunnybrook", "licence": "CC0 1.0 (Sunnybrook Cardiac Data)"},
+    )
 
 
 def import_dicom(root, *, masks_from, out, config: PreprocessConfig | None = None, mask_format: str = "auto",
@@ -296,11 +323,22 @@ def import_dicom(root, *, masks_from, out, config: PreprocessConfig | None = Non
     if mask_format == "auto":
         mask_format = "contours" if next(masks_from.rglob("*contour-manual.txt"), None) else "labels"
     names = link and read_link(Path(link))
-    pdirs = sorted(d for d in root.iterdir() if d.is_dir() and next((q for q in d.rglob("*") if q.suffix.lower() == ".dcm"), None))
+    pdirs = sorted(
+        d for d in root.iterdir() if d.is_dir() and next((q for q in d.rglob("*") if q.suffix.lower() == ".dcm"), None)
+    )
     if not pdirs:
         raise DataError(f"{root}: no patient folders with *.dcm files (expected <root>/<patient>/*.dcm)")
     pairs = [(d.name, d, masks_from / ((names or {}).get(d.name, d.name))) for d in pdirs]
     bits = structures_to_bits(["LV", "MYO"]) if mask_format == "contours" else structures_to_bits(annotated)
-    return _run(pairs, out=out, config=config or PreprocessConfig(), strict=strict, overwrite=overwrite, progress=progress,
-                source=source, mask_format=mask_format, annotated_bits=bits,
-                provenance={"root": root.name, "masks_from": masks_from.name, "mask_format": mask_format})
+    return _run(
+        pairs,
+        out=out,
+        config=config or PreprocessConfig(),
+        strict=strict,
+        overwrite=overwrite,
+        progress=progress,
+        source=source,
+        mask_format=mask_format,
+        annotated_bits=bits,
+        provenance={"root": root.name, "masks_from": masks_from.name, "mask_format": mask_format},
+    )

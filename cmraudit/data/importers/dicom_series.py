@@ -137,5 +137,7 @@ def orderings(images: Sequence[DicomImage]) -> tuple[dict[float, int], dict[int,
         else:
             times = sorted({im.trigger_time_ms for im in at if im.trigger_time_ms is not None})
             for im in at:
-                phase_of[im.instance] = times.index(im.trigger_time_ms) if im.trigger_time_ms is not None else -1  # -1: unknown
+                phase_of[im.instance] = (
+                    times.index(im.trigger_time_ms) if im.trigger_time_ms is not None else -1
+                )  # -1: unknown
     return slice_of, phase_of

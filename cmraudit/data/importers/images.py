@@ -320,7 +320,9 @@ def _hw(a: np.ndarray) -> str:
 
 def _check_out(out: Path, inputs: list[Path], *, overwrite: bool) -> None:
     """OUT must not be, contain or lie inside an input; an existing OUT is replaced only if it is a prepared dataset."""
-    check_output(out, inputs=[("DIR" if i == inputs[0] else "--masks", i) for i in inputs], option="--out", produces="dataset")
+    check_output(
+        out, inputs=[("DIR" if i == inputs[0] else "--masks", i) for i in inputs], option="--out", produces="dataset"
+    )
     o = out.resolve()
     for i in inputs:
         r = i.resolve()

@@ -43,7 +43,9 @@ def _as_labels(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def _volume_slices(image: np.ndarray, mask: np.ndarray, *, frame: str, spacing, img_path: Path, mask_path: Path) -> list[SliceRecord]:
+def _volume_slices(
+    image: np.ndarray, mask: np.ndarray, *, frame: str, spacing, img_path: Path, mask_path: Path
+) -> list[SliceRecord]:
     if image.shape != mask.shape:
         raise DataError(f"{mask_path}: mask shape {mask.shape} differs from image {img_path.name} shape {image.shape}")
     if not np.isfinite(image).all():
@@ -89,16 +91,29 @@ def _load_acdc_patient(pdir: Path) -> PatientRecords:
         img_p = pdir / f"{pid}_frame{frame:02d}.nii.gz"
         gt_p = pdir / f"{pid}_frame{frame:02d}_gt.nii.gz"
         if not img_p.exists() or not gt_p.exists():
-            raise DataError(f"{pdir}: missing {img_p.name if not img_p.exists() else gt_p.name} for {phase} (frame {frame}, 1-based)")
+            raise DataError(
+                f"{pdir}: missing {img_p.name if not img_p.exists() else gt_p.name} for {phase} (frame {frame}, "
+                "1-based)"
+            )
         img, zooms = load_nifti(img_p)
         gt, _ = load_nifti(gt_p)
-        slices += _volume_slices(img, _as_labels(gt, gt_p), frame=phase, spacing=zooms[:2], img_path=img_p, mask_path=gt_p)
+        slices += _volume_slices(
+            img, _as_labels(gt, gt_p), frame=phase, spacing=zooms[:2], img_path=img_p, mask_path=gt_p
+        )
     if not slices:
         raise DataError(f"{pdir}: patient {pid} has no labelled slices in its ED/ES frames")
     return PatientRecords(patient_id=pid, vendor="", slices=slices, source_file=str(pdir))
 
 
-def import_acdc(root, *, out, config: PreprocessConfig | None = None, strict: bool = False, overwrite: bool = False, progress: bool = True) -> ImportSummary:
+def import_acdc(
+    root,
+    *,
+    out,
+    config: PreprocessConfig | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ImportSummary:
     """Import ACDC: every ``patientXXX/Info.cfg`` below ``root`` (ED and ES frames, labels kept)."""
     root = Path(root)
     if not root.is_dir():
@@ -122,7 +137,9 @@ def read_mnms_info(path: Path) -> dict[str, dict]:
             need = ["External code", "Vendor", "ED", "ES"]
             missing = [c for c in need if c not in fields]
             if missing:
-                raise DataError(f"{path}: unreadable M&Ms information CSV: missing columns {missing} (found {list(fields)})")
+                raise DataError(
+                    f"{path}: unreadable M&Ms information CSV: missing columns {missing} (found {list(fields)})"
+                )
             rows = {}
             for i, row in enumerate(reader, start=2):
                 code = (row[fields["External code"]] or "").strip()
@@ -132,7 +149,11 @@ def read_mnms_info(path: Path) -> dict[str, dict]:
                     raise DataError(f"{path}: line {i}: External code {code!r} appears twice; "
                                     "each patient must have exactly one row")
                 try:
-                    rows[code] = {"vendor": (row[fields["Vendor"]] or "").strip(), "ED": int(float(row[fields["ED"]])), "ES": int(float(row[fields["ES"]]))}
+                    rows[code] = {
+                        "vendor": (row[fields["Vendor"]] or "").strip(),
+                        "ED": int(float(row[fields["ED"]])),
+                        "ES": int(float(row[fields["ES"]])),
+                    }
                 except (TypeError, ValueError) as e:
                     raise DataError(f"{path}: line {i}: ED/ES are not frame numbers ({e})") from e
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -161,13 +182,24 @@ def _load_mnms_patient(img_p: Path, info: dict[str, dict]) -> PatientRecords:
         t = info[code][phase]
         if not 0 <= t < img.shape[3]:
             raise DataError(f"{img_p}: {phase} frame {t} (0-based) outside 0..{img.shape[3] - 1}")
-        slices += _volume_slices(img[..., t], MNMS_TO_ACDC[labels[..., t]], frame=phase, spacing=zooms[:2], img_path=img_p, mask_path=gt_p)
+        slices += _volume_slices(
+            img[..., t], MNMS_TO_ACDC[labels[..., t]], frame=phase, spacing=zooms[:2], img_path=img_p, mask_path=gt_p
+        )
     if not slices:
         raise DataError(f"{img_p}: patient {code} has no labelled slices in its ED/ES frames")
     return PatientRecords(patient_id=code, vendor=info[code]["vendor"], slices=slices, source_file=str(img_p))
 
 
-def import_mnms(root, *, info, out, config: PreprocessConfig | None = None, strict: bool = False, overwrite: bool = False, progress: bool = True) -> ImportSummary:
+def import_mnms(
+    root,
+    *,
+    info,
+    out,
+    config: PreprocessConfig | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ImportSummary:
     """Import M&Ms-1: ``<code>/<code>_sa.nii.gz`` + ``_sa_gt`` below ``root``, vendor and ED/ES from ``info``."""
     root = Path(root)
     if not root.is_dir():
@@ -177,9 +209,16 @@ def import_mnms(root, *, info, out, config: PreprocessConfig | None = None, stri
     if not files:
         raise DataError(f"{root}: no M&Ms patients found (expected <code>/<code>_sa.nii.gz below it)")
     loaders = [(str(p), partial(_load_mnms_patient, p, rows)) for p in files]
-    return assemble(loaders, out=out, config=config or PreprocessConfig(), strict=strict, overwrite=overwrite,
-                    source="mnms", provenance={"root": root.name, "info": Path(info).name, "relabel": "M&Ms 1 LV,2 MYO,3 RV -> ACDC"},
-                    progress=progress)
+    return assemble(
+        loaders,
+        out=out,
+        config=config or PreprocessConfig(),
+        strict=strict,
+        overwrite=overwrite,
+        source="mnms",
+        provenance={"root": root.name, "info": Path(info).name, "relabel": "M&Ms 1 LV,2 MYO,3 RV -> ACDC"},
+        progress=progress,
+    )
 
 
 # ---------------------------------------------------------------------- folder
@@ -197,14 +236,30 @@ def _load_folder_pair(img_p: Path, mask_p: Path) -> PatientRecords:
     img, zooms = load_nifti(img_p)
     gt, _ = load_nifti(mask_p)
     pid = _strip_ext(img_p.name)
-    slices = _volume_slices(img, _as_labels(gt, mask_p), frame="", spacing=zooms[:2] if len(zooms) >= 2 else None, img_path=img_p, mask_path=mask_p)
+    slices = _volume_slices(
+        img,
+        _as_labels(gt, mask_p),
+        frame="",
+        spacing=zooms[:2] if len(zooms) >= 2 else None,
+        img_path=img_p,
+        mask_path=mask_p,
+    )
     if not slices:
         raise DataError(f"{mask_p}: no labelled slice")
     return PatientRecords(patient_id=pid, vendor="", slices=slices, source_file=str(img_p))
 
 
-def import_folder(root, *, out, config: PreprocessConfig | None = None, strict: bool = False, overwrite: bool = False, progress: bool = True) -> ImportSummary:
-    """Import a folder of NIfTI pairs ``<name>.nii.gz`` + ``<name>_gt|_mask|_seg|_label.nii.gz`` (one patient per pair)."""
+def import_folder(
+    root,
+    *,
+    out,
+    config: PreprocessConfig | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ImportSummary:
+    """Import a folder of NIfTI pairs ``<name>.nii.gz`` + ``<name>_gt|_mask|_seg|_label.nii.gz`` (one patient per
+    pair)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")

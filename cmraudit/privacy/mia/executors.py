@@ -177,7 +177,9 @@ class LocalExecutor:
             workers = self.max_workers or 1
             q = None
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx, initializer=_init_worker, initargs=(q, threads)) as ex:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(specs)), mp_context=ctx, initializer=_init_worker, initargs=(q, threads)
+        ) as ex:
             return list(ex.map(fn, specs))
 
 
@@ -217,7 +219,9 @@ class RayExecutor:
         try:
             import ray  # noqa: F401
         except ImportError as e:
-            raise MissingExtraError("the ray executor needs Ray, which is not installed: pip install cmraudit[ray]") from e
+            raise MissingExtraError(
+                "the ray executor needs Ray, which is not installed: pip install cmraudit[ray]"
+            ) from e
         self.address = address
         self.num_gpus = num_gpus
         self.init_kwargs = init_kwargs

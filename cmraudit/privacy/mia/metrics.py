@@ -192,7 +192,9 @@ def evaluate_level(
     for k, x in FPR_TARGETS.items():
         need = int(np.ceil(1 / x))
         if n_neg < need:
-            tprs[k] = skipped(f"unsupported: TPR at {x:g} FPR needs at least {need} non-members, have {n_neg} ({unit} level)")
+            tprs[k] = skipped(
+                f"unsupported: TPR at {x:g} FPR needs at least {need} non-members, have {n_neg} ({unit} level)"
+            )
         else:
             tprs[k] = est(base[k], k)
     return LevelResult(
@@ -210,7 +212,9 @@ def patient_scores(scores: np.ndarray, member: np.ndarray, groups: np.ndarray):
     """Mean slice score per patient → (scores, member, patient ids)."""
     groups = np.asarray(groups).astype(str)
     uniq, code = np.unique(groups, return_inverse=True)
-    s = np.bincount(code, weights=np.asarray(scores, float), minlength=len(uniq)) / np.bincount(code, minlength=len(uniq))
+    s = np.bincount(code, weights=np.asarray(scores, float), minlength=len(uniq)) / np.bincount(
+        code, minlength=len(uniq)
+    )
     m = np.zeros(len(uniq), dtype=bool)
     m[code[np.asarray(member, bool)]] = True
     return s, m, uniq

@@ -38,7 +38,9 @@ def _norm_logpdf(x, mu, sd):
     return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd)
 
 
-def lira_online(target: np.ndarray, shadow: np.ndarray, in_mask: np.ndarray, *, global_variance: bool = True) -> np.ndarray:
+def lira_online(
+    target: np.ndarray, shadow: np.ndarray, in_mask: np.ndarray, *, global_variance: bool = True
+) -> np.ndarray:
     """Online LiRA scores. target [N]; shadow [K, N]; in_mask [K, N] (True = row IN for that shadow)."""
     nan_in = np.where(in_mask, shadow, np.nan)
     nan_out = np.where(~in_mask, shadow, np.nan)
@@ -125,16 +127,30 @@ def run_shadow_attacks(
     out_: dict = {}
     modes = list(config.modes)
     if "offline" in modes and (reference is None or len(reference) == 0):
-        out_["lira_offline"] = skipped("offline LiRA needs reference patients disjoint from train and holdout (e.g. the test split)")
+        out_["lira_offline"] = skipped(
+            "offline LiRA needs reference patients disjoint from train and holdout (e.g. the test split)"
+        )
         modes.remove("offline")
     if "online" in modes:
         for i in range(config.k):
             half = tuple(sorted(rng.choice(cand_patients, size=len(cand_patients) // 2, replace=False).tolist()))
             in_sets.append(set(half))
-            specs.append(ShadowSpec(index=i, generator=gen_name, params=params, data_path=str(cand_path), patients=half,
-                                    seed=seed + 1000 + i, out_dir=str(workdir / f"online_{i:03d}"), candidates_path=str(cand_path),
-                                    timesteps=tuple(timesteps), score_seed=seed, fit_kwargs=dict(config.fit_kwargs),
-                                    score_attack=config.score_attack))
+            specs.append(
+                ShadowSpec(
+                    index=i,
+                    generator=gen_name,
+                    params=params,
+                    data_path=str(cand_path),
+                    patients=half,
+                    seed=seed + 1000 + i,
+                    out_dir=str(workdir / f"online_{i:03d}"),
+                    candidates_path=str(cand_path),
+                    timesteps=tuple(timesteps),
+                    score_seed=seed,
+                    fit_kwargs=dict(config.fit_kwargs),
+                    score_attack=config.score_attack,
+                )
+            )
     n_online = len(specs)
     if "offline" in modes:
         ref_path = workdir / "reference"
@@ -143,10 +159,22 @@ def run_shadow_attacks(
         ref_patients = np.unique(reference.patient_id.astype(str))
         for i in range(config.k):
             half = tuple(sorted(rng.choice(ref_patients, size=max(1, len(ref_patients) // 2), replace=False).tolist()))
-            specs.append(ShadowSpec(index=i, generator=gen_name, params=params, data_path=str(ref_path), patients=half,
-                                    seed=seed + 5000 + i, out_dir=str(workdir / f"offline_{i:03d}"), candidates_path=str(cand_path),
-                                    timesteps=tuple(timesteps), score_seed=seed, fit_kwargs=dict(config.fit_kwargs),
-                                    score_attack=config.score_attack))
+            specs.append(
+                ShadowSpec(
+                    index=i,
+                    generator=gen_name,
+                    params=params,
+                    data_path=str(ref_path),
+                    patients=half,
+                    seed=seed + 5000 + i,
+                    out_dir=str(workdir / f"offline_{i:03d}"),
+                    candidates_path=str(cand_path),
+                    timesteps=tuple(timesteps),
+                    score_seed=seed,
+                    fit_kwargs=dict(config.fit_kwargs),
+                    score_attack=config.score_attack,
+                )
+            )
     if not specs:
         return out_
     opts = dict(config.executor_options)
@@ -168,12 +196,29 @@ def run_shadow_attacks(
     pat_member = np.zeros(len(uniq), bool)
     pat_member[code[member]] = True
     t_pat = _patient_matrix(target_s, code, len(uniq))
-    info = {"k": config.k, "generator": gen_name, "global_variance": bool(gv), "executor": getattr(executor, "name", type(executor).__name__),
-            "timesteps": list(timesteps), "seed": seed, "score_attack": config.score_attack}
+    info = {
+        "k": config.k,
+        "generator": gen_name,
+        "global_variance": bool(gv),
+        "executor": getattr(executor, "name", type(executor).__name__),
+        "timesteps": list(timesteps),
+        "seed": seed,
+        "score_attack": config.score_attack,
+    }
 
     def result(name, slice_scores, patient_scores):
-        sl = evaluate_level(slice_scores, member, groups, unit="slice", seed=seed, n_resamples=n_resamples, confidence=confidence)
-        pl = evaluate_level(patient_scores, pat_member, uniq, unit="patient", seed=seed + 1, n_resamples=n_resamples, confidence=confidence)
+        sl = evaluate_level(
+            slice_scores, member, groups, unit="slice", seed=seed, n_resamples=n_resamples, confidence=confidence
+        )
+        pl = evaluate_level(
+            patient_scores,
+            pat_member,
+            uniq,
+            unit="patient",
+            seed=seed + 1,
+            n_resamples=n_resamples,
+            confidence=confidence,
+        )
         return AttackResult(name=name, slice=sl, patient=pl, info=info)
 
     if n_online:

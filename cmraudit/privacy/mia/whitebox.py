@@ -40,7 +40,9 @@ def loss_matrix(generator, ds, *, timesteps, seed: int, batch: int = 64) -> np.n
         for s in range(0, len(ds), batch):
             im = np.asarray(ds.images[s : s + batch], dtype=np.float32)
             mk = np.asarray(ds.masks[s : s + batch])
-            out[s : s + batch, j] = np.asarray(_call(generator.loss, im, mk, t=t, seed=seed + 1000 * j + s), dtype=np.float64).reshape(-1)
+            out[s : s + batch, j] = np.asarray(
+                _call(generator.loss, im, mk, t=t, seed=seed + 1000 * j + s), dtype=np.float64
+            ).reshape(-1)
     return out
 
 
@@ -98,7 +100,9 @@ def _fcre_batch(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.stack([(bp**2).mean((1, 2)), 1 - _ssim(pred, target, rng_)], axis=1)
 
 
-def whitebox_matrices(generator, ds, *, loss_timesteps, fcre_timesteps, seed: int, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def whitebox_matrices(
+    generator, ds, *, loss_timesteps, fcre_timesteps, seed: int, batch: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """The loss matrix [N, len(loss_timesteps)] and the FCRE features [N, 2] with one network pass per timestep.
 
     For generators that declare ``loss_is_pair_mse = True`` (their ``loss`` is the per-slice mean
@@ -120,7 +124,9 @@ def whitebox_matrices(generator, ds, *, loss_timesteps, fcre_timesteps, seed: in
             mk = np.asarray(ds.masks[s : s + batch])
             sd = seed + 1000 * int(t) + s
             if not in_fcre:
-                L[s : s + batch, cols] = np.asarray(_call(generator.loss, im, mk, t=t, seed=sd), dtype=np.float64).reshape(-1, 1)
+                L[s : s + batch, cols] = np.asarray(
+                    _call(generator.loss, im, mk, t=t, seed=sd), dtype=np.float64
+                ).reshape(-1, 1)
                 continue
             pred, target = (np.asarray(a, np.float64) for a in _call(generator.prediction_pair, im, mk, t=t, seed=sd))
             if pred.ndim == 4:

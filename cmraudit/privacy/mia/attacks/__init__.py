@@ -37,5 +37,5 @@ def missing_hooks(generator, attack: Attack | type[Attack]) -> list[str]:
     return [h for h in attack.needs if h not in offered_hooks(generator)]
 
 
-__all__ = ["ATTACKS", "PIA", "PIAN", "Attack", "ConditionalGap", "FlowGap", "SecMI", "SimA", "SimAMC", "attack_names",
-           "get_attack", "missing_hooks", "offered_hooks", "register"]
+__all__ = ["ATTACKS", "PIA", "PIAN", "Attack", "ConditionalGap", "FlowGap", "GradNorm", "SecMI", "SimA", "SimAMC",
+           "attack_names", "get_attack", "missing_hooks", "offered_hooks", "register"]
