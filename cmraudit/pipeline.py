@@ -45,7 +45,7 @@ from .results import Report, RunResult  # noqa: F401 - RunResult re-exported
 from .run_parts import (  # noqa: F401 - re-exported
     _synthetic_for_spacing, export_nifti, make_generator, plugin_class, require_masks, save_grid,
 )
-from .stages import STAGES, StageContext, _audit_features  # noqa: F401 - re-exported (evaluate, tests)
+from .stages import STAGES, StageContext, _audit_features, dp_audit_stage  # noqa: F401 - re-exported
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
 
 #: per preset: phantom subjects, synthetic slices, paired slices (None = all test slices)
@@ -83,9 +83,13 @@ class RunConfig:
     resume: bool = False
     progress: bool = True
     phantom_subjects: int | None = None
+    dp_audit_canaries: int = 0  # > 0: also train once with this many canary patients and report ε̂ (dp_audit block)
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        if not d["dp_audit_canaries"]:
+            del d["dp_audit_canaries"]  # absent when off: reports of runs without the audit keep their content
+        return d
 
 
 # ------------------------------------------------------------------ helpers
@@ -134,6 +138,10 @@ def run(config: RunConfig) -> RunResult:
         config.data, preset=config.preset, seed=config.seed, subjects=config.phantom_subjects, progress=config.progress
     )
     require_masks(ds, source)
+    n_pat = len(set(ds.patient_id))
+    if config.dp_audit_canaries and not 2 <= config.dp_audit_canaries <= n_pat - 2:
+        raise UsageError(f"--dp-audit-canaries {config.dp_audit_canaries}: need 2 ≤ canaries ≤ {n_pat - 2} "
+                         f"({source} has {n_pat} patients; at least 2 must stay non-canary)")
     try:
         split = split_patients(ds, seed=config.seed)
     except CmrAuditError as e:
@@ -141,8 +149,9 @@ def run(config: RunConfig) -> RunResult:
     parts = split.apply(ds)
     check_split_sizes(parts, source)
     # the generator is built and its parameters checked before anything is written
+    gen_size = int(parts["train"].shape[0]) if config.data is not None else None
     gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
-                         image_size=int(parts["train"].shape[0]) if config.data is not None else None)
+                         image_size=gen_size)
     call_plugin(config.generator, "validate_params", gen.validate_params)
     make_output_dir(run_dir, kind="run")
     if config.resume:
@@ -214,10 +223,19 @@ def run(config: RunConfig) -> RunResult:
         timings[name] = time.perf_counter() - t
         status[name] = "skipped" if is_skipped(sections[name]) else "done"
 
+    dp_audit = None
+    if config.dp_audit_canaries:
+        set_stage("dp audit")
+        t = time.perf_counter()
+        dp_audit = dp_audit_stage(
+            data=ds, canaries=config.dp_audit_canaries, dp=dp, seed=config.seed,
+            make_generator=lambda: make_generator(config.generator, preset=config.preset, params=config.params,
+                                                  device=config.device, image_size=gen_size))
+        timings["dp_audit"] = time.perf_counter() - t
     set_stage("report")
     report = build_report(config=config, gen=gen, info=info, device=str(device), source=source,
                           parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started,
-                          timings=timings)
+                          timings=timings, dp_audit=dp_audit)
     if is_main_process():
         _write_report(run_dir, report.to_dict())
 
@@ -230,13 +248,14 @@ def run(config: RunConfig) -> RunResult:
 
 
 def build_report(*, config, gen, info, device: str, source: str, parts: dict, paired, sections: dict,
-                 started: str, timings: dict) -> Report:
+                 started: str, timings: dict, dp_audit: dict | None = None) -> Report:
     """The report of ``cmraudit run`` through the one builder (:func:`cmraudit.reporting.build_report`)."""
     seeds = {"split": config.seed, "fit": config.seed, "sample": config.seed + 1, "paired": config.seed + 2}
     return _build_report(command="cmraudit run", config=config.to_dict(), seed=config.seed, seeds=seeds, device=device,
                          source=source, parts=parts, paired=paired, sections=sections, started=started,
                          timings=timings, plugins={info.name: info.to_dict()},
-                         generator=generator_section(gen, info, fit_time_s=timings.get("fit", 0.0)))
+                         generator=generator_section(gen, info, fit_time_s=timings.get("fit", 0.0)),
+                         dp_audit=dp_audit)
 
 
 # ------------------------------------------------------------------ fit / sample alone (cmraudit/standalone.py)

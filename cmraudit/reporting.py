@@ -54,7 +54,8 @@ def build_report(*, command: str, config: Mapping[str, Any], seed: int, seeds: M
                  source: str | None, parts: Mapping[str, Any], sections: Mapping[str, Any], started: str,
                  timings: Mapping[str, float], generator: GeneratorSection, plugins: Mapping[str, Any] | None = None,
                  paired: Any = None, data_extra: Mapping[str, Any] | None = None,
-                 counts: Mapping[str, Mapping[str, int]] | None = None) -> Report:
+                 counts: Mapping[str, Mapping[str, int]] | None = None,
+                 dp_audit: Mapping[str, Any] | None = None) -> Report:
     """Assemble the report (schema :data:`cmraudit.results.SCHEMA_VERSION`): run, data, generator, stages, verdicts.
 
     ``parts``: name → Dataset (fingerprinted, counted in patients and slices unless ``counts`` overrides);
@@ -75,9 +76,9 @@ def build_report(*, command: str, config: Mapping[str, Any], seed: int, seeds: M
               section_of(s, skipped(f"not part of {command}")) for s in STAGE_ORDER}
     order = tuple(sections) + tuple(s for s in STAGE_ORDER if s not in sections)
     draft = Report(run=RunSection.from_dict(run), data=data, generator=generator, verdicts={}, stage_order=order,
-                   **staged)
+                   dp_audit=dp_audit, **staged)
     return Report(run=draft.run, data=data, generator=generator, verdicts=compute_verdicts(draft.to_dict()),
-                  stage_order=order, **staged)
+                  stage_order=order, dp_audit=dp_audit, **staged)
 
 
 def _module_versions() -> dict:

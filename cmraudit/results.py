@@ -214,6 +214,7 @@ class Report(Mapping):
     verdicts: Mapping[str, Any]
     schema_version: str = SCHEMA_VERSION
     stage_order: tuple[str, ...] = STAGE_ORDER
+    dp_audit: Mapping[str, Any] | None = None  # the canary DP audit (run --dp-audit-canaries); absent when not run
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Report":
@@ -224,11 +225,13 @@ class Report(Mapping):
                                fields={k: v for k, v in g.items() if k not in ("name", "params", "dp")})
         return cls(run=RunSection.from_dict(d["run"]), data=DataSection.from_dict(d["data"]),
                    generator=gen, **{s: section_of(s, d[s]) for s in STAGE_ORDER}, verdicts=d.get("verdicts") or {},
-                   schema_version=d.get("schema_version", SCHEMA_VERSION), stage_order=order or STAGE_ORDER)
+                   schema_version=d.get("schema_version", SCHEMA_VERSION), stage_order=order or STAGE_ORDER,
+                   dp_audit=d.get("dp_audit"))
 
     def to_dict(self) -> dict:
         return {"schema_version": self.schema_version, "run": self.run.to_dict(), "data": self.data.to_dict(),
                 "generator": self.generator.to_dict(), **{s: getattr(self, s).to_dict() for s in self.stage_order},
+                **({} if self.dp_audit is None else {"dp_audit": dict(self.dp_audit)}),
                 "verdicts": dict(self.verdicts) if self.verdicts is not None else None}
 
     # --- read-only mapping over the JSON dict (cached: the dataclass is frozen)

@@ -14,8 +14,11 @@ import numpy as np
 
 from .data.dataset import Dataset
 from .features import fit_features
+from .errors import CmrAuditError
+from .estimates import skipped
 from .fidelity.evaluate import evaluate_fidelity
 from .privacy.audit import audit_privacy
+from .privacy.canary import canary_audit
 from .utility.evaluate import utility_stage
 
 
@@ -66,3 +69,22 @@ def _stage_utility(ctx: StageContext) -> dict:
 STAGES: list[tuple[str, Callable[[StageContext], dict]]] = [
     ("privacy", _stage_privacy), ("fidelity", _stage_fidelity), ("utility", _stage_utility),
 ]
+
+
+def dp_audit_stage(*, data: Dataset, canaries: int, make_generator: Callable[[], Any], dp, seed: int,
+                   attack: str = "auto") -> dict:
+    """The run's ``dp_audit`` block: a canary audit (cmraudit/privacy/canary.py) trained with the run's settings.
+
+    A second generator is trained, with the run's preset, parameters and DP options, on all the run's patients
+    except the canaries not drawn in; the run's own model is not changed. Canary patients are named by opaque
+    labels (``canary-01`` …) in the block, so report.json names no training patient (the ids stay in the local
+    ``dp_audit.json`` of ``cmraudit dp-audit``). A canary count the data cannot hold gives a skipped block."""
+    try:
+        res = canary_audit(make_generator=make_generator, data=data, canaries=canaries, seed=seed, dp=dp,
+                           attack=attack)
+    except CmrAuditError as e:
+        return skipped(f"dp audit with {canaries} canaries: {e}")
+    block = res.to_dict()
+    for i, c in enumerate(block["canaries"], 1):
+        c["patient_id"] = f"canary-{i:02d}"
+    return block | {"trained_on": f"the run's {len(set(data.patient_id))} patients (canaries drawn in at random)"}

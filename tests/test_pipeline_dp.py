@@ -11,10 +11,11 @@ from cmraudit.generators.checkpoint import load_generator
 
 @pytest.fixture(scope="module")
 def dp_run(tmp_path_factory):
-    """One DP micro run shared by the tests of this module (budget, logs, model card)."""
+    """One DP micro run shared by the tests of this module (budget, logs, model card, canary DP audit)."""
     out = tmp_path_factory.mktemp("dp") / "run"
     rc = main(["--quiet", "run", "--generator", "ddpm", "--preset", "micro", "--dp-epsilon", "8", "--dp-delta", "1e-3",
-               "--n-samples", "4", "--n-paired", "2", "--device", "cpu", "--out", str(out)])
+               "--n-samples", "4", "--n-paired", "2", "--device", "cpu", "--dp-audit-canaries", "6",
+               "--out", str(out)])
     assert rc == 0
     return out
 
@@ -141,7 +142,7 @@ def test_card_of_a_dp_run(dp_run, capsys):
     for group, check in report["verdicts"]["checks"].items():
         assert f"| {group.replace('_', ' ')} | {words[check['verdict']]} |" in md
     for name, rule in report["verdicts"]["rules"].items():
-        if rule["status"] != "off" and rule["upper"] is not None:
+        if rule["status"] != "off" and rule["upper"] is not None and rule.get("lower") is not None:
             assert f"[{rule['lower']:.4g}, {rule['upper']:.4g}]" in md, name  # the CI the gate compared
         if rule.get("hint"):
             assert rule["hint"] in md  # underpowered: the size needed
@@ -185,3 +186,30 @@ def test_card_marks_a_report_that_names_patients(dp_run):
     report["privacy"]["feature_spaces"]["registered"]["copy_detection"]["flagged_by_patient"] = [{"patient_id": ids[0]}]
     md = build_card(report, patient_ids=ids)
     assert "| report.json | pseudonymous ids of 1 training patient(s)" in md and "| report.json | no | yes |" not in md
+
+
+def test_run_writes_the_dp_audit_block_and_the_gate_reads_it(dp_run, capsys):
+    """`run --dp-audit-canaries`: report.json holds the canary audit; the gate's dp_audit rule evaluates it."""
+    raw = (dp_run / "report.json").read_text()
+    report = json.loads(raw)
+    a = report["dp_audit"]
+    assert a["m"] == 6 and a["unit"] == "patient" and a["attack"] == "grad_norm"  # the strongest ddpm offers
+    assert 7.92 <= a["epsilon_claimed"] <= 8.0  # the audited training's own joint accountant
+    assert 0 <= a["epsilon_lower_bound"] <= a["epsilon_claimed"] and not a["falsified"]
+    assert [c["patient_id"] for c in a["canaries"]] == [f"canary-{i:02d}" for i in range(1, 7)]
+    assert "phantom-" not in json.dumps(a)  # no patient of the run is named in the shareable report
+    assert report["run"]["config"]["dp_audit_canaries"] == 6 and "dp_audit" in report["run"]["timings_s"]
+    rule = report["verdicts"]["rules"]["dp_audit"]  # the gate's rule, evaluated when the report was built
+    assert rule["status"] == "pass" and rule["value"] == a["epsilon_lower_bound"], rule
+    junit = dp_run.parent / "gate.xml"
+    rc = main(["gate", str(dp_run / "report.json"), "--junit", str(junit)])
+    assert rc in (0, 1)  # other rules may fail on a micro run; this test is about dp_audit
+    xml = junit.read_text()
+    assert 'name="dp_audit"' in xml and "dp_audit (" not in xml  # present and not failed
+
+
+def test_dp_audit_canaries_beyond_the_data_is_a_usage_error(tmp_path, capsys):
+    rc = main(["--quiet", "run", "--generator", "ddpm", "--preset", "micro", "--dp-audit-canaries", "50",
+               "--out", str(tmp_path / "r")])
+    assert rc == EXIT_USAGE and "--dp-audit-canaries 50" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written

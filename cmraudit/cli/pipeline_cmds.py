@@ -88,6 +88,12 @@ def run_cmd(
         False, "--resume", help="Continue an interrupted run in --out (same seed and settings)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
+    dp_audit_canaries: int = typer.Option(
+        0, "--dp-audit-canaries", min=0,
+        help="Also train once more with this many canary patients (each drawn in with probability ½) and report "
+        "the one-run lower bound ε̂ beside the claimed ε in report.json (dp_audit block; gate rule dp_audit). "
+        "0: off. Doubles the training time.",
+    ),
 ) -> None:
     """Split → fit → sample → audit → report.json, in one command."""
     cfg = RunConfig(
@@ -109,6 +115,7 @@ def run_cmd(
         overwrite=overwrite,
         resume=resume,
         progress=not _state.QUIET,
+        dp_audit_canaries=dp_audit_canaries,
     )
     res = run(cfg)
     table = Table(title=f"cmraudit run: {generator} → {res.run_dir}")

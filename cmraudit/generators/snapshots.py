@@ -66,7 +66,7 @@ def snapshot_callback(gen: Any, net, *, total: int, size: tuple[int, int], seed:
             old, was_training = gen.__dict__.get("image_modules_"), net.training
             gen.image_modules_ = {"image": net}
             try:
-                x = gen._sample_images(onehot(state["masks"]).to(device), labels=None, seed=seed + 7_000_019,
+                x = gen.sample_images(onehot(state["masks"]).to(device), labels=None, seed=seed + 7_000_019,
                                        device=device)
             finally:
                 if had:
