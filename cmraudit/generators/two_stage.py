@@ -4,12 +4,11 @@ A plugin subclasses :class:`TwoStageGenerator`, declares its image-stage paramet
 ``image_defaults`` (and per-preset overrides in ``presets``) and implements three hooks:
 ``build_image_modules`` (fresh networks), ``image_step_loss`` (one training loss) and
 ``sample_images`` (reverse process for given one-hot masks). Everything else — parameter
-validation, data checks, the mask model, training loop, vendor labels, save/load, the
-synthetic :class:`Dataset` — lives here.
+validation (``two_stage_params.py``), data checks, the mask model, training loop, vendor labels,
+save/load (``two_stage_io.py``), the synthetic :class:`Dataset` — lives here or in those bases.
 """
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from pathlib import Path
@@ -18,44 +17,23 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .. import __version__
 from ..data.dataset import Dataset
 from ..device import select_device
 from ..dp import DPConfig, compose_budget, require_dp_support, stage_weights
-from ..errors import CheckpointError, DataError, UsageError
+from ..errors import DataError, UsageError
 from .base import BaseGenerator, GeneratorTags, check_is_fitted
-from .checkpoint import (
-    FORMAT,
-    FORMAT_VERSION,
-    atomic_dir,
-    load_weights,
-    read_config,
-    save_weights,
-    write_json_atomic,
-)
-from .diffusion import SAMPLERS, NoiseSpec, UNetSpec, onehot
-from .distributed import dist_info, init_distributed, is_main_process
+from .diffusion import onehot
+from .distributed import dist_info, init_distributed
 from .dp_stages import DPStages
 from .mask_model import MaskDiffusion
-from .presets import COMMON, resolve_preset
+from .presets import resolve_preset
 from .progress import progress_bar
-from .training import TrainConfig, train_loop
-
-BASE_DEFAULTS: dict[str, Any] = {
-    **COMMON["quick"],
-    "steps": 400,  # image-stage training steps (None: use epochs)
-    "epochs": None,
-    "weight_decay": 0.0,
-    "grad_clip": 1.0,
-    "ema_decay": 0.999,
-    "vendor_conditioning": False,  # class embedding of the scanner vendor (classifier-free dropout)
-    "cfg_dropout": 0.1,  # probability of dropping the vendor label during training
-    "guidance_scale": 1.0,  # classifier-free guidance weight when sampling with vendor=...
-    "device": "auto",
-}
+from .training import train_loop
+from .two_stage_io import TwoStageIO
+from .two_stage_params import BASE_DEFAULTS, TwoStageParams, _signature
 
 
-class TwoStageGenerator(DPStages, BaseGenerator):
+class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
     """Mask model + mask-conditioned image model. See the module docstring for the hooks.
 
     The keyword parameters are ``BASE_DEFAULTS`` plus the plugin's ``image_defaults``; each subclass gets them
@@ -96,15 +74,6 @@ class TwoStageGenerator(DPStages, BaseGenerator):
         """Micro parameters for :func:`cmraudit.testing.check_generator` (CPU, seconds)."""
         return {**resolve_preset("micro", cls.presets), "device": "cpu"}
 
-    def _mask_unet(self) -> UNetSpec:
-        return UNetSpec(
-            tuple(self.mask_channels),
-            tuple(self.mask_attention_levels),
-            self.mask_num_res_blocks,
-            self.mask_norm_num_groups,
-            self.mask_num_head_channels,
-        )
-
     def _mask_model(self) -> MaskDiffusion:
         """A fresh (unfitted) mask model built from this generator's ``mask_*`` parameters."""
         steps = self.sampling_steps if self.mask_sampling_steps is None else self.mask_sampling_steps
@@ -117,72 +86,6 @@ class TwoStageGenerator(DPStages, BaseGenerator):
             augment=self.augment,
             size=self.mask_size,
         )
-
-    def _noise(self) -> NoiseSpec:
-        return NoiseSpec(self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end)
-
-    def _mask_noise(self) -> NoiseSpec:
-        return NoiseSpec(
-            self.num_train_timesteps, self.schedule, self.beta_start, self.beta_end, self.mask_prediction_type
-        )
-
-    def _train_config(self, *, steps, epochs) -> TrainConfig:
-        return TrainConfig(
-            steps=steps,
-            epochs=epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            grad_clip=self.grad_clip,
-            ema_decay=self.ema_decay,
-            checkpoint_every=self.checkpoint_every,
-        )
-
-    def param_problems(self) -> list[str]:
-        """Every problem with the parameters (collected, raised once by :meth:`validate_params`)."""
-        p = self._mask_unet().problems("mask_") + self._noise().problems() + self._mask_noise().problems("mask_")
-        p += self._train_config(steps=self.mask_steps, epochs=self.mask_epochs).problems("mask model: ")
-        p += self._train_config(steps=self.steps, epochs=self.epochs).problems("image model: ")
-        if self.sampler not in SAMPLERS:
-            p.append(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if int(self.sampling_steps) < 1 or int(self.sampling_steps) > int(self.num_train_timesteps):
-            p.append(
-                f"sampling_steps must be in 1..num_train_timesteps={self.num_train_timesteps}, got "
-                f"{self.sampling_steps}"
-            )
-        if self.mask_sampling_steps is not None and not 1 <= int(self.mask_sampling_steps) <= int(
-            self.num_train_timesteps
-        ):
-            p.append(
-                f"mask_sampling_steps must be None or in 1..num_train_timesteps={self.num_train_timesteps}, got "
-                f"{self.mask_sampling_steps}"
-            )
-        if self.mask_size is None:
-            if self.image_size is not None and (
-                int(self.image_size) < 8 or int(self.image_size) % self._mask_unet().downsample
-            ):
-                p.append(
-                    f"image_size must be >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1)), got "
-                    f"{self.image_size}"
-                )
-        elif int(self.mask_size) < 8 or int(self.mask_size) % self._mask_unet().downsample:
-            p.append(
-                f"mask_size must be None or >= 8 and divisible by {self._mask_unet().downsample} (2^(levels-1) of "
-                f"mask_channels), got {self.mask_size}"
-            )
-        elif self.image_size is not None and int(self.image_size) % int(self.mask_size):
-            p.append(f"image_size {self.image_size} must be a multiple of mask_size {self.mask_size}")
-        if not 0 <= float(self.cfg_dropout) < 1:
-            p.append(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
-        if int(self.sample_batch_size) < 1:
-            p.append(f"sample_batch_size must be >= 1, got {self.sample_batch_size}")
-        return p
-
-    def validate_params(self) -> None:
-        problems = self.param_problems()
-        if problems:
-            raise UsageError(f"{type(self).__name__}: invalid parameters: " + "; ".join(problems))
 
     # ------------------------------------------------------------ hooks for plugins
     def build_image_modules(self, *, seed: int, n_classes: int | None) -> dict[str, torch.nn.Module]:
@@ -399,74 +302,6 @@ class TwoStageGenerator(DPStages, BaseGenerator):
             frame=np.full(k, "", dtype=object),
             meta={"generator": self.name, "seed": int(seed)},
         )
-
-    # ------------------------------------------------------------ save / load
-    def _fitted_meta(self) -> dict:
-        return {
-            "image_size_": self.image_size_,
-            "vendors_": list(self.vendors_),
-            "training_time_s_": self.training_time_s_,
-            "seed_": self.seed_,
-            "dp_": getattr(self, "dp_", None),
-            "training_": {
-                k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v)
-                for k, v in self.training_.items()
-            },
-        }
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``config.json`` plus one safetensors file per network (EMA weights), atomically."""
-        check_is_fitted(self, ("mask_model_", "image_modules_"))
-        if not is_main_process():
-            return
-        cls = type(self)
-        with atomic_dir(path) as tmp:
-            save_weights(tmp / "mask_model.safetensors", self.mask_model_.state_dict())
-            for k, m in self.image_modules_.items():
-                save_weights(tmp / f"{k}.safetensors", m.state_dict())
-            write_json_atomic(tmp / "config.json", {
-                "format": FORMAT, "format_version": FORMAT_VERSION, "generator": self.name,
-                "class": f"{cls.__module__}:{cls.__qualname__}", "cmraudit_version": __version__,
-                "params": self.get_params(), "fitted": self._fitted_meta(), "modules": sorted(self.image_modules_),
-            })
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "TwoStageGenerator":
-        path = Path(path)
-        cfg = read_config(path)
-        if cfg.get("generator") != cls.name:
-            raise CheckpointError(
-                f"{path}: saved generator is {cfg.get('generator')!r}, not {cls.name!r}; load it with its own class or "
-                "cmraudit.generators.checkpoint.load_generator"
-            )
-        params = {k: v for k, v in cfg["params"].items() if k in cls._defaults()}
-        for k in (
-            "mask_size",
-            "mask_sampling_steps",
-        ):  # added in 0.1: older checkpoints ran the mask model at full size
-            params.setdefault(k, None)
-        gen = cls(**params)
-        for k, v in cfg["fitted"].items():
-            setattr(gen, k, v)
-        gen.mask_model_ = gen._mask_model().load_state_dict(load_weights(path / "mask_model.safetensors"))
-        modules = gen.build_image_modules(seed=0, n_classes=gen._n_classes())
-        for k, m in modules.items():
-            try:
-                m.load_state_dict(load_weights(path / f"{k}.safetensors"))
-            except RuntimeError as e:
-                raise CheckpointError(
-                    f"{path / (k + '.safetensors')}: weights do not match the network of config.json "
-                    f"({str(e).splitlines()[0]})"
-                ) from e
-            m.eval()
-        gen.image_modules_ = modules
-        return gen
-
-
-def _signature(defaults: dict[str, Any]) -> inspect.Signature:
-    """``(*, name=default, ...)``: the explicit keyword signature of a two-stage generator."""
-    kw = inspect.Parameter.KEYWORD_ONLY
-    return inspect.Signature([inspect.Parameter(k, kw, default=v) for k, v in defaults.items()])
 
 
 TwoStageGenerator.__signature__ = _signature(TwoStageGenerator._defaults())
