@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from .applicable import yield_checks
-from .checks import CHECKS, CheckContext, CheckResult, make_context, run_check
+from .checks import CHECKS
+from .harness import CheckContext, CheckResult, make_context, run_check
 from .toy import make_toy_dataset
 
 __all__ = ["check_generator", "parametrize_with_checks", "yield_checks", "CheckResult", "CHECKS", "make_toy_dataset"]

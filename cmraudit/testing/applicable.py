@@ -10,13 +10,13 @@ from typing import Any, Callable, Iterator
 from ..generators.base import GeneratorTags
 from .checks import (
     CHECKS,
-    CheckContext,
     check_bad_params_rejected,
     check_hooks,
     check_loss,
     check_sample_masks,
     check_sample_n,
 )
+from .harness import CheckContext
 
 #: check -> (tag that makes it apply, why it is skipped otherwise); checks not listed always apply
 APPLIES: dict[Callable, tuple[Callable[[Any], bool], str]] = {
