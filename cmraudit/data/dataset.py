@@ -9,12 +9,11 @@ A prepared dataset is a directory::
                   spacing_y_mm, spacing_x_mm (empty when unknown)
     dataset.json  format version, shape, labels, preprocessing, fingerprint, provenance
 
-Arrays are read memory-mapped. Writing goes to a temporary sibling directory that is
-renamed into place, so a crash never leaves a half-written dataset behind.
+Arrays are read memory-mapped; the index is read and written by :mod:`cmraudit.data.index_csv`. Writing goes to
+a temporary sibling directory that is renamed into place, so a crash never leaves a half-written dataset behind.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from .format import (  # noqa: F401 - re-exported: the format's constants and he
     structures_to_bits,
     swap_into_place,
 )
+from .index_csv import read_index, write_index
 
 
 @dataclass
@@ -233,22 +233,7 @@ def _write_into(ds: Dataset, tmp: Path, path: Path, extra_meta: dict | None) -> 
         masks = np.ascontiguousarray(ds.masks, dtype=np.uint8)
         np.save(tmp / "images.npy", images)
         np.save(tmp / "masks.npy", masks)
-        with open(tmp / "index.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(INDEX_COLUMNS)
-            for i in range(len(ds)):
-                w.writerow(
-                    [
-                        ds.patient_id[i],
-                        ds.vendor[i],
-                        ds.frame[i],
-                        int(ds.slice_index[i]),
-                        ds.source[i],
-                        ";".join(bits_to_structures(int(ds.annotated[i]))) or "none",
-                        _fmt_spacing(float(ds.spacing_mm[i, 0])),
-                        _fmt_spacing(float(ds.spacing_mm[i, 1])),
-                    ]
-                )
+        write_index(tmp / "index.csv", ds)
         meta = dict(ds.meta)
         if extra_meta:
             meta.update(extra_meta)
@@ -301,60 +286,9 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
     for name, arr in (("images.npy", images), ("masks.npy", masks)):
         if arr.ndim != 3:
             raise DataError(f"{path / name}: expected a [N, H, W] array, got shape {arr.shape}")
-    cols: dict[str, list] = {c: [] for c in INDEX_COLUMNS}
-    try:
-        with open(path / "index.csv", newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in INDEX_COLUMNS[:5] if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path / 'index.csv'}: missing columns {missing}")
-            for row in reader:
-                for c in INDEX_COLUMNS:
-                    cols[c].append(row.get(c, ""))
-    except (OSError, csv.Error, UnicodeDecodeError) as e:
-        raise DataError(f"{path / 'index.csv'}: unreadable ({e})") from e
-    n = len(images)
-    if len(cols["patient_id"]) != n:
-        raise DataError(f"{path / 'index.csv'}: {len(cols['patient_id'])} rows but images.npy has {n} slices")
-
-    def _num(v: str | None, conv, col: str, row: int, empty):
-        if v in ("", None):
-            return empty
-        try:
-            return conv(v)
-        except ValueError:
-            raise DataError(f"{path / 'index.csv'}: row {row + 2}: {col} {v!r} is not a number") from None
-
-    def _sp(v: str, i: int, col: str) -> float:
-        return _num(v, float, col, i, float("nan"))
-
-    try:
-        annotated = [
-            0
-            if a == "none"
-            else structures_to_bits([s for s in (a or "RV;MYO;LV").split(";") if s])
-            if a is not None
-            else ALL_STRUCTURES
-            for a in cols["annotated"]
-        ]
-    except DataError as e:
-        raise DataError(f"{path / 'index.csv'}: annotated column: {e}") from None
+    index = read_index(path, len(images))
     meta.pop("summary", None)
-    ds = Dataset(
-        images=images,
-        masks=masks,
-        patient_id=np.array(cols["patient_id"], dtype=object),
-        vendor=np.array(cols["vendor"], dtype=object),
-        frame=np.array(cols["frame"], dtype=object),
-        slice_index=np.array([_num(x, int, "slice_index", i, -1) for i, x in enumerate(cols["slice_index"])],
-                             dtype=np.int64),
-        source=np.array(cols["source"], dtype=object),
-        annotated=np.array(annotated, dtype=np.uint8),
-        spacing_mm=np.array([[_sp(a, i, "spacing_y_mm"), _sp(b, i, "spacing_x_mm")]
-                             for i, (a, b) in enumerate(zip(cols["spacing_y_mm"], cols["spacing_x_mm"]))],
-                            dtype=np.float64).reshape(n, 2),
-        meta=meta,
-    )
+    ds = Dataset(images=images, masks=masks, meta=meta, **index)
     ds.validate(name=str(path))
     if verify:
         ds.check_values(name=str(path))
