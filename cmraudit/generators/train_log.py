@@ -14,6 +14,10 @@ its ``stage=``. Columns (see docs/report-schema.md#training-logs):
 One row per logged interval of ``every`` steps (``every`` = 1 up to :data:`MAX_ROWS` steps, so a micro or
 quick run logs every step). Rows are flushed as they are written, so ``tail -f`` follows a run.
 A resumed stage keeps the rows of the steps already taken and appends the rest.
+
+When the ``tensorboard`` package is installed (``pip install cmraudit[tensorboard]``), the same figures also go
+to TensorBoard event files in ``<log dir>/tensorboard/<stage>/`` (tags ``train/loss``, ``train/lr``,
+``train/grad_norm``, ``train/epsilon``, ``train/img_per_s``; ``tensorboard --logdir RUN/logs/tensorboard``).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from typing import Callable, Iterator
 
 COLUMNS = ("step", "loss", "lr", "grad_norm", "epsilon", "img_per_s")
 LOGS_DIR = "logs"  # RUN/logs/<stage>.csv
+TENSORBOARD_DIR = "tensorboard"  # RUN/logs/tensorboard/<stage>/ (only with the tensorboard package)
 MAX_ROWS = 2000  # a longer stage logs the mean over every ceil(total / MAX_ROWS) steps
 MAX_EPSILON_EVALS = 100  # the accountant's ε is costly (PRV): at most this many evaluations per stage
 
@@ -65,8 +70,10 @@ class TrainLog:
         self.epsilon, self.rows = epsilon, 0
         self._reset(time.perf_counter())
         self._fh = None
+        self._tb = None
         if self.path is None:
             return
+        self._tb = _tensorboard_writer(self.path.parent / TENSORBOARD_DIR / stage)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = self._rows_before(start)
         self._fh = open(self.path, "w", newline="", encoding="utf-8")
@@ -106,10 +113,16 @@ class TrainLog:
         eps = None
         if self.epsilon is not None and (self.rows % self.eps_every == 0 or done == self.total):
             eps = float(self.epsilon())
-        self._w.writerow([done, _fmt(self.loss_sum / self.loss_n if self.loss_n else None), _fmt(lr),
-                          _fmt(self.gn_sum / self.gn_n if self.gn_n else None), _fmt(eps),
-                          _fmt(self.items / (now - self.t0) if now > self.t0 else None)])
+        row = {"loss": self.loss_sum / self.loss_n if self.loss_n else None, "lr": lr,
+               "grad_norm": self.gn_sum / self.gn_n if self.gn_n else None, "epsilon": eps,
+               "img_per_s": self.items / (now - self.t0) if now > self.t0 else None}
+        self._w.writerow([done] + [_fmt(row[c]) for c in COLUMNS[1:]])
         self._fh.flush()
+        if self._tb is not None:
+            for k, v in row.items():
+                if v is not None and math.isfinite(v):
+                    self._tb.add_scalar(f"train/{k}", float(v), done)
+            self._tb.flush()
         self.rows += 1
         self._reset(now)
 
@@ -117,6 +130,18 @@ class TrainLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def _tensorboard_writer(directory: Path):
+    """A TensorBoard ``SummaryWriter`` for ``directory``, or None when the tensorboard package is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional extra: the CSV log is the record
+        return None
+    return SummaryWriter(log_dir=str(directory))
 
 
 def grad_norm(params) -> float | None:

@@ -1,6 +1,7 @@
 """RUN/logs/<stage>.csv from the shared training loop: columns, one row per step, grad norm, lr, resume."""
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,3 +69,18 @@ def test_long_stages_log_interval_means(tmp_path):
     assert log.every == 3 and [int(r[0]) for r in rows[:2]] == [3, 6] and int(rows[-1][0]) == 4001
     assert float(rows[0][1]) == pytest.approx(1.0) and float(rows[1][1]) == pytest.approx(4.0)  # mean of 0,1,2 / 3,4,5
     assert len(rows) == 1334
+
+
+def test_tensorboard_events_carry_the_csv_figures(tmp_path):
+    """With the tensorboard package installed, each stage also writes event files with the CSV's numbers."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _train(tmp_path / "work", tmp_path / "logs")
+    rows = _rows(tmp_path / "logs" / "toy.csv")
+    acc = EventAccumulator(str(tmp_path / "logs" / "tensorboard" / "toy"))
+    acc.Reload()
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [int(r[0]) for r in rows]  # columns: step, loss, lr, …
+    assert np.allclose([e.value for e in loss], [float(r[1]) for r in rows], rtol=1e-5)
+    assert {"train/lr", "train/grad_norm", "train/img_per_s"} <= set(acc.Tags()["scalars"])
