@@ -36,6 +36,7 @@ def main() -> None:
     from cmraudit.data.phantom import PhantomConfig, make_phantom
     from cmraudit.data.splits import SplitFractions, split_patients
     from cmraudit.generators.registry import get_plugin
+    from cmraudit.report.html import render_html
     from cmraudit.report.walk import roc_curves
 
     out = Path(args.out)
@@ -56,6 +57,7 @@ def main() -> None:
               "--attacks", ",".join(ATTACKS), "--out", str(out / "audit")])
     audit_s = time.perf_counter() - t0
     rep = json.loads((out / "audit" / "report.json").read_text())
+    render_html(out / "audit")  # what `cmraudit report OUT/audit` does
     html = (out / "audit" / "report.html").read_text()
     curves = roc_curves(rep["privacy"])["patient"]
     print(f"quick ddpm, {args.steps} image / {args.mask_steps} mask steps, {len(sp['train'])} member and "
