@@ -102,7 +102,10 @@ def test_training_logs(result):
 
     r = json.loads((result.run_dir / "report.json").read_text())
     logs = sorted(p.name for p in (result.run_dir / "logs").iterdir())
-    assert logs == ["image_model.csv", "mask_model.csv", "snapshots"]  # snapshots: samples during training
+    import importlib.util
+
+    tb = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []  # event files with the optional extra
+    assert logs == ["image_model.csv", "mask_model.csv", "snapshots", *tb]  # snapshots: samples during training
     assert sorted(p.name for p in (result.run_dir / "logs" / "snapshots").iterdir()) == ["image_model.npz"]
     for stage in ("mask_model", "image_model"):
         head, rows = _log(result.run_dir / "logs" / f"{stage}.csv")
