@@ -62,7 +62,7 @@ def run_cmd(
     preset: str = typer.Option(
         "quick",
         "--preset",
-        help="micro (smoke test: 32², a few steps, ~1-2 min on a CPU), quick (CPU, 64², minutes) or paper "
+        help="micro (smoke test: 32², a few steps, ~20 s on 2 CPU cores), quick (CPU, 64², minutes) or paper "
         "(reference study, GPU).",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default cmraudit-runs/<generator>-<time>)."),

@@ -200,7 +200,8 @@ def evaluate_utility(
 
 def utility_stage(ctx) -> dict:
     """``cmraudit run`` stage: the three regimes (+ cross-vendor) scored on the real test patients."""
-    preset = "paper" if getattr(ctx.config, "preset", "quick") == "paper" else "quick"
+    run_preset = getattr(ctx.config, "preset", "quick")
+    preset = run_preset if run_preset in ("micro", "paper") else "quick"
     return evaluate_utility(train=ctx.train, synthetic=ctx.synthetic, test=ctx.test, seed=ctx.seed, preset=preset,
                             progress=ctx.progress, device=ctx.device).to_dict()
 

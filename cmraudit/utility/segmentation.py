@@ -38,6 +38,8 @@ class SegmentationPreset:
 
 
 PRESETS = {
+    # micro: the smoke test's segmenter (a run's utility stage in seconds; its Dice is not meant to be read)
+    "micro": SegmentationPreset(filters=(8, 16, 32), iterations=40, batch_size=8, lr=1e-2, flips=False),
     "quick": SegmentationPreset(filters=(16, 32, 64, 128), iterations=200, batch_size=8, lr=1e-2, flips=False),
     "paper": SegmentationPreset(filters=(32, 64, 128, 256, 320), iterations=4000, batch_size=16, lr=1e-3),
 }
