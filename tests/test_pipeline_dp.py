@@ -213,3 +213,13 @@ def test_dp_audit_canaries_beyond_the_data_is_a_usage_error(tmp_path, capsys):
                "--out", str(tmp_path / "r")])
     assert rc == EXIT_USAGE and "--dp-audit-canaries 50" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_run_micro_at_epsilon_1_spends_the_budget(tmp_path):
+    """`run --dp-epsilon 1`: the joint accounting over both stages lands within 1 % below the ε asked for."""
+    out = tmp_path / "run"
+    rc = main(["--quiet", "run", "--generator", "ddpm", "--preset", "micro", "--dp-epsilon", "1", "--dp-delta", "1e-3",
+               "--n-samples", "4", "--n-paired", "0", "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    dp = json.loads((out / "report.json").read_text())["generator"]["dp"]
+    assert 0.99 <= dp["epsilon"] <= 1.0 and dp["target_epsilon"] == 1.0
