@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..whitebox import loss_scores
 from .base import Attack, arrays, fixed_noise, timestep
 
 
@@ -29,13 +30,11 @@ class GradNorm(Attack):
 
     def score(self, generator, dataset, seed: int, *, reference=None) -> np.ndarray:
         x0, m = arrays(dataset)
-        z = np.zeros(len(x0))
+        logs = np.zeros((len(x0), len(self.params["t_fracs"])))
         for j, frac in enumerate(self.params["t_fracs"]):
             t = timestep(generator, frac)
             a, s = generator.noise_schedule(t)
             eps = fixed_noise(x0.shape, seed=seed, draw=j)
-            g = np.log(np.maximum(generator.noise_loss_gradient_norm((a * x0 + s * eps).astype(np.float32), m, eps,
-                                                                       t=t), 1e-300))
-            sd = g.std()
-            z += (g - g.mean()) / (sd if sd > 0 else 1.0)
-        return -z / len(self.params["t_fracs"])
+            xt = (a * x0 + s * eps).astype(np.float32)
+            logs[:, j] = np.log(np.maximum(generator.noise_loss_gradient_norm(xt, m, eps, t=t), 1e-300))
+        return loss_scores(logs)  # per-level standardisation over the candidates, as the loss attack does
