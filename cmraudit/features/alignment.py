@@ -152,29 +152,52 @@ class RegisteredSearch:
         return [i * step for i in range(-n, n + 1)]
 
     # ------------------------------------------------------------------ search
-    def search(self, q: dict, b: dict, cand: np.ndarray, *, k: int | None = None):
+    def search(self, q: dict, b: dict, cand: np.ndarray, *, k: int | None = None, workers: int | None = None):
         """Registered residuals of each query against its candidate base rows ``cand`` [Q, kc].
 
         Returns (residuals [Q, kr] ascending, base rows [Q, kr]) for the ``k_refine`` best candidates of
         the coarse pass, refined (kr = min(k or k_refine, kc)). A candidate index < 0 is ignored.
+        Chunks of queries run on ``workers`` threads (default: torch's thread count), each op single-threaded:
+        many small FFTs scale better across queries than inside one op. Chunks are whole batches, so every
+        query is computed in the same batch as on one thread: the result does not depend on ``workers``.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         torch = _torch()
         cand = np.asarray(cand, dtype=np.int64)
         kr = min(self.k_refine if k is None else max(k, 1), cand.shape[1])
-        D = np.full((len(cand), kr), np.inf)
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # many small FFTs: one thread avoids oversubscription on shared cores
+        n_workers = max(1, int(workers or threads))
+        per = max(1, math.ceil(len(cand) / (self.batch * n_workers * 4)))  # about 4 chunks per worker
+        chunk = self.batch * per
+        starts = list(range(0, len(cand), chunk))
+
+        def part(s: int):
+            sl = slice(s, s + chunk)
+            with torch.no_grad():  # grad mode is per thread
+                score, view = self._coarse_all(q["coarse"][sl], b["coarse"], cand[sl])
+                order = np.argsort(score, axis=1, kind="stable")[:, :kr]
+                rows = np.take_along_axis(cand[sl], order, 1)
+                views = np.take_along_axis(view, order, 1)
+                D = np.empty((len(rows), kr))
+                for t in range(0, len(rows), self.batch):
+                    u = slice(t, t + self.batch)
+                    D[u] = self._refine(q["fine"][sl][u], b["fine"], rows[u], views[u])
+            return D, rows
+
+        torch.set_num_threads(1)  # many small FFTs: one thread per op avoids oversubscription on shared cores
         try:
-            with torch.no_grad():
-                coarse = self._coarse_all(q["coarse"], b["coarse"], cand)  # (score [Q, kc], view [Q, kc])
-                order = np.argsort(coarse[0], axis=1, kind="stable")[:, :kr]
-                c_rows = np.take_along_axis(cand, order, 1)
-                c_view = np.take_along_axis(coarse[1], order, 1)
-                for s in range(0, len(cand), self.batch):
-                    sl = slice(s, s + self.batch)
-                    D[sl] = self._refine(q["fine"][sl], b["fine"], c_rows[sl], c_view[sl])
+            if n_workers > 1 and len(starts) > 1:
+                with ThreadPoolExecutor(n_workers) as pool:
+                    parts = list(pool.map(part, starts))
+            else:
+                parts = [part(s) for s in starts]
         finally:
             torch.set_num_threads(threads)
+        if parts:
+            D, c_rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        else:
+            D, c_rows = np.empty((0, kr)), np.empty((0, kr), np.int64)
         D = np.where(c_rows < 0, np.inf, D)
         o = np.argsort(D, axis=1, kind="stable")
         return np.take_along_axis(D, o, 1), np.take_along_axis(np.where(np.isfinite(D), c_rows, -1), o, 1)

@@ -10,6 +10,9 @@ returned distances are always exact for the rows returned. Below the threshold t
 exhaustive and exactly equal to brute force. Queries are processed in batches of
 ``batch_size`` rows so memory grows linearly with the data (no N×M distance matrix).
 A GPU index is used when FAISS sees a GPU (k ≤ 2048 there).
+
+:func:`exact_knn` (from :mod:`.pruned_knn`) is the FAISS-convention front door — ``(squared L2 distances,
+indices)`` — with a certified pruned search that skips most of the float32 distance GEMM where that pays.
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError
+from .pruned_knn import KnnStats, exact_knn
+
+__all__ = ["Neighbours", "build_index", "knn", "exact_knn", "KnnStats"]
 
 METRICS = ("l2", "cosine")
 

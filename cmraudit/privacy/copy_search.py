@@ -50,6 +50,7 @@ class CopySearchParams:
     n_boot: int = 400
     confidence: float = 0.95
     power: float = 0.8
+    max_null_queries: int = 3000  # per null set (holdout→train, leave-one-patient-out): a seeded slice subsample
 
 
 class RegisteredCopyIndex:
@@ -153,13 +154,24 @@ def recall_check(index: RegisteredCopyIndex, train_images: np.ndarray, *, tau: f
 
 def calibrate(index: RegisteredCopyIndex, train_images, holdout_images, holdout_patients, *, params: CopySearchParams,
               seed: int) -> tuple[float, NullTail, dict]:
-    """Null residuals (holdout→train and leave-one-patient-out train→train), tail fit and τ."""
-    d_h, _ = index.query(holdout_images, k=1)
-    d_t, _ = index.query(train_images, exclude_patients=index.patients, k=1)
+    """Null residuals (holdout→train and leave-one-patient-out train→train), tail fit and τ.
+
+    Each null set above ``params.max_null_queries`` slices is subsampled (seeded, uniform over slices, so every
+    patient keeps its share): the tail fit needs thousands of null residuals, not every slice of a large study,
+    and the registered search costs milliseconds a query.
+    """
+    rng = np.random.default_rng([int(seed), 0x6E756C6C])
+
+    def pick(n: int) -> np.ndarray:
+        cap = int(params.max_null_queries)
+        return np.arange(n) if cap <= 0 or n <= cap else np.sort(rng.choice(n, size=cap, replace=False))
+
+    h_rows, t_rows = pick(len(holdout_images)), pick(len(index))
+    holdout_patients = np.asarray(holdout_patients).astype(str)[h_rows]
+    d_h, _ = index.query(np.asarray(holdout_images)[h_rows], k=1)
+    d_t, _ = index.query(np.asarray(train_images)[t_rows], exclude_patients=index.patients[t_rows], k=1)
     vals = np.r_[d_h[:, 0], d_t[:, 0]]
-    pats = np.r_[
-        np.char.add("holdout:", np.asarray(holdout_patients).astype(str)), np.char.add("train:", index.patients)
-    ]
+    pats = np.r_[np.char.add("holdout:", holdout_patients), np.char.add("train:", index.patients[t_rows])]
     n_train_pat = len(np.unique(index.patients))
     tail = fit_null_tail(vals, pats, n_train_patients=n_train_pat, seed=seed, n_boot=params.n_boot,
                          confidence=params.confidence)
@@ -167,7 +179,9 @@ def calibrate(index: RegisteredCopyIndex, train_images, holdout_images, holdout_
     tau_margin = params.margin * tail.minimum
     tau = float(min(tau_alpha, tau_margin))
     info = {"tau_alpha": tau_alpha, "tau_margin": tau_margin, "rule": "alpha" if tau_alpha <= tau_margin else "margin",
-            "holdout_residuals": d_h[:, 0], "train_loo_residuals": d_t[:, 0]}
+            "holdout_residuals": d_h[:, 0], "train_loo_residuals": d_t[:, 0],
+            "n_null": {"holdout": int(len(h_rows)), "holdout_total": int(len(holdout_images)),
+                       "train_loo": int(len(t_rows)), "train_total": int(len(index))}}
     return tau, tail, info
 
 
@@ -249,7 +263,10 @@ def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchPa
         "alpha_upper": f_u,
         "alpha_upper_unit": "slice (patient-bootstrap of the fitted null tail)",
         "null_tail": tail.to_dict(),
-        "n_holdout_calibration": int(len(holdout)),
+        "n_holdout_calibration": int(info["n_null"]["holdout"]),
+        "null_queries": {**info["n_null"], "cap": int(params.max_null_queries),
+                         "meaning": "null slices searched (holdout→train, leave-one-patient-out); a seeded subsample "
+                                    "above the cap"},
         "n_holdout_patients": int(len(np.unique(np.asarray(holdout.patient_id).astype(str)))),
         "recall": rec["estimate"],
         "recall_per_transform": rec["per_transform"],

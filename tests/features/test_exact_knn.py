@@ -1,0 +1,146 @@
+"""exact_knn: the certified pruned search returns IndexFlatL2's neighbours (ties aside) on structured, adversarial
+and degenerate data, never loses a true neighbour however weak its bound, and rejects bad input by name."""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from cmraudit.data.phantom import PhantomConfig, make_phantom
+from cmraudit.errors import UsageError
+from cmraudit.features.neighbours import KnnStats, exact_knn
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _truth(q, b, k):
+    """float64 brute force: distances [Q, k] and the full distance matrix (for tie checks)."""
+    q64, b64 = q.astype(np.float64), b.astype(np.float64)
+    d = (q64**2).sum(1)[:, None] + (b64**2).sum(1)[None, :] - 2 * q64 @ b64.T
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, order, 1), d
+
+
+def _assert_exact(D, I, q, b, k, rtol=1e-5):
+    """Every returned row is a true k-NN set: its exact distances equal the true k smallest, up to float ties."""
+    dk, full = _truth(q, b, k)
+    mine = np.take_along_axis(full, I, 1)  # float64 distances of the returned indices
+    scale = np.maximum(dk[:, -1:], 1e-12)
+    assert np.all(np.abs(mine - dk) <= rtol * scale + 1e-9), "a returned neighbour is not among the true k nearest"
+    assert np.all(np.abs(D - mine) <= 1e-4 * scale + 1e-6), "returned distances are not the squared L2 distances"
+    assert np.all(np.diff(D, axis=1) >= 0), "distances must ascend"
+    assert all(len(set(r)) == k for r in I), "an index is repeated"
+
+
+def _agree_with_faiss(D, I, q, b, k):
+    index = faiss.IndexFlatL2(q.shape[1])
+    index.add(b)
+    Df, If = index.search(q, k)
+    differ = (I != If).any(1)
+    # where FAISS orders differently, it is a float tie: same distances to FAISS's own rounding
+    np.testing.assert_allclose(D[differ], Df[differ], rtol=1e-4, atol=1e-3)
+    return differ.mean()
+
+
+@pytest.fixture(scope="module")
+def phantom_vectors():
+    ds = make_phantom(PhantomConfig(subjects=130, slices=8, size=32), seed=3)
+    x = ds.images.reshape(len(ds.images), -1).astype(np.float32)
+    return np.ascontiguousarray(x[:1600]), np.ascontiguousarray(x[1600:2080])  # base, queries (other subjects)
+
+
+@pytest.mark.parametrize("k", [1, 2, 50])
+def test_pruned_equals_brute_force_on_phantom_pixels(phantom_vectors, k):
+    base, query = phantom_vectors
+    st = KnnStats()
+    D, I = exact_knn(query, base, k, method="pruned", rank=128 if k < 50 else 384, stats=st)
+    assert st.method == "pruned" and st.faiss_queries < len(query)
+    assert st.candidates_per_query < len(base) / 2  # it pruned: most base rows never got an exact distance
+    _assert_exact(D, I, query, base, k)
+    assert _agree_with_faiss(D, I, query, base, k) < 0.05
+
+
+def test_a_weak_bound_costs_candidates_never_neighbours(phantom_vectors):
+    """rank 2: the projection keeps almost nothing, so queries must retry or fall back, and stay exact."""
+    base, query = phantom_vectors
+    st = KnnStats()
+    D, I = exact_knn(query[:100], base, 3, method="pruned", rank=2, max_candidates=256, stats=st)
+    assert st.retried_queries > 0 or st.faiss_queries > 0
+    _assert_exact(D, I, query[:100], base, 3)
+
+
+def test_gaussian_vectors_fall_back_after_the_probe_and_stay_exact():
+    """Random Gaussian vectors: distances concentrate, nothing can be pruned; the probe hands over to FAISS."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((1500, 256)).astype(np.float32)
+    query = rng.standard_normal((400, 256)).astype(np.float32)
+    st = KnnStats()
+    D, I = exact_knn(query, base, 5, method="pruned", rank=64, stats=st)
+    assert st.method == "faiss" and "probe" in st.extra
+    assert st.faiss_queries >= len(query) - 64
+    _assert_exact(D, I, query, base, 5)
+
+
+def test_low_rank_data_certifies_every_query_at_the_first_try():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((8, 512)).astype(np.float32)
+    base = (rng.standard_normal((2000, 8)) @ w).astype(np.float32)
+    query = (rng.standard_normal((300, 8)) @ w).astype(np.float32)
+    st = KnnStats()
+    D, I = exact_knn(query, base, 4, method="pruned", rank=16, stats=st)
+    assert st.method == "pruned" and st.retried_queries == 0 and st.faiss_queries == 0
+    _assert_exact(D, I, query, base, 4)
+
+
+def test_duplicates_and_exact_copies_in_the_base():
+    """Copies (distance 0) and duplicated base rows: ties, yet each returned set is a true k-NN set."""
+    rng = np.random.default_rng(2)
+    base = rng.random((900, 256), dtype=np.float32)
+    base[450:] = base[:450]  # every row twice
+    query = np.ascontiguousarray(base[::9] + 0)  # exact copies of base rows
+    D, I = exact_knn(query, base, 2, method="pruned", rank=64)
+    _assert_exact(D, I, query, base, 2)
+    assert np.all(D[:, :2] <= 1e-4)  # the copy and its duplicate
+
+
+def test_flat_and_small_auto_are_indexflatl2(phantom_vectors):
+    base, query = phantom_vectors
+    st = KnnStats()
+    D, I = exact_knn(query, base, 2, stats=st)  # 480 × 1600 pairs: too small to prune
+    assert st.method == "faiss" and "small problem" in st.reason
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(base)
+    Df, If = index.search(query, 2)
+    assert np.array_equal(I, If) and np.array_equal(D, Df)
+    D2, I2 = exact_knn(query, base, 2, method="flat")
+    assert np.array_equal(I2, If)
+
+
+def test_the_result_does_not_depend_on_the_block_size(phantom_vectors):
+    base, query = phantom_vectors
+    a = exact_knn(query, base, 2, method="pruned", rank=96, block=37)
+    b = exact_knn(query, base, 2, method="pruned", rank=96, block=512)
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((np.zeros(5, np.float32), np.zeros((5, 5), np.float32), 1), "query must be a 2-D array"),
+        ((np.zeros((3, 4), np.float32), np.zeros((5, 5), np.float32), 1), "query has 4 columns but base has 5"),
+        ((np.zeros((3, 5), np.float32), np.zeros((5, 5), np.float32), 0), "k must be in [1, 5]"),
+        ((np.zeros((3, 5), np.float32), np.zeros((5, 5), np.float32), 6), "k must be in [1, 5]"),
+        ((np.full((3, 5), np.nan, np.float32), np.zeros((5, 5), np.float32), 1), "query contains NaN"),
+    ],
+)
+def test_bad_input_is_named(args, message):
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        exact_knn(*args)
+
+
+def test_bad_method_and_rank_are_named():
+    x = np.zeros((4, 8), np.float32)
+    with pytest.raises(UsageError, match="method must be one of"):
+        exact_knn(x, x, 1, method="hnsw")
+    with pytest.raises(UsageError, match="rank must be in"):
+        exact_knn(x, x, 1, method="pruned", rank=9)
