@@ -180,17 +180,32 @@ def _npy_header(path: str, label: str) -> tuple[tuple, np.dtype, int]:
     return shape, dtype, offset
 
 
-def _file_blocks(spec: ShardSpec, block_rows: int, ndim: int) -> Iterator[np.ndarray]:
+def _file(spec: ShardSpec) -> tuple[str, tuple, np.dtype, int, int, int]:
+    """(path, shape, dtype, data offset, start row, stop row) of a file shard, checked."""
     path = spec.path
     if spec.kind == "images" and os.path.isdir(path):
         path = os.path.join(path, "images.npy")
     shape, dtype, offset = _npy_header(path, spec.label())
+    ndim = 2 if spec.kind == "vectors" else 3
     if len(shape) != ndim:
         want = "[N, D] vectors" if ndim == 2 else "[N, H, W] images"
         raise DataError(f"shard {spec.label()}: {path} has shape {list(shape)}, expected {want}")
     start, stop = spec.rows if spec.rows is not None else (0, shape[0])
     if stop > shape[0]:
         raise DataError(f"shard {spec.label()}: rows [{start}, {stop}) but {path} has {shape[0]} rows")
+    return path, shape, dtype, offset, start, stop
+
+
+def shard_size(spec: ShardSpec) -> int:
+    """Rows the shard holds (a file shard: read from its .npy header)."""
+    if spec.kind == "synthetic":
+        return spec.rows[1] - spec.rows[0]
+    _, _, _, _, start, stop = _file(spec)
+    return stop - start
+
+
+def _file_blocks(spec: ShardSpec, block_rows: int) -> Iterator[np.ndarray]:
+    path, shape, dtype, offset, start, stop = _file(spec)
     per_row = int(np.prod(shape[1:]))
     with open(path, "rb") as f:
         for a in range(start, stop, block_rows):
@@ -209,11 +224,11 @@ def shard_blocks(spec: ShardSpec, *, block_rows: int = 16384) -> Iterator[np.nda
         for a in range(start, stop, block_rows):
             yield synthetic_rows(spec.seed, spec.dim, a, min(stop, a + block_rows))
     elif spec.kind == "vectors":
-        for x in _file_blocks(spec, block_rows, 2):
+        for x in _file_blocks(spec, block_rows):
             yield np.ascontiguousarray(x, dtype=np.float32)
     else:
         from . import make_features
 
         fx = make_features(spec.space, **spec.space_params).fit(None, seed=spec.seed)
-        for x in _file_blocks(spec, block_rows, 3):
+        for x in _file_blocks(spec, block_rows):
             yield np.ascontiguousarray(fx.transform_images(x.astype(np.float32, copy=False)), dtype=np.float32)
