@@ -15,7 +15,11 @@ from typing import Optional
 import numpy as np
 import typer
 
+from ..data import read_dataset
 from ..errors import UsageError
+from ..features import make_features
+from ..features.sharded import sharded_knn
+from ..features.shards import ShardSpec, load_manifest, shard_blocks
 from ..generators.checkpoint import write_json_atomic
 from ..io_guard import atomic_file, check_output, make_output_dir
 from ..progress import make_console
@@ -28,8 +32,6 @@ def _queries(synthetic: Optional[Path], query_vectors: Optional[Path], specs) ->
     if (synthetic is None) == (query_vectors is None):
         raise UsageError("give exactly one of --synthetic (a prepared dataset) and --query-vectors (a .npy file)")
     if query_vectors is not None:
-        from ..features.shards import ShardSpec, shard_blocks
-
         spec = ShardSpec("vectors", path=str(query_vectors), name=f"--query-vectors {query_vectors}")
         return np.concatenate(list(shard_blocks(spec)))
     spaces = {(s.space, tuple(sorted(s.space_params.items()))) for s in specs if s.kind == "images"}
@@ -38,9 +40,6 @@ def _queries(synthetic: Optional[Path], query_vectors: Optional[Path], specs) ->
             "--synthetic needs every shard to be an images shard of one feature space (its slices are embedded in "
             "that space); with vector or mixed shards pass --query-vectors in the shards' space"
         )
-    from ..data import read_dataset
-    from ..features import make_features
-
     space, params = spaces.pop()
     fx = make_features(space, **dict(params)).fit(None, seed=0)
     return fx.transform_images(np.asarray(read_dataset(synthetic).images, dtype=np.float32))
@@ -67,9 +66,6 @@ def neighbours_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace neighbours files this command wrote before."),
 ) -> None:
     """Exact k nearest training rows of each synthetic slice over sharded training data (local or Ray)."""
-    from ..features.sharded import sharded_knn
-    from ..features.shards import load_manifest
-
     specs = load_manifest(shards)
     inputs = [("--shards", shards), ("--synthetic", synthetic), ("--query-vectors", query_vectors)]
     inputs += [(f"shard {s.label()}", s.path) for s in specs if s.path]

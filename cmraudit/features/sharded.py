@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import errors
+from .. import errors, progress
 from ..errors import CmrAuditError, MissingExtraError, UsageError
 from .neighbours import METRICS, Neighbours, _prep, build_index, knn
 from .shards import ShardSpec, load_manifest, make_spec, shard_blocks, shard_size, synthetic_rows, synthetic_shards
@@ -130,8 +130,6 @@ def _blocks(q: np.ndarray, block: int) -> list[tuple[int, int]]:
 
 
 def _progress(desc: str, total: int):
-    from .. import progress
-
     progress.task(desc, total, announce=total > 1)
     return progress
 

@@ -33,6 +33,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import DataError, UsageError
+from . import make_features
+from .base import FEATURE_SPACES
 
 KINDS = ("vectors", "images", "synthetic")
 SYNTH_BLOCK = 256  # rows per generator call of the synthetic recipe (fixed: it defines the rows)
@@ -109,8 +111,6 @@ def make_spec(spec: ShardSpec | dict, *, where: str = "shard", base_dir: str | o
     if not isinstance(params, dict):
         raise UsageError(f"{where}: space_params must be an object, got {params!r}")
     if kind == "images":
-        from .base import FEATURE_SPACES
-
         space = d.get("space", "pixel")
         if not isinstance(space, str) or space not in FEATURE_SPACES:
             raise UsageError(f"{where}: unknown feature space {space!r}; known: {FEATURE_SPACES.names()}")
@@ -227,8 +227,6 @@ def shard_blocks(spec: ShardSpec, *, block_rows: int = 16384) -> Iterator[np.nda
         for x in _file_blocks(spec, block_rows):
             yield np.ascontiguousarray(x, dtype=np.float32)
     else:
-        from . import make_features
-
         fx = make_features(spec.space, **spec.space_params).fit(None, seed=spec.seed)
         for x in _file_blocks(spec, block_rows):
             yield np.ascontiguousarray(fx.transform_images(x.astype(np.float32, copy=False)), dtype=np.float32)
