@@ -56,7 +56,10 @@ def neighbours_cmd(
     ),
     k: int = typer.Option(2, "--k", min=1, max=4096, help="Neighbours per query."),
     metric: str = typer.Option("l2", "--metric", help="l2 (Euclidean) or cosine (1 - cos)."),
-    backend: str = typer.Option("local", "--backend", help="local (shards one after another) or ray (one actor each)."),
+    backend: str = typer.Option(
+        "local", "--backend", help="local (shards one after another), ray (one actor each) or slurm (one submitit "
+        "job each; logs in OUT/submitit; Slurm when sbatch exists, else local processes)."
+    ),
     address: Optional[str] = typer.Option(
         None, "--address", help="Ray cluster to join ('auto': the running one); default: start a local cluster."
     ),
@@ -73,7 +76,11 @@ def neighbours_cmd(
     if (out / "neighbours.json").exists() and not overwrite:
         raise UsageError(f"--out {out}: neighbours.json is already there; pass --overwrite or choose another --out")
     q = _queries(synthetic, query_vectors, specs)
-    nb = sharded_knn(q, specs, k, metric=metric, backend=backend, address=address, cpus_per_shard=cpus_per_shard)
+    folder = None
+    if backend == "slurm":  # the jobs' folder must exist before the search: it lives in OUT
+        folder = make_output_dir(out, kind="neighbours") / "submitit"
+    nb = sharded_knn(q, specs, k, metric=metric, backend=backend, address=address, cpus_per_shard=cpus_per_shard,
+                     folder=folder)
     offsets = np.cumsum((0,) + nb.shard_rows)
     shard_of = np.searchsorted(offsets, nb.indices[:, 0], side="right") - 1
     first = np.array([s.rows[0] if s.rows else 0 for s in specs])  # file row of each shard's first row

@@ -25,9 +25,12 @@ the worker's own Python/FAISS/Ray footprint (docs/sharded.md gives measured figu
 """
 from __future__ import annotations
 
+import os
 import resource
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -37,7 +40,7 @@ from ..errors import CmrAuditError, MissingExtraError, UsageError
 from .neighbours import METRICS, Neighbours, _prep, build_index, knn
 from .shards import ShardSpec, load_manifest, make_spec, shard_blocks, shard_size, synthetic_rows, synthetic_shards
 
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray", "slurm")
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,52 @@ def _local(query, specs, k, metric, block_rows, threads):
     return best, infos, t_open
 
 
+def _search_job(spec: dict, query_path: str, k: int, metric: str, threads: int | None, block_rows: int):
+    """One submitit job: open one shard, search every query block; returns (distances, local ids, info)."""
+    w = ShardWorker(spec, metric=metric, threads=threads)
+    inf = w.info()
+    if inf["error"]:
+        return None, None, inf
+    q = np.load(query_path)
+    if inf["dim"] != q.shape[1]:
+        return None, None, inf
+    parts = [w.search(q[a:b], k) for a, b in _blocks(q, block_rows)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), w.info()
+
+
+def _slurm(query, specs, k, metric, block_rows, threads, folder, cluster, slurm_params):
+    try:
+        import submitit
+    except ImportError as e:
+        raise MissingExtraError(
+            "the slurm backend needs submitit, which is not installed: pip install cmraudit[slurm]"
+        ) from e
+    if folder is None:
+        raise UsageError("the slurm backend needs folder= (a directory on a file system the jobs share)")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd, qpath = tempfile.mkstemp(prefix="queries-", suffix=".npy", dir=folder)  # a new file of our own
+    with open(fd, "wb") as f:
+        np.save(f, query)
+    t = time.perf_counter()
+    try:
+        ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        ex.update_parameters(**{"timeout_min": 24 * 60, "cpus_per_task": threads or 1, **(slurm_params or {})})
+        n = len(specs)
+        jobs = ex.map_array(_search_job, [s.to_dict() for s in specs], [qpath] * n, [k] * n, [metric] * n,
+                            [threads] * n, [block_rows] * n)
+        results = [j.result() for j in jobs]
+    finally:
+        os.unlink(qpath)
+    infos = [r[2] for r in results]
+    for inf in infos:
+        if inf["error"]:
+            _raise(inf)
+    _check_query(query, infos, specs, k)
+    offsets = np.cumsum([0] + [inf["rows"] for inf in infos])[:-1]
+    best = merge_topk([(d, i + off) for (d, i, _), off in zip(results, offsets)], k)
+    return best, infos, time.perf_counter() - t
+
+
 def _ray_module():
     try:
         import ray
@@ -218,6 +267,9 @@ def sharded_knn(
     threads: int | None = None,
     block_rows: int = 4096,
     ray_init: dict | None = None,
+    folder: str | os.PathLike | None = None,
+    cluster: str | None = None,
+    slurm_params: dict | None = None,
 ) -> ShardedNeighbours:
     """Exact k nearest training rows of each query row over sharded training data (see the module docstring).
 
@@ -225,6 +277,9 @@ def sharded_knn(
     ``address`` is passed to ``ray.init`` when Ray is not initialised yet (``None``: start a local cluster,
     ``"auto"``: join the running one); ``cpus_per_shard`` (default ``min(1, cluster CPUs / shards)``) is each
     actor's CPU reservation and ``threads`` its FAISS threads (default: that reservation, at least 1).
+    ``slurm``: one submitit job per shard (``pip install cmraudit[slurm]``) that opens its shard and searches
+    every query (written once to ``folder``, which the jobs must share; ``cluster="local"`` runs the jobs as local
+    processes, ``None`` lets submitit pick Slurm; ``slurm_params`` go to ``update_parameters``).
     Queries go out in blocks of ``block_rows``. Returns Euclidean distances (``1 - cos`` for ``cosine``) and global
     row ids: the shards' rows numbered in order, shard after shard.
     """
@@ -249,8 +304,10 @@ def sharded_knn(
     k = int(k)
     if backend == "local":
         (d, i), infos, t_open = _local(q, specs, k, metric, block_rows, threads)
-    else:
+    elif backend == "ray":
         (d, i), infos, t_open = _ray(q, specs, k, metric, block_rows, threads, address, cpus_per_shard, ray_init)
+    else:  # slurm: open and search happen in the same job, so open_seconds is the whole job time
+        (d, i), infos, t_open = _slurm(q, specs, k, metric, block_rows, threads, folder, cluster, slurm_params)
     return ShardedNeighbours(
         distances=d.astype(np.float64),
         indices=i,

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -54,7 +56,11 @@ def test_neighbours_finds_planted_training_slices(sharded_phantom, capsys):
     # the same again: refused without --overwrite (exit 2), accepted with it
     args = ["neighbours", "--shards", str(d / "shards.json"), "--synthetic", str(syn), "--out", str(out)]
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
-    assert main(args + ["--overwrite", "--k", "1"]) == 0
+    slurm = importlib.util.find_spec("submitit") is not None and shutil.which("sbatch") is None
+    extra = ["--backend", "slurm"] if slurm else []  # submitit without Slurm: its jobs run as local processes
+    assert main(args + ["--overwrite", "--k", "1"] + extra) == 0
+    assert [int(r["id_1"]) for r in csv.DictReader(open(out / "neighbours.csv"))] == planted.tolist()
+    assert (out / "submitit").is_dir() == slurm
     assert json.loads((out / "neighbours.json").read_text())["d1_over_d2"]["status"] == "skipped"
 
 

@@ -175,3 +175,15 @@ def test_ray_backend_equals_local(ray_cluster, vector_shards, tmp_path):
     ) and sharded_knn(qs, syn, k=1, backend="ray").indices[:, 0].tolist() == list(range(2990, 3000))
     with pytest.raises(DataError, match="gone.npy not found"):  # an error inside an actor keeps its class and text
         sharded_knn(q, [{"kind": "vectors", "path": str(tmp_path / "gone.npy")}], k=1, backend="ray")
+
+
+def test_slurm_backend_via_submitit_local_equals_local(vector_shards, tmp_path):
+    pytest.importorskip("submitit", reason="the slurm backend needs submitit (pip install cmraudit[slurm])")
+    d, _, q, _ = vector_shards
+    local = sharded_knn(q, d / "manifest.json", k=6)
+    nb = sharded_knn(q, d / "manifest.json", k=6, backend="slurm", folder=tmp_path / "jobs", cluster="local",
+                     threads=1, block_rows=50)
+    assert np.array_equal(nb.indices, local.indices) and np.array_equal(nb.distances, local.distances)
+    assert nb.shard_rows == SIZES and not list((tmp_path / "jobs").glob("queries-*.npy"))  # its query file removed
+    with pytest.raises(UsageError, match="needs folder="):
+        sharded_knn(q, d / "manifest.json", k=1, backend="slurm")
