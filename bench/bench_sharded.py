@@ -7,7 +7,7 @@ Training rows: standard-normal float32 vectors (dim 1024 = a 32² pixel space) g
 (seed, row range): nothing big leaves the driver. Queries: half noisy copies (σ = 0.01) of known training rows (the
 copy search's question: is this synthetic slice a training slice?), half fresh vectors. For each N: wall time of the
 whole sharded search (actor start, generation + index build, search, exact merge), the search alone, and each
-actor's peak RSS read inside the actor (``ru_maxrss``), next to its index size (shard rows × dim × 4 bytes). On the
+actor's peak RSS read inside the actor (VmHWM of /proc/self/status; ``ru_maxrss`` where there is no /proc), next to its index size (shard rows × dim × 4 bytes). On the
 first ``--check-n`` rows the sharded neighbours are compared with one single-process ``faiss.IndexFlatL2``.
 Writes its block to docs/benchmarks.md (``--no-record``: print only).
 """

@@ -18,10 +18,9 @@ whole set are closer than x, so fewer than k rows of shard s are: x is in shard 
 candidates, and the k smallest candidates are the global top-k. Sorting on (distance, global id) makes the result
 deterministic; only rows tied in distance at the k-th place may differ from a single index, whose tie order is FAISS's.
 
-Backends: ``local`` opens the shards one after another in this process, keeping a running top-k (memory: one
-shard), the reference and what CI runs; ``ray`` holds one Ray actor per shard (``pip install cmraudit[ray]``), all
-searching at once. Memory per worker: its index (shard rows × D × 4 bytes) plus one read block, one query block and
-the worker's own Python/FAISS/Ray footprint (docs/sharded.md gives measured figures).
+Backends: ``local`` (the shards one after another in this process, a running top-k; the reference, what CI runs),
+``ray`` (one actor per shard, all searching at once), ``slurm`` (one submitit job per shard). Memory per worker: its
+index (shard rows × D × 4 bytes) plus a constant (docs/sharded.md gives measured figures).
 """
 from __future__ import annotations
 
@@ -54,6 +53,17 @@ class ShardedNeighbours(Neighbours):
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM of /proc/self/status where there is one (Linux), else ``ru_maxrss``.
+
+    ``ru_maxrss`` survives ``exec``: a worker started by fork + exec from a bigger process (a submitit local job,
+    a subprocess of pytest) reports its parent's peak if that is larger; VmHWM belongs to the new address space."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -138,27 +148,35 @@ def _progress(desc: str, total: int):
 
 
 def _local(query, specs, k, metric, block_rows, threads):
+    total = sum(shard_size(s) for s in specs)  # headers only: a too large k fails before any shard is searched
+    if k > total:
+        raise UsageError(f"k={k} neighbours requested but the shards hold only {total} rows")
+    import faiss
+
     infos, best, offset, t_open = [], None, 0, 0.0
     prog = _progress("sharded k-NN (local)", len(specs))
-    for j, s in enumerate(specs):
-        t = time.perf_counter()
-        w = ShardWorker(s.to_dict(), metric=metric, threads=threads)
-        t_open += time.perf_counter() - t
-        inf = w.info()
-        if inf["error"]:
-            _raise(inf)
-        _check_query(query, [inf], [s], 1)
-        d = np.empty((len(query), min(k, w.n)))
-        i = np.empty((len(query), min(k, w.n)), dtype=np.int64)
-        for a, b in _blocks(query, block_rows):
-            d[a:b], i[a:b] = w.search(query[a:b], k)
-        best = merge_topk([(d, i + offset)] + ([best] if best is not None else []), k)
-        offset += w.n
-        infos.append(w.info())
-        del w
-        prog.update(j + 1)
-    prog.end_task()
-    _check_query(query, infos, specs, k)
+    before = faiss.omp_get_max_threads()  # a worker sets FAISS's threads; this process gets its own back
+    try:
+        for j, s in enumerate(specs):
+            t = time.perf_counter()
+            w = ShardWorker(s.to_dict(), metric=metric, threads=threads)
+            t_open += time.perf_counter() - t
+            inf = w.info()
+            if inf["error"]:
+                _raise(inf)
+            _check_query(query, [inf], [s], 1)
+            d = np.empty((len(query), min(k, w.n)))
+            i = np.empty((len(query), min(k, w.n)), dtype=np.int64)
+            for a, b in _blocks(query, block_rows):
+                d[a:b], i[a:b] = w.search(query[a:b], k)
+            best = merge_topk([(d, i + offset)] + ([best] if best is not None else []), k)
+            offset += w.n
+            infos.append(w.info())
+            del w
+            prog.update(j + 1)
+    finally:
+        faiss.omp_set_num_threads(before)
+        prog.end_task()
     return best, infos, t_open
 
 

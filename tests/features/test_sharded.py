@@ -187,3 +187,28 @@ def test_slurm_backend_via_submitit_local_equals_local(vector_shards, tmp_path):
     assert nb.shard_rows == SIZES and not list((tmp_path / "jobs").glob("queries-*.npy"))  # its query file removed
     with pytest.raises(UsageError, match="needs folder="):
         sharded_knn(q, d / "manifest.json", k=1, backend="slurm")
+
+
+_PEAK = """
+import sys
+from cmraudit.features.sharded import ShardWorker
+w = ShardWorker({"kind": "synthetic", "seed": 0, "dim": 512, "rows": [0, int(sys.argv[1])]}, threads=1)
+print(w.info()["peak_rss_mb"])
+"""
+
+
+def test_worker_memory_is_its_index_plus_a_constant():
+    """Peak RSS of a fresh worker process grows by the index size, not more. The storage is reserved once: grown
+    block by block (capacity doubling), the copy at 136k rows × 512-d (278 MB) would hold the old 256 MB and the new
+    storage at once, about 520 MB."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    peak = {n: float(subprocess.run([sys.executable, "-c", _PEAK, str(n)], env=env, check=True, capture_output=True,
+                                    text=True).stdout.split()[-1]) for n in (20_000, 136_000)}
+    index_mb = (136_000 - 20_000) * 512 * 4 / 2**20  # 227 MB more index
+    assert 0.9 < (peak[136_000] - peak[20_000]) / index_mb < 1.15, peak
+    assert peak[20_000] - 20_000 * 512 * 4 / 2**20 < 250  # the constant: interpreter, numpy, FAISS, one block
