@@ -7,8 +7,9 @@ Training rows: standard-normal float32 vectors (dim 1024 = a 32² pixel space) g
 (seed, row range): nothing big leaves the driver. Queries: half noisy copies (σ = 0.01) of known training rows (the
 copy search's question: is this synthetic slice a training slice?), half fresh vectors. For each N: wall time of the
 whole sharded search (actor start, generation + index build, search, exact merge), the search alone, and each
-actor's peak RSS read inside the actor (VmHWM of /proc/self/status; ``ru_maxrss`` where there is no /proc), next to its index size (shard rows × dim × 4 bytes). On the
-first ``--check-n`` rows the sharded neighbours are compared with one single-process ``faiss.IndexFlatL2``.
+actor's peak RSS read inside the actor (VmHWM of /proc/self/status; ``ru_maxrss`` where there is no /proc), next
+to its index size (shard rows × dim × 4 bytes). On the first ``--check-n`` rows the sharded neighbours are
+compared with one single-process ``faiss.IndexFlatL2``.
 Writes its block to docs/benchmarks.md (``--no-record``: print only).
 """
 from __future__ import annotations
@@ -100,6 +101,13 @@ def main() -> None:
                      f"{(r.seconds / n) / (nb0.seconds / n0):.2f} | {max(r.worker_peak_rss_mb):.0f} | {imb:.0f} | "
                      f"{rec:.4f} |")
     over = [max(r.worker_peak_rss_mb) - imb for _, r, _, imb in rows]
+    ns, walls = np.array([n for n, *_ in rows], float), np.array([r.seconds for _, r, *_ in rows])
+    fit = ""
+    if len(rows) >= 2:  # wall = a + b N: a = actor start-up and other fixed costs
+        b, a0 = np.polyfit(ns, walls, 1)
+        resid = float(np.abs(walls - (a0 + b * ns)).max() / walls.max())
+        fit = (f"- linear fit wall = a + b·N: a = {a0:.1f} s, b = {b * 1e5:.2f} s per 100 000 rows; largest residual "
+               f"{resid:.0%} of the largest wall time")
     lines = [
         f"- data: N × {a.dim}-d float32 training rows in {a.shards} shards, generated inside the actors; "
         f"{a.queries} queries ({a.queries // 2} noisy copies of training rows); k = {a.k}; local Ray cluster "
@@ -107,6 +115,7 @@ def main() -> None:
         "",
         *table,
         "",
+        *([fit] if fit else []),
         f"- worker peak RSS minus its index: {min(over):.0f}–{max(over):.0f} MB at every N (Python + numpy + FAISS + "
         "Ray worker, one 4 096-row read or generation block, the query block and FAISS's distance tiles): "
         "memory per worker = shard rows × dim × 4 bytes + that constant",
