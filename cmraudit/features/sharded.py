@@ -40,6 +40,7 @@ from .neighbours import METRICS, Neighbours, _prep, build_index, knn
 from .shards import ShardSpec, load_manifest, make_spec, shard_blocks, shard_size, synthetic_rows, synthetic_shards
 
 BACKENDS = ("local", "ray", "slurm")
+INFLIGHT = 4  # query blocks queued to the Ray actors ahead of the merge
 
 
 @dataclass(frozen=True)
@@ -226,18 +227,13 @@ def _slurm(query, specs, k, metric, block_rows, threads, folder, cluster, slurm_
     return best, infos, time.perf_counter() - t
 
 
-def _ray_module():
+def _ray(query, specs, k, metric, block_rows, threads, address, cpus_per_shard, ray_init):
     try:
         import ray
     except ImportError as e:
         raise MissingExtraError("the ray backend needs Ray, which is not installed: pip install cmraudit[ray]") from e
-    return ray
-
-
-def _ray(query, specs, k, metric, block_rows, threads, address, cpus_per_shard, ray_init):
-    ray = _ray_module()
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, **(ray_init or {}))
+        ray.init(address=address, **{"include_dashboard": False, **(ray_init or {})})
     cpus = cpus_per_shard
     if cpus is None:
         cpus = min(1.0, float(ray.cluster_resources().get("CPU", 1)) / len(specs))
@@ -253,16 +249,19 @@ def _ray(query, specs, k, metric, block_rows, threads, address, cpus_per_shard, 
                 _raise(inf)
         _check_query(query, infos, specs, k)
         offsets = np.cumsum([0] + [inf["rows"] for inf in infos])[:-1]
-        blocks = _blocks(query, block_rows)
-        pending = []
-        for a, b in blocks:  # every block queued up front: actors work through them while the driver merges
+        blocks, d, i = _blocks(query, block_rows), np.empty((len(query), k)), np.empty((len(query), k), dtype=np.int64)
+
+        def send(a, b):  # one copy of the block in the object store, read by every actor
             ref = ray.put(np.ascontiguousarray(query[a:b]))
-            pending.append([act.search.remote(ref, k) for act in actors])
-        d = np.empty((len(query), k))
-        i = np.empty((len(query), k), dtype=np.int64)
+            return [act.search.remote(ref, k) for act in actors]
+
+        pending = [send(a, b) for a, b in blocks[:INFLIGHT]]  # a window of blocks in flight bounds the object store
         prog = _progress(f"sharded k-NN ({len(actors)} Ray workers)", len(blocks))
-        for j, ((a, b), refs) in enumerate(zip(blocks, pending)):
-            parts = [(dd, ii + off) for (dd, ii), off in zip(ray.get(refs), offsets)]
+        for j, (a, b) in enumerate(blocks):
+            if j + INFLIGHT < len(blocks):
+                pending.append(send(*blocks[j + INFLIGHT]))
+            parts = [(dd, ii + off) for (dd, ii), off in zip(ray.get(pending[j]), offsets)]
+            pending[j] = None
             d[a:b], i[a:b] = merge_topk(parts, k)
             prog.update(j + 1)
         prog.end_task()

@@ -165,7 +165,7 @@ def ray_cluster():
 def test_ray_backend_equals_local(ray_cluster, vector_shards, tmp_path):
     d, base, q, planted = vector_shards
     local = sharded_knn(q, d / "manifest.json", k=50)
-    nb = sharded_knn(q, d / "manifest.json", k=50, backend="ray", block_rows=40)  # 4 actors on 2 CPUs, 3 blocks
+    nb = sharded_knn(q, d / "manifest.json", k=50, backend="ray", block_rows=20)  # 4 actors on 2 CPUs, 6 blocks
     assert np.array_equal(nb.indices, local.indices) and np.array_equal(nb.distances, local.distances)
     assert nb.shard_rows == SIZES and len(nb.worker_peak_rss_mb) == 4 and min(nb.worker_peak_rss_mb) > 10
     syn = synthetic_shards(3000, 3, dim=24, seed=2)
