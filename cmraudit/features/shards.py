@@ -16,7 +16,7 @@ r // 256])``: any row range gives the same rows whatever the sharding, so a shar
 single index over the same rows.
 
 A manifest is a JSON file ``{"shards": [spec, ...]}`` (or a bare list); relative paths are taken from the
-manifest's folder::
+manifest's folder and made absolute (the workers' working directories differ)::
 
     {"shards": [{"kind": "vectors", "path": "train_features_000.npy"},
                 {"kind": "images", "path": "site_b/", "space": "pixel", "space_params": {"size": 32}},
@@ -105,8 +105,8 @@ def make_spec(spec: ShardSpec | dict, *, where: str = "shard", base_dir: str | o
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise UsageError(f"{where}: a {kind} shard needs a path")
         path = str(path)
-        if base_dir is not None and not os.path.isabs(path):
-            path = str(Path(base_dir) / path)
+        if base_dir is not None and not os.path.isabs(path):  # absolute: workers on other nodes have other cwds
+            path = os.path.abspath(os.path.join(base_dir, path))
     params = d.get("space_params") or {}
     if not isinstance(params, dict):
         raise UsageError(f"{where}: space_params must be an object, got {params!r}")

@@ -55,6 +55,7 @@ def test_local_equals_single_index_and_finds_planted_rows(vector_shards):
 def test_k_larger_than_a_shard_and_cosine(vector_shards):
     d, base, q, _ = vector_shards
     specs = load_manifest(d / "manifest.json")
+    assert [s.path for s in specs] == [str((d / f"part{j}.npy").resolve()) for j in range(4)]  # absolute for workers
     nb = sharded_knn(q, specs, k=200, block_rows=50)  # k > 37 and > 3 rows: those shards give all their rows
     dd, ii = _flat(base, q, 200)
     assert (nb.indices == ii).mean() > 0.999  # far down the list float ties may swap neighbours
