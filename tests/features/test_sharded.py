@@ -3,6 +3,7 @@ deterministic ties, clear errors; the Ray backend on a 2-CPU local cluster equal
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import faiss
@@ -55,7 +56,7 @@ def test_local_equals_single_index_and_finds_planted_rows(vector_shards):
 def test_k_larger_than_a_shard_and_cosine(vector_shards):
     d, base, q, _ = vector_shards
     specs = load_manifest(d / "manifest.json")
-    assert [s.path for s in specs] == [str((d / f"part{j}.npy").resolve()) for j in range(4)]  # absolute for workers
+    assert [s.path for s in specs] == [os.path.abspath(d / f"part{j}.npy") for j in range(4)]  # absolute for workers
     nb = sharded_knn(q, specs, k=200, block_rows=50)  # k > 37 and > 3 rows: those shards give all their rows
     dd, ii = _flat(base, q, 200)
     assert (nb.indices == ii).mean() > 0.999  # far down the list float ties may swap neighbours
@@ -202,7 +203,6 @@ def test_worker_memory_is_its_index_plus_a_constant():
     """Peak RSS of a fresh worker process grows by the index size, not more. The storage is reserved once: grown
     block by block (capacity doubling), the copy at 136k rows × 512-d (278 MB) would hold the old 256 MB and the new
     storage at once, about 520 MB."""
-    import os
     import subprocess
     from pathlib import Path
 
