@@ -70,12 +70,14 @@ from . import data as _data  # noqa: E402
 from . import dp_audit as _dp_audit  # noqa: E402
 from . import evaluate as _evaluate  # noqa: E402
 from . import generators as _generators  # noqa: E402
+from . import neighbours as _neighbours  # noqa: E402
 from . import pipeline_cmds as _pipeline_cmds  # noqa: E402
 from . import plan as _plan  # noqa: E402
 from . import report as _report  # noqa: E402
 from . import sweep as _sweep  # noqa: E402
 
-for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep, _plan, _evaluate, _dp_audit, _card):
+for _mod in (_data, _generators, _pipeline_cmds, _audit, _report, _sweep, _plan, _evaluate, _dp_audit, _card,
+             _neighbours):
     _mod.register(app)
 
 
