@@ -18,13 +18,14 @@ of the base rows — ties aside, but computes the full-precision distance only f
    has a lower bound at least that of the c-th candidate; if that exceeds ``U`` no other row can enter the top k,
    and the query is certified. Uncertified queries retry with 2× more candidates; past ``max_candidates`` they
    are searched by ``IndexFlatL2`` itself.
-4. **No slower than FAISS where pruning cannot help.** A first block of 64 queries is a probe: if it needs too many
+4. **No slower than FAISS where pruning cannot help.** If the basis holds under ``MIN_ENERGY`` of the variance
+   of held-out base rows, nothing is projected. Then a first block of 64 queries is a probe: if it needs too many
    candidates (random Gaussian vectors, where every distance concentrates), the rest goes to ``IndexFlatL2``.
 
 Why hand-written: neither FAISS nor scikit-learn offers an exact search below the float32 GEMM cost; FAISS's
 own pieces (``IndexFlatL2``, ``fvec_L2sqr_by_idx``) do the exact parts. ``method="auto"`` prunes only where it
-measured faster (dimension ≥ ``MIN_DIM``, int8 dot products in the CPU); the frontier (why 3× over IndexFlatL2 is
-out of reach at 1024-d on 2 cores) is in docs/benchmarks.md.
+measured faster (dimension ≥ ``MIN_DIM``, k ≤ ``MAX_AUTO_K``, int8 dot products in the CPU); the frontier (why 3×
+over IndexFlatL2 is out of reach at 1024-d on 2 cores) is in docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ from ..errors import UsageError
 
 MIN_PAIRS = 4_000_000  # below this many query × base pairs, IndexFlatL2 alone is faster
 MIN_DIM = 2048  # "auto" prunes from this dimension on (at 1024-d it measured no faster than IndexFlatL2 here)
+MAX_AUTO_K = 8  # "auto" prunes up to this k (at k = 50 re-ranking hundreds of candidates measured slower)
 METHODS = ("auto", "pruned", "flat")
+MIN_ENERGY = 0.8  # below this share of variance in the projection, lower bounds are too loose to prune
 PROBE = 64  # queries in the first block, which decides whether pruning pays
 
 
@@ -90,18 +93,23 @@ def _flat(query: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return index.search(query, k)
 
 
-def _basis(base, m: int, seed: int, sample: int = 2048):
-    """Orthonormal d × m basis of the base's leading principal subspace (randomised range finder)."""
+def _basis(base, m: int, seed: int, sample: int = 2048, held_out: int = 512):
+    """Orthonormal d × m basis of the base's leading principal subspace (randomised range finder), the base's
+    mean, and the share of variance the basis holds on ``held_out`` other base rows (an unbiased check)."""
     import torch
 
     g = torch.Generator().manual_seed(int(seed))
     mu = base.mean(0)
-    rows = torch.randperm(len(base), generator=g)[: min(sample, len(base))]
-    sub = base[rows] - mu
+    perm = torch.randperm(len(base), generator=g)
+    n_fit = min(sample, max(1, len(base) - held_out))
+    sub = base[perm[:n_fit]] - mu
     y = sub.T @ (sub @ torch.randn(base.shape[1], m, generator=g))
     v = torch.linalg.qr(y.double())[0].float()
-    v = torch.linalg.qr((sub.T @ (sub @ v)).double())[0]  # one power iteration: better captured energy
-    return mu, v.float()
+    v = torch.linalg.qr((sub.T @ (sub @ v)).double())[0].float()  # one power iteration: better captured energy
+    test = base[perm[n_fit : n_fit + held_out]] - mu
+    if len(test) == 0:
+        return mu, v, 1.0
+    return mu, v, float((test @ v).square().sum() / test.square().sum().clamp_min(1e-30))
 
 
 def _quantised(p):
@@ -143,9 +151,10 @@ def exact_knn(
     ``distances`` [Q, k] float32 are squared L2, ascending; ``indices`` [Q, k] int64. Identical to
     ``faiss.IndexFlatL2(d).search(query, k)`` up to float ties. ``method``: ``"flat"`` (IndexFlatL2),
     ``"pruned"`` (the certified pruned search wherever it can run) or ``"auto"`` (pruned only where it measured
-    faster: ≥ ``MIN_DIM`` dimensions, int8 dot products in the CPU, ≥ ``MIN_PAIRS`` pairs). ``rank`` is the
-    projection's dimension (default ``min(384, d // 2)``), ``block`` the queries per GEMM block, ``seed`` the
-    basis's subsample and sketch. Pass a :class:`KnnStats` to learn which path ran and its candidates per query.
+    faster: ≥ ``MIN_DIM`` dimensions, k ≤ ``MAX_AUTO_K``, int8 dot products in the CPU, ≥ ``MIN_PAIRS`` pairs).
+    ``rank`` is the projection's dimension (default ``min(384, d // 2)``), ``block`` the queries per GEMM block,
+    ``seed`` the basis's subsample and sketch. Pass a :class:`KnnStats` to learn which path ran and its
+    candidates per query.
     """
     import torch
 
@@ -170,6 +179,8 @@ def exact_knn(
         why = f"k = {k} / rank = {m} leave nothing to prune (max_candidates = {max_candidates}, d = {d})"
     elif method == "auto" and len(xq) * len(xb) < MIN_PAIRS:
         why = f"small problem ({len(xq)} × {len(xb)} pairs < {MIN_PAIRS})"
+    elif method == "auto" and k > MAX_AUTO_K:
+        why = f"k = {k} > {MAX_AUTO_K}: re-ranking the candidates measured slower than IndexFlatL2"
     elif method == "auto" and d < MIN_DIM:
         why = f"dimension {d} < {MIN_DIM}: pruning measured no faster than IndexFlatL2 there"
     elif method == "auto" and not _cpu_has_fast_int8():
@@ -179,7 +190,12 @@ def exact_knn(
         return _flat(xq, xb, k)
 
     tb, tq = torch.from_numpy(xb), torch.from_numpy(xq)
-    mu, v = _basis(tb, m, seed)
+    mu, v, energy = _basis(tb, m, seed)
+    st.extra["energy"] = energy
+    if energy < MIN_ENERGY:  # e.g. random Gaussian vectors: the projection cannot bound much, don't project the base
+        st.method, st.faiss_queries = "faiss", len(xq)
+        st.reason = f"the rank-{m} subspace holds {energy:.0%} of held-out variance (< {MIN_ENERGY:.0%}): no pruning"
+        return _flat(xq, xb, k)
     pb = (tb - mu) @ v
     b1, b2, sb, nhb, neb, nq2b = _quantised(pb)
     pb2 = (pb.double() ** 2).sum(1).float()
@@ -205,7 +221,7 @@ def exact_knn(
         cap = min(max_candidates, probe_cap) if a == 0 else max_candidates
         n_cand += _certify_block(xq, xb, score, offset, a, k, c0, cap, D, I, st)
         done = b
-        if a == 0 and (st.faiss_queries > b // 4 or n_cand / b > probe_cap / 2):
+        if a == 0 and (st.faiss_queries > b // 4 or n_cand / b > probe_cap):
             st.extra["probe"] = (f"the first {b} queries needed {n_cand / b:.0f} candidates each "
                                  f"({st.faiss_queries} uncertified at {cap})")
             break

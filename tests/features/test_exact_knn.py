@@ -69,15 +69,29 @@ def test_a_weak_bound_costs_candidates_never_neighbours(phantom_vectors):
     _assert_exact(D, I, query[:100], base, 3)
 
 
-def test_gaussian_vectors_fall_back_after_the_probe_and_stay_exact():
-    """Random Gaussian vectors: distances concentrate, nothing can be pruned; the probe hands over to FAISS."""
-    rng = np.random.default_rng(0)
-    base = rng.standard_normal((1500, 256)).astype(np.float32)
-    query = rng.standard_normal((400, 256)).astype(np.float32)
+def _gaussian(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((1500, 256)).astype(np.float32), rng.standard_normal((400, 256)).astype(np.float32)
+
+
+def test_gaussian_vectors_are_left_to_faiss_before_projecting():
+    """Random Gaussian vectors: distances concentrate, nothing can be pruned; the held-out variance check sees it."""
+    base, query = _gaussian()
+    st = KnnStats()
+    D, I = exact_knn(query, base, 5, method="pruned", rank=64, stats=st)
+    assert st.method == "faiss" and "held-out variance" in st.reason and st.extra["energy"] < 0.5
+    _assert_exact(D, I, query, base, 5)
+
+
+def test_the_probe_hands_over_to_faiss_when_candidates_explode(monkeypatch):
+    from cmraudit.features import pruned_knn
+
+    monkeypatch.setattr(pruned_knn, "MIN_ENERGY", 0.0)  # skip the variance check: the probe must catch it
+    base, query = _gaussian(1)
     st = KnnStats()
     D, I = exact_knn(query, base, 5, method="pruned", rank=64, stats=st)
     assert st.method == "faiss" and "probe" in st.extra
-    assert st.faiss_queries >= len(query) - 64
+    assert st.faiss_queries >= len(query) - pruned_knn.PROBE
     _assert_exact(D, I, query, base, 5)
 
 
