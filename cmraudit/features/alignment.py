@@ -14,8 +14,9 @@ the cubic term covers gamma). Both images are blurred (``blur_px``, at 64²) and
 first, which makes ρ tolerant of noise, blur and mild elastic deformation.
 
 Why hand-written: scikit-image / SimpleITK registration optimises one pair at a time (≈ 10 ms a
-pair here); this evaluates every shift of every view at once with FFT cross-correlations (the
-least-squares fit for all shifts reduces to K + 2 correlations per view), batched in torch.
+pair here); this evaluates every shift of every view at once — the least-squares fit for all shifts reduces to
+K + 2 correlations per view — with FFT cross-correlations at the fine size and one batched GEMM over the few
+shifts at the coarse size, in torch.
 
 Search: candidates come from an invariant embedding (``cand`` rows, see
 :mod:`cmraudit.privacy.copy_search`); a coarse pass at ``coarse_size``² with an affine map over
@@ -25,6 +26,7 @@ around the coarse angle, and sub-pixel shifts (parabola through the residual sur
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -44,16 +46,23 @@ def dihedral_views(x):
     return [x, x.flip(-1), x.flip(-2), x.flip(-1, -2), xt, xt.flip(-1), xt.flip(-2), xt.flip(-1, -2)]
 
 
+@functools.lru_cache(maxsize=64)
+def _rotation_grid(h: int, w: int, deg: float, dtype):
+    """The sampling grid of a rotation by ``deg`` degrees, [1, h, w, 2] (cached: the same for every image)."""
+    torch = _torch()
+    r = math.radians(deg)
+    theta = torch.tensor([[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0]], dtype=dtype)
+    return torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+
+
 def _rotate(x, deg: float):
     """Rotate [B, S, S] about the centre by ``deg`` degrees (bilinear, border padding)."""
     torch = _torch()
-    F = torch.nn.functional
     if deg == 0:
         return x
-    r = math.radians(deg)
-    theta = torch.tensor([[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0]], dtype=x.dtype)
-    grid = F.affine_grid(theta[None].expand(len(x), 2, 3), [len(x), 1, *x.shape[-2:]], align_corners=False)
-    return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
+    grid = _rotation_grid(int(x.shape[-2]), int(x.shape[-1]), float(deg), x.dtype).expand(len(x), -1, -1, -1)
+    return torch.nn.functional.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)[:, 0]
 
 
 def _rotate_each(x, deg):
@@ -210,29 +219,40 @@ class RegisteredSearch:
         return sh, W, torch.fft.rfft2(W), float(W.sum())
 
     def _coarse_all(self, Q, B, cand):
+        """Affine-map residual of every view of each query against its candidates, at every shift (coarse size).
+
+        The correlations at the (2m + 1)² shifts are one batched GEMM of the windowed views with the candidate's
+        circularly shifted copies (``unfold``): at 32² with m = 2 that is 25 shifts, far fewer than the 32² an FFT
+        computes (measured 1.9 against 2.5 ms a query on one core; same residuals to 1e-5).
+        """
         torch = _torch()
+        F = torch.nn.functional
         size = Q.shape[-1]
-        sh, W, WF, n = self._window(size)
+        sh, W, _, n = self._window(size)
+        m = (len(sh) - 1) // 2
+        S = 2 * m + 1
         angles = self._angles(self.coarse_rot_step_deg)
         safe = np.where(cand < 0, 0, cand)
         score = np.empty(cand.shape)
         view = np.empty(cand.shape, dtype=np.int64)
+        w_row = W.reshape(1, -1)
         for s in range(0, len(cand), self.batch):
             qb = Q[s : s + self.batch]
             V = torch.stack([_rotate(d, a) for d in dihedral_views(qb) for a in angles], 1) * W  # [b, V, S, S]
-            VF = torch.fft.rfft2(V)
-            s1 = V.sum((2, 3))
-            var_v = (V * V).sum((2, 3)) - s1 * s1 / n
+            b, nv = V.shape[:2]
+            V = V.reshape(b, nv, -1)
+            s1 = V.sum(-1)
+            var_v = ((V * V).sum(-1) - s1 * s1 / n).clamp_min(1e-9)
             for j in range(cand.shape[1]):
-                t = B[torch.from_numpy(safe[s : s + self.batch, j])]
-                TF, T2F = torch.fft.rfft2(t), torch.fft.rfft2(t * t)
-                A = torch.fft.irfft2(WF[None] * TF.conj(), s=(size, size))[:, sh][:, :, sh]
-                E = torch.fft.irfft2(WF[None] * T2F.conj(), s=(size, size))[:, sh][:, :, sh]
-                C = torch.fft.irfft2(VF * TF.conj()[:, None], s=(size, size))[:, :, sh][:, :, :, sh]
+                t = B[torch.from_numpy(safe[s : s + self.batch, j])][:, None]  # [b, 1, size, size]
+                # column k of U: t shifted by d = k - m in both axes (t[p - d], as the FFT correlation had it)
+                U = F.unfold(F.pad(t, (m, m, m, m), mode="circular"), kernel_size=size).flip(-1)  # [b, size², S²]
+                A = (w_row @ U)[:, 0]  # windowed sums of t at each shift [b, S²]
+                E = (w_row @ (U * U))[:, 0]
+                C = torch.bmm(V, U)  # [b, V, S²]
                 var_t = (E - A * A / n).clamp_min(1e-9)[:, None]
-                cov = C - s1[:, :, None, None] * A[:, None] / n
-                corr = cov / torch.sqrt(var_t * var_v[:, :, None, None].clamp_min(1e-9))
-                r = _subpixel(1 - corr.clamp_min(0) ** 2)  # [b, V]: sub-pixel shifts matter at the coarse size
+                corr = (C - s1[:, :, None] * A[:, None] / n) / torch.sqrt(var_t * var_v[:, :, None])
+                r = _subpixel((1 - corr.clamp_min(0) ** 2).reshape(b, nv, S, S))  # sub-pixel shifts matter here
                 best, arg = r.min(1)
                 score[s : s + self.batch, j] = best.numpy()
                 view[s : s + self.batch, j] = arg.numpy()
