@@ -280,7 +280,8 @@ class RegisteredSearch:
                 rs.append(_rotate_each(base, a))
             V = torch.stack(rs, 1)  # [b, 3, S, S]
             basis = torch.stack([V**p for p in range(K + 1)], 2) * W  # [b, 3, K+1, S, S]
-            G = torch.einsum("bvkxy,bvlxy->bvkl", basis.double(), basis.double())
+            bd = basis.double()
+            G = torch.einsum("bvkxy,bvlxy->bvkl", bd, bd)
             Ginv = torch.linalg.pinv(G)
             t = B[torch.from_numpy(np.where(rows[:, j] < 0, 0, rows[:, j]))]
             TF, T2F = torch.fft.rfft2(t), torch.fft.rfft2(t * t)

@@ -164,3 +164,44 @@ def test_near_twin_novel_patient_is_not_a_copy():
     assert D[:, 0].min() > tau, (D[:, 0].min(), tau)  # … but no slice is called a copy
     exact, _ = index.query(imgs[train][:6], k=1)
     assert np.all(exact[:, 0] < tau)
+
+
+def test_threaded_search_equals_one_thread_and_sees_every_shift():
+    """Query chunks on threads (whole batches each) give bit-identical residuals and rows; a shifted, rotated copy is
+    found by the GEMM coarse pass at every shift it searches."""
+    import torch
+
+    ds = make_phantom(PhantomConfig(subjects=8, slices=4, size=64), seed=5)
+    imgs = np.asarray(ds.images)
+    rs = RegisteredSearch(batch=4)
+    base = rs.prepare(imgs)
+    rng = np.random.default_rng(1)
+    cand = np.stack([rng.permutation(len(imgs))[:6] for _ in range(len(imgs))])
+    q = rs.prepare(imgs[::-1].copy())
+    one = rs.search(q, base, cand, k=2, workers=1)
+    two = rs.search(q, base, cand, k=2, workers=3)
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+    src = imgs[:8]
+    for dy, dx in ((0, 0), (3, -2), (-4, 4), (2, 1)):  # up to the 4-px shift limit at 64²
+        shifted = torch.roll(torch.from_numpy(src), shifts=(dy, dx), dims=(-2, -1)).numpy()
+        D, I = rs.search(rs.prepare(shifted), base, np.arange(8)[:, None].repeat(2, 1) * [[1, 0]] + [[0, 8]], k=1)
+        assert np.array_equal(I[:, 0], np.arange(8)), (dy, dx)
+        assert np.all(D[:, 0] < 0.05), (dy, dx, D[:, 0])
+
+
+def test_null_sets_above_the_cap_are_subsampled_by_seed():
+    from cmraudit.privacy.copy_search import CopySearchParams, RegisteredCopyIndex, calibrate
+
+    ds = make_phantom(PhantomConfig(subjects=10, slices=3, size=64), seed=2)
+    pats = np.unique(ds.patient_id.astype(str))
+    tr, ho = ds.select_patients(pats[:6]), ds.select_patients(pats[6:])
+    index = RegisteredCopyIndex(np.asarray(tr.images), tr.patient_id)
+    params = CopySearchParams(max_null_queries=20, n_boot=50)
+    args = (index, np.asarray(tr.images), np.asarray(ho.images), ho.patient_id)
+    tau, tail, info = calibrate(*args, params=params, seed=0)
+    assert info["n_null"] == {"holdout": 20, "holdout_total": len(ho), "train_loo": 20, "train_total": len(tr)}
+    assert len(info["holdout_residuals"]) == 20 and len(info["train_loo_residuals"]) == 20
+    again = calibrate(*args, params=params, seed=0)
+    assert again[0] == tau and np.array_equal(again[2]["holdout_residuals"], info["holdout_residuals"])
+    full = calibrate(*args, params=CopySearchParams(max_null_queries=0, n_boot=50), seed=0)[2]
+    assert full["n_null"]["holdout"] == len(ho) and full["n_null"]["train_loo"] == len(tr)
