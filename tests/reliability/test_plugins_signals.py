@@ -50,6 +50,9 @@ def test_sigint_prints_one_line_and_exits_130(tmp_path):
     """A real SIGINT during `data phantom`: exit 130, one line saying so, no traceback, nothing left behind."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     code = (
+        # a shell that runs a job in the background without job control starts it with SIGINT ignored, and the
+        # child would inherit that: install Python's own handler, as an interactive start would have it
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import time, cmraudit.data.phantom as ph\n"
         "def slow(*a, **k):\n    open('started', 'w').close()\n    time.sleep(60)\n"
         "ph.make_phantom = slow\n"
