@@ -41,6 +41,7 @@ MIN_DIM = 2048  # "auto" prunes from this dimension on (at 1024-d it measured no
 MAX_AUTO_K = 8  # "auto" prunes up to this k (at k = 50 re-ranking hundreds of candidates measured slower)
 METHODS = ("auto", "pruned", "flat")
 MIN_ENERGY = 0.8  # below this share of variance in the projection, lower bounds are too loose to prune
+SLACK = 1e-4  # relative float32 slack of the lower bound (of ‖pq‖² + max ‖pb‖²)
 PROBE = 64  # queries in the first block, which decides whether pruning pays
 
 
@@ -214,8 +215,9 @@ def exact_knn(
         pq = (tq[a:b] - mu) @ v
         q1, q2, sq, nhq, neq, nq2q = _quantised(pq)
         pq2 = (pq.double() ** 2).sum(1).float()
-        # lower bound offset; the slack covers the bound's own float32 arithmetic and the basis's float32 cast
-        offset = (pq2 - _error_bound(nhq, neq, sq, nq2q, worst) - 1e-5 * (pq2 + float(pb2.max()))).numpy()
+        # lower bound offset; the slack covers float32 rounding: the projection (d-term sums), the basis's cast from
+        # float64, the score and the bound's own arithmetic (each ≤ ~1e-5 of the norms; 1e-4 leaves a margin)
+        offset = (pq2 - _error_bound(nhq, neq, sq, nq2q, worst) - SLACK * (pq2 + float(pb2.max()))).numpy()
         t = torch._int_mm(q1, g11_b).mul_(127).add_(torch._int_mm(torch.cat([q1, q2], dim=1), gx_b))  # exact
         score = t.float().mul_(sb_row).mul_((sq * (-2.0 / 127.0))[:, None]).add_(pb2)  # ‖pb‖² − 2⟨pq, pb⟩
         cap = min(max_candidates, probe_cap) if a == 0 else max_candidates
