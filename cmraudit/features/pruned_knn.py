@@ -86,12 +86,19 @@ def _as_matrix(x, name: str) -> np.ndarray:
     return a
 
 
-def _flat(query: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
+class _Flat:
+    """``IndexFlatL2`` over the base, built on first use and reused by every fallback of one call."""
 
-    index = faiss.IndexFlatL2(base.shape[1])
-    index.add(base)
-    return index.search(query, k)
+    def __init__(self, base: np.ndarray):
+        self.base, self.index = base, None
+
+    def __call__(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.index is None:
+            import faiss
+
+            self.index = faiss.IndexFlatL2(self.base.shape[1])
+            self.index.add(self.base)
+        return self.index.search(np.ascontiguousarray(query), k)
 
 
 def _basis(base, m: int, seed: int, sample: int = 2048, held_out: int = 512):
@@ -186,9 +193,10 @@ def exact_knn(
         why = f"dimension {d} < {MIN_DIM}: pruning measured no faster than IndexFlatL2 there"
     elif method == "auto" and not _cpu_has_fast_int8():
         why = "CPU without int8 dot products (AVX512-VNNI / AVX-VNNI / AMX)"
+    flat = _Flat(xb)
     if why:
         st.method, st.reason, st.faiss_queries = "faiss", why, len(xq)
-        return _flat(xq, xb, k)
+        return flat(xq, k)
 
     tb, tq = torch.from_numpy(xb), torch.from_numpy(xq)
     mu, v, energy = _basis(tb, m, seed)
@@ -196,7 +204,7 @@ def exact_knn(
     if energy < MIN_ENERGY:  # e.g. random Gaussian vectors: the projection cannot bound much, don't project the base
         st.method, st.faiss_queries = "faiss", len(xq)
         st.reason = f"the rank-{m} subspace holds {energy:.0%} of held-out variance (< {MIN_ENERGY:.0%}): no pruning"
-        return _flat(xq, xb, k)
+        return flat(xq, k)
     pb = (tb - mu) @ v
     b1, b2, sb, nhb, neb, nq2b = _quantised(pb)
     pb2 = (pb.double() ** 2).sum(1).float()
@@ -221,21 +229,21 @@ def exact_knn(
         t = torch._int_mm(q1, g11_b).mul_(127).add_(torch._int_mm(torch.cat([q1, q2], dim=1), gx_b))  # exact
         score = t.float().mul_(sb_row).mul_((sq * (-2.0 / 127.0))[:, None]).add_(pb2)  # ‖pb‖² − 2⟨pq, pb⟩
         cap = min(max_candidates, probe_cap) if a == 0 else max_candidates
-        n_cand += _certify_block(xq, xb, score, offset, a, k, c0, cap, D, I, st)
+        n_cand += _certify_block(xq, xb, flat, score, offset, a, k, c0, cap, D, I, st)
         done = b
         if a == 0 and (st.faiss_queries > b // 4 or n_cand / b > probe_cap):
             st.extra["probe"] = (f"the first {b} queries needed {n_cand / b:.0f} candidates each "
                                  f"({st.faiss_queries} uncertified at {cap})")
             break
     if done < len(xq):
-        D[done:], I[done:] = _flat(xq[done:], xb, k)
+        D[done:], I[done:] = flat(xq[done:], k)
         st.faiss_queries += len(xq) - done
         st.method, st.reason = "faiss", st.extra["probe"] + "; the rest went to IndexFlatL2"
     st.candidates_per_query = n_cand / max(done, 1)
     return D, I
 
 
-def _certify_block(xq, xb, score, offset, a: int, k: int, c0: int, cmax: int, D, I, st: KnnStats) -> int:
+def _certify_block(xq, xb, flat: _Flat, score, offset, a: int, k: int, c0: int, cmax: int, D, I, st: KnnStats) -> int:
     """Fill rows a… of D, I from one block's scores; returns how many exact distances were computed."""
     import faiss
     import torch
@@ -265,7 +273,7 @@ def _certify_block(xq, xb, score, offset, a: int, k: int, c0: int, cmax: int, D,
         todo = todo[~ok]
         if len(todo) and c >= cmax:
             r = todo + a
-            D[r], I[r] = _flat(np.ascontiguousarray(xq[r]), xb, k)
+            D[r], I[r] = flat(xq[r], k)
             st.faiss_queries += len(r)
             break
         st.retried_queries += len(todo)
