@@ -4,6 +4,9 @@ torch is imported inside the functions, so this module is light to import (the C
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
@@ -40,9 +43,70 @@ def select_device(name: str | None = "auto") -> torch.device:
     raise UsageError(f"--device {name!r} is not a device; expected one of {', '.join(DEVICES)} (or cuda:N)")
 
 
-def amp_enabled(device: torch.device) -> bool:
-    """Mixed precision only on CUDA (CPU autocast is slower for these networks and changes numerics)."""
-    return device.type == "cuda"
+#: CPU precision of generator training and sampling (environment variable CMRAUDIT_CPU_PRECISION)
+CPU_PRECISIONS = ("auto", "fp32", "bf16")
+ENV_CPU_PRECISION = "CMRAUDIT_CPU_PRECISION"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 in hardware (x86 AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo).
+
+    Elsewhere oneDNN emulates bfloat16 and autocast is slower than float32, so ``auto`` keeps float32 there."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def cpu_precision() -> str:
+    """``fp32`` or ``bf16``: CMRAUDIT_CPU_PRECISION (auto, fp32, bf16; default auto = bf16 on native-bf16 CPUs)."""
+    v = os.environ.get(ENV_CPU_PRECISION, "auto").strip().lower() or "auto"
+    if v not in CPU_PRECISIONS:
+        raise UsageError(f"{ENV_CPU_PRECISION}={v!r}: expected one of {', '.join(CPU_PRECISIONS)}")
+    if v == "auto":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return v
+
+
+def autocast_dtype(device: torch.device, *, training: bool) -> torch.dtype | None:
+    """The autocast dtype of generator training / sampling on ``device``, or None for float32.
+
+    CUDA: float16 with loss scaling when training (the loop's GradScaler), bfloat16 when sampling where the card
+    has it; CPU: bfloat16 when :func:`cpu_precision` says so (no scaler needed: bfloat16 has float32's range).
+    Audits (white-box losses, features) always run in float32."""
+    import torch
+
+    if device.type == "cuda":
+        if training:
+            return torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_precision() == "bf16":
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, *, training: bool):
+    """``torch.autocast`` with :func:`autocast_dtype`, or a null context for float32."""
+    import torch
+
+    dtype = autocast_dtype(device, training=training)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def precision_name(device: torch.device, *, training: bool = True) -> str:
+    """What :func:`autocast` does on ``device``, for reports: ``fp32``, ``bf16-autocast`` or ``fp16-autocast``."""
+    import torch
+
+    dtype = autocast_dtype(device, training=training)
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype] + "-autocast"
 
 
 def set_cpu_threads(n: int) -> None:

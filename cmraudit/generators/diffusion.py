@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..device import autocast
 from ..errors import UsageError
 
 SAMPLERS = ("ddpm", "ddim")
@@ -127,10 +128,14 @@ def eps_loss(
     t: torch.Tensor | None = None,
     reduction: str = "mean",
     prediction_type: str = "epsilon",
+    snr_gamma: float | None = None,
 ) -> torch.Tensor:
     """Denoising MSE: random t (unless given) and noise from ``generator`` (a CPU generator).
 
     The target is ε (``prediction_type="epsilon"``), x0 (``"sample"``) or v = √ᾱ ε − √(1−ᾱ) x0.
+    ``snr_gamma``: Min-SNR-γ loss weighting (Hang et al., ICCV 2023), each sample's error × min(SNR_t, γ) / SNR_t
+    for ε, / (SNR_t + 1) for v, × min(SNR_t, γ) for x0 (SNR_t = ᾱ/(1 − ᾱ)); the same weights as diffusers'
+    ``compute_snr`` recipe. None: unweighted (the white-box hooks always call it so).
     ``reduction``: "mean" (scalar), "none" (per-sample mean [N]) or "pair" (the maps (prediction,
     target), each [N, C, H, W]: the hook of the FCRE white-box attack).
     """
@@ -152,9 +157,23 @@ def eps_loss(
     if reduction == "pair":
         return pred.float(), target.float()
     err = F.mse_loss(pred.float(), target.float(), reduction="none")
+    if snr_gamma is not None:
+        per = err.flatten(1).mean(1) * min_snr_weight(acp.to(x0.device)[t].float(), float(snr_gamma), prediction_type)
+        return per if reduction == "none" else per.mean()
     if reduction == "none":
         return err.flatten(1).mean(1)
     return err.mean()
+
+
+def min_snr_weight(acp_t: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-γ weight per sample for the given target (see :func:`eps_loss`)."""
+    snr = acp_t / (1 - acp_t)
+    clipped = torch.clamp(snr, max=gamma)
+    if prediction_type == "sample":
+        return clipped
+    if prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped / snr
 
 
 @dataclass
@@ -180,7 +199,10 @@ def sample_eps(
     device: torch.device,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Reverse diffusion from N(0, I): ``model_fn(x_t, t_batch) -> ε``. DDPM uses all training steps."""
+    """Reverse diffusion from N(0, I): ``model_fn(x_t, t_batch) -> ε``. DDPM uses all training steps.
+
+    The network runs under :func:`cmraudit.device.autocast` (bfloat16 on CUDA and on native-bf16 CPUs); the
+    sampler's update stays in float32."""
     sched = noise.scheduler(sampler)
     if sampler == "ddim":
         sched.set_timesteps(int(steps))
@@ -191,7 +213,8 @@ def sample_eps(
     gdev = g if device.type == "cpu" else torch.Generator(device=device).manual_seed(int(seed))
     for i, t in enumerate(sched.timesteps):
         tb = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        eps = model_fn(x, tb).float()
+        with autocast(device, training=False):  # the network in bf16 where that is fast; the update in float32
+            eps = model_fn(x, tb).float()
         if sampler == "ddim":
             x, _ = sched.step(eps, int(t), x, eta=0.0, generator=gdev)
         else:

@@ -4,7 +4,8 @@
 * ``quick`` — CPU, 64² px images, channels (32, 64, 64), attention only at the lowest level, one res
   block, scaled-linear β, DDIM-25 image sampling (ε-prediction). The mask model works at 32²
   (``mask_size``; upsampled before the argmax), predicts x0, trains 800 steps and samples with DDIM-20.
-  The whole ``cmraudit run`` takes 9–10 minutes on 2 idle cores (docs/benchmarks.md).
+  The DDPM image model predicts v with Min-SNR-5 weighting. The whole ``cmraudit run`` takes about 6.5 minutes on 2
+  idle cores with native bfloat16, 8.5–10 without (docs/benchmarks.md).
 * ``paper`` — the reference study (docs/design.md § 2): 128² px, channels 64–512 with attention at
   the two deepest levels, 1000-step linear β, batch 8, 400 epochs, lr 1e-4 with cosine warm-up,
   flips + ±20° rotation; GPU.

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..device import autocast, autocast_dtype
 from ..dp.private import make_private
 from ..errors import CheckpointError, UsageError
 from .checkpoint import safe_torch_load, save_state
@@ -177,8 +178,10 @@ def train_loop(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    amp = device.type == "cuda" and pt is None  # the loss scaler would scale per-sample gradients before clipping
-    scaler = torch.amp.GradScaler("cuda") if amp else None
+    # mixed precision (cmraudit.device.autocast): float16 + loss scaling on CUDA, bfloat16 on native-bf16 CPUs; not
+    # under DP-SGD (the loss scaler would scale per-sample gradients before clipping)
+    amp = pt is None and autocast_dtype(device, training=True) is not None
+    scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
 
     def _checkpoint(step: int) -> None:
         if state_path is None or rank != 0:
@@ -236,7 +239,7 @@ def train_loop(
             if world > 1:
                 idx = idx[rank::world]
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type="cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+            with autocast(device, training=True) if amp else contextlib.nullcontext():
                 loss = step_loss(net, idx, gen)
             _finite(loss, desc, step, config)
             if scaler is not None:

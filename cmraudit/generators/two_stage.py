@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import Dataset
-from ..device import select_device
+from ..device import precision_name, select_device
 from ..dp import DPConfig, compose_budget, require_dp_support, stage_weights
 from ..errors import DataError, UsageError
 from .base import BaseGenerator, GeneratorTags, check_is_fitted
@@ -242,6 +242,8 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
             "n_patients": int(len(train.patients)),
             "world_size": dist_info()[1],
             "device": str(device),
+            # mixed precision of the training steps (none under DP-SGD): cmraudit.device.autocast
+            "precision": "fp32" if dp is not None and dp.enabled else precision_name(device),
         }
         return self
 
@@ -259,6 +261,10 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
         if masks is None:
             if int(n) < 1:
                 raise UsageError(f"sample: n must be >= 1, got {n}")
+            # sampling parameters set after fit (set_params(sampler=..., mask_sampling_steps=...)) reach the mask model
+            self.mask_model_.sampler = self.sampler
+            self.mask_model_.sampling_steps = int(self.sampling_steps if self.mask_sampling_steps is None
+                                                  else self.mask_sampling_steps)
             with progress_bar("sampling masks", total=int(n), enabled=progress) as bar:
                 masks = self.mask_model_.sample(
                     int(n),

@@ -45,6 +45,16 @@ PRESETS = {
 }
 
 
+def _cpu_autocast(device):
+    """bfloat16 autocast on native-bf16 CPUs (cmraudit.device.cpu_precision), float32 elsewhere: the segmenter's
+    float16 path on CUDA would need loss scaling, which this loop does not do."""
+    import contextlib
+
+    from ..device import autocast
+
+    return autocast(device, training=True) if device.type == "cpu" else contextlib.nullcontext()
+
+
 def make_dynunet(filters: tuple[int, ...], *, n_classes: int = 4):
     from monai.networks.nets import DynUNet
 
@@ -163,7 +173,9 @@ class Segmenter:
                         x, y = x.flip(-2), y.flip(-2)
                 x, y, a = x.to(dev), y.to(dev), a.to(dev)
                 opt.zero_grad(set_to_none=True)
-                logits = net(x)
+                with _cpu_autocast(dev):
+                    logits = net(x)
+                logits = logits.float()
                 loss = _marginal_dice_ce(logits, y, a) if partial else dice_ce(logits, y)
                 loss.backward()
                 opt.step()
@@ -197,5 +209,7 @@ class Segmenter:
                 x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch], dtype=np.float32))[:, None].to(
                     self.device_
                 )
-                out[s : s + batch] = self.model_(x).argmax(1).cpu().numpy().astype(np.uint8)
+                with _cpu_autocast(self.device_):
+                    logits = self.model_(x)
+                out[s : s + batch] = logits.float().argmax(1).cpu().numpy().astype(np.uint8)
         return out
