@@ -156,7 +156,7 @@ def part_quick_run(args, out: dict) -> None:
         rep = run_dir / "report.json"
         if rep.exists():
             r = json.loads(rep.read_text())
-            res["stage_times_s"] = (r.get("provenance") or {}).get("timings_s")
+            res["stage_times_s"] = (r.get("run") or {}).get("timings_s")
             (Path(args.out) / "quick_report.json").write_text(rep.read_text())
         out["quick_run"] = res
 

@@ -2,10 +2,10 @@
 
 * ``micro`` — tests and the conformance suite: 32² px, channels (8, 16), a handful of steps.
 * ``quick`` — CPU, 64² px images, channels (32, 64, 64), attention only at the lowest level, one res
-  block, scaled-linear β, DDIM-25 image sampling (ε-prediction). The mask model works at 32²
-  (``mask_size``; upsampled before the argmax), predicts x0, trains 800 steps and samples with DDIM-20.
-  The DDPM image model predicts v with Min-SNR-5 weighting. The whole ``cmraudit run`` takes about 6.5 minutes on 2
-  idle cores with native bfloat16, 8.5–10 without (docs/benchmarks.md).
+  block, scaled-linear β, DDIM-25 image sampling (the DDPM image model predicts v with Min-SNR-5 weighting). The
+  mask model works at 32² (``mask_size``; upsampled before the argmax), predicts x0, trains 1200 steps and samples
+  with DDIM-20. The whole ``cmraudit run`` takes about 7 minutes on 2 idle cores with native bfloat16 (more without;
+  docs/benchmarks.md).
 * ``paper`` — the reference study (docs/design.md § 2): 128² px, channels 64–512 with attention at
   the two deepest levels, 1000-step linear β, batch 8, 400 epochs, lr 1e-4 with cosine warm-up,
   flips + ±20° rotation; GPU.
@@ -55,7 +55,7 @@ COMMON: dict[str, dict] = {
         "mask_prediction_type": "sample",
         "mask_size": 32,
         "mask_sampling_steps": 20,
-        "mask_steps": 800,
+        "mask_steps": 1200,  # 800 → 1200: synthetic-only Dice LV 0.80 → 0.87, RV 0.78 → 0.83 (docs/benchmarks.md)
         "mask_epochs": None,
         "num_train_timesteps": 1000,
         "schedule": "scaled_linear_beta",

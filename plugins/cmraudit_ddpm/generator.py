@@ -37,7 +37,7 @@ IMAGE_DEFAULTS = {
     "norm_num_groups": 32,
     "num_head_channels": 32,
     "prediction_type": "epsilon",  # image network target: epsilon, sample (x0) or v_prediction
-    "snr_gamma": None,  # Min-SNR-γ loss weighting of the image model (None: unweighted; 5 in the paper)
+    "snr_gamma": None,  # Min-SNR-γ loss weighting of the image model (None: unweighted; Hang et al. suggest 5)
 }
 
 PRESETS = {
