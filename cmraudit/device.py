@@ -49,19 +49,23 @@ ENV_CPU_PRECISION = "CMRAUDIT_CPU_PRECISION"
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 in hardware (x86 AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo).
-
-    Elsewhere oneDNN emulates bfloat16 and autocast is slower than float32, so ``auto`` keeps float32 there."""
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags Linux lists for the CPU in /proc/cpuinfo (empty elsewhere or when unreadable)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 in hardware (x86 AVX512-BF16 or AMX-BF16).
+
+    Elsewhere oneDNN emulates bfloat16 and autocast is slower than float32, so ``auto`` keeps float32 there."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def cpu_precision() -> str:

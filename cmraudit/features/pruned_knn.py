@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..device import cpu_flags
 from ..errors import UsageError
 
 MIN_PAIRS = 4_000_000  # below this many query × base pairs, IndexFlatL2 alone is faster
@@ -66,14 +67,7 @@ def _cpu_has_fast_int8() -> bool:
     env = os.environ.get("CMRAUDIT_EXACT_KNN_INT8")
     if env in {"0", "1"}:
         return env == "1"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return bool(set(line.split()) & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    except OSError:
-        pass
-    return False
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
 
 
 def _as_matrix(x, name: str) -> np.ndarray:
