@@ -83,7 +83,8 @@ def autocast_dtype(device: torch.device, *, training: bool) -> torch.dtype | Non
 
     CUDA: float16 with loss scaling when training (the loop's GradScaler), bfloat16 when sampling where the card
     has it; CPU: bfloat16 when :func:`cpu_precision` says so (no scaler needed: bfloat16 has float32's range).
-    Audits (white-box losses, features) always run in float32."""
+    Audits (features, searches) run in float32; white-box losses in the fit's precision
+    (:func:`trained_precision_autocast`)."""
     import torch
 
     if device.type == "cuda":
@@ -111,6 +112,20 @@ def precision_name(device: torch.device, *, training: bool = True) -> str:
 
     dtype = autocast_dtype(device, training=training)
     return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype] + "-autocast"
+
+
+def trained_precision_autocast(trained: str | None):
+    """Autocast for *evaluating* a model in the precision it was trained in (the white-box hooks of the audit).
+
+    ``trained``: the fit's recorded ``training.precision``. A model trained under bfloat16 autocast is evaluated under
+    CPU bfloat16 autocast when :func:`cpu_precision` is ``bf16`` here (the losses its training minimised, at half the
+    float32 cost); everything else (float32 fits, DP-SGD fits, float16 CUDA fits, ``CMRAUDIT_CPU_PRECISION=fp32``)
+    is evaluated in float32. Returns (context manager, precision name)."""
+    import torch
+
+    if trained == "bf16-autocast" and cpu_precision() == "bf16":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16), "bf16-autocast"
+    return contextlib.nullcontext(), "fp32"
 
 
 def set_cpu_threads(n: int) -> None:

@@ -3,9 +3,10 @@
 * ``micro`` — tests and the conformance suite: 32² px, channels (8, 16), a handful of steps.
 * ``quick`` — CPU, 64² px images, channels (32, 64, 64), attention only at the lowest level, one res
   block, scaled-linear β, DDIM-25 image sampling (the DDPM image model predicts v with Min-SNR-5 weighting). The
-  mask model works at 32² (``mask_size``; upsampled before the argmax), predicts x0, trains 1200 steps and samples
-  with DDIM-20. The whole ``cmraudit run`` takes about 7 minutes on 2 idle cores with native bfloat16 (more without;
-  docs/benchmarks.md).
+  mask model works at 32² (``mask_size``; upsampled before the argmax), predicts x0, is conditioned on the slice's
+  position along the stack and its phase (``mask_position_bins=4``; mask_model.slice_classes), trains 800 steps and
+  samples with DDIM-20. The whole ``cmraudit run`` takes about 5 minutes on 2 idle cores with native bfloat16
+  (more without; docs/benchmarks.md).
 * ``paper`` — the reference study (docs/design.md § 2): 128² px, channels 64–512 with attention at
   the two deepest levels, 1000-step linear β, batch 8, 400 epochs, lr 1e-4 with cosine warm-up,
   flips + ±20° rotation; GPU.
@@ -30,6 +31,7 @@ COMMON: dict[str, dict] = {
         "mask_prediction_type": "sample",
         "mask_size": None,
         "mask_sampling_steps": None,
+        "mask_position_bins": 0,
         "mask_steps": 6,
         "mask_epochs": None,
         "num_train_timesteps": 1000,
@@ -55,7 +57,8 @@ COMMON: dict[str, dict] = {
         "mask_prediction_type": "sample",
         "mask_size": 32,
         "mask_sampling_steps": 20,
-        "mask_steps": 1200,  # 800 → 1200: synthetic-only Dice LV 0.80 → 0.87, RV 0.78 → 0.83 (docs/benchmarks.md)
+        "mask_position_bins": 4,  # slice position × phase classes (mask_model.slice_classes; docs/benchmarks.md)
+        "mask_steps": 800,  # with position classes 800 steps suffice (docs/benchmarks.md)
         "mask_epochs": None,
         "num_train_timesteps": 1000,
         "schedule": "scaled_linear_beta",
@@ -80,6 +83,7 @@ COMMON: dict[str, dict] = {
         "mask_prediction_type": "epsilon",
         "mask_size": None,
         "mask_sampling_steps": None,
+        "mask_position_bins": 0,
         "mask_steps": None,
         "mask_epochs": 400,
         "num_train_timesteps": 1000,

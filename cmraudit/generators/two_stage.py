@@ -25,7 +25,7 @@ from .base import BaseGenerator, GeneratorTags, check_is_fitted
 from .diffusion import onehot
 from .distributed import dist_info, init_distributed
 from .dp_stages import DPStages
-from .mask_model import MaskDiffusion
+from .mask_model import MaskDiffusion, n_slice_classes, slice_classes
 from .presets import resolve_preset
 from .progress import progress_bar
 from .training import train_loop
@@ -85,6 +85,7 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
             sampling_steps=int(steps),
             augment=self.augment,
             size=self.mask_size,
+            n_classes=n_slice_classes(int(self.mask_position_bins)) if int(self.mask_position_bins) else 0,
         )
 
     # ------------------------------------------------------------ hooks for plugins
@@ -209,12 +210,16 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
             labels = torch.as_tensor([vid.get(str(v), 0) for v in train.vendor], dtype=torch.long, device=device)
         wd = Path(work_dir) if work_dir is not None else None
         mask_model = self._mask_model()
+        bins = int(self.mask_position_bins)
+        mask_labels = (slice_classes(train.slice_index, train.frame, train.patient_id, position_bins=bins)
+                       if bins else None)
         mask_model.fit(np.asarray(train.masks), seed=seed, device=device, work_dir=None if wd is None else wd / "mask",
                        resume=resume, progress=progress, dp=stage_dp.get("mask_model"), callback=callback,
-                       patient_ids=patient_ids)
+                       patient_ids=patient_ids, labels=mask_labels)
         if mask_model.result_.dp is not None:
             self.dp_budgets_.append(mask_model.result_.dp)
         self.mask_model_ = mask_model
+        self.mask_class_freq_ = None if mask_model.class_freq_ is None else mask_model.class_freq_.tolist()
         image_summary = self.fit_image_stage(
             images,
             masks_oh,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
 from typing import TYPE_CHECKING
 
 from .. import __version__
@@ -37,6 +39,7 @@ class TwoStageIO:
             "training_time_s_": self.training_time_s_,
             "seed_": self.seed_,
             "dp_": getattr(self, "dp_", None),
+            "mask_class_freq_": getattr(self, "mask_class_freq_", None),
             "training_": {
                 k: ({kk: vv for kk, vv in v.items() if kk != "losses"} if isinstance(v, dict) else v)
                 for k, v in self.training_.items()
@@ -74,10 +77,13 @@ class TwoStageIO:
             "mask_sampling_steps",
         ):  # added in 0.1: older checkpoints ran the mask model at full size
             params.setdefault(k, None)
+        params.setdefault("mask_position_bins", 0)  # added after 0.1: older checkpoints: an unconditional mask model
         gen = cls(**params)
         for k, v in cfg["fitted"].items():
             setattr(gen, k, v)
         gen.mask_model_ = gen._mask_model().load_state_dict(load_weights(path / "mask_model.safetensors"))
+        freq = getattr(gen, "mask_class_freq_", None)
+        gen.mask_model_.class_freq_ = None if freq is None else np.asarray(freq, dtype=np.float64)
         modules = gen.build_image_modules(seed=0, n_classes=gen._n_classes())
         for k, m in modules.items():
             try:

@@ -16,6 +16,7 @@ from .train_config import TrainConfig
 
 BASE_DEFAULTS: dict[str, Any] = {
     **COMMON["quick"],
+    "mask_position_bins": 0,  # unconditional mask model (the reference study); the quick preset conditions it
     "steps": 400,  # image-stage training steps (None: use epochs)
     "epochs": None,
     "weight_decay": 0.0,
@@ -95,6 +96,8 @@ class TwoStageParams:
             )
         elif self.image_size is not None and int(self.image_size) % int(self.mask_size):
             p.append(f"image_size {self.image_size} must be a multiple of mask_size {self.mask_size}")
+        if int(self.mask_position_bins) < 0:
+            p.append(f"mask_position_bins must be >= 0 (0: unconditional mask model), got {self.mask_position_bins}")
         if not 0 <= float(self.cfg_dropout) < 1:
             p.append(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         if int(self.sample_batch_size) < 1:

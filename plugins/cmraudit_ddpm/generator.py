@@ -48,8 +48,10 @@ PRESETS = {
         "num_head_channels": 8,
         "steps": 6,
     },
-    # v-prediction + Min-SNR-5: with real masks the image model's RV Dice rose 0.84 → 0.91 (docs/benchmarks.md, GPU)
-    "quick": {**IMAGE_DEFAULTS, "steps": 400, "prediction_type": "v_prediction", "snr_gamma": 5.0},
+    # v-prediction + Min-SNR-5: with real masks the image model's RV Dice rose 0.84 → 0.91 (docs/benchmarks.md, GPU);
+    # 360 steps and DDIM-20 with the position-conditional mask model: the 5-minute quick run (docs/generators.md)
+    "quick": {**IMAGE_DEFAULTS, "steps": 360, "sampling_steps": 20, "prediction_type": "v_prediction",
+              "snr_gamma": 5.0},
     "paper": {
         "channels": (64, 128, 256, 512),
         "attention_levels": (False, False, True, True),

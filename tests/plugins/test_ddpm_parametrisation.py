@@ -88,3 +88,29 @@ def test_sampling_params_set_after_fit_reach_the_mask_model():
     gen.set_params(mask_sampling_steps=None)
     np.testing.assert_array_equal(gen.sample(n=2, seed=5).masks, a)  # back to sampling_steps: the same draws
     assert b.shape == a.shape
+
+
+def test_whitebox_hooks_score_in_the_fit_precision(monkeypatch):
+    """loss / prediction_pair evaluate the network in the precision it was trained in (bf16 autocast for a bf16 fit
+    where the CPU runs bf16; float32 for a float32 fit and under CMRAUDIT_CPU_PRECISION=fp32); the audit records it."""
+    from cmraudit.device import ENV_CPU_PRECISION
+    from cmraudit.privacy.mia.whitebox import hook_precision
+
+    ds = make_toy_dataset(n_patients=3, slices=2, size=32)
+    im, mk = np.asarray(ds.images, np.float32), np.asarray(ds.masks)
+    monkeypatch.setenv(ENV_CPU_PRECISION, "bf16")
+    gen = DDPMGenerator(**DDPMGenerator.conformance_params()).fit(ds, seed=0, progress=False)
+    assert gen.training_["precision"] == "bf16-autocast" and hook_precision(gen) == "bf16-autocast"
+    bf = gen.loss(im, mk, t=300, seed=1)
+    pred_bf, _ = gen.prediction_pair(im, mk, t=300, seed=1)
+    monkeypatch.setenv(ENV_CPU_PRECISION, "fp32")
+    assert hook_precision(gen) == "fp32"
+    fp = gen.loss(im, mk, t=300, seed=1)
+    pred_fp, _ = gen.prediction_pair(im, mk, t=300, seed=1)
+    assert not np.array_equal(bf, fp) and not np.array_equal(pred_bf, pred_fp)
+    np.testing.assert_allclose(bf, fp, rtol=0.05)
+    monkeypatch.setenv(ENV_CPU_PRECISION, "bf16")
+    gen.training_["precision"] = "fp32"  # a float32 (or DP-SGD) fit is scored in float32 on any CPU
+    assert hook_precision(gen) == "fp32"
+    np.testing.assert_array_equal(gen.loss(im, mk, t=300, seed=1), fp)
+    assert hook_precision(object()) == "fp32"  # a third-party generator without the property

@@ -33,6 +33,12 @@ def _call(fn, images, masks, *, t, seed):
     return fn(images, masks, t=t, seed=seed) if accepts_seed else fn(images, masks, t=t)
 
 
+def hook_precision(generator) -> str:
+    """The arithmetic the generator's white-box hooks run in, for the report: its ``hook_precision`` property when it
+    has one (the built-in two-stage generators: the precision they were trained in), else ``fp32``."""
+    return str(getattr(generator, "hook_precision", None) or "fp32")
+
+
 def loss_matrix(generator, ds, *, timesteps, seed: int, batch: int = 64) -> np.ndarray:
     """[N, T] per-slice loss of ``generator`` at each timestep (fixed noise by seed)."""
     out = np.empty((len(ds), len(timesteps)))
@@ -207,7 +213,8 @@ class LossAttack(_LossAttack):
         with ctx.steps("white-box loss"):
             L = loss_matrix(gen, cand, timesteps=ts, seed=ctx.seed) if L is None else L
             res = evaluate_attack("loss", scores=loss_scores(L), member=member, groups=groups,
-                                  info={"threat_model": self.threat_model, "timesteps": list(ts)}, **ctx.ev)
+                                  info={"threat_model": self.threat_model, "timesteps": list(ts),
+                                        "hook_precision": hook_precision(gen)}, **ctx.ev)
         return {"loss": res}
 
 
@@ -238,6 +245,6 @@ class FCRE(_LossAttack):
             F = ctx.cache.pop("fcre_matrix", None)
             F = fcre_features(ctx.generator, cand, timesteps=ts, seed=ctx.seed) if F is None else F
             res = evaluate_attack("fcre", scores=crossfit_logistic(F, member, groups, seed=ctx.seed), member=member,
-                                  groups=groups, info={"threat_model": self.threat_model, "timesteps": list(ts)},
-                                  **ctx.ev)
+                                  groups=groups, info={"threat_model": self.threat_model, "timesteps": list(ts),
+                                                      "hook_precision": hook_precision(ctx.generator)}, **ctx.ev)
         return {"fcre": res}
