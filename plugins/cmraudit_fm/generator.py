@@ -145,9 +145,19 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         return fn
 
     def sample_images(self, masks_oh, *, labels, seed, device) -> torch.Tensor:
+        """The ODE from noise to images; the network runs under :func:`cmraudit.device.autocast` (bfloat16 on CUDA and
+        on native-bf16 CPUs, as the diffusion samplers do), the solver's updates in float32."""
+        from cmraudit.device import autocast
+
         net = self.image_modules_["image"].to(device).eval()
         x0 = noise_like((len(masks_oh), 1, *masks_oh.shape[2:]), seed=seed, device=device)
-        return solve_ode(self._velocity_fn(net, masks_oh, labels), x0, self._solver()).x
+        velocity = self._velocity_fn(net, masks_oh, labels)
+
+        def mixed(x, ts):
+            with autocast(device, training=False):
+                return velocity(x, ts).float()
+
+        return solve_ode(mixed, x0, self._solver()).x
 
     # ------------------------------------------------------------ white-box hooks
     def _noise_schedule(self, t: int) -> tuple[float, float]:

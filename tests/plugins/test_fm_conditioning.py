@@ -102,3 +102,20 @@ def test_fm_loss_time_grid_and_errors():
         gen.loss(im, mk, t=1000)
     with pytest.raises(UsageError, match="solver"):
         FMGenerator(**{**FMGenerator.conformance_params(), "solver": "rk4"}).fit(ds, seed=0, progress=False)
+
+
+def test_fm_sampling_network_runs_under_the_sampling_autocast(monkeypatch):
+    """The ODE's network evaluations follow cmraudit.device.autocast (bfloat16 on native-bf16 CPUs), the updates stay
+    float32: deterministic per precision, close to float32's images, not equal to them."""
+    from cmraudit.device import ENV_CPU_PRECISION
+
+    ds = make_toy_dataset(n_patients=3, slices=2, size=32)
+    gen = FMGenerator(**FMGenerator.conformance_params()).fit(ds, seed=0, progress=False)
+    m = np.asarray(ds.masks[:3])
+    monkeypatch.setenv(ENV_CPU_PRECISION, "bf16")
+    a, b = gen.sample(masks=m, seed=4).images, gen.sample(masks=m, seed=4).images
+    monkeypatch.setenv(ENV_CPU_PRECISION, "fp32")
+    c = gen.sample(masks=m, seed=4).images
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and not np.array_equal(a, c)
+    assert np.corrcoef(a.ravel(), c.ravel())[0, 1] > 0.99
