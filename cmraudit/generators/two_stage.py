@@ -85,7 +85,7 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
             sampling_steps=int(steps),
             augment=self.augment,
             size=self.mask_size,
-            n_classes=n_slice_classes(int(self.mask_position_bins)) if int(self.mask_position_bins) else 0,
+            n_classes=n_slice_classes(int(self.mask_position_bins)),  # 0 bins: 0 classes, unconditional
         )
 
     # ------------------------------------------------------------ hooks for plugins

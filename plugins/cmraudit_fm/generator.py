@@ -153,9 +153,9 @@ class FMGenerator(PairLoss, NoisePrediction, TwoStageGenerator):
         x0 = noise_like((len(masks_oh), 1, *masks_oh.shape[2:]), seed=seed, device=device)
         velocity = self._velocity_fn(net, masks_oh, labels)
 
-        def mixed(x, ts):
+        def mixed(x, ts):  # solve_ode casts the velocity back to float32
             with autocast(device, training=False):
-                return velocity(x, ts).float()
+                return velocity(x, ts)
 
         return solve_ode(mixed, x0, self._solver()).x
 
