@@ -191,14 +191,29 @@ class DomainFeatures(FeatureSpace):
         model = getattr(self, "model_", None)
         if model is None:
             raise NotFittedError("DomainFeatures is not fitted; call fit(pool, seed=...) first")
-        outs = []
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..cpu import available_cpus
+
         size = self.native_size_
-        with torch.no_grad(), _seeded(0, self.threads):
-            for s in range(0, len(images), batch):
+
+        def part(s: int) -> np.ndarray:
+            with torch.no_grad():  # grad mode is per thread
                 x = torch.from_numpy(resize_images(np.asarray(images[s : s + batch]), size))[:, None]
                 z = sum(model(v) for v in (x, x.flip(-1), x.flip(-2), x.flip(-1, -2))) / 4
                 z = torch.nn.functional.normalize(z.reshape(len(z), -1).float(), dim=1)
-                outs.append(z.numpy().astype(np.float32))
+                return z.numpy().astype(np.float32)
+
+        starts = list(range(0, len(images), batch))
+        # one thread per op (the default): batches on one worker per available core. Each batch is computed alone,
+        # as on one thread, so the embedding does not depend on the number of workers.
+        workers = min(len(starts), available_cpus()) if self.threads == 1 else 1
+        with _seeded(0, self.threads):
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    outs = list(pool.map(part, starts))
+            else:
+                outs = [part(s) for s in starts]
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
 
     def transform(self, ds) -> np.ndarray:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .pixel import block_mean
+
 
 def mask_features(masks: np.ndarray, *, size: int = 16, batch: int = 4096) -> np.ndarray:
     """[N, 3·size²] float32 soft one-hot (RV, MYO, LV)."""
@@ -17,6 +19,6 @@ def mask_features(masks: np.ndarray, *, size: int = 16, batch: int = 4096) -> np
         oh = np.stack([(m == c) for c in (1, 2, 3)], 1).astype(np.float32)  # [b,3,H,W]
         if size and size < h and h % size == 0 and w % size == 0:
             fy, fx = h // size, w // size
-            oh = oh.reshape(len(m), 3, size, fy, size, fx).mean(axis=(3, 5))
+            oh = block_mean(oh.reshape(len(m) * 3, size, fy, size, fx))
         out.append(oh.reshape(len(m), -1))
     return np.concatenate(out) if out else np.zeros((0, 3 * size * size), np.float32)

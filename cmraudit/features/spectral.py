@@ -47,8 +47,22 @@ class SpectralFeatures(FeatureSpace):
         from scipy import ndimage
 
         images = np.asarray(images)
-        n, native = len(images), images.shape[-1]
+        native = images.shape[-1]
         S = min(self.size, native)
+        s_blur = self.blur_px * native / 64.0
+        out = []
+        for s in range(0, len(images), batch):
+            x = np.asarray(images[s : s + batch], dtype=np.float32)
+            if s_blur > 0:
+                x = ndimage.gaussian_filter(x, (0, s_blur, s_blur), mode="nearest")
+            out.append(self.transform_blurred(resize_images(x, S)))
+        return np.concatenate(out) if out else np.empty((0, self.rings * (self.harmonics + 1)), np.float32)
+
+    def transform_blurred(self, x: np.ndarray, *, batch: int = 2048) -> np.ndarray:
+        """Features of slices already blurred (``blur_px`` at 64²) and area-downsampled to ``size``² [N, S, S]
+        (the registered search's coarse copies are exactly that: the copy index reuses them)."""
+        x = np.asarray(x)
+        n, S = len(x), x.shape[-1]
         yy, xx = np.mgrid[:S, :S]
         c = (S - 1) / 2
         r = np.sqrt((yy - c) ** 2 + (xx - c) ** 2)
@@ -56,23 +70,23 @@ class SpectralFeatures(FeatureSpace):
         disk = r <= 0.35 * S
         rad = np.arange(1, self.rings + 1) * 0.8 * (S / 2 - 1) / self.rings  # radii up to 0.8 of Nyquist
         th = np.arange(self.angles) * np.pi / self.angles
-        coords = np.stack([S // 2 + rad[:, None] * np.sin(th)[None], S // 2 + rad[:, None] * np.cos(th)[None]]).reshape(
-            2, -1
-        )
+        cy = (S // 2 + rad[:, None] * np.sin(th)[None]).reshape(-1)
+        cx = (S // 2 + rad[:, None] * np.cos(th)[None]).reshape(-1)
+        # bilinear sampling (scipy.ndimage.map_coordinates, order=1) of every slice at once: the points are the same
+        y0, x0 = np.floor(cy).astype(np.int64), np.floor(cx).astype(np.int64)
+        wy, wx = cy - y0, cx - x0
+        corners = [(y0, x0, (1 - wy) * (1 - wx)), (y0, x0 + 1, (1 - wy) * wx), (y0 + 1, x0, wy * (1 - wx)),
+                   (y0 + 1, x0 + 1, wy * wx)]
         out = np.empty((n, self.rings * (self.harmonics + 1)), np.float32)
-        s_blur = self.blur_px * native / 64.0
         for s in range(0, n, batch):
-            x = np.asarray(images[s : s + batch], dtype=np.float32)
-            if s_blur > 0:
-                x = ndimage.gaussian_filter(x, (0, s_blur, s_blur), mode="nearest")
-            x = resize_images(x, S).astype(np.float64)
-            mu = x[:, disk].mean(1)
-            sd = x[:, disk].std(1) + 1e-6
-            z = (x - mu[:, None, None]) / sd[:, None, None] * win
+            z = x[s : s + batch].astype(np.float64)
+            mu = z[:, disk].mean(1)
+            sd = z[:, disk].std(1) + 1e-6
+            z = (z - mu[:, None, None]) / sd[:, None, None] * win
             F = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(z), axes=(1, 2))))
-            for i, f in enumerate(F):
-                ring = ndimage.map_coordinates(f, coords, order=1).reshape(self.rings, self.angles)
-                out[s + i] = (np.abs(np.fft.rfft(ring, axis=1))[:, : self.harmonics + 1] / self.angles).reshape(-1)
+            ring = sum(F[:, yi, xi] * w for yi, xi, w in corners).reshape(len(z), self.rings, self.angles)
+            h = np.abs(np.fft.rfft(ring, axis=2))[:, :, : self.harmonics + 1] / self.angles
+            out[s : s + len(z)] = h.reshape(len(z), -1)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 

@@ -74,6 +74,25 @@ def _distinct_neighbours(query: np.ndarray, index_vecs: SpaceIndex, *, k: int, f
     return D, I
 
 
+def nearest_in_subset(search, d_syn: np.ndarray, i_syn: np.ndarray, pick: np.ndarray, n_train: int) -> np.ndarray:
+    """Distance of each synthetic slice to its nearest training slice among the rows ``pick``.
+
+    Read off the exact k-NN list ``(d_syn, i_syn)`` over all training slices: its first member in ``pick`` is the
+    subset's nearest (the list is exact and ascending). Only queries with no member of ``pick`` in their list are
+    searched again, against ``pick`` alone. Same distances as searching the subset for every query (ties aside),
+    without a second full search when the subset is most of the training set.
+    """
+    in_pick = np.zeros(n_train, dtype=bool)
+    in_pick[np.asarray(pick, dtype=np.int64)] = True
+    hit = (i_syn >= 0) & in_pick[np.maximum(i_syn, 0)]
+    found = hit.any(1)
+    out = np.empty(len(d_syn))
+    out[found] = d_syn[found, hit[found].argmax(1)]
+    if (~found).any():
+        out[~found] = search("synthetic", "train", k=1, rows=np.asarray(pick), query_rows=~found)[0][:, 0]
+    return out
+
+
 @dataclass
 class CopyResult:
     """Copy detection + memorisation in one feature space."""
@@ -127,14 +146,16 @@ def detect_copies(
     fidx = build_index(train_feats)
     queries = {"synthetic": synthetic_feats, "holdout": holdout_feats}
 
-    def search(query: str, base: str, *, k: int, rows=None):
+    def search(query: str, base: str, *, k: int, rows=None, query_rows=None):
+        q = queries[query] if query_rows is None else queries[query][query_rows]
         if base == "holdout":
-            nb = knn(queries[query], holdout_feats, k=k)
+            nb = knn(q, holdout_feats, k=k)
             return nb.distances, nb.indices
         if rows is None:
-            return _distinct_neighbours(queries[query], sidx, k=k, faiss_index=fidx)
+            return _distinct_neighbours(q, sidx, k=k, faiss_index=fidx)
         sub = np.concatenate([rows + v * n_train for v in range(n_views)])
-        return _distinct_neighbours(queries[query], SpaceIndex(train_feats[sub], len(rows), n_views), k=k)
+        D, I = _distinct_neighbours(q, SpaceIndex(train_feats[sub], len(rows), n_views), k=k)
+        return D, np.where(I < 0, -1, np.asarray(rows)[np.maximum(I, 0)])
 
     return detect_copies_with(search, n_train=n_train, n_holdout=len(holdout_feats), n_synthetic=len(synthetic_feats),
                               train_patients=train_patients, space=space, views=n_views, **kwargs)
@@ -160,10 +181,11 @@ def detect_copies_with(
     confidence: float = 0.95,
     top_k: int = 12,
 ) -> CopyResult:
-    """Copy detection given a nearest-neighbour function ``search(query, base, k=, rows=)``.
+    """Copy detection given a nearest-neighbour function ``search(query, base, k=, rows=, query_rows=)``.
 
-    ``query`` is "synthetic" or "holdout", ``base`` "train" (optionally only training ``rows``)
-    or "holdout"; it returns (distances [Q, k] ascending, training/holdout indices [Q, k]).
+    ``query`` is "synthetic" or "holdout" (optionally only the rows selected by ``query_rows``), ``base`` "train"
+    (optionally only training ``rows``) or "holdout"; it returns (distances [Q, k] ascending, training/holdout
+    indices [Q, k]).
     With ``holdout_patients`` the calibration and the closer-to-train comparison treat the patient as
     the unit (:func:`patient_fpr_upper_bound`; train subsampled by patients); without, by slices.
     """
@@ -221,7 +243,7 @@ def detect_copies_with(
         pick = np.flatnonzero(np.isin(train_patients, keep))
     else:
         pick = np.sort(rng.choice(n_train, size=min(n_train, n_h), replace=False))
-    d_to_sub = search("synthetic", "train", k=1, rows=pick)[0][:, 0]
+    d_to_sub = nearest_in_subset(search, d_syn, i_syn, pick, n_train)
     d_to_hol = search("synthetic", "holdout", k=1)[0][:, 0]
     closer = int((d_to_sub < d_to_hol).sum())  # ties count as not closer
     p_share = closer / n_syn if n_syn else float("nan")

@@ -62,10 +62,18 @@ class RegisteredCopyIndex:
         self.spectral = spectral or SpectralFeatures()
         self.patients = np.asarray(patients).astype(str)
         self.k_candidates = int(k_candidates)
-        self.emb = self.spectral.transform_images(images)
         self.prep = self.registration.prepare(images)
+        self.emb = self._embed(images, self.prep)
         _, counts = np.unique(self.patients, return_counts=True)
         self.max_per_patient = int(counts.max())
+
+    def _embed(self, images: np.ndarray, prep: dict) -> np.ndarray:
+        """Spectral embedding; from the registration's coarse copies when they are the blurred, downsampled slices
+        the embedding would compute itself (same blur and size: identical features, one blur instead of two)."""
+        sp, rg = self.spectral, self.registration
+        if sp.blur_px == rg.blur_px and prep["coarse"].shape[-1] == min(sp.size, prep["native"]):
+            return sp.transform_blurred(prep["coarse"].numpy())
+        return sp.transform_images(images)
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -73,7 +81,8 @@ class RegisteredCopyIndex:
     def query(self, images: np.ndarray, *, exclude_patients: np.ndarray | None = None, k: int = 2):
         """(residuals [Q, k] ascending, training rows [Q, k]) of each query image; ``exclude_patients``
         [Q] drops candidates of the query's own patient (leave-one-patient-out null)."""
-        q_emb = self.spectral.transform_images(images)
+        q_prep = self.registration.prepare(images)
+        q_emb = self._embed(images, q_prep)
         extra = self.max_per_patient if exclude_patients is not None else 0
         kc = min(len(self), self.k_candidates + extra)
         cand = knn(q_emb, self.emb, k=kc).indices
@@ -85,7 +94,7 @@ class RegisteredCopyIndex:
             cand = np.take_along_axis(cand, order, 1)[:, : self.k_candidates]
         else:
             cand = cand[:, : self.k_candidates]
-        D, I = self.registration.search(self.registration.prepare(images), self.prep, cand, k=max(k, 2))
+        D, I = self.registration.search(q_prep, self.prep, cand, k=max(k, 2))
         return D[:, :k], I[:, :k]
 
 

@@ -36,6 +36,26 @@ def test_pixel_block_mean():
     assert fit_features("pixel", seed=0, size=None).transform_images(x).shape == (2, 16)
 
 
+@pytest.mark.parametrize("fy,fx", [(1, 1), (2, 2), (3, 2), (2, 4), (4, 4), (8, 8)])
+def test_block_mean_is_numpys_mean_bit_for_bit(fy, fx):
+    from cmraudit.features.pixel import block_mean
+
+    y = np.random.default_rng(fy * 10 + fx).standard_normal((5, 6, fy, 7, fx)).astype(np.float32) * 3
+    assert np.array_equal(block_mean(y), y.mean(axis=(2, 4)))
+
+
+def test_domain_embedding_does_not_depend_on_the_number_of_workers(monkeypatch):
+    import cmraudit.cpu
+
+    pool = _imgs(n=70)
+    fx = fit_features("domain", pool=pool, seed=3, steps=5)
+    monkeypatch.setattr(cmraudit.cpu, "available_cpus", lambda: 1)
+    one = fx.transform_images(pool, batch=16)
+    monkeypatch.setattr(cmraudit.cpu, "available_cpus", lambda: 3)
+    three = fx.transform_images(pool, batch=16)  # 5 batches on 3 workers
+    assert np.array_equal(one, three)
+
+
 def test_domain_encoder_deterministic_and_flip_invariant():
     pool = _imgs()
     a = fit_features("domain", pool=pool, seed=3, steps=15)

@@ -205,3 +205,32 @@ def test_null_sets_above_the_cap_are_subsampled_by_seed():
     assert again[0] == tau and np.array_equal(again[2]["holdout_residuals"], info["holdout_residuals"])
     full = calibrate(*args, params=CopySearchParams(max_null_queries=0, n_boot=50), seed=0)[2]
     assert full["n_null"]["holdout"] == len(ho) and full["n_null"]["train_loo"] == len(tr)
+
+
+def test_copy_index_reuses_the_coarse_copies_for_the_identical_spectral_embedding():
+    from cmraudit.privacy.copy_search import RegisteredCopyIndex
+
+    imgs = np.asarray(make_phantom(PhantomConfig(subjects=3, slices=3, size=64), seed=8).images)
+    index = RegisteredCopyIndex(imgs, np.repeat(["a", "b", "c"], len(imgs) // 3))
+    assert np.array_equal(index.emb, index.spectral.transform_images(imgs))  # one blur instead of two, same floats
+
+
+def test_nearest_in_a_subset_is_read_off_the_knn_list_with_a_search_where_it_is_not_there():
+    from cmraudit.features.neighbours import knn
+    from cmraudit.privacy.copies import nearest_in_subset
+
+    rng = np.random.default_rng(0)
+    train, syn = rng.standard_normal((300, 8)).astype(np.float32), rng.standard_normal((120, 8)).astype(np.float32)
+    pick = np.sort(rng.choice(300, size=40, replace=False))
+    nb = knn(syn, train, k=3)  # a short list: many queries have no member of the 40-row subset in it
+    calls = []
+
+    def search(query, base, *, k, rows=None, query_rows=None):
+        calls.append(int(np.sum(query_rows)))
+        r = knn(syn[query_rows], train[rows], k=k)
+        return r.distances, rows[r.indices]
+
+    got = nearest_in_subset(search, nb.distances, nb.indices, pick, len(train))
+    want = knn(syn, train[pick], k=1).distances[:, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert len(calls) == 1 and 0 < calls[0] < len(syn)  # only the queries whose list misses the subset

@@ -1,0 +1,63 @@
+"""The registered search's correlation kernels against brute force: every shift, every view, least squares in numpy."""
+import numpy as np
+import pytest
+import torch
+
+from cmraudit.data.phantom import PhantomConfig, make_phantom
+from cmraudit.features.alignment import RegisteredSearch, _disk, _rotate_each, dihedral_views
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    imgs = np.asarray(make_phantom(PhantomConfig(subjects=3, slices=2, size=64), seed=4).images)
+    rs = RegisteredSearch()
+    return rs, rs.prepare(imgs), rs.prepare(imgs[::-1].copy())
+
+
+def _masked(size, rs):
+    m, _ = rs._shifts(size, size)
+    return m, _disk(size, size / 2 - 2 * m).numpy().astype(bool)
+
+
+def test_coarse_surfaces_equal_brute_force_correlation(prepared):
+    rs, base, q = prepared
+    Q, B = q["coarse"][:3], base["coarse"]
+    cand = np.array([[0, 5], [2, 3], [1, 1]])
+    with torch.no_grad():
+        got = rs._coarse_surfaces(Q, B, cand).double().numpy()  # [3, 2, n_views, S, S]
+        views = rs._views(Q, rs._angles(rs.coarse_rot_step_deg)).double().numpy()
+    m, W = _masked(Q.shape[-1], rs)
+    for i in range(3):
+        for j in range(2):
+            t = B[cand[i, j]].double().numpy()
+            for v in (0, 7, 19, len(views[i]) - 1):
+                for a, dy in enumerate(range(-m, m + 1)):
+                    for c, dx in enumerate(range(-m, m + 1)):
+                        td = np.roll(t, (dy, dx), axis=(0, 1))[W]  # t(p − d) on the disk
+                        corr = np.corrcoef(views[i, v][W], td)[0, 1]
+                        assert got[i, j, v, a, c] == pytest.approx(1 - max(corr, 0) ** 2, abs=2e-5)
+
+
+def test_fine_surfaces_equal_brute_force_least_squares(prepared):
+    rs, base, q = prepared
+    Q, B = q["fine"][:3], base["fine"]
+    rows, views = np.array([4, 0, 2]), np.array([0, 13, 27])
+    with torch.no_grad():
+        got = rs._fine_surfaces(Q, B, rows, views).numpy()  # [3, 3, S, S]
+    size = Q.shape[-1]
+    m, W = _masked(size, rs)
+    n_a = len(rs._angles(rs.coarse_rot_step_deg))
+    c_angles = np.array(rs._angles(rs.coarse_rot_step_deg))
+    for i in range(3):
+        elem = dihedral_views(Q[i : i + 1])[views[i] // n_a]
+        for r, off in enumerate((-rs.rot_step_deg, 0.0, rs.rot_step_deg)):
+            ang = float(np.clip(c_angles[views[i] % n_a] + off, -rs.max_rotation_deg, rs.max_rotation_deg))
+            v = _rotate_each(elem, torch.tensor([ang]))[0].double().numpy()[W]
+            X = np.stack([v**k for k in range(rs.degree + 1)], 1)
+            t = B[rows[i]].double().numpy()
+            for a, dy in enumerate(range(-m, m + 1)):
+                for c, dx in enumerate(range(-m, m + 1)):
+                    td = np.roll(t, (dy, dx), axis=(0, 1))[W]
+                    res = td - X @ np.linalg.lstsq(X, td, rcond=None)[0]
+                    rho = (res @ res) / ((td - td.mean()) @ (td - td.mean()))
+                    assert got[i, r, a, c] == pytest.approx(min(max(rho, 0), 1), abs=2e-5)
