@@ -26,7 +26,6 @@ around the coarse angle, and sub-pixel shifts (parabola through the residual sur
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -34,86 +33,15 @@ import numpy as np
 from .pixel import resize_images
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
-def dihedral_views(x):
-    """The 8 elements of the dihedral group applied to [..., S, S] (identity first)."""
-    xt = x.transpose(-1, -2)
-    return [x, x.flip(-1), x.flip(-2), x.flip(-1, -2), xt, xt.flip(-1), xt.flip(-2), xt.flip(-1, -2)]
-
-
-@functools.lru_cache(maxsize=64)
-def _rotation_grid(h: int, w: int, deg: float, dtype):
-    """The sampling grid of a rotation by ``deg`` degrees, [1, h, w, 2] (cached: the same for every image)."""
-    torch = _torch()
-    r = math.radians(deg)
-    theta = torch.tensor([[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0]], dtype=dtype)
-    return torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
-
-
-def _rotate(x, deg: float):
-    """Rotate [B, S, S] about the centre by ``deg`` degrees (bilinear, border padding)."""
-    torch = _torch()
-    if deg == 0:
-        return x
-    grid = _rotation_grid(int(x.shape[-2]), int(x.shape[-1]), float(deg), x.dtype).expand(len(x), -1, -1, -1)
-    return torch.nn.functional.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border",
-                                           align_corners=False)[:, 0]
-
-
-def _rotate_each(x, deg):
-    """Rotate each image of [B, S, S] by its own angle ``deg`` [B] (degrees; bilinear, border padding)."""
-    torch = _torch()
-    F = torch.nn.functional
-    degs = [float(a) for a in deg.tolist()]
-    uniq = sorted(set(degs))  # a handful of angles (the coarse grid ± the fine step): cached grids, gathered
-    grids = torch.cat([_rotation_grid(int(x.shape[-2]), int(x.shape[-1]), a, x.dtype) for a in uniq])
-    grid = grids[torch.tensor([uniq.index(a) for a in degs])]
-    return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
-
-
-def _disk(size: int, radius: float):
-    torch = _torch()
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    c = (size - 1) / 2
-    return (((yy - c) ** 2 + (xx - c) ** 2) <= radius**2).to(torch.float32)
-
-
-@functools.lru_cache(maxsize=16)
-def _disk_box(size: int, radius: float):
-    """The disk W cropped to its bounding box [D, D], the box's first row (= column) r0, and the disk's area."""
-    W = _disk(size, radius)
-    rows = W.sum(1).nonzero()[:, 0]
-    r0, D = int(rows[0]), int(rows[-1] - rows[0] + 1)
-    return W[r0 : r0 + D, r0 : r0 + D].contiguous(), r0, float(W.sum())
-
-
-def _subpixel(r):
-    """Minimum of [..., n, n] residual surfaces with a parabola through the best integer shift per axis."""
-    torch = _torch()
-    n = r.shape[-1]
-    flat = r.flatten(-2)
-    best, arg = flat.min(-1)
-    iy, ix = arg // n, arg % n
-    out = best.clone()
-    for axis, i in ((0, iy), (1, ix)):
-        inner = (i > 0) & (i < n - 1)
-        lo = torch.where(inner, i - 1, i)
-        hi = torch.where(inner, i + 1, i)
-        if axis == 0:
-            a = flat.gather(-1, (lo * n + ix)[..., None])[..., 0]
-            b = flat.gather(-1, (hi * n + ix)[..., None])[..., 0]
-        else:
-            a = flat.gather(-1, (iy * n + lo)[..., None])[..., 0]
-            b = flat.gather(-1, (iy * n + hi)[..., None])[..., 0]
-        curv = a + b - 2 * best
-        dip = torch.where(inner & (curv > 1e-12), (b - a) ** 2 / (8 * curv.clamp_min(1e-12)), torch.zeros_like(best))
-        out = out - dip.clamp(max=best)
-    return out.clamp_min(0)
+from .registration_ops import (  # noqa: F401 - dihedral_views, _disk and _rotate_each are used by the tests too
+    _disk,
+    _disk_box,
+    _rotate,
+    _rotate_each,
+    _subpixel,
+    _torch,
+    dihedral_views,
+)
 
 
 class RegisteredSearch:
@@ -189,17 +117,19 @@ class RegisteredSearch:
         chunk = self.batch * per
         starts = list(range(0, len(cand), chunk))
 
+        sums = self._base_sums(b, cand)
+
         def part(s: int):
             sl = slice(s, s + chunk)
             with torch.no_grad():  # grad mode is per thread
-                score, view = self._coarse_all(q["coarse"][sl], b["coarse"], cand[sl])
+                score, view = self._coarse_all(q["coarse"][sl], b["coarse"], cand[sl], sums=sums["coarse"])
                 order = np.argsort(score, axis=1, kind="stable")[:, :kr]
                 rows = np.take_along_axis(cand[sl], order, 1)
                 views = np.take_along_axis(view, order, 1)
                 D = np.empty((len(rows), kr))
                 for t in range(0, len(rows), self.batch):
                     u = slice(t, t + self.batch)
-                    D[u] = self._refine(q["fine"][sl][u], b["fine"], rows[u], views[u])
+                    D[u] = self._refine(q["fine"][sl][u], b["fine"], rows[u], views[u], sums=sums["fine"])
             return D, rows
 
         torch.set_num_threads(1)  # many small FFTs: one thread per op avoids oversubscription on shared cores
@@ -250,19 +180,45 @@ class RegisteredSearch:
         V = torch.stack([_rotate(dih, a) for a in angles], 1)  # [8b, n_a, S, S]
         return V.reshape(8, b, len(angles), *qb.shape[-2:]).transpose(0, 1).reshape(b, -1, *qb.shape[-2:])
 
-    def _coarse_all(self, Q, B, cand):
+    def _base_sums(self, b: dict, cand: np.ndarray) -> dict:
+        """Σ_W t(p − d) and Σ_W t(p − d)² of the base slices at every shift, per size: [N, 2, (2m + 1)²].
+
+        They depend on the base slice alone, so they are computed once per slice a search may touch (the candidate
+        rows), in fixed chunks before the query threads start, and kept in ``b`` for later searches.
+        """
+        torch = _torch()
+        need = np.unique(cand[cand >= 0])
+        out = {}
+        for level in ("coarse", "fine"):
+            B = b[level]
+            m, Wc, r0, _ = self._window(B.shape[-1])
+            cache = b.setdefault(f"_sums_{level}", {})
+            if "sums" not in cache:
+                cache["sums"] = torch.zeros(len(B), 2, (2 * m + 1) ** 2)
+                cache["done"] = np.zeros(len(B), dtype=bool)
+            todo = need[~cache["done"][need]]
+            with torch.no_grad():
+                for s in range(0, len(todo), 512):
+                    rows = torch.from_numpy(todo[s : s + 512])
+                    A, E = self._window_sums(self._shifted_input(B[rows], m, r0, Wc.shape[-1]), Wc)
+                    cache["sums"][rows] = torch.stack([A, E], 1)
+            cache["done"][todo] = True
+            out[level] = cache["sums"]
+        return out
+
+    def _coarse_all(self, Q, B, cand, *, sums=None):
         """Best residual and view of each (query, candidate) at the coarse size: [Q, kc] each (view = d · n_a + a)."""
         score = np.empty(cand.shape)
         view = np.empty(cand.shape, dtype=np.int64)
         for s in range(0, len(cand), self.batch):
             sl = slice(s, s + self.batch)
-            r = _subpixel(self._coarse_surfaces(Q[sl], B, cand[sl]))  # sub-pixel shifts matter here
+            r = _subpixel(self._coarse_surfaces(Q[sl], B, cand[sl], sums=sums))  # sub-pixel shifts matter here
             best, arg = r.min(2)
             score[sl], view[sl] = best.numpy(), arg.numpy()
         score[cand < 0] = np.inf
         return score, view
 
-    def _coarse_surfaces(self, qb, B, cand):
+    def _coarse_surfaces(self, qb, B, cand, *, sums=None):
         """Affine-map residual 1 − corr² of every view of each query against each candidate at every integer shift:
         [b, kc, n_views, 2m + 1, 2m + 1] (coarse size; shifts d = −m … m, row-major).
 
@@ -279,8 +235,12 @@ class RegisteredSearch:
         kc = cand.shape[1]
         s1 = V.sum((-1, -2))
         var_v = ((V * V).sum((-1, -2)) - s1 * s1 / n).clamp_min(1e-9)  # [b, nv]
-        x = self._shifted_input(B[torch.from_numpy(np.where(cand < 0, 0, cand))], m, r0, D)  # [b, kc, D+2m, D+2m]
-        A, E = self._window_sums(x.reshape(b * kc, D + 2 * m, -1), Wc)
+        rows = torch.from_numpy(np.where(cand < 0, 0, cand))
+        x = self._shifted_input(B[rows], m, r0, D)  # [b, kc, D+2m, D+2m]
+        if sums is None:
+            A, E = self._window_sums(x.reshape(b * kc, D + 2 * m, -1), Wc)
+        else:
+            A, E = sums[rows.reshape(-1)].unbind(1)
         A, E = A.reshape(b, kc, 1, S * S), E.reshape(b, kc, 1, S * S)
         C = F.conv2d(x.transpose(0, 1), V.reshape(b * nv, 1, D, D), groups=b)  # [kc, b·nv, S, S]
         C = C.flip(-1, -2).reshape(kc, b, nv, S * S).transpose(0, 1)  # [b, kc, nv, S²]
@@ -288,14 +248,14 @@ class RegisteredSearch:
         corr = (C - s1[:, None, :, None] * A / n) / torch.sqrt(var_t * var_v[:, None, :, None])
         return (1 - corr.clamp_min(0) ** 2).reshape(b, kc, nv, S, S)
 
-    def _refine(self, qb, B, rows, views):
+    def _refine(self, qb, B, rows, views, *, sums=None):
         """Polynomial-intensity residual at the fine size for the given (query, candidate, coarse view): [b, kr]."""
         out = np.empty(rows.shape)
         for j in range(rows.shape[1]):
-            out[:, j] = _subpixel(self._fine_surfaces(qb, B, rows[:, j], views[:, j])).amin(1).numpy()
+            out[:, j] = _subpixel(self._fine_surfaces(qb, B, rows[:, j], views[:, j], sums=sums)).amin(1).numpy()
         return out
 
-    def _fine_surfaces(self, qb, B, rows, views):
+    def _fine_surfaces(self, qb, B, rows, views, *, sums=None):
         """Residual share ρ of each query against one candidate each (base ``rows`` [b], coarse ``views`` [b]) at every
         integer shift, for the coarse angle and ± ``rot_step_deg``: [b, 3, 2m + 1, 2m + 1] (fine size).
 
@@ -324,8 +284,10 @@ class RegisteredSearch:
             p = p * vd
         hankel = torch.arange(K1)[:, None] + torch.arange(K1)[None]
         Ginv = torch.linalg.pinv(torch.stack(mom, -1)[..., hankel])  # [b, 3, K+1, K+1]
-        x = self._shifted_input(B[torch.from_numpy(np.where(np.asarray(rows) < 0, 0, rows))], m, r0, D)
-        A, E = self._window_sums(x, Wc)  # b_0 = Σ_W t(p − d) (the basis' constant term) and Σ_W t(p − d)²
+        rows = torch.from_numpy(np.where(np.asarray(rows) < 0, 0, rows))
+        x = self._shifted_input(B[rows], m, r0, D)
+        # b_0 = Σ_W t(p − d) (the basis' constant term) and Σ_W t(p − d)²
+        A, E = self._window_sums(x, Wc) if sums is None else sums[rows].unbind(1)
         # b_k for k ≥ 1: float32 correlations (residual shares of 1e-3 are far above their rounding), float64 fit
         powers = torch.stack([V**k for k in range(1, K1)], 2) * Wc  # [b, 3, K, D, D]
         bk = F.conv2d(x[None], powers.reshape(-1, 1, D, D), groups=b).flip(-1, -2).reshape(b, len(offs), K1 - 1, -1)

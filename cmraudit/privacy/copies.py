@@ -74,6 +74,17 @@ def _distinct_neighbours(query: np.ndarray, index_vecs: SpaceIndex, *, k: int, f
     return D, I
 
 
+def informative_columns(*sets: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The feature sets without the dimensions that are constant over all of them (they add 0 to every distance)."""
+    sets = tuple(np.asarray(x) for x in sets)
+    lo = np.min([x.min(0) for x in sets if len(x)], axis=0)
+    hi = np.max([x.max(0) for x in sets if len(x)], axis=0)
+    keep = hi > lo
+    if keep.all() or not keep.any():
+        return sets
+    return tuple(np.ascontiguousarray(x[:, keep]) for x in sets)
+
+
 def nearest_in_subset(search, d_syn: np.ndarray, i_syn: np.ndarray, pick: np.ndarray, n_train: int) -> np.ndarray:
     """Distance of each synthetic slice to its nearest training slice among the rows ``pick``.
 
@@ -139,7 +150,11 @@ def detect_copies(
 
     ``train_feats`` has ``n_views`` blocks of N rows (block v = view v of every training slice;
     block 0 the identity). ``holdout_feats`` / ``synthetic_feats`` are single-view.
+
+    Dimensions constant over all three sets add nothing to any distance and are dropped before the search (the
+    label-map space at 16² has 258 informative dimensions of 768 on the phantom: a third of the work, same distances).
     """
+    train_feats, holdout_feats, synthetic_feats = informative_columns(train_feats, holdout_feats, synthetic_feats)
     train_feats = np.ascontiguousarray(train_feats, dtype=np.float32)
     n_train = len(train_feats) // n_views
     sidx = SpaceIndex(vectors=train_feats, n=n_train, views=n_views)

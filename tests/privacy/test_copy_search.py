@@ -234,3 +234,20 @@ def test_nearest_in_a_subset_is_read_off_the_knn_list_with_a_search_where_it_is_
     want = knn(syn, train[pick], k=1).distances[:, 0]
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert len(calls) == 1 and 0 < calls[0] < len(syn)  # only the queries whose list misses the subset
+
+
+def test_constant_dimensions_are_dropped_without_changing_any_distance():
+    from cmraudit.features.neighbours import knn
+    from cmraudit.privacy.copies import informative_columns
+
+    rng = np.random.default_rng(3)
+    a, b, c = (np.round(rng.random((n, 12)) * 16) / 16 for n in (50, 40, 30))
+    for x in (a, b, c):
+        x[:, [2, 7]] = 0.25  # constant over every set
+    c[:, 5] = 0.0
+    a[:, 5] = b[:, 5] = 0.0  # constant too, but only over all three together
+    a2, b2, c2 = informative_columns(a, b, c)
+    assert a2.shape[1] == 9
+    assert np.array_equal(knn(c, a, k=3).distances, knn(c2, a2, k=3).distances)  # multiples of 1/16: exact
+    b[0, 5] = 1.0  # now informative
+    assert informative_columns(a, b, c)[0].shape[1] == 10
