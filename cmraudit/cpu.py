@@ -102,3 +102,21 @@ def configure_cpu(threads: int | None = None) -> int:
     if _AUTO < torch.get_num_threads():
         set_cpu_threads(_AUTO)
     return int(torch.get_num_threads())
+
+
+def map_chunks(fn, n: int, chunk: int, workers: int | None = None) -> list:
+    """``fn(slice)`` over consecutive chunks of ``n`` rows, on ``workers`` threads (default: torch's thread budget,
+    which :func:`configure_cpu` set); results in chunk order. For numpy / scipy / FFT work that releases the GIL:
+    each chunk is computed on its own, so the results do not depend on the number of workers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers is None:
+        import torch
+
+        workers = torch.get_num_threads()
+    slices = [slice(s, min(s + chunk, n)) for s in range(0, n, max(1, chunk))]
+    workers = max(1, min(int(workers), len(slices)))
+    if workers == 1:
+        return [fn(sl) for sl in slices]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, slices))

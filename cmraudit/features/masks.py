@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pixel import block_mean
 
 
 def mask_features(masks: np.ndarray, *, size: int = 16, batch: int = 4096) -> np.ndarray:
@@ -16,9 +15,14 @@ def mask_features(masks: np.ndarray, *, size: int = 16, batch: int = 4096) -> np
     out = []
     for s in range(0, n, batch):
         m = np.asarray(masks[s : s + batch])
-        oh = np.stack([(m == c) for c in (1, 2, 3)], 1).astype(np.float32)  # [b,3,H,W]
         if size and size < h and h % size == 0 and w % size == 0:
+            # block means of 0/1 values are counts / block area: count in integers (exact in any order), then divide
             fy, fx = h // size, w // size
-            oh = block_mean(oh.reshape(len(m) * 3, size, fy, size, fx))
+            oh = np.empty((len(m), 3, size, size), np.float32)
+            for i, c in enumerate((1, 2, 3)):
+                rows = (m == c).reshape(len(m), size, fy, w).sum(2, dtype=np.int32)  # [b, size, W]
+                oh[:, i] = rows.reshape(len(m), size, size, fx).sum(-1) / np.float32(fy * fx)
+        else:
+            oh = np.stack([(m == c) for c in (1, 2, 3)], 1).astype(np.float32)  # [b,3,H,W]
         out.append(oh.reshape(len(m), -1))
     return np.concatenate(out) if out else np.zeros((0, 3 * size * size), np.float32)

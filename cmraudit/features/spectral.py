@@ -61,6 +61,8 @@ class SpectralFeatures(FeatureSpace):
     def transform_blurred(self, x: np.ndarray, *, batch: int = 2048) -> np.ndarray:
         """Features of slices already blurred (``blur_px`` at 64²) and area-downsampled to ``size``² [N, S, S]
         (the registered search's coarse copies are exactly that: the copy index reuses them)."""
+        from ..cpu import map_chunks
+
         x = np.asarray(x)
         n, S = len(x), x.shape[-1]
         yy, xx = np.mgrid[:S, :S]
@@ -78,15 +80,18 @@ class SpectralFeatures(FeatureSpace):
         corners = [(y0, x0, (1 - wy) * (1 - wx)), (y0, x0 + 1, (1 - wy) * wx), (y0 + 1, x0, wy * (1 - wx)),
                    (y0 + 1, x0 + 1, wy * wx)]
         out = np.empty((n, self.rings * (self.harmonics + 1)), np.float32)
-        for s in range(0, n, batch):
-            z = x[s : s + batch].astype(np.float64)
+
+        def part(sl: slice) -> None:  # slice by slice: chunks on threads (FFTs release the GIL), same floats
+            z = x[sl].astype(np.float64)
             mu = z[:, disk].mean(1)
             sd = z[:, disk].std(1) + 1e-6
             z = (z - mu[:, None, None]) / sd[:, None, None] * win
             F = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(z), axes=(1, 2))))
             ring = sum(F[:, yi, xi] * w for yi, xi, w in corners).reshape(len(z), self.rings, self.angles)
             h = np.abs(np.fft.rfft(ring, axis=2))[:, :, : self.harmonics + 1] / self.angles
-            out[s : s + len(z)] = h.reshape(len(z), -1)
+            out[sl] = h.reshape(len(z), -1)
+
+        map_chunks(part, n, batch)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 

@@ -170,6 +170,7 @@ def _copy_searches(ctx: AuditContext, features: Sequence, art: Path | None):
                 n_views=4 if space_info["views"] == "flips" else 1, carlini_k=config.carlini_k,
                 carlini_alpha=config.carlini_alpha, legacy_nndr=config.legacy_nndr, legacy_gu=config.legacy_gu,
                 hist_bins=config.hist_bins, seed=ctx.seed, confidence=config.confidence, top_k=config.top_k_pairs,
+                reverse=ctx.cache.setdefault("nearest_synthetic", {}).setdefault(name, {}),
             )
             res.copy_detection["space"] = space_info
             spaces[name] = res

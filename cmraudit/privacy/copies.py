@@ -25,7 +25,7 @@ import numpy as np
 
 from .._lazy import LazyModule
 from ..estimates import Estimate, rate_estimate, skipped
-from ..features.neighbours import build_index, knn
+from ..features.neighbours import build_index, knn, knn_and_reverse
 from .copy_stats import (  # noqa: F401 - re-exported: the calibration statistics live in copy_stats.py
     calibrated_threshold,
     corrected_patients,
@@ -144,6 +144,7 @@ def detect_copies(
     train_patients: np.ndarray,
     space: str,
     n_views: int = 1,
+    reverse: dict | None = None,
     **kwargs,
 ) -> CopyResult:
     """Copy detection from feature vectors.
@@ -153,6 +154,10 @@ def detect_copies(
 
     Dimensions constant over all three sets add nothing to any distance and are dropped before the search (the
     label-map space at 16² has 258 informative dimensions of 768 on the phantom: a third of the work, same distances).
+
+    ``reverse``: a dict to receive, as by-products of the synthetic → train and synthetic → holdout searches, the
+    distance of every training (``"train"``) and holdout (``"holdout"``) slice to its nearest synthetic slice (what
+    GAN-Leaks needs): one pass over each distance matrix instead of two searches (single-view spaces only).
     """
     train_feats, holdout_feats, synthetic_feats = informative_columns(train_feats, holdout_feats, synthetic_feats)
     train_feats = np.ascontiguousarray(train_feats, dtype=np.float32)
@@ -160,8 +165,18 @@ def detect_copies(
     sidx = SpaceIndex(vectors=train_feats, n=n_train, views=n_views)
     fidx = build_index(train_feats)
     queries = {"synthetic": synthetic_feats, "holdout": holdout_feats}
+    both = {}  # (query, base, k) → the result of a two-way pass, used once
+    # one GEMM pass for both directions pays where the GEMM dominates (measured: 1.6× at 1024-d; none at 64-d)
+    two_way = reverse is not None and n_views == 1 and train_feats.shape[1] >= 256
 
     def search(query: str, base: str, *, k: int, rows=None, query_rows=None):
+        if two_way and query == "synthetic" and rows is None and query_rows is None:
+            key = (query, base, k)
+            if key not in both:
+                fwd, rev = knn_and_reverse(synthetic_feats, holdout_feats if base == "holdout" else train_feats, k=k)
+                both[key] = (fwd.distances, fwd.indices)
+                reverse[base] = rev.distances[:, 0]
+            return both[key]
         q = queries[query] if query_rows is None else queries[query][query_rows]
         if base == "holdout":
             nb = knn(q, holdout_feats, k=k)

@@ -44,10 +44,17 @@ def crossfit_reference_folds(holdout_patients: np.ndarray, train_patients: np.nd
     return folds(holdout_patients), folds(train_patients)
 
 
-def gan_leaks_scores(*, train_feats, holdout_feats, synthetic_feats, fold_h, fold_t) -> tuple[np.ndarray, np.ndarray]:
-    """Calibrated GAN-Leaks scores for (train, holdout) candidates."""
-    d_syn_t = knn(train_feats, synthetic_feats, k=1).distances[:, 0]
-    d_syn_h = knn(holdout_feats, synthetic_feats, k=1).distances[:, 0]
+def gan_leaks_scores(*, train_feats, holdout_feats, synthetic_feats, fold_h, fold_t,
+                     nearest_synthetic: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated GAN-Leaks scores for (train, holdout) candidates. ``nearest_synthetic``: the distances of the
+    train / holdout slices to their nearest synthetic slice where the copy search already computed them."""
+    known = nearest_synthetic or {}
+    d_syn_t = known.get("train")
+    d_syn_h = known.get("holdout")
+    if d_syn_t is None or len(d_syn_t) != len(train_feats):
+        d_syn_t = knn(train_feats, synthetic_feats, k=1).distances[:, 0]
+    if d_syn_h is None or len(d_syn_h) != len(holdout_feats):
+        d_syn_h = knn(holdout_feats, synthetic_feats, k=1).distances[:, 0]
     s_t = np.empty(len(train_feats))
     s_h = np.empty(len(holdout_feats))
     for f in (0, 1):
@@ -114,7 +121,8 @@ class GanLeaks(Attack):
         for space, (f_t, f_h, f_s) in ctx.feats.items():
             with ctx.steps(f"gan_leaks {space}"):
                 s_t, s_h = gan_leaks_scores(train_feats=f_t, holdout_feats=f_h, synthetic_feats=f_s, fold_h=fold_h,
-                                            fold_t=fold_t)
+                                            fold_t=fold_t,
+                                            nearest_synthetic=ctx.cache.get("nearest_synthetic", {}).get(space))
                 out[f"gan_leaks_{space}"] = evaluate_attack(
                     f"gan_leaks_{space}", scores=np.r_[s_t, s_h], member=ctx.member, groups=ctx.groups,
                     info={"threat_model": BLACKBOX, "feature_space": space,

@@ -169,7 +169,7 @@ def evaluate_level(
         cnt = np.zeros(len(uniq))
         for st in strata:
             if len(st):
-                np.add.at(cnt, rng.choice(st, size=len(st)), 1)
+                cnt += np.bincount(rng.choice(st, size=len(st)), minlength=len(uniq))
         w_sorted = cnt[code_sorted]
         fpr, tpr = _roc_from_weights(w_sorted * m_sorted, w_sorted * ~m_sorted, last)
         if fpr is None:
