@@ -20,8 +20,15 @@ def mask_features(masks: np.ndarray, *, size: int = 16, batch: int = 4096) -> np
             fy, fx = h // size, w // size
             oh = np.empty((len(m), 3, size, size), np.float32)
             for i, c in enumerate((1, 2, 3)):
-                rows = (m == c).reshape(len(m), size, fy, w).sum(2, dtype=np.int32)  # [b, size, W]
-                oh[:, i] = rows.reshape(len(m), size, size, fx).sum(-1) / np.float32(fy * fx)
+                e = (m == c).view(np.uint8).reshape(len(m), size, fy, w)
+                rows = e[:, :, 0].astype(np.int32)  # [b, size, W]; the block's rows added slice by slice
+                for j in range(1, fy):
+                    rows += e[:, :, j]
+                rows = rows.reshape(len(m), size, size, fx)
+                cnt = rows[..., 0].copy()
+                for j in range(1, fx):
+                    cnt += rows[..., j]
+                oh[:, i] = cnt / np.float32(fy * fx)
         else:
             oh = np.stack([(m == c) for c in (1, 2, 3)], 1).astype(np.float32)  # [b,3,H,W]
         out.append(oh.reshape(len(m), -1))

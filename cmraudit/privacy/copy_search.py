@@ -78,11 +78,19 @@ class RegisteredCopyIndex:
     def __len__(self) -> int:
         return len(self.patients)
 
-    def query(self, images: np.ndarray, *, exclude_patients: np.ndarray | None = None, k: int = 2):
+    def query(self, images: np.ndarray | None = None, *, rows: np.ndarray | None = None,
+              exclude_patients: np.ndarray | None = None, k: int = 2):
         """(residuals [Q, k] ascending, training rows [Q, k]) of each query image; ``exclude_patients``
-        [Q] drops candidates of the query's own patient (leave-one-patient-out null)."""
-        q_prep = self.registration.prepare(images)
-        q_emb = self._embed(images, q_prep)
+        [Q] drops candidates of the query's own patient (leave-one-patient-out null). ``rows`` instead of
+        ``images``: the queries are these training slices of the index (their prepared copies are reused)."""
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            q_prep = {"native": self.prep["native"], "fine": self.prep["fine"][rows],
+                      "coarse": self.prep["coarse"][rows]}
+            q_emb = self.emb[rows]
+        else:
+            q_prep = self.registration.prepare(images)
+            q_emb = self._embed(images, q_prep)
         extra = self.max_per_patient if exclude_patients is not None else 0
         kc = min(len(self), self.k_candidates + extra)
         cand = knn(q_emb, self.emb, k=kc).indices
@@ -178,7 +186,7 @@ def calibrate(index: RegisteredCopyIndex, train_images, holdout_images, holdout_
     h_rows, t_rows = pick(len(holdout_images)), pick(len(index))
     holdout_patients = np.asarray(holdout_patients).astype(str)[h_rows]
     d_h, _ = index.query(np.asarray(holdout_images)[h_rows], k=1)
-    d_t, _ = index.query(np.asarray(train_images)[t_rows], exclude_patients=index.patients[t_rows], k=1)
+    d_t, _ = index.query(rows=t_rows, exclude_patients=index.patients[t_rows], k=1)  # train_images are the index
     vals = np.r_[d_h[:, 0], d_t[:, 0]]
     pats = np.r_[np.char.add("holdout:", holdout_patients), np.char.add("train:", index.patients[t_rows])]
     n_train_pat = len(np.unique(index.patients))

@@ -52,3 +52,44 @@ def test_approximate_prefilter_reranks_exactly():
     np.testing.assert_allclose(nb.distances, np.linalg.norm(q[:, None] - b[nb.indices], axis=-1), rtol=1e-4, atol=1e-4)
     # ... and with a generous pre-filter the neighbours are (nearly) those of brute force
     assert (nb.indices[:, 0] == i[:, 0]).mean() >= 0.95
+
+
+def test_knn_and_reverse_equals_two_searches():
+    from cmraudit.features.neighbours import knn, knn_and_reverse
+
+    rng = np.random.default_rng(7)
+    q, b = rng.standard_normal((700, 300)).astype(np.float32), rng.standard_normal((500, 300)).astype(np.float32)
+    for k in (1, 5):
+        fwd, rev = knn_and_reverse(q, b, k=k, block=256)  # several query blocks: the running column minimum
+        want_f, want_r = knn(q, b, k=k), knn(b, q, k=1)
+        assert np.array_equal(fwd.indices, want_f.indices) and np.array_equal(rev.indices, want_r.indices)
+        np.testing.assert_allclose(fwd.distances, want_f.distances, rtol=1e-5)
+        np.testing.assert_allclose(rev.distances, want_r.distances, rtol=1e-5)
+
+
+def test_gan_leaks_with_the_copy_searchs_reverse_distances_equals_its_own_search():
+    from cmraudit.features.neighbours import knn_and_reverse
+    from cmraudit.privacy.mia.blackbox import gan_leaks_scores
+
+    rng = np.random.default_rng(8)
+    t, h, s = (rng.standard_normal((n, 260)).astype(np.float32) for n in (120, 100, 90))
+    fold_t, fold_h = np.arange(120) % 2, np.arange(100) % 2
+    near = {"train": knn_and_reverse(s, t, k=3)[1].distances[:, 0],
+            "holdout": knn_and_reverse(s, h, k=1)[1].distances[:, 0]}
+    a = gan_leaks_scores(train_feats=t, holdout_feats=h, synthetic_feats=s, fold_h=fold_h, fold_t=fold_t)
+    b = gan_leaks_scores(train_feats=t, holdout_feats=h, synthetic_feats=s, fold_h=fold_h, fold_t=fold_t,
+                         nearest_synthetic=near)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+
+    def nearest(x, y):  # brute force
+        return np.sqrt(((x[:, None, :].astype(np.float64) - y[None]) ** 2).sum(-1)).min(1)
+
+    want_t = np.empty(120)
+    want_h = np.empty(100)
+    for f in (0, 1):
+        ref = h[fold_h == 1 - f]
+        want_t[fold_t == f] = nearest(t[fold_t == f], ref) - nearest(t[fold_t == f], s)
+        want_h[fold_h == f] = nearest(h[fold_h == f], ref) - nearest(h[fold_h == f], s)
+    np.testing.assert_allclose(b[0], want_t, atol=1e-4)
+    np.testing.assert_allclose(b[1], want_h, atol=1e-4)  # the holdout halves from one two-way pass
