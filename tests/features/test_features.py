@@ -100,3 +100,14 @@ def test_polar_invariant_to_flips_and_right_angles():
     f = pf.transform_images(x)
     np.testing.assert_allclose(pf.transform_images(np.ascontiguousarray(x[:, :, ::-1])), f, atol=0.02)
     np.testing.assert_allclose(pf.transform_images(np.ascontiguousarray(np.rot90(x, 1, axes=(1, 2)))), f, atol=0.02)
+
+
+@pytest.mark.parametrize("size", [1, 2, 16, 32, 64])
+def test_mask_features_are_block_means_of_the_one_hot(size):
+    from cmraudit.features.masks import mask_features
+
+    m = np.random.default_rng(size).integers(0, 4, (7, 64, 64)).astype(np.uint8)
+    oh = np.stack([(m == c) for c in (1, 2, 3)], 1).astype(np.float32)
+    f = 64 // size
+    want = oh.reshape(7, 3, size, f, size, f).mean(axis=(3, 5)).reshape(7, -1)
+    assert np.array_equal(mask_features(m, size=size), want)

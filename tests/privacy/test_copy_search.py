@@ -251,3 +251,15 @@ def test_constant_dimensions_are_dropped_without_changing_any_distance():
     assert np.array_equal(knn(c, a, k=3).distances, knn(c2, a2, k=3).distances)  # multiples of 1/16: exact
     b[0, 5] = 1.0  # now informative
     assert informative_columns(a, b, c)[0].shape[1] == 10
+
+
+def test_querying_index_rows_equals_querying_their_images():
+    from cmraudit.privacy.copy_search import RegisteredCopyIndex
+
+    ds = make_phantom(PhantomConfig(subjects=4, slices=3, size=64), seed=9)
+    imgs, pats = np.asarray(ds.images), ds.patient_id
+    index = RegisteredCopyIndex(imgs, pats, k_candidates=4)
+    rows = np.array([5, 0, 17, 9])
+    a = index.query(imgs[rows], exclude_patients=index.patients[rows], k=2)
+    b = index.query(rows=rows, exclude_patients=index.patients[rows], k=2)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
