@@ -175,7 +175,8 @@ def _finish(D, I, xq, *, k: int, kk: int, metric: str, exclude_self: bool) -> Ne
     return Neighbours(distances=D.astype(np.float64), indices=I, metric=metric)
 
 
-def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int = 1024) -> tuple[Neighbours, Neighbours]:
+def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int | None = None
+                    ) -> tuple[Neighbours, Neighbours]:
     """Exact L2 k-NN of each query among ``base`` *and* the nearest query of each base row, from one pass over the
     distance matrix (query blocks × base; never the whole matrix).
 
@@ -184,16 +185,20 @@ def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int =
     (torch ``addmm``, ‖q‖² + ‖b‖² − 2 q·b as FAISS's ``IndexFlatL2``, then ``topk`` per row and ``min`` per column).
     Measured at 10k × 10k, 1024-d on 2 cores: 1.5 s instead of 2.2–2.4 s for k = 50, 1.3 s instead of 2.3 s for
     k = 1; the same neighbours as FAISS up to float ties (distances within 4e-5 of FAISS's).
-    Returns (query → base [Q, k], base → query [B, 1]) as :class:`Neighbours` with Euclidean distances.
+    Returns (query → base [Q, k], base → query [B, 1]) as :class:`Neighbours` with Euclidean distances. Query
+    blocks hold at most 2^25 distances (128 MB; 1024 rows at a 10k base); on CUDA when torch sees it.
     """
     import torch
 
-    q, b = (torch.from_numpy(_prep(x, "l2")) for x in (query, base))
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    q, b = (torch.from_numpy(_prep(x, "l2")).to(dev) for x in (query, base))
     if k < 1 or k > len(b) or len(q) == 0:
         raise UsageError(f"k={k} neighbours requested among {len(b)} base vectors for {len(q)} queries")
+    block = block or max(1, min(1024, 2**25 // len(b)))
     qn, bn = (q * q).sum(1), (b * b).sum(1)
-    D, I = torch.empty(len(q), k), torch.empty(len(q), k, dtype=torch.long)
-    rd, ri = torch.full((len(b),), float("inf")), torch.zeros(len(b), dtype=torch.long)
+    D, I = torch.empty(len(q), k, device=dev), torch.empty(len(q), k, dtype=torch.long, device=dev)
+    rd = torch.full((len(b),), float("inf"), device=dev)
+    ri = torch.zeros(len(b), dtype=torch.long, device=dev)
     with torch.no_grad():
         for s in range(0, len(q), block):
             d2 = torch.addmm(bn[None], q[s : s + block], b.T, alpha=-2).add_(qn[s : s + block, None])
@@ -204,6 +209,6 @@ def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int =
             cm, ci = d2.min(0)
             better = cm < rd
             rd, ri = torch.where(better, cm, rd), torch.where(better, ci + s, ri)
-    fwd = Neighbours(D.clamp_min(0).sqrt().double().numpy(), I.numpy(), "l2")
-    rev = Neighbours(rd.clamp_min(0).sqrt().double().numpy()[:, None], ri.numpy()[:, None], "l2")
+    fwd = Neighbours(D.clamp_min(0).sqrt().double().cpu().numpy(), I.cpu().numpy(), "l2")
+    rev = Neighbours(rd.clamp_min(0).sqrt().double().cpu().numpy()[:, None], ri.cpu().numpy()[:, None], "l2")
     return fwd, rev

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._lazy import LazyModule
 from ..estimates import Estimate, rate_estimate, skipped
-from ..features.neighbours import build_index, knn, knn_and_reverse
+from ..features.neighbours import APPROX_THRESHOLD, build_index, knn, knn_and_reverse
 from .copy_stats import (  # noqa: F401 - re-exported: the calibration statistics live in copy_stats.py
     calibrated_threshold,
     corrected_patients,
@@ -167,7 +167,8 @@ def detect_copies(
     queries = {"synthetic": synthetic_feats, "holdout": holdout_feats}
     both = {}  # (query, base, k) → the result of a two-way pass, used once
     # one GEMM pass for both directions pays where the GEMM dominates (measured: 1.6× at 1024-d; none at 64-d)
-    two_way = reverse is not None and n_views == 1 and train_feats.shape[1] >= 256
+    # (exhaustive, so only where knn is too: bases up to APPROX_THRESHOLD)
+    two_way = reverse is not None and n_views == 1 and train_feats.shape[1] >= 256 and n_train <= APPROX_THRESHOLD
 
     def search(query: str, base: str, *, k: int, rows=None, query_rows=None):
         if two_way and query == "synthetic" and rows is None and query_rows is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._lazy import LazyModule
-from ...features.neighbours import knn, knn_and_reverse
+from ...features.neighbours import APPROX_THRESHOLD, knn, knn_and_reverse
 from .interface import Attack, AuditContext
 from .metrics import evaluate_attack
 
@@ -58,7 +58,8 @@ def gan_leaks_scores(*, train_feats, holdout_feats, synthetic_feats, fold_h, fol
     s_t = np.empty(len(train_feats))
     s_h = np.empty(len(holdout_feats))
     halves = {}
-    if np.asarray(holdout_feats).shape[1] >= 256 and (fold_h == 0).any() and (fold_h == 1).any():
+    exhaustive = np.asarray(holdout_feats).shape[1] >= 256 and len(holdout_feats) <= APPROX_THRESHOLD
+    if exhaustive and (fold_h == 0).any() and (fold_h == 1).any():
         # holdout half 0 → half 1 and 1 → 0: both directions of one distance matrix, one pass (as the copy search)
         fwd, rev = knn_and_reverse(holdout_feats[fold_h == 0], holdout_feats[fold_h == 1], k=1)
         halves = {0: fwd.distances[:, 0], 1: rev.distances[:, 0]}
