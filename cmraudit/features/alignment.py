@@ -79,6 +79,7 @@ class RegisteredSearch:
         from ..cpu import map_chunks
 
         torch = _torch()
+        images = images if hasattr(images, "shape") else np.asarray(images, dtype=np.float32)
         native = images.shape[-1]
         s = self.blur_px * native / 64.0
         fine = min(self.size or native, native)

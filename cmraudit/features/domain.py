@@ -201,29 +201,21 @@ class DomainFeatures(FeatureSpace):
         model = getattr(self, "model_", None)
         if model is None:
             raise NotFittedError("DomainFeatures is not fitted; call fit(pool, seed=...) first")
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ..cpu import available_cpus
+        from ..cpu import available_cpus, map_chunks
 
         size = self.native_size_
 
-        def part(s: int) -> np.ndarray:
+        def part(sl: slice) -> np.ndarray:
             with torch.no_grad():  # grad mode is per thread
-                x = torch.from_numpy(resize_images(np.asarray(images[s : s + batch]), size))[:, None]
+                x = torch.from_numpy(resize_images(np.asarray(images[sl]), size))[:, None]
                 z = sum(model(v) for v in (x, x.flip(-1), x.flip(-2), x.flip(-1, -2))) / 4
                 z = torch.nn.functional.normalize(z.reshape(len(z), -1).float(), dim=1)
                 return z.numpy().astype(np.float32)
 
-        starts = list(range(0, len(images), batch))
         # one thread per op, the batches on workers: each batch is computed alone, as on one thread, so the
         # embedding does not depend on the number of workers.
-        workers = min(len(starts), self._threads() or available_cpus())
         with _seeded(0, 1):
-            if workers > 1:
-                with ThreadPoolExecutor(workers) as pool:
-                    outs = list(pool.map(part, starts))
-            else:
-                outs = [part(s) for s in starts]
+            outs = map_chunks(part, len(images), batch, workers=self._threads() or available_cpus())
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
 
     def transform(self, ds) -> np.ndarray:
