@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...cpu import map_chunks
 from ...estimates import Estimate, skipped
 
 FPR_TARGETS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0_1pct_fpr": 0.001}
@@ -164,20 +165,25 @@ def evaluate_level(
     pat_member[code[member]] = True
     strata = [np.flatnonzero(pat_member), np.flatnonzero(~pat_member)]
     rng = np.random.default_rng(seed)
-    boot = {"auc": [], "adv": [], **{k: [] for k in FPR_TARGETS}}
-    for _ in range(n_resamples):
-        cnt = np.zeros(len(uniq))
+    counts = np.zeros((n_resamples, len(uniq)))
+    for r in range(n_resamples):  # the draws first, in order (one RNG stream) ...
         for st in strata:
             if len(st):
-                cnt += np.bincount(rng.choice(st, size=len(st)), minlength=len(uniq))
-        w_sorted = cnt[code_sorted]
-        fpr, tpr = _roc_from_weights(w_sorted * m_sorted, w_sorted * ~m_sorted, last)
-        if fpr is None:
-            continue
-        boot["auc"].append(_auc(fpr, tpr))
-        for k, x in FPR_TARGETS.items():
-            boot[k].append(_tpr_at(fpr, tpr, x))
-        boot["adv"].append(adv_w(cnt[code]))
+                counts[r] += np.bincount(rng.choice(st, size=len(st)), minlength=len(uniq))
+    nm_sorted = ~m_sorted
+
+    def resample(sl: slice) -> list:  # ... then the metrics, resample by resample, in chunks on threads
+        out = []
+        for cnt in counts[sl]:
+            w_sorted = cnt[code_sorted]
+            fpr, tpr = _roc_from_weights(w_sorted * m_sorted, w_sorted * nm_sorted, last)
+            if fpr is not None:
+                out.append((_auc(fpr, tpr), *(_tpr_at(fpr, tpr, x) for x in FPR_TARGETS.values()), adv_w(cnt[code])))
+        return out
+
+    rows = [r for part in map_chunks(resample, n_resamples, max(1, n_resamples // 8)) for r in part]
+    keys = ["auc", *FPR_TARGETS, "adv"]
+    boot = {k: [r[i] for r in rows] for i, k in enumerate(keys)}
     a = (1 - confidence) / 2
 
     def ci(vals):
