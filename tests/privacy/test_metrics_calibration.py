@@ -138,3 +138,23 @@ def test_closer_to_train_subsamples_patients_not_slices():
     by_patients = detect_copies(**kw, holdout_patients=hp).copy_detection
     assert by_slices["closer_to_train_share"].value > 0.55 and by_slices["closer_to_train_pvalue"] < 1e-3
     assert 0.4 < by_patients["closer_to_train_share"].value < 0.6 and by_patients["closer_to_train_pvalue"] > 0.01
+
+
+def test_bootstrap_does_not_depend_on_the_number_of_threads():
+    import torch
+
+    from cmraudit.privacy.mia.metrics import evaluate_level
+
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(60), 5).astype(str)
+    member = groups.astype(int) % 2 == 0
+    scores = np.round(rng.normal(size=300) + 0.4 * member, 1)  # ties too
+    before = torch.get_num_threads()
+    try:
+        out = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)  # the resamples' worker count
+            out.append(evaluate_level(scores, member, groups, unit="slice", seed=3, n_resamples=200).to_dict())
+    finally:
+        torch.set_num_threads(before)
+    assert out[0] == out[1]
