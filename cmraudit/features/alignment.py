@@ -15,8 +15,9 @@ first, which makes ρ tolerant of noise, blur and mild elastic deformation.
 
 Why hand-written: scikit-image / SimpleITK registration optimises one pair at a time (≈ 10 ms a
 pair here); this evaluates every shift of every view at once — the least-squares fit for all shifts reduces to
-K + 2 correlations per view — with FFT cross-correlations at the fine size and one batched GEMM over the few
-shifts at the coarse size, in torch.
+K + 2 correlations per view, two of which (Σ_W t, Σ_W t²) depend on the base slice alone and are computed once
+per slice — with one grouped ``conv2d`` per batch of queries at each size, over the few shifts only, in torch
+(about 0.65 ms a query on 2 cores at 64²; docs/benchmarks.md).
 
 Search: candidates come from an invariant embedding (``cand`` rows, see
 :mod:`cmraudit.privacy.copy_search`); a coarse pass at ``coarse_size``² with an affine map over
@@ -111,7 +112,7 @@ class RegisteredSearch:
         Returns (residuals [Q, kr] ascending, base rows [Q, kr]) for the ``k_refine`` best candidates of
         the coarse pass, refined (kr = min(k or k_refine, kc)). A candidate index < 0 is ignored.
         Chunks of queries run on ``workers`` threads (default: torch's thread count), each op single-threaded:
-        many small FFTs scale better across queries than inside one op. Chunks are whole batches, so every
+        many small convolutions scale better across queries than inside one op. Chunks are whole batches, so every
         query is computed in the same batch as on one thread: the result does not depend on ``workers``.
         """
         from concurrent.futures import ThreadPoolExecutor
@@ -140,7 +141,7 @@ class RegisteredSearch:
                     D[u] = self._refine(q["fine"][sl][u], b["fine"], rows[u], views[u], sums=sums["fine"])
             return D, rows
 
-        torch.set_num_threads(1)  # many small FFTs: one thread per op avoids oversubscription on shared cores
+        torch.set_num_threads(1)  # many small ops: one thread per op avoids oversubscription on shared cores
         try:
             if n_workers > 1 and len(starts) > 1:
                 with ThreadPoolExecutor(n_workers) as pool:
@@ -217,7 +218,7 @@ class RegisteredSearch:
         for level in ("coarse", "fine"):
             B = b[level]
             m, Wc, r0, _ = self._window(B.shape[-1])
-            cache = b.setdefault(f"_sums_{level}", {})
+            cache = b.setdefault(f"_sums_{level}_m{m}", {})  # the disk and shifts follow from size and m
             if "sums" not in cache:
                 cache["sums"] = torch.zeros(len(B), 2, (2 * m + 1) ** 2)
                 cache["done"] = np.zeros(len(B), dtype=bool)
