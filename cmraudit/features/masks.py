@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def mask_features(masks: np.ndarray, *, size: int = 16, batch: int = 4096) -> np.ndarray:
     """[N, 3·size²] float32 soft one-hot (RV, MYO, LV)."""
     n, h, w = masks.shape
@@ -16,7 +15,8 @@ def mask_features(masks: np.ndarray, *, size: int = 16, batch: int = 4096) -> np
     for s in range(0, n, batch):
         m = np.asarray(masks[s : s + batch])
         if size and size < h and h % size == 0 and w % size == 0:
-            # block means of 0/1 values are counts / block area: count in integers (exact in any order), then divide
+            # block means of 0/1 values are counts / block area: count in integers (exact in any order, so the
+            # contiguous rows first, unlike pixel.block_mean, which must keep numpy's float order), then divide
             fy, fx = h // size, w // size
             oh = np.empty((len(m), 3, size, size), np.float32)
             for i, c in enumerate((1, 2, 3)):
