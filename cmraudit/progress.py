@@ -36,30 +36,55 @@ class _Status:
         self.loss: float | None = None
         self.t_task = time.monotonic()
         self.last_line = 0.0
+        self.side: dict[int, _Side] = {}  # tasks of worker threads (jobs side by side), by thread id
 
     def line(self) -> str:
         now = time.monotonic()
         where = " · ".join(x for x in (self.stage, self.task) if x) or "working"
         text = f"[cmraudit +{now - (self.t0 or now):.1f}s] {where}"
         if self.total:
-            text += f": step {self.step}/{self.total} ({100 * self.step // max(1, self.total)} %)"
-            if self.loss is not None:
-                text += f", loss {self.loss:.4g}"
-            done, dt = self.step - self.start_step, now - self.t_task
-            if 0 < done and self.step < self.total and dt > 0:
-                text += f", ETA {_hms((self.total - self.step) * dt / done)}"
+            text += _counted(self.step, self.total, self.start_step, self.loss, now - self.t_task)
+        for side in list(self.side.values()):
+            text += f" · {side.desc}" + (_counted(side.step, side.total, side.start, side.loss, now - side.t)
+                                         if side.total else "")
         return text
 
-    def emit(self, suffix: str = "") -> None:
-        """Print the status line now (only inside a heartbeat, only on rank 0)."""
+    def emit(self, suffix: str = "", *, only: str | None = None) -> None:
+        """Print the status line now (only inside a heartbeat, only on rank 0); ``only``: a line about that task
+        alone (``stage · task: started``), not the full status."""
         with self.lock:
             if self.t0 is None or os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
                 return
+            now = time.monotonic()
+            text = self.line() if only is None else (
+                f"[cmraudit +{now - self.t0:.1f}s] " + " · ".join(x for x in (self.stage, only) if x))
             try:
-                print(self.line() + suffix, file=self.stream, flush=True)
+                print(text + suffix, file=self.stream, flush=True)
             except (OSError, ValueError):  # a closed pipe must not break the run
                 pass
             self.last_line = time.monotonic()
+
+
+class _Side:
+    """A counted task of a worker thread, shown after the main task on the status line."""
+
+    def __init__(self, desc: str, total: int, start: int) -> None:
+        self.desc, self.total, self.step, self.start = desc, int(total), int(start), int(start)
+        self.loss: float | None = None
+        self.t = time.monotonic()
+
+
+def _counted(step: int, total: int, start: int, loss: float | None, dt: float) -> str:
+    text = f": step {step}/{total} ({100 * step // max(1, total)} %)"
+    if loss is not None:
+        text += f", loss {loss:.4g}"
+    if 0 < step - start and step < total and dt > 0:
+        text += f", ETA {_hms((total - step) * dt / (step - start))}"
+    return text
+
+
+def _worker() -> bool:
+    return threading.current_thread() is not threading.main_thread()
 
 
 STATUS = _Status()
@@ -138,15 +163,29 @@ def lines_mode() -> bool:
 
 
 def task(desc: str, total: int, start: int = 0, *, announce: bool = False) -> None:
-    """Start a counted task inside the current stage (a training run, a sampling loop)."""
+    """Start a counted task inside the current stage (a training run, a sampling loop). From a worker thread (a job
+    side by side, cmraudit.cpu) the task is shown after the main one on the status line."""
+    if _worker():
+        with STATUS.lock:
+            STATUS.side[threading.get_ident()] = _Side(desc, total, start)
+        if announce:
+            STATUS.emit(": started (side by side)", only=desc + _counted(start, total, start, None, 0.0))
+        return
     STATUS.task, STATUS.total, STATUS.step, STATUS.start_step = desc, int(total), int(start), int(start)
     STATUS.loss, STATUS.t_task = None, time.monotonic()
     if announce:
-        STATUS.emit(": started")
+        STATUS.emit(": started", only=desc + (_counted(start, total, start, None, 0.0) if total else ""))
 
 
 def update(step: int | None = None, *, loss: float | None = None, advance: int = 0, desc: str | None = None) -> None:
     """Progress of the current task: its step (or ``advance`` steps), last loss, or a new description."""
+    if _worker():
+        side = STATUS.side.get(threading.get_ident())
+        if side is not None:
+            side.step = int(step) if step is not None else side.step + int(advance)
+            side.loss = float(loss) if loss is not None else side.loss
+            side.desc = desc if desc is not None else side.desc
+        return
     if step is not None:
         STATUS.step = int(step)
     STATUS.step += int(advance)
@@ -156,7 +195,16 @@ def update(step: int | None = None, *, loss: float | None = None, advance: int =
         STATUS.task = desc
 
 
+def side_summary() -> str:
+    """The worker threads' counted tasks in short (``mask model 300/800``), for a terminal's progress bar."""
+    return ", ".join(f"{x.desc} {x.step}/{x.total}" if x.total else x.desc for x in list(STATUS.side.values()))
+
+
 def end_task() -> None:
+    if _worker():
+        with STATUS.lock:
+            STATUS.side.pop(threading.get_ident(), None)
+        return
     STATUS.task, STATUS.total, STATUS.loss = "", 0, None
 
 

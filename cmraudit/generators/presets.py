@@ -4,8 +4,9 @@
 * ``quick`` — CPU, 64² px images, channels (32, 64, 64), attention only at the lowest level, one res
   block, scaled-linear β, DDIM-25 image sampling (the DDPM image model predicts v with Min-SNR-5 weighting). The
   mask model works at 32² (``mask_size``; upsampled before the argmax), predicts x0, is conditioned on the slice's
-  position along the stack and its phase (``mask_position_bins=4``; mask_model.slice_classes), trains 800 steps and
-  samples with DDIM-20. The whole ``cmraudit run`` takes about 5 minutes on 2 idle cores with native bfloat16
+  position along the stack and its phase (``mask_position_bins=4``; mask_model.slice_classes), trains 1000 steps
+  (on the CPU beside the image stage, which it ends before: cmraudit/generators/side_by_side.py) and samples with
+  DDIM-20. The whole ``cmraudit run`` takes about 5 minutes on 2 idle cores with native bfloat16
   (more without; docs/benchmarks.md).
 * ``paper`` — the reference study (docs/design.md § 2): 128² px, channels 64–512 with attention at
   the two deepest levels, 1000-step linear β, batch 8, 400 epochs, lr 1e-4 with cosine warm-up,
@@ -58,7 +59,7 @@ COMMON: dict[str, dict] = {
         "mask_size": 32,
         "mask_sampling_steps": 20,
         "mask_position_bins": 4,  # slice position × phase classes (mask_model.slice_classes; docs/benchmarks.md)
-        "mask_steps": 800,  # with position classes 800 steps suffice (docs/benchmarks.md)
+        "mask_steps": 1000,  # trains beside the image stage on CPU: 1000 steps end before its 360 (docs/benchmarks.md)
         "mask_epochs": None,
         "num_train_timesteps": 1000,
         "schedule": "scaled_linear_beta",

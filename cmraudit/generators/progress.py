@@ -4,9 +4,10 @@ Inside a heartbeat (no terminal: cmraudit/progress.py) the bars are replaced by 
 """
 from __future__ import annotations
 
+import threading
 import time
 
-from ..progress import end_task, lines_mode, make_console, task, update  # noqa: F401 - make_console re-exported
+from ..progress import end_task, lines_mode, make_console, side_summary, task, update  # noqa: F401 - make_console re-exported
 from .distributed import is_main_process
 
 
@@ -35,8 +36,9 @@ class TrainProgress:
         if not enabled:
             return
         task(desc, total, start, announce=True)
-        if lines_mode():  # lines instead of a bar that cannot refresh
-            return
+        self.desc = desc
+        if lines_mode() or threading.current_thread() is not threading.main_thread():
+            return  # lines instead of a bar that cannot refresh; a worker thread's task shows on the main bar
         self.bar = _rich_progress("loss {task.fields[loss]}", "{task.fields[speed]} it/s", transient=transient)
         self.bar.start()
         self.task = self.bar.add_task(desc, total=total, completed=start, loss="-", speed="-")
@@ -50,7 +52,9 @@ class TrainProgress:
             return
         dt = time.perf_counter() - self.t0
         speed = (step - self.s0) / dt if dt > 0 else 0.0
-        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{speed:.2f}")
+        beside = side_summary()
+        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{speed:.2f}",
+                        description=f"{self.desc} ({beside})" if beside else self.desc)
 
     def close(self) -> None:
         if self.enabled:
@@ -71,7 +75,7 @@ class progress_bar:  # noqa: N801 - used as a context manager
     def __enter__(self) -> "progress_bar":
         if self.enabled:
             task(self.desc, self.total)
-            if not lines_mode():
+            if not lines_mode() and threading.current_thread() is threading.main_thread():
                 self.bar = _rich_progress()
                 self.bar.start()
                 self.task = self.bar.add_task(self.desc, total=self.total)

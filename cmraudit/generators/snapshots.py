@@ -3,9 +3,11 @@
 Inside :func:`cmraudit.generators.train_log.log_to` (``cmraudit run``), the two-stage image stage draws
 :data:`K` images at each of :data:`FRACTIONS` of its steps, from :data:`K` masks the (already trained) mask model
 drew once — never a patient's mask — with fixed seeds, so the grid shows how the same draws sharpen as
-training goes. The global RNG state is saved and restored around each draw, so training is unchanged (the
-same weights with and without snapshots). Off under DP-SGD (Opacus owns the module then) and off the main
-process. File: ``images`` float16 [T, K, H, W] in [-1, 1], ``masks`` uint8 [T, K, H, W], ``steps`` int [T].
+training goes. When the mask model trains side by side with the image stage (:mod:`.side_by_side`), the image
+weights at a mark it has not finished by are kept and drawn once it has: the same file. The global RNG state is
+saved and restored around each draw, so training is unchanged (the same weights with and without snapshots).
+Off under DP-SGD (Opacus owns the module then) and off the main process. File: ``images`` float16 [T, K, H, W]
+in [-1, 1], ``masks`` uint8 [T, K, H, W], ``steps`` int [T].
 """
 from __future__ import annotations
 
@@ -46,22 +48,31 @@ def snapshot_callback(gen: Any, net, *, total: int, size: tuple[int, int], seed:
     """``callback`` for the image stage's ``train_loop`` that also stores the snapshots (``callback`` unchanged
     when no log directory is set, under DP, or off the main process)."""
     directory = current_log_dir()
-    if directory is None or dp or not is_main_process() or getattr(gen, "mask_model_", None) is None:
+    ready = getattr(gen, "mask_model_", None)
+    pending = getattr(gen, "pending_mask_model_", None)  # the mask model still training beside (side_by_side.py)
+    if directory is None or dp or not is_main_process() or (ready is None and pending is None):
         return callback
+    import copy
+
     import torch
 
     marks = sorted({max(1, round(f * int(total))) for f in FRACTIONS})
     path = Path(directory) / SNAPSHOT_DIR / f"{stage}.npz"
     rows = _read(path)  # a resumed stage keeps the snapshots taken before the interruption
-    state: dict[str, Any] = {"masks": None, "on": True}
+    state: dict[str, Any] = {"masks": None, "on": True, "mask_model": ready, "stash": []}
 
-    def _draw(step: int) -> None:
+    def _mask_model(wait: bool):
+        if state["mask_model"] is None:
+            state["mask_model"] = pending(wait)
+        return state["mask_model"]
+
+    def _draw(step: int, net) -> None:
         from .diffusion import onehot
 
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             if state["masks"] is None:
-                state["masks"] = np.asarray(gen.mask_model_.sample(K, shape=size, seed=seed + 7_000_003, device=device,
-                                                                   batch_size=K))
+                state["masks"] = np.asarray(_mask_model(True).sample(K, shape=size, seed=seed + 7_000_003,
+                                                                      device=device, batch_size=K))
             had = "image_modules_" in gen.__dict__
             old, was_training = gen.__dict__.get("image_modules_"), net.training
             gen.image_modules_ = {"image": net}
@@ -78,10 +89,21 @@ def snapshot_callback(gen: Any, net, *, total: int, size: tuple[int, int], seed:
         rows.append((step, x[:, 0].clamp(-1, 1).float().cpu().numpy(), state["masks"].astype(np.uint8)))
         _write(path, rows)
 
+    def _snapshot(step: int) -> None:
+        if _mask_model(step >= marks[-1]) is None:  # keep the weights; draw once the mask model is trained
+            state["stash"].append((step, {k: v.detach().clone() for k, v in net.state_dict().items()}))
+            return
+        for s, weights in state["stash"]:
+            earlier = copy.deepcopy(net)
+            earlier.load_state_dict(weights)
+            _draw(s, earlier)
+        state["stash"] = []
+        _draw(step, net)
+
     def _cb(step: int, loss: float) -> None:
         if state["on"] and step in marks:
             try:
-                _draw(step)
+                _snapshot(step)
             except Exception as e:  # noqa: BLE001 - a diagnostic must never stop training
                 state["on"] = False
                 warnings.warn(f"training snapshots off for {stage}: {type(e).__name__}: {e}", stacklevel=2)

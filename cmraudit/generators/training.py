@@ -57,11 +57,15 @@ def lr_factor(step: int, *, warmup: int, total: int) -> float:
 
 
 def seeded(seed: int):
-    """Context manager: fork the global torch RNG and seed it (deterministic weight init)."""
+    """Context manager: fork the global torch RNG and seed it (deterministic weight init).
+
+    Holds :data:`cmraudit.cpu.GLOBAL_RNG_LOCK`, so jobs running side by side (``cmraudit.cpu.map_side_by_side``)
+    initialise their networks one at a time from the seeded RNG."""
+    from ..cpu import GLOBAL_RNG_LOCK
 
     @contextlib.contextmanager
     def _cm():
-        with torch.random.fork_rng(devices=[]):
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             yield
 

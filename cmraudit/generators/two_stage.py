@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import Dataset
+from ..cpu import side_by_side_lanes
 from ..device import precision_name, select_device
 from ..dp import DPConfig, compose_budget, require_dp_support, stage_weights
 from ..errors import DataError, UsageError
@@ -28,6 +29,7 @@ from .dp_stages import DPStages
 from .mask_model import MaskDiffusion, n_slice_classes, slice_classes
 from .presets import resolve_preset
 from .progress import progress_bar
+from .side_by_side import fit_side_by_side
 from .training import train_loop
 from .two_stage_io import TwoStageIO
 from .two_stage_params import BASE_DEFAULTS, TwoStageParams, _signature
@@ -44,6 +46,9 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
     presets: ClassVar[dict[str, dict]] = {}
     # stages trained on patient data; under DP their noise is calibrated jointly (DPConfig.calibrate)
     dp_stages: ClassVar[tuple[str, ...]] = ("mask_model", "image_model")
+    # True when fit_image_stage reads self.mask_model_ (the two stages then train one after the other, never side by
+    # side: cmraudit/generators/side_by_side.py)
+    image_stage_uses_mask_model: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         defaults = self._defaults()
@@ -181,7 +186,11 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
         resume: bool = False,
         callback=None,
     ) -> "TwoStageGenerator":
-        """Train the mask model, then the image model, on ``train`` (all its slices).
+        """Train the mask model and the image model on ``train`` (all its slices).
+
+        On a CPU with two or more threads the two stages train side by side, one thread each
+        (:mod:`cmraudit.generators.side_by_side`; ``CMRAUDIT_SIDE_BY_SIDE=0`` trains them one after the other);
+        ``callback(step, loss)`` then receives both stages' steps, one call at a time.
 
         ``work_dir`` keeps resumable training state (``mask/`` and ``image/``); ``resume=True``
         continues an interrupted fit with the same seed and parameters and reaches the same weights.
@@ -213,26 +222,28 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
         bins = int(self.mask_position_bins)
         mask_labels = (slice_classes(train.slice_index, train.frame, train.patient_id, position_bins=bins)
                        if bins else None)
-        mask_model.fit(np.asarray(train.masks), seed=seed, device=device, work_dir=None if wd is None else wd / "mask",
-                       resume=resume, progress=progress, dp=stage_dp.get("mask_model"), callback=callback,
-                       patient_ids=patient_ids, labels=mask_labels)
-        if mask_model.result_.dp is not None:
-            self.dp_budgets_.append(mask_model.result_.dp)
-        self.mask_model_ = mask_model
+        self.__dict__.pop("mask_model_", None)  # a refit's image stage never sees the last fit's mask model
+
+        def fit_mask(cb):
+            return mask_model.fit(np.asarray(train.masks), seed=seed, device=device, resume=resume, progress=progress,
+                                  work_dir=None if wd is None else wd / "mask", dp=stage_dp.get("mask_model"),
+                                  callback=cb, patient_ids=patient_ids, labels=mask_labels)
+
+        def fit_image(cb):
+            return self.fit_image_stage(images, masks_oh, labels, seed=seed, device=device, work_dir=wd, resume=resume,
+                                        progress=progress, dp=stage_dp, callback=cb, patient_ids=patient_ids)
+
+        together = not stage_dp and dist_info()[1] == 1 and not self.image_stage_uses_mask_model
+        if together and side_by_side_lanes(device, 2) >= 2:  # cmraudit/generators/side_by_side.py
+            mask_model, image_summary = fit_side_by_side(self, fit_mask, fit_image, callback)
+            self.mask_model_ = mask_model
+        else:
+            fit_mask(callback)
+            if mask_model.result_.dp is not None:
+                self.dp_budgets_.append(mask_model.result_.dp)
+            self.mask_model_ = mask_model
+            image_summary = fit_image(callback)
         self.mask_class_freq_ = None if mask_model.class_freq_ is None else mask_model.class_freq_.tolist()
-        image_summary = self.fit_image_stage(
-            images,
-            masks_oh,
-            labels,
-            seed=seed,
-            device=device,
-            work_dir=wd,
-            resume=resume,
-            progress=progress,
-            dp=stage_dp,
-            callback=callback,
-            patient_ids=patient_ids,
-        )
         self.dp_ = None
         if stage_dp:
             self.dp_ = compose_budget(self.dp_budgets_, target_epsilon=float(dp.epsilon),

@@ -170,32 +170,47 @@ def evaluate_utility(
     sp = np.where(np.isfinite(test.spacing_mm), test.spacing_mm, 1.0)
     penalty = missed_penalty_mm(test.shape, tuple(sp.max(axis=0)))
     out: dict = {}
-    timings: dict = {}
-    real_model = None
-    spacing_assumed = False
+    jobs: list[tuple[str, Dataset, Dataset, str]] = []  # (timing key, training set, test set, label)
     for r in regimes:
         needs_syn = r != "real"
         if needs_syn and (synthetic is None or len(synthetic) == 0):
             out[r] = skipped("no synthetic set was given")
-            continue
-        if r != "synthetic" and len(train) == 0:
+        elif r != "synthetic" and len(train) == 0:
             out[r] = skipped("no real training slices")
-            continue
-        ds = train if r == "real" else synthetic if r == "synthetic" else _mix(train, synthetic, mix_ratio, seed)
-        seg, _, sc, fit_s = _train_and_score(ds, test, preset=preset, seed=seed, progress=progress,
-                                             seg_params=segmenter_params, label=r)
-        spacing_assumed |= sc.spacing_assumed
-        timings[r] = fit_s
-        out[r] = _regime_block(sc, ds, fit_s, seed=seed)
-        if r == "real+synthetic":
-            out[r]["mix_ratio"] = mix_ratio
-        if r == "real":
-            real_model = seg
-    cv = skipped("cross-vendor evaluation disabled") if not cross_vendor else _cross_vendor(
-        train=train, synthetic=synthetic, test=test, seed=seed, preset=preset, mix_ratio=mix_ratio,
-        real_model=real_model, progress=progress, seg_params=segmenter_params, timings=timings)
+        else:
+            ds = train if r == "real" else synthetic if r == "synthetic" else _mix(train, synthetic, mix_ratio, seed)
+            jobs.append((r, ds, test, r))
+    cv = skipped("cross-vendor evaluation disabled") if not cross_vendor else _cross_vendor_plan(
+        train=train, synthetic=synthetic, test=test, seed=seed, mix_ratio=mix_ratio, jobs=jobs)
+    results = _fit_all(jobs, preset=preset, seed=seed, progress=progress, seg_params=segmenter_params)
+    timings = {key: res[3] for key, res in results.items()}
+    spacing_assumed = any(res[2].spacing_assumed for key, res in results.items() if key in REGIMES)
+    for key, ds, _, _ in jobs:
+        if key in REGIMES:
+            out[key] = _regime_block(results[key][2], ds, results[key][3], seed=seed)
+            if key == "real+synthetic":
+                out[key]["mix_ratio"] = mix_ratio
+    out = {r: out[r] for r in regimes}
+    if isinstance(cv, dict) and "regimes" in cv:
+        _cross_vendor_blocks(cv, jobs, results, seed=seed)
     test_info = {"patients": int(len(np.unique(test.patient_id.astype(str)))), "slices": int(len(test))}
     return UtilityResult(out, cv, test_info, preset, float(mix_ratio), penalty, spacing_assumed, timings)
+
+
+def _fit_all(jobs, *, preset, seed, progress, seg_params) -> dict:
+    """Train and score every job's segmenter: side by side on a CPU with two or more threads (one torch thread each,
+    cmraudit.cpu.map_side_by_side), else one after the other. Key → (segmenter, prediction, scores, fit seconds)."""
+    from ..cpu import map_side_by_side, side_by_side_lanes
+    from ..device import select_device
+    from ..generators.progress import progress_bar
+
+    lanes = side_by_side_lanes(select_device(seg_params.get("device", "auto")), len(jobs))
+    with progress_bar("utility segmenters", total=len(jobs), enabled=progress and lanes > 1) as bar:
+        done = map_side_by_side(
+            lambda job: _train_and_score(job[1], job[2], preset=preset, seed=seed, progress=progress,
+                                         seg_params=seg_params, label=job[3]),
+            jobs, lanes=lanes, on_done=lambda: bar.advance(1))
+    return {job[0]: res for job, res in zip(jobs, done)}
 
 
 def utility_stage(ctx) -> dict:
@@ -206,9 +221,8 @@ def utility_stage(ctx) -> dict:
                             progress=ctx.progress, device=ctx.device).to_dict()
 
 
-def _cross_vendor(
-    *, train, synthetic, test, seed, preset, mix_ratio, real_model, progress, seg_params, timings
-) -> dict:
+def _cross_vendor_plan(*, train, synthetic, test, seed, mix_ratio, jobs) -> dict:
+    """The cross-vendor section's frame; appends its segmenters to ``jobs`` (keys ``cross_vendor.*``)."""
     groups = vendor_groups(train, test)
     if groups is None:
         return skipped("vendors unknown or fewer than two vendors in the data")
@@ -218,35 +232,34 @@ def _cross_vendor(
     if len(tr) == 0 or len(te) == 0:
         return skipped(f"no training slices of vendors {src} or no test slices of vendors {tgt}")
     res: dict = {"source_vendors": list(src), "target_vendors": list(tgt),
-                 "test": {"patients": int(len(np.unique(te.patient_id.astype(str)))), "slices": int(len(te))}}
-    regimes: dict = {}
-    seg, _, sc, fit_s = _train_and_score(tr, te, preset=preset, seed=seed, progress=progress, seg_params=seg_params,
-                                         label="real (cross-vendor)")
-    timings["cross_vendor.real"] = fit_s
-    regimes["real"] = _regime_block(sc, tr, fit_s, seed=seed)
+                 "test": {"patients": int(len(np.unique(te.patient_id.astype(str)))), "slices": int(len(te))},
+                 "regimes": {}}
+    jobs.append(("cross_vendor.real", tr, te, "real (cross-vendor)"))
+    syn_t = None
     if synthetic is not None and len(synthetic):
         syn_t = synthetic.subset(np.isin(synthetic.vendor.astype(str), tgt))
-    else:
-        syn_t = None
     if syn_t is None or len(syn_t) == 0:
-        regimes["real+synthetic"] = skipped(
+        res["regimes"]["real+synthetic"] = skipped(
             f"the synthetic set has no slices rendered in the style of vendors {'/'.join(tgt)} "
             "(needs a generator with vendor conditioning)")
     else:
-        mixed = _mix(tr, syn_t, mix_ratio, seed)
-        seg, _, sc, fit_s = _train_and_score(mixed, te, preset=preset, seed=seed, progress=progress,
-                                             seg_params=seg_params, label="real+synthetic (cross-vendor)")
-        timings["cross_vendor.real+synthetic"] = fit_s
-        regimes["real+synthetic"] = _regime_block(sc, mixed, fit_s, seed=seed)
-    if real_model is not None:
-        pred = real_model.predict(np.asarray(te.images))
-        sc = score_segmentation(
-            pred=pred,
-            gt=np.asarray(te.masks),
-            patient_id=te.patient_id,
-            annotated=te.annotated,
-            spacing_mm=te.spacing_mm,
-        )
-        regimes["real_all_vendors"] = summarise_scores(sc, seed=seed)
-    res["regimes"] = regimes
+        jobs.append(("cross_vendor.real+synthetic", _mix(tr, syn_t, mix_ratio, seed), te,
+                     "real+synthetic (cross-vendor)"))
     return res
+
+
+def _cross_vendor_blocks(res: dict, jobs, results: dict, *, seed: int) -> None:
+    """Fill the cross-vendor regimes from the trained segmenters (``real_all_vendors``: the ``real`` regime's model
+    scored on the target vendors' test patients)."""
+    regimes = res["regimes"]
+    te = None
+    for key, ds, test, _ in jobs:
+        if key.startswith("cross_vendor."):
+            regimes[key.split(".", 1)[1]] = _regime_block(results[key][2], ds, results[key][3], seed=seed)
+            te = test
+    res["regimes"] = {k: regimes[k] for k in ("real", "real+synthetic") if k in regimes}
+    if "real" in results and te is not None:
+        pred = results["real"][0].predict(np.asarray(te.images))
+        sc = score_segmentation(pred=pred, gt=np.asarray(te.masks), patient_id=te.patient_id,
+                                annotated=te.annotated, spacing_mm=te.spacing_mm)
+        res["regimes"]["real_all_vendors"] = summarise_scores(sc, seed=seed)

@@ -17,10 +17,12 @@ unknown is never treated as background.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..cpu import GLOBAL_RNG_LOCK
 from ..data.dataset import ALL_STRUCTURES, STRUCTURE_BIT, STRUCTURES
 from ..device import select_device
 from ..errors import NotFittedError, UsageError
@@ -137,9 +139,11 @@ class Segmenter:
                 f"image size {h}x{w} must be divisible by {div} for filters {cfg.filters}; use fewer levels"
             )
         dev = select_device(self.device)
-        torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        net = make_dynunet(cfg.filters).to(dev)
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):  # init from the seeded global RNG, one at a time
+            torch.manual_seed(seed)
+            net = make_dynunet(cfg.filters)
+        net = net.to(dev)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, cfg.iterations) / cfg.iterations))
@@ -154,7 +158,7 @@ class Segmenter:
         bar = None
         if progress:
             status_task(desc, cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
-        if progress and not lines_mode():
+        if progress and not lines_mode() and threading.current_thread() is threading.main_thread():
             from rich.progress import Progress
 
             bar = Progress(transient=True)

@@ -90,3 +90,30 @@ def test_partial_labels_use_marginal_loss_and_unknown_is_not_scored():
         progress=False,
     ).to_dict()
     assert d["regimes"]["real"]["dice"]["RV"]["status"] == "skipped"
+
+
+def test_segmenters_side_by_side_give_the_one_thread_results(monkeypatch):
+    """On two threads the five segmenters train side by side, one thread each: the section equals a one-thread run
+    one after the other (only the timings differ)."""
+    import torch
+
+    from cmraudit.cpu import ENV_SIDE_BY_SIDE
+
+    train, test = _toy(8, "ABCD", 0), _toy(4, "ABCD", 1, tag="t")
+    syn = _toy(4, "CD", 2, tag="s")
+
+    def run():
+        d = evaluate_utility(train=train, synthetic=syn, test=test, seed=0, iterations=6, progress=True).to_dict()
+        d.pop("timings_s")
+        for block in (d["regimes"], d["cross_vendor"]["regimes"]):
+            for r in block.values():
+                r.pop("train_time_s", None)
+        return d
+
+    torch.set_num_threads(2)  # the fixture restores one thread
+    side = run()
+    monkeypatch.setenv(ENV_SIDE_BY_SIDE, "0")
+    torch.set_num_threads(1)
+    assert run() == side
+    assert list(side["regimes"]) == ["real", "synthetic", "real+synthetic"]
+    assert list(side["cross_vendor"]["regimes"]) == ["real", "real+synthetic", "real_all_vendors"]
