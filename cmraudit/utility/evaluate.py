@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..cpu import map_side_by_side, side_by_side_lanes
 from ..data.dataset import STRUCTURES, Dataset
+from ..device import select_device
 from ..errors import DataError, UsageError
 from ..estimates import Estimate, bootstrap_mean_ci, skipped
+from ..generators.progress import progress_bar
 from .metrics import PatientScores, missed_penalty_mm, score_segmentation
 from .segmentation import PRESETS, Segmenter
 
@@ -200,10 +203,6 @@ def evaluate_utility(
 def _fit_all(jobs, *, preset, seed, progress, seg_params) -> dict:
     """Train and score every job's segmenter: side by side on a CPU with two or more threads (one torch thread each,
     cmraudit.cpu.map_side_by_side), else one after the other. Key → (segmenter, prediction, scores, fit seconds)."""
-    from ..cpu import map_side_by_side, side_by_side_lanes
-    from ..device import select_device
-    from ..generators.progress import progress_bar
-
     lanes = side_by_side_lanes(select_device(seg_params.get("device", "auto")), len(jobs))
     with progress_bar("utility segmenters", total=len(jobs), enabled=progress and lanes > 1) as bar:
         done = map_side_by_side(

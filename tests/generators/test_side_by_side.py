@@ -72,6 +72,8 @@ def test_side_by_side_equals_one_stage_after_the_other_on_one_thread(tmp_path, t
     assert snaps[0]["steps"].tolist() == snaps[1]["steps"].tolist()
     assert (snaps[0]["masks"] == snaps[1]["masks"]).all() and (snaps[0]["images"] == snaps[1]["images"]).all()
     assert seq.mask_model_ is not None and not hasattr(side, "pending_mask_model_")
+    # the worker thread sees the caller's log directory (context variables): both stages' training logs are written
+    assert (tmp_path / "side" / "mask_model.csv").is_file() and (tmp_path / "side" / "image_model.csv").is_file()
 
 
 def test_snapshots_wait_for_a_mask_model_still_training(tmp_path):
@@ -176,3 +178,22 @@ def test_not_side_by_side_under_dp_on_one_thread_or_when_the_image_stage_needs_t
     _gen(mask_steps=3, steps=3).fit(ds, seed=0, progress=False, dp=DPConfig(epsilon=8, delta=1e-3),
                                     callback=lambda s, l: names.append(threading.current_thread().name))
     assert names and WORKER not in names  # DP-SGD: one stage after the other (the budgets compose in order)
+
+
+@pytest.mark.parametrize("name", ["ldm", "fm"])
+def test_the_other_built_in_generators_side_by_side_equal_one_thread(name, threads, monkeypatch):
+    """The LDM's own image stage (autoencoder, then latent UNet) and the flow model also run beside the mask model."""
+    ds = make_toy_dataset(n_patients=3, slices=2, size=32)
+
+    def fit():
+        return get_plugin(name).cls.from_preset("micro", device="cpu", mask_steps=8).fit(ds, seed=2, progress=False)
+
+    threads(2)
+    side = fit()
+    monkeypatch.setenv(ENV_SIDE_BY_SIDE, "0")
+    threads(1)
+    one = fit()
+    assert _equal(side.mask_model_.state_dict(), one.mask_model_.state_dict())
+    assert side.image_modules_.keys() == one.image_modules_.keys()
+    for key in side.image_modules_:
+        assert _equal(side.image_modules_[key].state_dict(), one.image_modules_[key].state_dict()), key

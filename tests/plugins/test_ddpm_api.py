@@ -83,7 +83,7 @@ def test_presets():
         and quick["image_size"] == 64
     )
     assert quick["sampler"] == "ddim" and quick["sampling_steps"] == 20 and quick["schedule"] == "scaled_linear_beta"
-    assert quick["steps"] == 360 and quick["mask_steps"] == 800 and quick["mask_position_bins"] == 4
+    assert quick["steps"] == 360 and quick["mask_steps"] == 1000 and quick["mask_position_bins"] == 4
     assert quick["mask_size"] == 32 and quick["mask_sampling_steps"] == 20 and paper["mask_size"] is None
     assert (
         paper["num_train_timesteps"] == 1000
