@@ -7,7 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
-from ..progress import end_task, lines_mode, make_console, side_summary, task, update  # noqa: F401 - make_console re-exported
+from ..progress import make_console  # noqa: F401 - re-exported
+from ..progress import end_task, lines_mode, side_summary, task, update
 from .distributed import is_main_process
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..cpu import GLOBAL_RNG_LOCK
 from ..device import autocast, autocast_dtype
 from ..dp.private import make_private
 from ..errors import CheckpointError, UsageError
@@ -61,7 +62,6 @@ def seeded(seed: int):
 
     Holds :data:`cmraudit.cpu.GLOBAL_RNG_LOCK`, so jobs running side by side (``cmraudit.cpu.map_side_by_side``)
     initialise their networks one at a time from the seeded RNG."""
-    from ..cpu import GLOBAL_RNG_LOCK
 
     @contextlib.contextmanager
     def _cm():
