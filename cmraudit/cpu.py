@@ -156,7 +156,7 @@ def side_by_side_lanes(device, jobs: int) -> int:
     if getattr(device, "type", str(device)) != "cpu" or jobs < 2:
         return 1
     n = torch.get_num_threads()
-    return max(1, min(int(n), int(jobs))) if n >= 2 else 1
+    return min(int(n), int(jobs)) if n >= 2 else 1
 
 
 @contextlib.contextmanager

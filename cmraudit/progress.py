@@ -162,6 +162,12 @@ def lines_mode() -> bool:
     return STATUS.t0 is not None
 
 
+def bars_here() -> bool:
+    """True where a rich progress bar may be drawn: on a terminal (not :func:`lines_mode`) and on the main thread
+    (a worker thread's task shows on the status line and in the main bar's description instead)."""
+    return not lines_mode() and not _worker()
+
+
 def task(desc: str, total: int, start: int = 0, *, announce: bool = False) -> None:
     """Start a counted task inside the current stage (a training run, a sampling loop). From a worker thread (a job
     side by side, cmraudit.cpu) the task is shown after the main one on the status line."""

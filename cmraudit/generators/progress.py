@@ -4,11 +4,10 @@ Inside a heartbeat (no terminal: cmraudit/progress.py) the bars are replaced by 
 """
 from __future__ import annotations
 
-import threading
 import time
 
 from ..progress import make_console  # noqa: F401 - re-exported
-from ..progress import end_task, lines_mode, side_summary, task, update
+from ..progress import bars_here, end_task, side_summary, task, update
 from .distributed import is_main_process
 
 
@@ -38,7 +37,7 @@ class TrainProgress:
             return
         task(desc, total, start, announce=True)
         self.desc = desc
-        if lines_mode() or threading.current_thread() is not threading.main_thread():
+        if not bars_here():
             return  # lines instead of a bar that cannot refresh; a worker thread's task shows on the main bar
         self.bar = _rich_progress("loss {task.fields[loss]}", "{task.fields[speed]} it/s", transient=transient)
         self.bar.start()
@@ -76,7 +75,7 @@ class progress_bar:  # noqa: N801 - used as a context manager
     def __enter__(self) -> "progress_bar":
         if self.enabled:
             task(self.desc, self.total)
-            if not lines_mode() and threading.current_thread() is threading.main_thread():
+            if bars_here():
                 self.bar = _rich_progress()
                 self.bar.start()
                 self.task = self.bar.add_task(self.desc, total=self.total)

@@ -17,7 +17,6 @@ unknown is never treated as background.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,7 +25,7 @@ from ..cpu import GLOBAL_RNG_LOCK
 from ..data.dataset import ALL_STRUCTURES, STRUCTURE_BIT, STRUCTURES
 from ..device import select_device
 from ..errors import NotFittedError, UsageError
-from ..progress import end_task, lines_mode, update
+from ..progress import bars_here, end_task, update
 from ..progress import task as status_task
 
 
@@ -158,7 +157,7 @@ class Segmenter:
         bar = None
         if progress:
             status_task(desc, cfg.iterations)  # status lines without a terminal (cmraudit/progress.py)
-        if progress and not lines_mode() and threading.current_thread() is threading.main_thread():
+        if progress and bars_here():
             from rich.progress import Progress
 
             bar = Progress(transient=True)
