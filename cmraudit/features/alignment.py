@@ -45,6 +45,10 @@ from .registration_ops import (  # noqa: F401 - dihedral_views, _disk and _rotat
 )
 
 
+#: dihedral_views' reflections (flip x, flip y, transpose, anti-transpose); the rest are rotations by k · 90°
+_REFLECTIONS = frozenset({1, 2, 4, 7})
+
+
 class RegisteredSearch:
     """Registered residual search (see module docstring). Stateless apart from its parameters."""
 
@@ -199,12 +203,20 @@ class RegisteredSearch:
         return out[0], out[1]
 
     def _views(self, qb, angles):
-        """Every dihedral view of each query at every coarse angle: [b, 8 · len(angles), S, S] (view = d · n_a + a)."""
+        """Every dihedral view of each query at every coarse angle: [b, 8 · len(angles), S, S] (view = d · n_a + a).
+
+        Rotations commute with the group's rotations and turn into rotations by −a under its reflections, so each
+        query is rotated once per angle and the 8 elements are flips and transposes of those (5 resamplings a query
+        instead of 40; the same pixels up to float rounding of the mirrored sampling positions).
+        """
         torch = _torch()
         b = len(qb)
-        dih = torch.cat(dihedral_views(qb))  # [8b, S, S], element-major
-        V = torch.stack([_rotate(dih, a) for a in angles], 1)  # [8b, n_a, S, S]
-        return V.reshape(8, b, len(angles), *qb.shape[-2:]).transpose(0, 1).reshape(b, -1, *qb.shape[-2:])
+        dih = {a: dihedral_views(_rotate(qb, a)) for a in sorted(set(angles) | {-a for a in angles})}
+        out = []
+        for d in range(8):
+            sign = -1 if d in _REFLECTIONS else 1
+            out.append(torch.stack([dih[sign * a][d] for a in angles], 1))  # [b, n_a, S, S]
+        return torch.stack(out, 1).reshape(b, -1, *qb.shape[-2:])
 
     def _base_sums(self, b: dict, cand: np.ndarray) -> dict:
         """Σ_W t(p − d) and Σ_W t(p − d)² of the base slices at every shift, per size: [N, 2, (2m + 1)²].

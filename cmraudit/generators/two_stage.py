@@ -61,6 +61,14 @@ class TwoStageGenerator(DPStages, TwoStageParams, TwoStageIO, BaseGenerator):
         for k, v in {**defaults, **params}.items():
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
 
+    def __getattr__(self, name: str) -> Any:  # only reached when normal lookup fails
+        if name == "mask_model_" and "pending_mask_model_" in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}: the image stage read self.mask_model_ while the mask model trains beside it "
+                "(side by side on the CPU); a plugin whose fit_image_stage needs the trained mask model sets the "
+                "class attribute image_stage_uses_mask_model = True (docs/plugins.md)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.__signature__ = _signature(cls._defaults())

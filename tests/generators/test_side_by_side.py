@@ -197,3 +197,19 @@ def test_the_other_built_in_generators_side_by_side_equal_one_thread(name, threa
     assert side.image_modules_.keys() == one.image_modules_.keys()
     for key in side.image_modules_:
         assert _equal(side.image_modules_[key].state_dict(), one.image_modules_[key].state_dict()), key
+
+
+def test_an_image_stage_reading_the_mask_model_side_by_side_gets_a_clear_error(threads):
+    class ReadsMasks(get_plugin("ddpm").cls):  # forgot image_stage_uses_mask_model = True
+        def fit_image_stage(self, *a, **kw):
+            self.mask_model_.sample
+            return super().fit_image_stage(*a, **kw)
+
+    threads(2)
+    gen = ReadsMasks.from_preset("micro", device="cpu", mask_steps=3, steps=3)
+    with pytest.raises(AttributeError, match="image_stage_uses_mask_model = True"):
+        gen.fit(make_toy_dataset(n_patients=3, slices=2, size=32), seed=0, progress=False)
+    assert not hasattr(gen, "pending_mask_model_") and not any(t.name == WORKER for t in threading.enumerate())
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        gen.no_such_thing
+    assert not hasattr(gen, "mask_model_")  # hasattr still answers False for a generator not fitted
