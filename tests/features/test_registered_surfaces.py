@@ -19,6 +19,20 @@ def _masked(size, rs):
     return m, _disk(size, size / 2 - 2 * m).numpy().astype(bool)
 
 
+def test_coarse_views_are_each_dihedral_element_rotated_by_each_angle(prepared):
+    """_views rotates each query once per angle and flips those; view d · n_a + a must be element d rotated by a."""
+    from cmraudit.features.alignment import _rotate
+
+    rs, _, q = prepared
+    Q = q["coarse"][:3]
+    angles = rs._angles(rs.coarse_rot_step_deg)
+    got = rs._views(Q, angles)
+    assert got.shape == (3, 8 * len(angles), *Q.shape[-2:])
+    for d, elem in enumerate(dihedral_views(Q)):
+        for a, ang in enumerate(angles):
+            torch.testing.assert_close(got[:, d * len(angles) + a], _rotate(elem, ang), atol=1e-5, rtol=0)
+
+
 def test_coarse_surfaces_equal_brute_force_correlation(prepared):
     rs, base, q = prepared
     Q, B = q["coarse"][:3], base["coarse"]
