@@ -280,6 +280,8 @@ def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchPa
         "alpha_upper": f_u,
         "alpha_upper_unit": "slice (patient-bootstrap of the fitted null tail)",
         "null_tail": tail.to_dict(),
+        "search": {"registration": index.registration.get_params(), "candidates": index.spectral.get_params(),
+                   "k_candidates": index.k_candidates},
         "n_holdout_calibration": int(info["n_null"]["holdout"]),
         "null_queries": {**info["n_null"], "cap": int(params.max_null_queries),
                          "meaning": "null slices searched (holdout→train, leave-one-patient-out); a seeded subsample "

@@ -75,3 +75,42 @@ def test_fine_surfaces_equal_brute_force_least_squares(prepared):
                     res = td - X @ np.linalg.lstsq(X, td, rcond=None)[0]
                     rho = (res @ res) / ((td - td.mean()) @ (td - td.mean()))
                     assert got[i, r, a, c] == pytest.approx(min(max(rho, 0), 1), abs=2e-5)
+
+
+def test_fine_window_equals_the_full_surface_at_its_shifts(prepared):
+    """The windowed refinement computes the same residuals as the full one at the shifts it keeps, for centres
+    anywhere in the domain, with and without the base's cached window sums."""
+    rs, base, q = prepared
+    Q, B = q["fine"][:3], base["fine"]
+    rows, views = np.array([4, 0, 2]), np.array([0, 13, 27])
+    m, w = rs._window(Q.shape[-1])[0], rs.fine_window_px
+    centre = torch.tensor([[0, 0], [-(m - w), m - w], [1, -2]])
+    sums = rs._base_sums(base, rows[:, None])["fine"]
+    with torch.no_grad():
+        full = rs._fine_surfaces(Q, B, rows, views)  # [3, 3, 2m + 1, 2m + 1]
+        for s in (None, sums):
+            win = rs._fine_surfaces(Q, B, rows, views, sums=s, centre=centre)  # [3, 3, 2w + 1, 2w + 1]
+            assert win.shape[-1] == 2 * w + 1
+            for i, (cy, cx) in enumerate(centre.tolist()):
+                ref = full[i, :, cy - w + m : cy + w + m + 1, cx - w + m : cx + w + m + 1]
+                torch.testing.assert_close(win[i], ref, atol=2e-5, rtol=0)
+
+
+def test_a_window_whose_best_shift_is_on_its_edge_is_refined_over_every_shift(prepared):
+    """A copy shifted by +4 px refined around a wrong centre (−2, −2): the window's best shift sits on its edge, so
+    the pair is refined over every shift and gets the full search's residual; around the right centre (4, 4), kept
+    inside the domain as (2, 2), the window gives it too."""
+    rs, base, _ = prepared
+    B = base["fine"]
+    t = B[1:2]
+    shifted = {"fine": torch.roll(t, (4, 4), (-2, -1)), "coarse": None}
+    rows, views = np.array([[1]]), np.array([[2]])  # view 2: the identity at the coarse angle 0°
+    with torch.no_grad():
+        full = rs._refine(shifted["fine"], B, rows, views)
+        wrong = rs._refine(shifted["fine"], B, rows, views, centres=np.array([[[-2, -2]]]))
+        right = rs._refine(shifted["fine"], B, rows, views, centres=np.array([[[4, 4]]]))
+        ungated = rs._fine_surfaces(shifted["fine"], B, rows[:, 0], views[:, 0], centre=torch.tensor([[-2, -2]]))
+    assert full[0, 0] < 1e-3  # the copy is found
+    assert ungated.min() > 10 * full[0, 0] + 1e-3  # the window alone would miss it: the edge rule matters
+    assert wrong[0, 0] == pytest.approx(full[0, 0], abs=1e-7)
+    assert right[0, 0] == pytest.approx(full[0, 0], abs=1e-5)

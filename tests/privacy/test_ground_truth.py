@@ -68,6 +68,7 @@ def test_holdout_generator_passes(phantom_split, fitted_spaces):
     reg = d["feature_spaces"]["registered"]["copy_detection"]
     assert reg["copy_rate"]["ci"][0] == 0.0 and reg["copies_detected"] is False, reg["copy_rate"]
     assert reg["flagged_indices"] == [] and reg["flagged_by_patient"] == []
+    assert reg["search"]["registration"]["fine_window_px"] == 2 and reg["search"]["k_candidates"] == 10  # recorded
     for attack in ("gan_leaks_pixel", "gan_leaks_domain", "domias"):
         for level in ("slice", "patient"):
             lo, hi = d["mia"][attack][level]["auc"]["ci"]
