@@ -44,8 +44,8 @@ class AuditConfig:
         subsampled by patient, seeded) to bound generator evaluations.
     registered / registered_params: the ``registered`` copy search (cmraudit.privacy.copy_search): the copy
         decision, invariant to the transforms of cmraudit.data.copy_transforms, calibrated per patient.
-        None (auto): on unless train + holdout + synthetic slices exceed registered_max_queries (≈ 2 ms a
-        slice on 2 cores at 64²); True / False force it. registered_params go to CopySearchParams
+        None (auto): on unless train + holdout + synthetic slices exceed registered_max_queries (≈ 0.5 ms a
+        query slice on 2 cores at 64²); True / False force it. registered_params go to CopySearchParams
         (k_candidates, recall_copies, n_boot, power).
     copy_alpha: target false-flag rate per novel slice of the registered search (upper bound of the
         patient-bootstrapped null tail at the threshold).
