@@ -55,7 +55,6 @@ from .registration_ops import (  # noqa: F401 - dihedral_views, _disk and _rotat
 )
 
 
-
 class RegisteredSearch:
     """Registered residual search (see module docstring). Stateless apart from its parameters."""
 

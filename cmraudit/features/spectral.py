@@ -7,9 +7,9 @@ shifts, up to what enters or leaves the window) is sampled on ``rings`` × ``ang
 over half a turn, and the magnitudes of the angular Fourier harmonics 0..``harmonics`` of each
 ring are kept (invariant to rotations; flips and transposes permute the frequency grid, so the
 feature is exactly invariant to the dihedral group). Harmonic 0 of a ring is its mean log magnitude: the radial
-envelope of the spectrum, which a blur or added noise shifts ring by ring (the other harmonics do not see a per-ring
-shift of the log magnitude). It is weighted by ``envelope_weight`` (0.5). Vectors are L2-normalised; Euclidean
-distance.
+envelope of the spectrum, which a blur shifts ring by ring (added noise roughly too; the other harmonics do not see
+a per-ring shift of the log magnitude). It is weighted by ``envelope_weight`` (0.5). Vectors are L2-normalised;
+Euclidean distance.
 
 It is the candidate generator of the registered copy search, about 0.3 ms a slice on one core. Measured on the 64²
 phantom (300 copies per transform of :mod:`cmraudit.data.copy_transforms`), a copy's source is among its 10 nearest
