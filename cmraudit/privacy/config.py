@@ -1,10 +1,11 @@
 """Configuration of the privacy audit (one dataclass per concern, validated at construction)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import ConfigError
+from .copy_search import CopySearchParams
 from .mia.attacks import attack_names
 from .mia.interface import ATTACKS
 
@@ -46,7 +47,7 @@ class AuditConfig:
         decision, invariant to the transforms of cmraudit.data.copy_transforms, calibrated per patient.
         None (auto): on unless train + holdout + synthetic slices exceed registered_max_queries (≈ 0.5 ms a
         query slice on 2 cores at 64²); True / False force it. registered_params go to CopySearchParams
-        (k_candidates, recall_copies, n_boot, power).
+        (k_candidates, recall_copies, n_boot, power, max_null_queries, fine_window_px, envelope_weight, …).
     copy_alpha: target false-flag rate per novel slice of the registered search (upper bound of the
         patient-bootstrapped null tail at the threshold).
     copy_margin: the registered threshold also stays below copy_margin × the smallest null residual seen.
@@ -103,6 +104,11 @@ class AuditConfig:
             problems.append(f"confidence must be in (0, 1), got {self.confidence}")
         if self.n_resamples < 10:
             problems.append(f"n_resamples must be >= 10, got {self.n_resamples}")
+        own = {"alpha": "copy_alpha", "margin": "copy_margin"}  # set on AuditConfig itself
+        known_params = sorted({f.name for f in fields(CopySearchParams)} - set(own))
+        for key in sorted(set(self.registered_params) - set(known_params)):
+            hint = f"set AuditConfig({own[key]}=…)" if key in own else f"expected some of {known_params}"
+            problems.append(f"registered_params: unknown key {key!r}; {hint}")
         if problems:
             raise ConfigError("AuditConfig: " + "; ".join(problems))
 

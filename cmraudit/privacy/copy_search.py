@@ -51,6 +51,14 @@ class CopySearchParams:
     confidence: float = 0.95
     power: float = 0.8
     max_null_queries: int = 3000  # per null set (holdout→train, leave-one-patient-out): a seeded slice subsample
+    fine_window_px: int | None = 2  # RegisteredSearch: shifts refined around the coarse best (None: all of them)
+    envelope_weight: float = 0.5  # SpectralFeatures: weight of the rings' means in the candidates' embedding
+
+    def index(self, images: np.ndarray, patients: np.ndarray) -> "RegisteredCopyIndex":
+        """The training slices indexed with these parameters."""
+        return RegisteredCopyIndex(images, patients, k_candidates=self.k_candidates,
+                                   registration=RegisteredSearch(fine_window_px=self.fine_window_px),
+                                   spectral=SpectralFeatures(envelope_weight=self.envelope_weight))
 
 
 class RegisteredCopyIndex:
@@ -243,7 +251,7 @@ def registered_copy_detection(train, holdout, synthetic, *, params: CopySearchPa
     """The ``registered`` space of the privacy audit: decisive copy detection (see module docstring)."""
     params = params or CopySearchParams()
     tr_img = np.asarray(train.images)
-    index = RegisteredCopyIndex(tr_img, train.patient_id, k_candidates=params.k_candidates)
+    index = params.index(tr_img, train.patient_id)
     tau, tail, info = calibrate(index, tr_img, np.asarray(holdout.images), holdout.patient_id, params=params, seed=seed)
     f, f_u = tail.cdf(tau), tail.cdf_upper(tau)
     rec = recall_check(

@@ -16,7 +16,6 @@ import numpy as np
 from ..data.phantom import PhantomConfig, make_phantom
 from ..privacy.copy_search import (
     CopySearchParams,
-    RegisteredCopyIndex,
     calibrate,
     copy_rate_interval,
     min_detectable_rate,
@@ -61,7 +60,7 @@ def copy_trial(
     }
     sel = {k: np.isin(patients, v) for k, v in groups.items()}
     tr_img, tr_pat = images[sel["train"]], patients[sel["train"]]
-    index = RegisteredCopyIndex(tr_img, tr_pat, k_candidates=params.k_candidates)
+    index = params.index(tr_img, tr_pat)
     tau, tail, info = calibrate(
         index, tr_img, images[sel["holdout"]], patients[sel["holdout"]], params=params, seed=seed
     )

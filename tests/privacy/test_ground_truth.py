@@ -27,6 +27,22 @@ def _audit(train, holdout, syn, spaces, config=COPY_ONLY):
     )
 
 
+def test_registered_params_reach_the_search_and_unknown_ones_are_refused(phantom_split, fitted_spaces):
+    from cmraudit.errors import ConfigError
+
+    train, holdout, test = phantom_split
+    syn = CopycatGenerator(rate=0.05).fit(train, seed=0, reference=test).sample(n=60, seed=3)
+    config = AuditConfig(attacks=(), masks=False, n_resamples=100, registered=True,
+                         registered_params={"fine_window_px": None, "envelope_weight": 1.0, "n_boot": 50})
+    cd = _audit(train, holdout, syn, fitted_spaces[:1], config).feature_spaces["registered"].copy_detection
+    assert cd["search"]["registration"]["fine_window_px"] is None
+    assert cd["search"]["candidates"]["envelope_weight"] == 1.0
+    with pytest.raises(ConfigError, match=r"unknown key 'alpha'; set AuditConfig\(copy_alpha"):
+        AuditConfig(registered_params={"alpha": 0.01})
+    with pytest.raises(ConfigError, match="unknown key 'k_candiates'.*k_candidates"):
+        AuditConfig(registered_params={"k_candiates": 5})
+
+
 @pytest.mark.parametrize("rate", [0.01, 0.02, 0.05])
 def test_copycat_planted_rates_are_caught_under_every_transform(phantom_split, fitted_spaces, rate):
     train, holdout, test = phantom_split
