@@ -137,12 +137,13 @@ class RegisteredSearch:
                 order = np.argsort(score, axis=1, kind="stable")[:, :kr]
                 rows = np.take_along_axis(cand[sl], order, 1)
                 views = np.take_along_axis(view, order, 1)
-                centres = np.take_along_axis(shift, order[..., None], 1) * (q["fine"].shape[-1] / q["coarse"].shape[-1])
+                scale = q["fine"].shape[-1] / q["coarse"].shape[-1]  # coarse shifts in fine pixels, rounded once
+                centres = np.rint(np.take_along_axis(shift, order[..., None], 1) * scale).astype(np.int64)
                 D = np.empty((len(rows), kr))
                 for t in range(0, len(rows), self.batch):
                     u = slice(t, t + self.batch)
                     D[u] = self._refine(q["fine"][sl][u], b["fine"], rows[u], views[u], sums=sums["fine"],
-                                        centres=np.rint(centres[u]).astype(np.int64))
+                                        centres=centres[u])
             return D, rows
 
         torch.set_num_threads(1)  # many small ops: one thread per op avoids oversubscription on shared cores
