@@ -1,34 +1,38 @@
-"""Exact k-NN that does less than the full distance GEMM: a certified lower bound prunes, exact distances decide.
+"""Exact k-NN that does less than the full float32 distance GEMM: two certified lower bounds prune, exact distances
+decide.
 
 :func:`exact_knn` returns what ``faiss.IndexFlatL2`` returns — squared L2 distances, ascending, with the indices
-of the base rows — ties aside, but computes the full-precision distance only for a few candidates per query:
+of the base rows — ties aside, but computes a float32 distance only for the few base rows no bound excludes
+(the pieces are in :mod:`.knn_bounds`):
 
-1. **Projection.** An orthonormal basis ``V`` (d × m) of the base's principal subspace, from a randomised range
-   finder on a seeded subsample (one power iteration, QR in float64). For any x, y:
-   ``‖Vᵀ(x − y)‖² ≤ ‖x − y‖²`` (Bessel), so projected distances are lower bounds whatever the basis quality;
-   a poor basis only costs candidates, never correctness.
-2. **A cheap GEMM with a certified error.** Projected vectors get a two-level int8 code per row,
-   ``p = s·(q1 + q2/127) + e``; two int8 GEMMs (``torch._int_mm``, exact int32 sums, 4× the float32 rate with
-   VNNI) give ``q1·q1 + (q1·q2 + q2·q1)/127``. The error of the inner product — the dropped ``q2·q2`` term and the
-   residual ``e`` — is bounded per query by Cauchy–Schwarz on the *measured* norms (``_error_bound``), widened by
-   a relative slack for the float32 arithmetic of the bound itself. (bfloat16 was tried first: CPU torch has no
-   bfloat16 GEMM with float32 output, and rounding the output to 8 bits made the bound ~20× looser.)
-3. **Candidates and certificate.** For each query the ``c`` smallest scores are re-ranked with exact float32
-   distances (``faiss.fvec_L2sqr_by_idx``); ``U`` is the k-th exact distance among them. Every other base row
-   has a lower bound at least that of the c-th candidate; if that exceeds ``U`` no other row can enter the top k,
-   and the query is certified. Uncertified queries retry with 2× more candidates; past ``max_candidates`` they
-   are searched by ``IndexFlatL2`` itself.
-4. **No slower than FAISS where pruning cannot help.** If the basis holds under ``MIN_ENERGY`` of the variance
-   of held-out base rows, nothing is projected. Then a first block of 64 queries is a probe: if it needs too many
-   candidates (random Gaussian vectors, where every distance concentrates), the rest goes to ``IndexFlatL2``.
+1. **Stage A, a projection bound.** An orthonormal basis ``V`` (d × m; m = min(2√d, d/4): 64 at 1024-d) of the
+   base's principal subspace. For any x, y: ``‖Vᵀ(x − y)‖² ≤ ‖x − y‖²`` (Bessel), so projected distances are lower
+   bounds whatever the basis quality; a poor basis costs work, never a neighbour. One float32 GEMM at rank m
+   bounds every query × base pair.
+2. **An upper bound per query.** The smallest projected bounds point at likely neighbours (the best of each of
+   the ``2k`` best strided groups of ≈ 10 base rows); the k-th smallest of their exact distances, ``U``, is at
+   least the true k-th neighbour distance.
+3. **Stage B, an int8 bound over query groups.** Queries are grouped by k-means on their projections (``block``
+   rows a group), so a group's queries share most candidates. The base rows stage A leaves to at least one query
+   of a group (its union) get an int8 inner product with the group's queries (``torch._int_mm``: exact int32
+   sums, 4× the float32 rate with VNNI). With per-row codes ``x = s·q + e`` of the centred rows,
+   ``|⟨x, y⟩ − s_x s_y ⟨q_x, q_y⟩| ≤ ‖h_x‖‖e_y‖ + ‖e_x‖‖h_y‖ + ‖e_x‖‖e_y‖`` (Cauchy–Schwarz on the measured norms,
+   ``h = s·q``): a few units on squared distances of ≈ 100 for 1024-d phantom pixels.
+4. **Exact decision.** Every true k-nearest row has both bounds ≤ its distance ≤ ``U``, so the rows whose stage-B
+   bound is ≤ ``U`` hold them all; their exact distances (``faiss.pairwise_indexed_L2sqr``) decide, ties broken by
+   index. The certificate holds by construction: no retry, no per-query fallback.
+5. **No slower than FAISS where pruning cannot help.** If the basis holds under ``MIN_ENERGY`` of the variance of
+   held-out base rows (random Gaussian vectors: 6 %), nothing is projected; if the first query group still needs
+   int8 products with more than ``MAX_SHARE`` of the base, the rest goes to ``IndexFlatL2``.
 
-Why hand-written: neither FAISS nor scikit-learn offers an exact search below the float32 GEMM cost; FAISS's
-own pieces (``IndexFlatL2``, ``fvec_L2sqr_by_idx``) do the exact parts. ``method="auto"`` prunes only where it
-measured faster (dimension ≥ ``MIN_DIM``, k ≤ ``MAX_AUTO_K``, int8 dot products in the CPU); the frontier (why 3×
-over IndexFlatL2 is out of reach at 1024-d on 2 cores) is in docs/benchmarks.md.
+Why hand-written: neither FAISS nor scikit-learn offers an exact search below the float32 GEMM's cost; FAISS's own
+pieces (``IndexFlatL2``, k-means, ``pairwise_indexed_L2sqr``, ``fvec_L2sqr_by_idx``) do the exact parts.
+``method="auto"`` prunes only where it measured faster (dimension ≥ ``MIN_DIM``, k ≤ ``MAX_AUTO_K``, int8 dot
+products in the CPU); figures and the frontier are in docs/benchmarks.md.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -36,14 +40,17 @@ import numpy as np
 
 from ..device import cpu_flags
 from ..errors import UsageError
+from .knn_bounds import PrunedSearch, basis, chunks, int8_code, query_groups
 
 MIN_PAIRS = 4_000_000  # below this many query × base pairs, IndexFlatL2 alone is faster
-MIN_DIM = 2048  # "auto" prunes from this dimension on (at 1024-d it measured no faster than IndexFlatL2 here)
-MAX_AUTO_K = 8  # "auto" prunes up to this k (at k = 50 re-ranking hundreds of candidates measured slower)
+MIN_DIM = 512  # "auto" prunes from this dimension on
+MAX_AUTO_K = 64  # "auto" prunes up to this k
 METHODS = ("auto", "pruned", "flat")
-MIN_ENERGY = 0.8  # below this share of variance in the projection, lower bounds are too loose to prune
-SLACK = 1e-4  # relative float32 slack of the lower bound (of ‖pq‖² + max ‖pb‖²)
-PROBE = 64  # queries in the first block, which decides whether pruning pays
+MIN_ENERGY = 0.5  # below this share of held-out variance in the projection, stage A bounds too little to prune
+MAX_SHARE = 0.5  # above this share of int8 products in the first group, pruning cannot pay: IndexFlatL2
+PROBE = 64  # query rows in the first chunk, which decides whether pruning pays
+CHUNK = 512  # query rows per stage-A GEMM (fewer when the base is large: ≤ 2**25 scores at a time)
+MAX_DIM = 131_072  # int32 sums of int8 products cannot overflow below this dimension (127² · d < 2³¹)
 
 
 @dataclass
@@ -52,9 +59,9 @@ class KnnStats:
 
     method: str = "pruned"  # "pruned" | "faiss" (small problem, low dimension, no int8 dot products, or the probe)
     rank: int = 0
-    candidates_per_query: float = 0.0
-    retried_queries: int = 0
-    faiss_queries: int = 0  # queries answered by IndexFlatL2 (uncertified after max_candidates, or after the probe)
+    candidates_per_query: float = 0.0  # exact float32 distances computed per pruned query
+    int8_share: float = 0.0  # share of the pruned queries × base pairs that got an int8 inner product
+    faiss_queries: int = 0  # queries answered by IndexFlatL2
     reason: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -75,7 +82,7 @@ def _as_matrix(x, name: str) -> np.ndarray:
     if a.ndim != 2:
         raise UsageError(f"exact_knn: {name} must be a 2-D array [n, d], got shape {a.shape}")
     a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
+    if a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):  # NaN propagates; no temporary array
         raise UsageError(f"exact_knn: {name} contains NaN or infinite values")
     return a
 
@@ -84,56 +91,78 @@ class _Flat:
     """``IndexFlatL2`` over the base, built on first use and reused by every fallback of one call."""
 
     def __init__(self, base: np.ndarray):
-        self.base, self.index = base, None
+        self.base, self.index, self.threads = base, None, None  # threads: FAISS's own, while it is held at one
 
     def __call__(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.index is None:
-            import faiss
+        import faiss
 
+        if self.index is None:
             self.index = faiss.IndexFlatL2(self.base.shape[1])
             self.index.add(self.base)
-        return self.index.search(np.ascontiguousarray(query), k)
+        with _faiss_threads(self.threads):
+            return self.index.search(np.ascontiguousarray(query), k)
 
 
-def _basis(base, m: int, seed: int, sample: int = 2048, held_out: int = 512):
-    """Orthonormal d × m basis of the base's leading principal subspace (randomised range finder), the base's
-    mean, and the share of variance the basis holds on ``held_out`` other base rows (an unbiased check)."""
-    import torch
+@contextlib.contextmanager
+def _faiss_threads(n: int | None):
+    """FAISS's OpenMP threads set to ``n`` for the block (the calling thread's setting), then back to one."""
+    if n is None:
+        yield
+        return
+    import faiss
 
-    g = torch.Generator().manual_seed(int(seed))
-    mu = base.mean(0)
-    perm = torch.randperm(len(base), generator=g)
-    n_fit = min(sample, max(1, len(base) - held_out))
-    sub = base[perm[:n_fit]] - mu
-    y = sub.T @ (sub @ torch.randn(base.shape[1], m, generator=g))
-    v = torch.linalg.qr(y.double())[0].float()
-    v = torch.linalg.qr((sub.T @ (sub @ v)).double())[0].float()  # one power iteration: better captured energy
-    test = base[perm[n_fit : n_fit + held_out]] - mu
-    if len(test) == 0:
-        return mu, v, 1.0
-    return mu, v, float((test @ v).square().sum() / test.square().sum().clamp_min(1e-30))
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(1)
 
 
-def _quantised(p):
-    """Two-level int8 code of ``p``: ``p = s·(q1 + q2/127) + e`` with per-row scale ``s = max|p|/127``.
+@contextlib.contextmanager
+def _one_pool(flat: _Flat):
+    """Keep FAISS's OpenMP pool from competing with torch's during the pruned search's many small FAISS calls.
 
-    Returns the codes, ``s``, and the float32 norms of ``h = s·(q1 + q2/127)``, of the residual ``e`` and of ``q2``.
+    FAISS's wheel bundles its own OpenMP runtime. Imported after torch, FAISS binds to torch's runtime and the two
+    share one pool: nothing to do. Imported first (the user's code, a script), it keeps its own, whose threads
+    spin-wait after each FAISS call while torch's threads run: on 2 cores that made this search 1.7× slower. FAISS
+    then runs on the calling thread alone here, except inside IndexFlatL2's own searches.
     """
+    import faiss
     import torch
 
-    s = p.abs().amax(1).clamp_min(1e-30) / 127.0
-    q1 = torch.round(p / s[:, None])
-    r = p - s[:, None] * q1
-    q2 = torch.round(r * (127.0 / s[:, None]))
-    h = s[:, None] * (q1 + q2 / 127.0)
-    norms = [torch.linalg.vector_norm(x, dim=1) for x in (h, p - h, q2)]
-    return q1.to(torch.int8), q2.to(torch.int8), s, *norms
+    threads, torch_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
+    faiss.omp_set_num_threads(1)
+    if torch.get_num_threads() != torch_threads:  # one runtime: that was torch's pool too
+        faiss.omp_set_num_threads(threads)
+        threads = None
+    flat.threads = threads
+    try:
+        yield
+    finally:
+        if threads is not None:
+            faiss.omp_set_num_threads(threads)
+        flat.threads = None
 
 
-def _error_bound(nh, ne, s, nq2, b: dict):
-    """Per-query bound on |2⟨pq, pb⟩ − 2·s_q·s_b·(G11 + G12/127)| over every base row (Cauchy–Schwarz)."""
-    dropped = s * nq2 * b["s_q2"] / 127.0**2  # the omitted q2·q2 term
-    return 2 * (dropped + nh * b["ne"] + ne * b["nh"] + ne * b["ne"])
+def _flat_reason(method: str, k: int, d: int, m: int, pairs: int) -> str:
+    """Why this call goes to IndexFlatL2 without trying to prune ('' when it prunes)."""
+    if method == "flat":
+        return "method='flat'"
+    if m >= d:
+        return f"rank = {m} ≥ d = {d}: the projection bound is the distance itself, nothing to prune"
+    if d > MAX_DIM:
+        return f"dimension {d} > {MAX_DIM}: int32 sums of int8 products could overflow"
+    if method == "pruned":
+        return ""
+    if pairs < MIN_PAIRS:
+        return f"small problem ({pairs} pairs < {MIN_PAIRS})"
+    if k > MAX_AUTO_K:
+        return f"k = {k} > {MAX_AUTO_K}: exact distances for the candidates measured slower than IndexFlatL2"
+    if d < MIN_DIM:
+        return f"dimension {d} < {MIN_DIM}: pruning measured no faster than IndexFlatL2 there"
+    if not _cpu_has_fast_int8():
+        return "CPU without int8 dot products (AVX512-VNNI / AVX-VNNI / AMX)"
+    return ""
 
 
 def exact_knn(
@@ -143,8 +172,7 @@ def exact_knn(
     *,
     method: str = "auto",
     rank: int | None = None,
-    block: int = 512,
-    max_candidates: int = 2048,
+    block: int = 64,
     seed: int = 0,
     stats: KnnStats | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -154,12 +182,10 @@ def exact_knn(
     ``faiss.IndexFlatL2(d).search(query, k)`` up to float ties. ``method``: ``"flat"`` (IndexFlatL2),
     ``"pruned"`` (the certified pruned search wherever it can run) or ``"auto"`` (pruned only where it measured
     faster: ≥ ``MIN_DIM`` dimensions, k ≤ ``MAX_AUTO_K``, int8 dot products in the CPU, ≥ ``MIN_PAIRS`` pairs).
-    ``rank`` is the projection's dimension (default ``min(384, d // 2)``), ``block`` the queries per GEMM block,
-    ``seed`` the basis's subsample and sketch. Pass a :class:`KnnStats` to learn which path ran and its
-    candidates per query.
+    ``rank`` is stage A's projection rank (default ``min(2√d, d // 4)``), ``block`` the queries per k-means group,
+    ``seed`` the basis's subsample and sketch and the k-means: they change the time, never the neighbours. Pass a
+    :class:`KnnStats` to learn which path ran and how much it computed.
     """
-    import torch
-
     if method not in METHODS:
         raise UsageError(f"exact_knn: method must be one of {METHODS}, got {method!r}")
     xq, xb = _as_matrix(query, "query"), _as_matrix(base, "base")
@@ -168,108 +194,58 @@ def exact_knn(
     k = int(k)
     if not 1 <= k <= len(xb):
         raise UsageError(f"exact_knn: k must be in [1, {len(xb)}] (the base's size), got {k}")
+    if int(block) < 1:
+        raise UsageError(f"exact_knn: block must be ≥ 1, got {block}")
     st = stats if stats is not None else KnnStats()
     d = xb.shape[1]
-    m = int(rank) if rank else min(384, d // 2)
-    if not 1 <= m <= min(d, 1024):  # 1024: the int32 sums of the two-level code cannot overflow below it
-        raise UsageError(f"exact_knn: rank must be in [1, {min(d, 1024)}], got {m}")
+    m = int(rank) if rank else max(1, min(int(2 * d**0.5), d // 4))
+    if not 1 <= m <= d:
+        raise UsageError(f"exact_knn: rank must be in [1, {d}], got {m}")
     st.rank = m
-    why = ""
-    if method == "flat":
-        why = "method='flat'"
-    elif 4 * k > max_candidates or m >= d:
-        why = f"k = {k} / rank = {m} leave nothing to prune (max_candidates = {max_candidates}, d = {d})"
-    elif method == "auto" and len(xq) * len(xb) < MIN_PAIRS:
-        why = f"small problem ({len(xq)} × {len(xb)} pairs < {MIN_PAIRS})"
-    elif method == "auto" and k > MAX_AUTO_K:
-        why = f"k = {k} > {MAX_AUTO_K}: re-ranking the candidates measured slower than IndexFlatL2"
-    elif method == "auto" and d < MIN_DIM:
-        why = f"dimension {d} < {MIN_DIM}: pruning measured no faster than IndexFlatL2 there"
-    elif method == "auto" and not _cpu_has_fast_int8():
-        why = "CPU without int8 dot products (AVX512-VNNI / AVX-VNNI / AMX)"
     flat = _Flat(xb)
+    why = _flat_reason(method, k, d, m, len(xq) * len(xb))
     if why:
         st.method, st.reason, st.faiss_queries = "faiss", why, len(xq)
         return flat(xq, k)
+    with _one_pool(flat):
+        return _pruned(xq, xb, k, m, int(block), seed, st, flat)
+
+
+def _pruned(xq: np.ndarray, xb: np.ndarray, k: int, m: int, block: int, seed: int, st: KnnStats, flat: _Flat):
+    import torch
 
     tb, tq = torch.from_numpy(xb), torch.from_numpy(xq)
-    mu, v, energy = _basis(tb, m, seed)
+    mu, v, energy = basis(tb, m, seed)
     st.extra["energy"] = energy
     if energy < MIN_ENERGY:  # e.g. random Gaussian vectors: the projection cannot bound much, don't project the base
         st.method, st.faiss_queries = "faiss", len(xq)
         st.reason = f"the rank-{m} subspace holds {energy:.0%} of held-out variance (< {MIN_ENERGY:.0%}): no pruning"
         return flat(xq, k)
-    pb = (tb - mu) @ v
-    b1, b2, sb, nhb, neb, nq2b = _quantised(pb)
-    pb2 = (pb.double() ** 2).sum(1).float()
-    worst = {"s_q2": float((sb * nq2b).max()), "nh": float(nhb.max()), "ne": float(neb.max())}
-    g11_b = b1.T
-    gx_b = torch.cat([b2, b1], dim=1).T  # [q1, q2]·[q2, q1] = the two cross terms in one GEMM
-    sb_row = sb[None, :]
+    shift = mu @ v
+    pb, pq = (tb @ v).sub_(shift), (tq @ v).sub_(shift)  # projections of the centred rows
+    search = PrunedSearch(xq, xb, k, pq, pb.T.contiguous(), int8_code(tq, mu), int8_code(tb, mu))
+    chunk_rows = max(16, min(CHUNK, 2**25 // len(xb)))
     D = np.empty((len(xq), k), np.float32)
     I = np.empty((len(xq), k), np.int64)
-    c0 = max(48, 4 * k)
-    probe_cap = max(256, 16 * k)
-    n_cand = 0
-    starts = [0, *range(min(PROBE, len(xq)), len(xq), block)]  # a small probe block first
-    done = 0
-    for a, b in zip(starts, [*starts[1:], len(xq)]):
-        pq = (tq[a:b] - mu) @ v
-        q1, q2, sq, nhq, neq, nq2q = _quantised(pq)
-        pq2 = (pq.double() ** 2).sum(1).float()
-        # lower bound offset; the slack covers float32 rounding: the projection (d-term sums), the basis's cast from
-        # float64, the score and the bound's own arithmetic (each ≤ ~1e-5 of the norms; 1e-4 leaves a margin)
-        offset = (pq2 - _error_bound(nhq, neq, sq, nq2q, worst) - SLACK * (pq2 + float(pb2.max()))).numpy()
-        t = torch._int_mm(q1, g11_b).mul_(127).add_(torch._int_mm(torch.cat([q1, q2], dim=1), gx_b))  # exact
-        score = t.float().mul_(sb_row).mul_((sq * (-2.0 / 127.0))[:, None]).add_(pb2)  # ‖pb‖² − 2⟨pq, pb⟩
-        cap = min(max_candidates, probe_cap) if a == 0 else max_candidates
-        n_cand += _certify_block(xq, xb, flat, score, offset, a, k, c0, cap, D, I, st)
-        done = b
-        if a == 0 and (st.faiss_queries > b // 4 or n_cand / b > probe_cap):
-            st.extra["probe"] = (f"the first {b} queries needed {n_cand / b:.0f} candidates each "
-                                 f"({st.faiss_queries} uncertified at {cap})")
+    done, exact, share = [], 0, 0
+    for i, chunk in enumerate(chunks(query_groups(pq.numpy(), block, chunk_rows, seed), PROBE, chunk_rows)):
+        if i == 1 and share > MAX_SHARE * len(done[0]) * len(xb):
+            st.extra["probe"] = (f"the first {len(done[0])} queries needed int8 products with "
+                                 f"{share / (len(done[0]) * len(xb)):.0%} of the base (> {MAX_SHARE:.0%})")
             break
-    if done < len(xq):
-        D[done:], I[done:] = flat(xq[done:], k)
-        st.faiss_queries += len(xq) - done
+        rows = np.concatenate(chunk)
+        e, short, s = search.chunk(chunk, rows, D, I)
+        exact, share = exact + e, share + s
+        if len(short):  # cannot happen while the bounds hold; kept so a float surprise costs time, not a neighbour
+            D[short], I[short] = flat(xq[short], k)
+            st.faiss_queries += len(short)
+        done.append(rows)
+    done = np.concatenate(done)
+    if len(done) < len(xq):
+        rest = np.setdiff1d(np.arange(len(xq)), done)
+        D[rest], I[rest] = flat(xq[rest], k)
+        st.faiss_queries += len(rest)
         st.method, st.reason = "faiss", st.extra["probe"] + "; the rest went to IndexFlatL2"
-    st.candidates_per_query = n_cand / max(done, 1)
+    st.candidates_per_query = exact / len(done)
+    st.int8_share = share / (len(done) * len(xb))
     return D, I
-
-
-def _certify_block(xq, xb, flat: _Flat, score, offset, a: int, k: int, c0: int, cmax: int, D, I, st: KnnStats) -> int:
-    """Fill rows a… of D, I from one block's scores; returns how many exact distances were computed."""
-    import faiss
-    import torch
-
-    n, nb = score.shape
-    todo = np.arange(n)
-    c = c0
-    spent = 0
-    while len(todo):
-        c = min(c, nb)
-        vals, ids = torch.topk(score[torch.from_numpy(todo)], c, dim=1, largest=False, sorted=False)
-        ids = ids.numpy().astype(np.int64, copy=False)
-        rows = todo + a
-        q = np.ascontiguousarray(xq[rows])
-        dist = np.empty(ids.shape, np.float32)
-        faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(dist), faiss.swig_ptr(q), faiss.swig_ptr(xb), faiss.swig_ptr(ids),
-                                xq.shape[1], len(rows), c)
-        spent += dist.size
-        if k < c:  # the k smallest, then sorted by (distance, index)
-            part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-            dist, ids = np.take_along_axis(dist, part, 1), np.take_along_axis(ids, part, 1)
-        order = np.lexsort((ids, dist), axis=1)
-        dk, ik = np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
-        lower = vals.max(dim=1).values.numpy() + offset[todo]  # every row outside the c is at least this far
-        ok = (lower > dk[:, -1]) | (c >= nb)
-        D[rows[ok]], I[rows[ok]] = dk[ok], ik[ok]
-        todo = todo[~ok]
-        if len(todo) and c >= cmax:
-            r = todo + a
-            D[r], I[r] = flat(xq[r], k)
-            st.faiss_queries += len(r)
-            break
-        st.retried_queries += len(todo)
-        c *= 2
-    return spent

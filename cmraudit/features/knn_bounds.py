@@ -1,0 +1,185 @@
+"""The pieces of :func:`cmraudit.features.pruned_knn.exact_knn`'s pruned search: a projection, an int8 code, query
+groups, upper bounds and one chunk of queries answered with two certified lower bounds (the method is described in
+:mod:`.pruned_knn`).
+
+Every lower bound is widened by ``SLACK`` (relative to ``‖q‖² + max ‖b‖²``) for the float32 arithmetic that computes
+it: projections and norms (sums of ≤ d terms), the basis's cast from float64, the int32 → float32 conversion of the
+int8 products and the bound's own few operations each err by ≲ 1e-5 of those norms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SLACK = 1e-4  # relative float32 slack of each lower bound (of its ‖q‖² + max ‖b‖²)
+
+
+def basis(base, m: int, seed: int, sample: int = 1024, held_out: int = 256):
+    """Orthonormal d × m basis of the base's leading principal subspace (randomised range finder on a seeded
+    subsample, one power iteration, QR in float64), the base's mean, and the share of variance the basis holds on
+    ``held_out`` other base rows (an unbiased check)."""
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed))
+    mu = base.mean(0)
+    perm = torch.randperm(len(base), generator=g)
+    n_fit = min(max(sample, 2 * m), max(1, len(base) - held_out))
+    sub = base[perm[:n_fit]] - mu
+    y = sub.T @ (sub @ torch.randn(base.shape[1], m, generator=g))
+    v = torch.linalg.qr(y.double())[0].float()
+    v = torch.linalg.qr((sub.T @ (sub @ v)).double())[0].float()
+    test = base[perm[n_fit : n_fit + held_out]] - mu
+    if len(test) == 0:
+        return mu, v, 1.0
+    return mu, v, float((test @ v).square().sum() / test.square().sum().clamp_min(1e-30))
+
+
+@dataclass
+class Int8Code:
+    """Per-row int8 code ``x = s·q + e`` of centred rows, with ``‖x‖²``, ``‖h‖ = ‖s·q‖`` and ``‖e‖``."""
+
+    q: object
+    s: object
+    sq_norm: object
+    nh: object
+    ne: object
+
+
+def int8_code(x, mu, rows: int = 512) -> Int8Code:
+    """Code the rows of ``x − mu`` (scale ``s = max|x − mu| / 127`` per row), a block of rows at a time: the block
+    stays in cache (whole-matrix passes measured 4× slower, most of it first-touch page faults)."""
+    import torch
+
+    n = len(x)
+    q = torch.empty(x.shape, dtype=torch.int8)
+    s, sq_norm, nh, ne = (torch.empty(n) for _ in range(4))
+    for a in range(0, n, rows):
+        xb = x[a : a + rows] - mu
+        sc = xb.abs().amax(1).clamp_min_(1e-30).div_(127.0)
+        r = (xb / sc[:, None]).round_().clamp_(-127, 127)
+        q[a : a + rows] = r.to(torch.int8)
+        s[a : a + rows] = sc
+        sq_norm[a : a + rows] = xb.square().sum(1)
+        nh[a : a + rows] = torch.linalg.vector_norm(r, dim=1) * sc
+        ne[a : a + rows] = torch.linalg.vector_norm(r.mul_(sc[:, None]).sub_(xb), dim=1)
+    return Int8Code(q, s, sq_norm, nh, ne)
+
+
+def query_groups(pq: np.ndarray, block: int, cap: int, seed: int) -> list[np.ndarray]:
+    """Query rows grouped by FAISS's k-means on their projections (≈ ``block`` a group, none above ``cap``)."""
+    n = len(pq)
+    if n <= block:
+        return [np.arange(n)]
+    import faiss
+
+    pq = np.ascontiguousarray(pq)
+    km = faiss.Kmeans(pq.shape[1], n // block, niter=8, seed=int(seed), min_points_per_centroid=1)
+    km.train(pq)
+    lab = km.index.search(pq, 1)[1][:, 0]
+    order = np.argsort(lab, kind="stable")
+    cuts = np.flatnonzero(np.diff(lab[order])) + 1
+    return [g[i : i + cap] for g in np.split(order, cuts) for i in range(0, len(g), cap)]
+
+
+def chunks(groups: list[np.ndarray], first: int, rows: int):
+    """Consecutive groups in chunks of ≤ ``rows`` query rows (the first ≤ ``first``: the probe), ≥ 1 group each."""
+    out, size, limit = [], 0, first
+    for g in groups:
+        if out and size + len(g) > limit:
+            yield out
+            out, size, limit = [], 0, rows
+        out.append(g)
+        size += len(g)
+    if out:
+        yield out
+
+
+def upper_bounds(s_a, xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Per query, an upper bound on its k-th nearest distance: the k-th smallest exact distance among ``2k``
+    distinct base rows with small projected bounds (the best of each of the ``2k`` best strided groups
+    ``{j, j + G, j + 2G, …}`` of ≈ 10 rows). Returns the bounds and the exact distances computed."""
+    import faiss
+    import torch
+
+    n, nb = s_a.shape
+    kk = min(nb, max(2 * k, k + 2))
+    ng = max(kk, nb // 10)
+    per = nb // ng
+    top = torch.topk(s_a[:, : per * ng].view(n, per, ng).amin(1), kk, dim=1, largest=False, sorted=False).indices
+    cols = (top[:, :, None] + ng * torch.arange(per)).view(n, -1)  # the members of each chosen group
+    member = torch.gather(s_a, 1, cols).view(n, kk, per).argmin(2)
+    cand = (top + ng * member).numpy().astype(np.int64)
+    q = np.ascontiguousarray(xq[rows])
+    dist = np.empty(cand.shape, np.float32)
+    faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(dist), faiss.swig_ptr(q), faiss.swig_ptr(xb), faiss.swig_ptr(cand),
+                            xq.shape[1], n, kk)
+    return np.partition(dist, k - 1, axis=1)[:, k - 1] * np.float32(1 + SLACK), dist.size
+
+
+@dataclass
+class PrunedSearch:
+    """One call's prepared operands (projections of the centred rows, int8 codes); :meth:`chunk` answers a chunk
+    of query groups."""
+
+    xq: np.ndarray
+    xb: np.ndarray
+    k: int
+    pq: object  # [Q, m]
+    pbt: object  # [m, N]
+    cq: Int8Code
+    cb: Int8Code
+
+    def __post_init__(self):
+        self.pq2 = self.pq.square().sum(1)
+        self.pb2 = self.pbt.square().sum(0)
+
+    def chunk(self, chunk: list[np.ndarray], rows: np.ndarray, D: np.ndarray, I: np.ndarray):
+        """Fill ``rows`` of D, I. Returns (exact distances computed, rows with fewer than k survivors, int8
+        products computed)."""
+        import torch
+
+        t = torch.from_numpy(rows)
+        s_a = torch.addmm(self.pb2[None], self.pq[t], self.pbt, alpha=-2)  # stage A's bound − ‖pq‖²
+        u, n_exact = upper_bounds(s_a, self.xq, self.xb, rows, self.k)
+        u = torch.from_numpy(u)
+        s_a.sub_((u - (1 - SLACK) * self.pq2[t] + SLACK * float(self.pb2.max()))[:, None])  # ≤ 0: A keeps the pair
+        cq, cb = self.cq, self.cb
+        err = cq.nh[t] * float(cb.ne.max()) + cq.ne[t] * float(cb.nh.max()) + cq.ne[t] * float(cb.ne.max())
+        # B keeps a pair while ‖b‖² − 2·s_q·s_b·⟨q_q, q_b⟩ ≤ U − ‖q‖² + 2·err + slack
+        thr_b = (u - (1 - SLACK) * cq.sq_norm[t] + SLACK * float(cb.sq_norm.max()) + 2 * err)[:, None]
+        local, found, share, off = [], [], 0, 0
+        for g in chunk:
+            union = (s_a[off : off + len(g)].amin(0) <= 0).nonzero()[:, 0]  # rows A leaves to any query of g
+            share += len(g) * len(union)
+            gt = torch.from_numpy(g)
+            dots = torch._int_mm(cq.q.index_select(0, gt), cb.q.index_select(0, union).T)  # exact int32 sums
+            lower = dots.float().mul_(cb.s[union]).mul_((-2.0 * cq.s[gt])[:, None]).add_(cb.sq_norm[union])
+            # B's bound is the tighter: also requiring A's per pair removed no pair on phantom pixels (measured)
+            hit = (lower <= thr_b[off : off + len(g)]).nonzero().numpy()  # row-major: rows in chunk order
+            local.append(hit[:, 0] + off)
+            found.append(union.numpy()[hit[:, 1]])
+            off += len(g)
+        e, short = k_smallest(self.xq, self.xb, rows, np.concatenate(local), np.concatenate(found), self.k, D, I)
+        return n_exact + e, short, share
+
+
+def k_smallest(xq, xb, rows, local, bi, k: int, D, I):
+    """Exact distances of the surviving pairs (query ``rows[local]``, base ``bi``; ``local`` ascending) and each
+    query's k smallest into D, I, ties broken by index: one int64 key per pair (the float32 bits of a distance ≥ 0
+    order as integers). Returns (distances computed, rows with fewer than k survivors)."""
+    import faiss
+
+    qi, bi = rows[local].astype(np.int64), bi.astype(np.int64)
+    dist = np.empty(len(qi), np.float32)
+    faiss.pairwise_indexed_L2sqr(xq.shape[1], len(qi), faiss.swig_ptr(xq), faiss.swig_ptr(qi),
+                                 faiss.swig_ptr(xb), faiss.swig_ptr(bi), faiss.swig_ptr(dist))
+    key = (dist.view(np.int32).astype(np.int64) << 32) | bi
+    count = np.bincount(local, minlength=len(rows))
+    pad = np.full((len(rows), max(k, int(count.max(initial=0)))), np.iinfo(np.int64).max)
+    pad[local, np.arange(len(local)) - (np.cumsum(count) - count)[local]] = key
+    best = np.sort(np.partition(pad, k - 1, axis=1)[:, :k] if pad.shape[1] > k else pad, axis=1)
+    ok = count >= k
+    D[rows[ok]] = (best[ok] >> 32).astype(np.int32).view(np.float32)
+    I[rows[ok]] = best[ok] & 0xFFFFFFFF
+    return len(qi), rows[~ok]
