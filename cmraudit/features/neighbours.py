@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError
-from .pruned_knn import KnnStats, exact_knn
+from .pruned_knn import KnnStats, exact_knn, prunes
 
 __all__ = ["Neighbours", "build_index", "knn", "knn_and_reverse", "exact_knn", "KnnStats"]
 
@@ -187,13 +187,24 @@ def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int |
     k = 1; the same neighbours as FAISS up to float ties (distances within 4e-5 of FAISS's).
     Returns (query → base [Q, k], base → query [B, 1]) as :class:`Neighbours` with Euclidean distances. Query
     blocks hold at most 2^25 distances (128 MB; 1024 rows at a 10k base); on CUDA when torch sees it.
+    On a CPU where :func:`exact_knn`'s pruned search applies in both directions (:func:`prunes`: ≥ 512-d, k ≤ 64,
+    ≥ 4 M pairs, int8 dot products, data the projection holds — phantom pixels at 32²), the two directions are two
+    pruned searches instead: 1.0 s against 1.45 s for k = 1 or 2 (1.4 s against 1.5 s for k = 50) at 10k × 10k,
+    1024-d, with the same neighbours up to ties and exact float32 distances (an exact copy is at 0, where the GEMM
+    pass's ‖q‖² + ‖b‖² − 2 q·b leaves ≈ 0.017 of cancellation).
     """
     import torch
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    q, b = (torch.from_numpy(_prep(x, "l2")).to(dev) for x in (query, base))
-    if k < 1 or k > len(b) or len(q) == 0:
-        raise UsageError(f"k={k} neighbours requested among {len(b)} base vectors for {len(q)} queries")
+    xq, xb = _prep(query, "l2"), _prep(base, "l2")
+    if k < 1 or k > len(xb) or len(xq) == 0:
+        raise UsageError(f"k={k} neighbours requested among {len(xb)} base vectors for {len(xq)} queries")
+    if dev.type == "cpu" and prunes(xq, xb, k) and prunes(xb, xq, 1):  # two pruned searches beat one GEMM pass
+        D, I = exact_knn(xq, xb, k)
+        Dr, Ir = exact_knn(xb, xq, 1)
+        return (Neighbours(np.sqrt(np.maximum(D, 0)).astype(np.float64), I, "l2"),
+                Neighbours(np.sqrt(np.maximum(Dr, 0)).astype(np.float64), Ir, "l2"))
+    q, b = (torch.from_numpy(x).to(dev) for x in (xq, xb))
     block = block or max(1, min(1024, 2**25 // len(b)))
     qn, bn = (q * q).sum(1), (b * b).sum(1)
     D, I = torch.empty(len(q), k, device=dev), torch.empty(len(q), k, dtype=torch.long, device=dev)

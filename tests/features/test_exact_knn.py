@@ -124,6 +124,24 @@ def test_low_rank_data_is_pruned_to_a_few_candidates():
     _assert_exact(D, I, query, base, 4)
 
 
+@pytest.mark.parametrize("n_base, n_query, k, block", [(1237, 301, 3, 64), (1, 5, 1, 64), (999, 130, 1, 1)])
+def test_odd_sizes_stay_exact(n_base, n_query, k, block):
+    """A base size the strided upper-bound groups do not divide, a one-row base, one-query groups."""
+    rng = np.random.default_rng(n_base)
+    w = rng.standard_normal((5, 64)).astype(np.float32)
+    base = (rng.standard_normal((n_base, 5)) @ w + 0.05 * rng.standard_normal((n_base, 64))).astype(np.float32)
+    query = (rng.standard_normal((n_query, 5)) @ w + 0.05 * rng.standard_normal((n_query, 64))).astype(np.float32)
+    st = KnnStats()
+    D, I = exact_knn(query, base, k, method="pruned", rank=8, block=block, stats=st)
+    assert st.method == "pruned"
+    _assert_exact(D, I, query, base, k)
+
+
+def test_no_queries():
+    D, I = exact_knn(np.zeros((0, 16), np.float32), np.ones((40, 16), np.float32), 3, method="pruned")
+    assert D.shape == (0, 3) and I.shape == (0, 3) and D.dtype == np.float32 and I.dtype == np.int64
+
+
 def test_duplicates_and_exact_copies_in_the_base():
     """Copies (distance 0) and duplicated base rows: ties, yet each returned set is a true k-NN set."""
     rng = np.random.default_rng(2)

@@ -67,6 +67,30 @@ def test_knn_and_reverse_equals_two_searches():
         np.testing.assert_allclose(rev.distances, want_r.distances, rtol=1e-5)
 
 
+def test_knn_and_reverse_by_two_pruned_searches_equals_the_one_pass(monkeypatch):
+    """Where the pruned exact search applies (here: MIN_PAIRS lowered to reach it at test size), knn_and_reverse
+    runs it in both directions; same neighbours as its GEMM pass (ties aside), exact copies at distance 0."""
+    from cmraudit.data.phantom import PhantomConfig, make_phantom
+    from cmraudit.features import neighbours, pruned_knn
+
+    x = make_phantom(PhantomConfig(subjects=260, slices=8, size=32), seed=5).images.reshape(-1, 1024)
+    b, q = np.ascontiguousarray(x[:1200], np.float32), np.ascontiguousarray(x[1200:2000], np.float32)
+    q[:40] = b[:40]  # exact copies
+    monkeypatch.setenv("CMRAUDIT_EXACT_KNN_INT8", "1")
+    monkeypatch.setattr(pruned_knn, "MIN_PAIRS", 0)
+    assert neighbours.prunes(q, b, 2) and neighbours.prunes(b, q, 1)
+    for k in (1, 3):
+        fwd, rev = neighbours.knn_and_reverse(q, b, k=k)
+        with monkeypatch.context() as m:
+            m.setattr(neighbours, "prunes", lambda *a, **kw: False)
+            want_f, want_r = neighbours.knn_and_reverse(q, b, k=k)
+        assert (fwd.indices == want_f.indices).all(1).mean() > 0.99
+        assert (rev.indices == want_r.indices).mean() > 0.99
+        np.testing.assert_allclose(fwd.distances, want_f.distances, atol=2e-2)  # the GEMM pass's cancellation
+        np.testing.assert_allclose(rev.distances, want_r.distances, atol=2e-2)
+        assert np.all(fwd.distances[:40, 0] == 0) and np.array_equal(fwd.indices[:40, 0], np.arange(40))
+
+
 def test_gan_leaks_with_the_copy_searchs_reverse_distances_equals_its_own_search():
     from cmraudit.features.neighbours import knn_and_reverse
     from cmraudit.privacy.mia.blackbox import gan_leaks_scores
