@@ -168,12 +168,13 @@ def _flat_reason(method: str, k: int, d: int, m: int, pairs: int) -> str:
 def prunes(query, base, k: int, *, seed: int = 0) -> bool:
     """Whether ``exact_knn(query, base, k)`` ("auto") would take the pruned path: the static rules, then the
     projection's held-out variance (a rank-m basis of the base: ≈ 10 ms at 10k × 1024). Its probe can still hand
-    over to IndexFlatL2."""
+    over to IndexFlatL2. False where torch sees CUDA: the pruned search is a CPU method, and the callers' GPU paths
+    (FAISS on the GPU, torch's GEMM pass) are faster there."""
     import torch
 
     n_q, (n_b, d) = len(query), np.shape(base)
     m = max(1, min(int(2 * d**0.5), d // 4))
-    if n_q == 0 or not 1 <= k <= n_b or _flat_reason("auto", k, d, m, n_q * n_b):
+    if torch.cuda.is_available() or n_q == 0 or not 1 <= k <= n_b or _flat_reason("auto", k, d, m, n_q * n_b):
         return False
     return basis(torch.from_numpy(_as_matrix(base, "base")), m, seed)[2] >= MIN_ENERGY
 
