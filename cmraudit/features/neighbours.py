@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import UsageError
 from .pruned_knn import KnnStats, exact_knn, prunes
 
-__all__ = ["Neighbours", "build_index", "knn", "knn_and_reverse", "exact_knn", "KnnStats"]
+__all__ = ["Neighbours", "build_index", "knn", "knn_and_reverse", "exact_knn", "pruned_neighbours", "KnnStats"]
 
 METRICS = ("l2", "cosine")
 
@@ -175,6 +175,12 @@ def _finish(D, I, xq, *, k: int, kk: int, metric: str, exclude_self: bool) -> Ne
     return Neighbours(distances=D.astype(np.float64), indices=I, metric=metric)
 
 
+def pruned_neighbours(query: np.ndarray, base: np.ndarray, k: int) -> Neighbours:
+    """:func:`exact_knn` as :class:`Neighbours` with Euclidean distances (where :func:`prunes` says it prunes)."""
+    D, I = exact_knn(query, base, k)
+    return _finish(D, I, query, k=k, kk=k, metric="l2", exclude_self=False)
+
+
 def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int | None = None
                     ) -> tuple[Neighbours, Neighbours]:
     """Exact L2 k-NN of each query among ``base`` *and* the nearest query of each base row, from one pass over the
@@ -199,11 +205,8 @@ def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int |
     xq, xb = _prep(query, "l2"), _prep(base, "l2")
     if k < 1 or k > len(xb) or len(xq) == 0:
         raise UsageError(f"k={k} neighbours requested among {len(xb)} base vectors for {len(xq)} queries")
-    if dev.type == "cpu" and prunes(xq, xb, k) and prunes(xb, xq, 1):  # two pruned searches beat one GEMM pass
-        D, I = exact_knn(xq, xb, k)
-        Dr, Ir = exact_knn(xb, xq, 1)
-        return (Neighbours(np.sqrt(np.maximum(D, 0)).astype(np.float64), I, "l2"),
-                Neighbours(np.sqrt(np.maximum(Dr, 0)).astype(np.float64), Ir, "l2"))
+    if prunes(xq, xb, k) and prunes(xb, xq, 1):  # two pruned searches beat one GEMM pass (CPU only: prunes())
+        return pruned_neighbours(xq, xb, k), pruned_neighbours(xb, xq, 1)
     q, b = (torch.from_numpy(x).to(dev) for x in (xq, xb))
     block = block or max(1, min(1024, 2**25 // len(b)))
     qn, bn = (q * q).sum(1), (b * b).sum(1)

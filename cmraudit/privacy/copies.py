@@ -25,7 +25,7 @@ import numpy as np
 
 from .._lazy import LazyModule
 from ..estimates import Estimate, rate_estimate, skipped
-from ..features.neighbours import APPROX_THRESHOLD, build_index, exact_knn, knn, knn_and_reverse, prunes
+from ..features.neighbours import APPROX_THRESHOLD, build_index, knn, knn_and_reverse, pruned_neighbours, prunes
 from .copy_stats import (  # noqa: F401 - re-exported: the calibration statistics live in copy_stats.py
     calibrated_threshold,
     corrected_patients,
@@ -181,8 +181,8 @@ def detect_copies(
             nb = knn(q, holdout_feats, k=k)
             return nb.distances, nb.indices
         if rows is None and n_views == 1 and prunes(q, train_feats, k):  # the certified pruned exact search
-            D, I = exact_knn(q, train_feats, k)
-            return np.sqrt(np.maximum(D, 0)).astype(np.float64), I
+            nb = pruned_neighbours(q, train_feats, k)
+            return nb.distances, nb.indices
         if rows is None:
             return _distinct_neighbours(q, sidx, k=k, faiss_index=fidx)
         sub = np.concatenate([rows + v * n_train for v in range(n_views)])
