@@ -47,23 +47,40 @@ class Int8Code:
 
 
 def int8_code(x, mu, rows: int = 512) -> Int8Code:
-    """Code the rows of ``x − mu`` (scale ``s = max|x − mu| / 127`` per row), a block of rows at a time: the block
+    """Code the rows of ``x − mu`` with scale ``s = max|·| / 127`` per row, a block of rows at a time: the block
     stays in cache (whole-matrix passes measured 4× slower, most of it first-touch page faults)."""
     import torch
 
     n = len(x)
-    q = torch.empty(x.shape, dtype=torch.int8)
-    s, sq_norm, nh, ne = (torch.empty(n) for _ in range(4))
+    code = Int8Code(torch.empty(x.shape, dtype=torch.int8), *(torch.empty(n) for _ in range(4)))
     for a in range(0, n, rows):
         xb = x[a : a + rows] - mu
-        sc = xb.abs().amax(1).clamp_min_(1e-30).div_(127.0)
-        r = (xb / sc[:, None]).round_().clamp_(-127, 127)
-        q[a : a + rows] = r.to(torch.int8)
-        s[a : a + rows] = sc
-        sq_norm[a : a + rows] = xb.square().sum(1)
-        nh[a : a + rows] = torch.linalg.vector_norm(r, dim=1) * sc
-        ne[a : a + rows] = torch.linalg.vector_norm(r.mul_(sc[:, None]).sub_(xb), dim=1)
-    return Int8Code(q, s, sq_norm, nh, ne)
+        _code_rows(code, slice(a, a + rows), xb, xb.abs().amax(1).clamp_min_(1e-30).div_(127.0))
+    return code
+
+
+def floor_scales(codes: list[Int8Code], xs: list, mu, floor: float) -> None:
+    """Recode the rows whose scale is below ``floor`` × the largest scale of all ``codes`` with that floor (coarser
+    codes, their error measured all the same). This bounds ``max s / min s``, so stage B's threshold arithmetic
+    (``1 / s``) stays far from float32's range: all-zero rows, e.g. a row equal to the mean, would overflow it."""
+    import torch
+
+    top = max(float(c.s.max()) for c in codes if len(c.s))
+    for c, x in zip(codes, xs):
+        low = (c.s < floor * top).nonzero()[:, 0]
+        if len(low):
+            _code_rows(c, low, x[low] - mu, torch.full((len(low),), floor * top))
+
+
+def _code_rows(code: Int8Code, idx, xb, sc) -> None:
+    import torch
+
+    r = (xb / sc[:, None]).round_().clamp_(-127, 127)
+    code.q[idx] = r.to(torch.int8)
+    code.s[idx] = sc
+    code.sq_norm[idx] = xb.square().sum(1)
+    code.nh[idx] = torch.linalg.vector_norm(r, dim=1) * sc
+    code.ne[idx] = torch.linalg.vector_norm(r.mul_(sc[:, None]).sub_(xb), dim=1)
 
 
 def query_groups(pq: np.ndarray, block: int, cap: int, seed: int) -> list[np.ndarray]:
@@ -73,7 +90,7 @@ def query_groups(pq: np.ndarray, block: int, cap: int, seed: int) -> list[np.nda
         return [np.arange(n)]
     import faiss
 
-    pq = np.ascontiguousarray(pq)
+    pq = np.ascontiguousarray(pq[:, :16])  # the leading coordinates: groups as good as from all (measured)
     km = faiss.Kmeans(pq.shape[1], n // block, niter=8, seed=int(seed), min_points_per_centroid=1)
     km.train(pq)
     lab = km.index.search(pq, 1)[1][:, 0]
@@ -95,6 +112,15 @@ def chunks(groups: list[np.ndarray], first: int, rows: int):
         yield out
 
 
+def bf16_round(x, up: bool):
+    """``x`` (float32) rounded to bfloat16 towards +∞ (``up``) or −∞: a directed rounding, so bounds stay bounds."""
+    import torch
+
+    h = x.bfloat16()
+    off = h.float() < x if up else h.float() > x
+    return torch.where(off, torch.nextafter(h, torch.full_like(h, float("inf") if up else float("-inf"))), h)
+
+
 def upper_bounds(s_a, xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     """Per query, an upper bound on its k-th nearest distance: the k-th smallest exact distance among ``2k``
     distinct base rows with small projected bounds (the best of each of the ``2k`` best strided groups
@@ -103,7 +129,7 @@ def upper_bounds(s_a, xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) 
     import torch
 
     n, nb = s_a.shape
-    kk = min(nb, max(2 * k, k + 2))
+    kk = min(nb, max(k + k // 4, k + 2))
     ng = max(kk, nb // 10)
     per = nb // ng
     top = torch.topk(s_a[:, : per * ng].view(n, per, ng).amin(1), kk, dim=1, largest=False, sorted=False).indices
@@ -119,20 +145,36 @@ def upper_bounds(s_a, xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) 
 
 @dataclass
 class PrunedSearch:
-    """One call's prepared operands (projections of the centred rows, int8 codes); :meth:`chunk` answers a chunk
-    of query groups."""
+    """One call's prepared operands; :meth:`chunk` answers a chunk of query groups.
+
+    Stage A computes ``s = ‖p_b‖² − 2⟨p_q, p_b⟩`` for every pair of a chunk as one GEMM of ``aq`` [Q, m + 1] and
+    ``abt`` [m + 1, N]: ``[−2 p_q, 1]`` and ``[p_b, ‖p_b‖²↓]``, in bfloat16 where the CPU multiplies it natively
+    (``‖p_b‖²`` rounded down), else float32. ``err_a`` [Q] bounds the error the rounded inputs make in ``s``. The
+    output's rounding is monotone and keeps signs, so comparing it with the threshold rounded up loses nothing."""
 
     xq: np.ndarray
     xb: np.ndarray
     k: int
-    pq: object  # [Q, m]
-    pbt: object  # [m, N]
+    pq2: object  # [Q] ‖p_q‖²
+    aq: object
+    abt: object
+    err_a: object
     cq: Int8Code
     cb: Int8Code
 
     def __post_init__(self):
-        self.pq2 = self.pq.square().sum(1)
-        self.pb2 = self.pbt.square().sum(0)
+        import torch
+
+        self.pb2_max = float(self.abt[-1].float().max())
+        cb = self.cb
+        self.coef_b = torch.stack([cb.sq_norm / (2 * cb.s), 1 / cb.s, torch.ones(len(cb.s))])  # β, δ, 1
+        self.beta_max, self.delta_max = float(self.coef_b[0].abs().max()), float(self.coef_b[1].max())
+        self.d_round = 127.0**2 * self.cb.q.shape[1] * 2.0**-24  # int32 → float32 rounding of d
+
+    def _margin(self, s_q, thr):
+        """Bound on the float32 error of the threshold ``α_q β_b + γ_q δ_b`` on d (three terms, each product and sum
+        rounded: ≤ 2⁻²¹ of the magnitudes) plus the rounding of d itself to float32 in the comparison."""
+        return 2.0**-20 * (self.beta_max / s_q + thr.abs() / (2 * s_q) * self.delta_max) + self.d_round + 1
 
     def chunk(self, chunk: list[np.ndarray], rows: np.ndarray, D: np.ndarray, I: np.ndarray):
         """Fill ``rows`` of D, I. Returns (exact distances computed, rows with fewer than k survivors, int8
@@ -140,26 +182,31 @@ class PrunedSearch:
         import torch
 
         t = torch.from_numpy(rows)
-        s_a = torch.addmm(self.pb2[None], self.pq[t], self.pbt, alpha=-2)  # stage A's bound − ‖pq‖²
+        s_a = self.aq[t] @ self.abt  # stage A's bound − ‖p_q‖²
         u, n_exact = upper_bounds(s_a, self.xq, self.xb, rows, self.k)
         u = torch.from_numpy(u)
-        s_a.sub_((u - (1 - SLACK) * self.pq2[t] + SLACK * float(self.pb2.max()))[:, None])  # ≤ 0: A keeps the pair
+        thr_a = u - (1 - SLACK) * self.pq2[t] + SLACK * self.pb2_max + self.err_a[t]  # A keeps s_a ≤ thr_a
+        if s_a.dtype == torch.bfloat16:
+            thr_a = bf16_round(thr_a, up=True)
+        thr_a = thr_a[:, None]
         cq, cb = self.cq, self.cb
         err = cq.nh[t] * float(cb.ne.max()) + cq.ne[t] * float(cb.nh.max()) + cq.ne[t] * float(cb.ne.max())
-        # B keeps a pair while ‖b‖² − 2·s_q·s_b·⟨q_q, q_b⟩ ≤ U − ‖q‖² + 2·err + slack
-        thr_b = (u - (1 - SLACK) * cq.sq_norm[t] + SLACK * float(cb.sq_norm.max()) + 2 * err)[:, None]
+        # B keeps a pair while ‖b‖² − 2·s_q·s_b·d ≤ thr_b (d = ⟨c_q, c_b⟩, exact int32), i.e. while
+        # d ≥ α_q·β_b + γ_q·δ_b − margin_q: one K = 3 GEMM gives every pair's threshold on d
+        thr_b = u - (1 - SLACK) * cq.sq_norm[t] + SLACK * float(cb.sq_norm.max()) + 2 * err
+        coef = torch.stack([1 / cq.s[t], -thr_b / (2 * cq.s[t]), -self._margin(cq.s[t], thr_b)], 1)
         local, found, share, off = [], [], 0, 0
         for g in chunk:
-            union = (s_a[off : off + len(g)].amin(0) <= 0).nonzero()[:, 0]  # rows A leaves to any query of g
-            share += len(g) * len(union)
+            n = len(g)
+            # rows A leaves to any query of g (differences keep their sign through rounding)
+            union = ((s_a[off : off + n] - thr_a[off : off + n]).amin(0) <= 0).nonzero()[:, 0]
+            share += n * len(union)
             gt = torch.from_numpy(g)
             dots = torch._int_mm(cq.q.index_select(0, gt), cb.q.index_select(0, union).T)  # exact int32 sums
-            lower = dots.float().mul_(cb.s[union]).mul_((-2.0 * cq.s[gt])[:, None]).add_(cb.sq_norm[union])
-            # B's bound is the tighter: also requiring A's per pair removed no pair on phantom pixels (measured)
-            hit = (lower <= thr_b[off : off + len(g)]).nonzero().numpy()  # row-major: rows in chunk order
+            hit = (dots >= coef[off : off + n] @ self.coef_b[:, union]).nonzero().numpy()  # rows in chunk order
             local.append(hit[:, 0] + off)
             found.append(union.numpy()[hit[:, 1]])
-            off += len(g)
+            off += n
         e, short = k_smallest(self.xq, self.xb, rows, np.concatenate(local), np.concatenate(found), self.k, D, I)
         return n_exact + e, short, share
 

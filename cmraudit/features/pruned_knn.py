@@ -5,19 +5,23 @@ decide.
 of the base rows — ties aside, but computes a float32 distance only for the few base rows no bound excludes
 (the pieces are in :mod:`.knn_bounds`):
 
-1. **Stage A, a projection bound.** An orthonormal basis ``V`` (d × m; m = min(2√d, d/4): 64 at 1024-d) of the
+1. **Stage A, a projection bound.** An orthonormal basis ``V`` (d × m; m = min(4√d, d/4): 128 at 1024-d) of the
    base's principal subspace. For any x, y: ``‖Vᵀ(x − y)‖² ≤ ‖x − y‖²`` (Bessel), so projected distances are lower
-   bounds whatever the basis quality; a poor basis costs work, never a neighbour. One float32 GEMM at rank m
-   bounds every query × base pair.
+   bounds whatever the basis quality; a poor basis costs work, never a neighbour. One GEMM at rank m bounds every
+   query × base pair: in bfloat16 where the CPU multiplies it natively (AVX512-BF16, AMX; 2× the float32 rate) and
+   torch accumulates it in float32 (checked at the call's depth), else float32. The bfloat16 inputs' rounding is
+   measured (``‖p − p̂‖`` per row) and widens the bound; ``‖p_b‖²`` is rounded down and the threshold up, and the
+   output's own rounding is monotone and keeps signs, so it cannot move a pair across the threshold.
 2. **An upper bound per query.** The smallest projected bounds point at likely neighbours (the best of each of
-   the ``2k`` best strided groups of ≈ 10 base rows); the k-th smallest of their exact distances, ``U``, is at
-   least the true k-th neighbour distance.
-3. **Stage B, an int8 bound over query groups.** Queries are grouped by k-means on their projections (``block``
-   rows a group), so a group's queries share most candidates. The base rows stage A leaves to at least one query
-   of a group (its union) get an int8 inner product with the group's queries (``torch._int_mm``: exact int32
-   sums, 4× the float32 rate with VNNI). With per-row codes ``x = s·q + e`` of the centred rows,
+   the ``k + k/4`` best strided groups of ≈ 10 base rows); the k-th smallest of their exact distances, ``U``, is
+   at least the true k-th neighbour distance.
+3. **Stage B, an int8 bound over query groups.** Queries are grouped by k-means on their leading projections
+   (``block`` rows a group), so a group's queries share most candidates. The base rows stage A leaves to at least
+   one query of a group (its union) get an int8 inner product with the group's queries (``torch._int_mm``: exact
+   int32 sums, 4× the float32 rate with VNNI). With per-row codes ``x = s·q + e`` of the centred rows,
    ``|⟨x, y⟩ − s_x s_y ⟨q_x, q_y⟩| ≤ ‖h_x‖‖e_y‖ + ‖e_x‖‖h_y‖ + ‖e_x‖‖e_y‖`` (Cauchy–Schwarz on the measured norms,
-   ``h = s·q``): a few units on squared distances of ≈ 100 for 1024-d phantom pixels.
+   ``h = s·q``): a few units on squared distances of ≈ 100 for 1024-d phantom pixels. The test on each pair is
+   a threshold on its int32 sum, all thresholds from one rank-3 GEMM (float32 error bounded and subtracted).
 4. **Exact decision.** Every true k-nearest row has both bounds ≤ its distance ≤ ``U``, so the rows whose stage-B
    bound is ≤ ``U`` hold them all; their exact distances (``faiss.pairwise_indexed_L2sqr``) decide, ties broken by
    index. The certificate holds by construction: no retry, no per-query fallback.
@@ -40,7 +44,7 @@ import numpy as np
 
 from ..device import cpu_flags
 from ..errors import UsageError
-from .knn_bounds import PrunedSearch, basis, chunks, int8_code, query_groups
+from .knn_bounds import PrunedSearch, basis, bf16_round, chunks, floor_scales, int8_code, query_groups
 
 MIN_PAIRS = 4_000_000  # below this many query × base pairs, IndexFlatL2 alone is faster
 MIN_DIM = 512  # "auto" prunes from this dimension on
@@ -50,6 +54,7 @@ MIN_ENERGY = 0.5  # below this share of held-out variance in the projection, sta
 MAX_SHARE = 0.5  # above this share of int8 products in the first group, pruning cannot pay: IndexFlatL2
 PROBE = 64  # query rows in the first chunk, which decides whether pruning pays
 CHUNK = 512  # query rows per stage-A GEMM (fewer when the base is large: ≤ 2**25 scores at a time)
+SCALE_FLOOR = 1 / 16  # int8 scales ≥ this share of the largest (keeps stage B's threshold arithmetic finite)
 MAX_DIM = 131_072  # int32 sums of int8 products cannot overflow below this dimension (127² · d < 2³¹)
 
 
@@ -167,7 +172,7 @@ def _flat_reason(method: str, k: int, d: int, m: int, pairs: int) -> str:
 
 def _default_rank(d: int) -> int:
     """Stage A's projection rank: min(2√d, d // 4), 64 at 1024-d and 128 at 4096-d (measured best there)."""
-    return max(1, min(int(2 * d**0.5), d // 4))
+    return max(1, min(int(4 * d**0.5), d // 4))
 
 
 def prunes(query, base, k: int, *, seed: int = 0) -> bool:
@@ -242,9 +247,7 @@ def _pruned(xq: np.ndarray, xb: np.ndarray, k: int, m: int, block: int, seed: in
         st.method, st.faiss_queries = "faiss", len(xq)
         st.reason = f"the rank-{m} subspace holds {energy:.0%} of held-out variance (< {MIN_ENERGY:.0%}): no pruning"
         return flat(xq, k)
-    shift = mu @ v
-    pb, pq = (tb @ v).sub_(shift), (tq @ v).sub_(shift)  # projections of the centred rows
-    search = PrunedSearch(xq, xb, k, pq, pb.T.contiguous(), int8_code(tq, mu), int8_code(tb, mu))
+    pq, search = _prepare(xq, xb, k, tq, tb, mu, v)
     chunk_rows = max(16, min(CHUNK, 2**25 // len(xb)))
     D = np.empty((len(xq), k), np.float32)
     I = np.empty((len(xq), k), np.int64)
@@ -270,3 +273,50 @@ def _pruned(xq: np.ndarray, xb: np.ndarray, k: int, m: int, block: int, seed: in
     st.candidates_per_query = exact / len(done)
     st.int8_share = share / (len(done) * len(xb))
     return D, I
+
+
+def _prepare(xq, xb, k, tq, tb, mu, v):
+    """Stage A's operands (bfloat16 where the CPU multiplies it natively and accumulates in float32) with their
+    error bound, the projections for the query groups, and the centred rows' int8 codes."""
+    import torch
+
+    shift = mu @ v
+    pb, pq = (tb @ v).sub_(shift), (tq @ v).sub_(shift)  # projections of the centred rows
+    cb, cq = int8_code(tb, mu), int8_code(tq, mu)
+    floor_scales([cb, cq], [tb, tq], mu, SCALE_FLOOR)
+    pq2, pb2 = pq.square().sum(1), pb.square().sum(1)
+    ones = torch.ones(len(pq), 1)
+    if not _bf16_gemm(pq.shape[1] + 1):
+        aq, ab, err = torch.cat([pq.mul(-2), ones], 1), torch.cat([pb, pb2[:, None]], 1), torch.zeros(len(pq))
+        return pq, PrunedSearch(xq, xb, k, pq2, aq, ab.T.contiguous(), err, cq, cb)
+    hq, hb = pq.bfloat16(), pb.bfloat16()
+    eq = torch.linalg.vector_norm(pq - hq.float(), dim=1)
+    eb = float(torch.linalg.vector_norm(pb - hb.float(), dim=1).max())
+    nhq = torch.linalg.vector_norm(hq.float(), dim=1)
+    # |⟨p_q, p_b⟩ − ⟨p̂_q, p̂_b⟩| ≤ ‖p_q − p̂_q‖‖p_b‖ + ‖p̂_q‖‖p_b − p̂_b‖; float32 accumulation: within SLACK
+    err = 2 * (eq * float(pb2.max().sqrt()) + nhq * eb)
+    aq = torch.cat([hq.mul(-2), ones.bfloat16()], 1)
+    ab = torch.cat([hb, bf16_round(pb2, up=False)[:, None]], 1)
+    return pq, PrunedSearch(xq, xb, k, pq2, aq, ab.T.contiguous(), err, cq, cb)
+
+
+_BF16: list[bool] = []
+
+
+def _bf16_gemm(k: int) -> bool:
+    """Whether stage A runs in bfloat16: the CPU has native bfloat16 dot products (checked once) and torch's
+    bfloat16 GEMM accumulates in float32 at this depth ``k`` (checked each call, ≈ 0.1 ms: 2ᵖ + (k − 1)·1 keeps its
+    k − 1 in float32 accumulation and loses it in bfloat16)."""
+    import torch
+
+    if not _BF16:
+        from ..device import cpu_has_native_bf16
+
+        _BF16.append(cpu_has_native_bf16() and os.environ.get("CMRAUDIT_EXACT_KNN_BF16", "1") != "0")
+    if not _BF16[0]:
+        return False
+    big = 2.0 ** max(8, (2 * k).bit_length())
+    a = torch.ones(64, k, dtype=torch.bfloat16)
+    b = torch.ones(k, 64, dtype=torch.bfloat16)
+    b[0] = big
+    return bool(((a @ b).float() - (big + k - 1)).abs().max() <= big / 128)

@@ -50,7 +50,10 @@ def phantom_vectors():
 
 
 @pytest.mark.parametrize("k", [1, 2, 50])
-def test_pruned_equals_brute_force_on_phantom_pixels(phantom_vectors, k):
+def test_pruned_equals_brute_force_on_phantom_pixels(phantom_vectors, k, monkeypatch, stage_a):
+    from cmraudit.features import pruned_knn
+
+    monkeypatch.setattr(pruned_knn, "MAX_SHARE", 1.0)  # a 1600-row base: the probe may judge k = 50 not worth it
     base, query = phantom_vectors
     st = KnnStats()
     D, I = exact_knn(query, base, k, method="pruned", rank=128 if k < 50 else 384, stats=st)
@@ -70,7 +73,7 @@ def test_a_weak_bound_costs_work_never_neighbours(phantom_vectors):
     _assert_exact(D, I, query[:200], base, 3)
 
 
-def test_coarse_int8_codes_stay_exact():
+def test_coarse_int8_codes_stay_exact(stage_a):
     """Rows with one huge coordinate: their int8 step is coarse, so stage B's error term is large for them. The
     bound must widen accordingly, never drop a true neighbour (a missing error term fails here)."""
     rng = np.random.default_rng(4)
@@ -82,6 +85,38 @@ def test_coarse_int8_codes_stay_exact():
     for k in (1, 4):
         st = KnnStats()
         D, I = exact_knn(query, base, k, method="pruned", rank=16, block=16, stats=st)
+        assert st.method == "pruned" and st.faiss_queries == 0
+        _assert_exact(D, I, query, base, k)
+
+
+@pytest.fixture(params=["bf16", "fp32"])
+def stage_a(request, monkeypatch):
+    """Stage A in bfloat16 (where the CPU has it natively; forced here) and in float32."""
+    from cmraudit.features import pruned_knn
+
+    monkeypatch.setattr(pruned_knn, "_BF16", [request.param == "bf16"])
+    return request.param
+
+
+def test_large_projected_coordinates_stay_exact(stage_a, monkeypatch):
+    """A coordinate of ≈ ±500 along one direction, neighbours ≈ 6 apart (squared): bfloat16 rounds the projections
+    by up to 1 and stage A's products by hundreds, and rounds its thresholds in steps of thousands. Every rounding
+    must widen the bound, never drop a neighbour. (Stage A's input-rounding term itself is pinned by the coarse-code
+    and odd-size tests: dropping it fails both in bfloat16.)"""
+    from cmraudit.features import pruned_knn
+
+    monkeypatch.setattr(pruned_knn, "MAX_SHARE", 1.0)
+    rng = np.random.default_rng(7)
+    w = np.linalg.qr(rng.standard_normal((96, 4)))[0].T.astype(np.float32)  # 4 orthonormal directions
+
+    def rows(n):
+        t = rng.uniform(0, 1000, (n, 1))
+        return (np.hstack([t, rng.standard_normal((n, 3))]) @ w).astype(np.float32)
+
+    base, query = rows(3000), rows(600)
+    for k in (1, 5):
+        st = KnnStats()
+        D, I = exact_knn(query, base, k, method="pruned", rank=8, stats=st)
         assert st.method == "pruned" and st.faiss_queries == 0
         _assert_exact(D, I, query, base, k)
 
@@ -125,7 +160,7 @@ def test_low_rank_data_is_pruned_to_a_few_candidates():
 
 
 @pytest.mark.parametrize("n_base, n_query, k, block", [(1237, 301, 3, 64), (1, 5, 1, 64), (999, 130, 1, 1)])
-def test_odd_sizes_stay_exact(n_base, n_query, k, block):
+def test_odd_sizes_stay_exact(n_base, n_query, k, block, stage_a):
     """A base size the strided upper-bound groups do not divide, a one-row base, one-query groups."""
     rng = np.random.default_rng(n_base)
     w = rng.standard_normal((5, 64)).astype(np.float32)
@@ -142,7 +177,7 @@ def test_no_queries():
     assert D.shape == (0, 3) and I.shape == (0, 3) and D.dtype == np.float32 and I.dtype == np.int64
 
 
-def test_duplicates_and_exact_copies_in_the_base():
+def test_duplicates_and_exact_copies_in_the_base(stage_a):
     """Copies (distance 0) and duplicated base rows: ties, yet each returned set is a true k-NN set."""
     rng = np.random.default_rng(2)
     base = rng.random((900, 256), dtype=np.float32)
@@ -151,6 +186,24 @@ def test_duplicates_and_exact_copies_in_the_base():
     D, I = exact_knn(query, base, 2, method="pruned", rank=64)
     _assert_exact(D, I, query, base, 2)
     assert np.all(D[:, :2] <= 1e-4)  # the copy and its duplicate
+
+
+def test_rows_equal_to_the_mean_stay_exact(stage_a, monkeypatch):
+    """Centred rows that are all zero (rows equal to the base's mean, in the base and among the queries) have no int8
+    scale of their own; the scale floor keeps stage B's threshold arithmetic (1 / s) finite, and the search exact."""
+    from cmraudit.features import pruned_knn
+
+    monkeypatch.setattr(pruned_knn, "MAX_SHARE", 1.0)
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((6, 200)).astype(np.float32)
+    half = (rng.standard_normal((500, 6)) @ w + 0.1 * rng.standard_normal((500, 200))).astype(np.float32)
+    base = np.vstack([half, -half, np.zeros((20, 200), np.float32)])  # mean exactly 0: 20 all-zero centred rows
+    query = np.vstack([np.zeros((30, 200), np.float32), half[:100] * 0.9, -half[100:200] + 1e-3]).astype(np.float32)
+    for k in (1, 25):
+        st = KnnStats()
+        D, I = exact_knn(query, base, k, method="pruned", rank=16, stats=st)
+        assert st.method == "pruned" and st.faiss_queries == 0
+        _assert_exact(D, I, query, base, k)
 
 
 def test_flat_and_small_auto_are_indexflatl2(phantom_vectors):
