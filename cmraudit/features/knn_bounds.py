@@ -167,14 +167,18 @@ class PrunedSearch:
 
         self.pb2_max = float(self.abt[-1].float().max())
         cb = self.cb
-        self.coef_b = torch.stack([cb.sq_norm / (2 * cb.s), 1 / cb.s, torch.ones(len(cb.s))])  # β, δ, 1
-        self.beta_max, self.delta_max = float(self.coef_b[0].abs().max()), float(self.coef_b[1].max())
+        # β = ‖b‖²/(2 s_b), δ = 1/s_b, ‖e_b‖/s_b, ‖h_b‖/s_b, ‖e_b‖/s_b, 1
+        self.coef_b = torch.stack([cb.sq_norm / (2 * cb.s), 1 / cb.s, cb.ne / cb.s, cb.nh / cb.s, cb.ne / cb.s,
+                                   torch.ones(len(cb.s))])
+        self.coef_max = self.coef_b.abs().amax(1).tolist()
         self.d_round = 127.0**2 * self.cb.q.shape[1] * 2.0**-24  # int32 → float32 rounding of d
 
-    def _margin(self, s_q, thr):
-        """Bound on the float32 error of the threshold ``α_q β_b + γ_q δ_b`` on d (three terms, each product and sum
-        rounded: ≤ 2⁻²¹ of the magnitudes) plus the rounding of d itself to float32 in the comparison."""
-        return 2.0**-20 * (self.beta_max / s_q + thr.abs() / (2 * s_q) * self.delta_max) + self.d_round + 1
+    def _margin(self, s_q, thr, nh_q, ne_q):
+        """Bound on the float32 error of the threshold on d (six products summed, each operand, product and sum
+        rounded: ≤ 2⁻²⁰ of the terms' magnitudes) plus the rounding of d itself to float32 in the comparison."""
+        b, delta, e, h, _, _ = self.coef_max
+        terms = b + thr.abs() / 2 * delta + nh_q * e + ne_q * h + ne_q * e
+        return 2.0**-20 * terms / s_q + self.d_round + 1
 
     def chunk(self, chunk: list[np.ndarray], rows: np.ndarray, D: np.ndarray, I: np.ndarray):
         """Fill ``rows`` of D, I. Returns (exact distances computed, rows with fewer than k survivors, int8
@@ -190,11 +194,13 @@ class PrunedSearch:
             thr_a = bf16_round(thr_a, up=True)
         thr_a = thr_a[:, None]
         cq, cb = self.cq, self.cb
-        err = cq.nh[t] * float(cb.ne.max()) + cq.ne[t] * float(cb.nh.max()) + cq.ne[t] * float(cb.ne.max())
-        # B keeps a pair while ‖b‖² − 2·s_q·s_b·d ≤ thr_b (d = ⟨c_q, c_b⟩, exact int32), i.e. while
-        # d ≥ α_q·β_b + γ_q·δ_b − margin_q: one K = 3 GEMM gives every pair's threshold on d
-        thr_b = u - (1 - SLACK) * cq.sq_norm[t] + SLACK * float(cb.sq_norm.max()) + 2 * err
-        coef = torch.stack([1 / cq.s[t], -thr_b / (2 * cq.s[t]), -self._margin(cq.s[t], thr_b)], 1)
+        # B keeps a pair while ‖b‖² − 2·s_q·s_b·d ≤ thr_b + 2·err_qb (d = ⟨c_q, c_b⟩, exact int32; err_qb =
+        # ‖h_q‖‖e_b‖ + ‖e_q‖‖h_b‖ + ‖e_q‖‖e_b‖), i.e. while d ≥ [‖b‖² − thr_b − 2·err_qb] / (2·s_q·s_b) − margin_q:
+        # a sum of rank-one terms, so one K = 6 GEMM gives every pair's threshold on d
+        thr_b = u - (1 - SLACK) * cq.sq_norm[t] + SLACK * float(cb.sq_norm.max())
+        sq = cq.s[t]
+        coef = torch.stack([1 / sq, -thr_b / (2 * sq), -cq.nh[t] / sq, -cq.ne[t] / sq, -cq.ne[t] / sq,
+                            -self._margin(sq, thr_b, cq.nh[t], cq.ne[t])], 1)
         local, found, share, off = [], [], 0, 0
         for g in chunk:
             n = len(g)
