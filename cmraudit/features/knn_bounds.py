@@ -136,11 +136,11 @@ def upper_bounds(s_a, xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) 
     top = torch.topk(s_a[:, : per * ng].view(n, per, ng).amin(1), kk, dim=1, largest=False, sorted=False).indices
     cols = (top[:, :, None] + ng * torch.arange(per)).view(n, -1)  # the members of each chosen group
     member = torch.gather(s_a, 1, cols).view(n, kk, per).argmin(2)
-    cand = (top + ng * member).numpy().astype(np.int64)
-    q = np.ascontiguousarray(xq[rows])
-    dist = np.empty(cand.shape, np.float32)
-    faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(dist), faiss.swig_ptr(q), faiss.swig_ptr(xb), faiss.swig_ptr(cand),
-                            xq.shape[1], n, kk)
+    cand = (top + ng * member).numpy().astype(np.int64).ravel()
+    qi = np.repeat(rows.astype(np.int64), kk)  # the query rows in place: no copy of them in chunk order
+    dist = np.empty((n, kk), np.float32)
+    faiss.pairwise_indexed_L2sqr(xq.shape[1], len(qi), faiss.swig_ptr(xq), faiss.swig_ptr(qi),
+                                 faiss.swig_ptr(xb), faiss.swig_ptr(cand), faiss.swig_ptr(dist))
     return np.partition(dist, k - 1, axis=1)[:, k - 1] * np.float32(1 + SLACK), dist.size
 
 

@@ -31,7 +31,7 @@ of the base rows — ties aside, but computes a float32 distance only for the fe
    int8 products with more than ``MAX_SHARE`` of the base, the rest goes to ``IndexFlatL2``.
 
 Why hand-written: neither FAISS nor scikit-learn offers an exact search below the float32 GEMM's cost; FAISS's own
-pieces (``IndexFlatL2``, k-means, ``pairwise_indexed_L2sqr``, ``fvec_L2sqr_by_idx``) do the exact parts.
+pieces (``IndexFlatL2``, k-means, ``pairwise_indexed_L2sqr``) do the exact parts.
 ``method="auto"`` prunes only where it measured faster (dimension ≥ ``MIN_DIM``, k ≤ ``MAX_AUTO_K``, int8 dot
 products in the CPU); figures and the frontier are in docs/benchmarks.md.
 """
