@@ -126,7 +126,6 @@ def upper_bounds(s_a, xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) 
     distinct base rows with small projected bounds (the best of each of the ``k + k/4`` best strided groups
     ``{j, j + G, j + 2G, …}`` of ≈ 10 rows; 2k measured no faster). Returns the bounds and the exact distances
     computed."""
-    import faiss
     import torch
 
     n, nb = s_a.shape
@@ -136,12 +135,20 @@ def upper_bounds(s_a, xq: np.ndarray, xb: np.ndarray, rows: np.ndarray, k: int) 
     top = torch.topk(s_a[:, : per * ng].view(n, per, ng).amin(1), kk, dim=1, largest=False, sorted=False).indices
     cols = (top[:, :, None] + ng * torch.arange(per)).view(n, -1)  # the members of each chosen group
     member = torch.gather(s_a, 1, cols).view(n, kk, per).argmin(2)
-    cand = (top + ng * member).numpy().astype(np.int64).ravel()
-    qi = np.repeat(rows.astype(np.int64), kk)  # the query rows in place: no copy of them in chunk order
-    dist = np.empty((n, kk), np.float32)
-    faiss.pairwise_indexed_L2sqr(xq.shape[1], len(qi), faiss.swig_ptr(xq), faiss.swig_ptr(qi),
-                                 faiss.swig_ptr(xb), faiss.swig_ptr(cand), faiss.swig_ptr(dist))
+    cand = (top + ng * member).numpy().ravel()
+    dist = pair_distances(xq, np.repeat(rows, kk), xb, cand).reshape(n, kk)  # query rows in place: no copy
     return np.partition(dist, k - 1, axis=1)[:, k - 1] * np.float32(1 + SLACK), dist.size
+
+
+def pair_distances(xq: np.ndarray, qi, xb: np.ndarray, bi) -> np.ndarray:
+    """Exact squared L2 distances of the pairs (``xq[qi]``, ``xb[bi]``), by differences (no GEMM cancellation)."""
+    import faiss
+
+    qi, bi = np.ascontiguousarray(qi, np.int64), np.ascontiguousarray(bi, np.int64)
+    dist = np.empty(len(qi), np.float32)
+    faiss.pairwise_indexed_L2sqr(xq.shape[1], len(qi), faiss.swig_ptr(xq), faiss.swig_ptr(qi),
+                                 faiss.swig_ptr(xb), faiss.swig_ptr(bi), faiss.swig_ptr(dist))
+    return dist
 
 
 @dataclass
@@ -222,12 +229,8 @@ def k_smallest(xq, xb, rows, local, bi, k: int, D, I):
     """Exact distances of the surviving pairs (query ``rows[local]``, base ``bi``; ``local`` ascending) and each
     query's k smallest into D, I, ties broken by index: one int64 key per pair (the float32 bits of a distance ≥ 0
     order as integers). Returns (distances computed, rows with fewer than k survivors)."""
-    import faiss
-
-    qi, bi = rows[local].astype(np.int64), bi.astype(np.int64)
-    dist = np.empty(len(qi), np.float32)
-    faiss.pairwise_indexed_L2sqr(xq.shape[1], len(qi), faiss.swig_ptr(xq), faiss.swig_ptr(qi),
-                                 faiss.swig_ptr(xb), faiss.swig_ptr(bi), faiss.swig_ptr(dist))
+    bi = bi.astype(np.int64)
+    dist = pair_distances(xq, rows[local], xb, bi)
     key = (dist.view(np.int32).astype(np.int64) << 32) | bi
     count = np.bincount(local, minlength=len(rows))
     pad = np.full((len(rows), max(k, int(count.max(initial=0)))), np.iinfo(np.int64).max)
@@ -236,4 +239,4 @@ def k_smallest(xq, xb, rows, local, bi, k: int, D, I):
     ok = count >= k
     D[rows[ok]] = (best[ok] >> 32).astype(np.int32).view(np.float32)
     I[rows[ok]] = best[ok] & 0xFFFFFFFF
-    return len(qi), rows[~ok]
+    return len(dist), rows[~ok]
