@@ -178,14 +178,22 @@ def test_no_queries():
 
 
 def test_duplicates_and_exact_copies_in_the_base(stage_a):
-    """Copies (distance 0) and duplicated base rows: ties, yet each returned set is a true k-NN set."""
+    """Copies (distance 0) and duplicated base rows: ties, yet each returned set is a true k-NN set. Stage A's
+    rounding makes its bound slightly negative for a copy, and its int16 keys must still order it first (without
+    the clamp to zero, a negative key minus a threshold overflows int16 and the copies were dropped). Copies share
+    strided groups, so most reach the exact stage through the bounds, not through the upper-bound rows."""
     rng = np.random.default_rng(2)
-    base = rng.random((900, 256), dtype=np.float32)
-    base[450:] = base[:450]  # every row twice
-    query = np.ascontiguousarray(base[::9] + 0)  # exact copies of base rows
-    D, I = exact_knn(query, base, 2, method="pruned", rank=64)
-    _assert_exact(D, I, query, base, 2)
-    assert np.all(D[:, :2] <= 1e-4)  # the copy and its duplicate
+    w = rng.standard_normal((6, 384)).astype(np.float32)
+    rows = (rng.standard_normal((125, 6)) @ w + 0.05 * rng.standard_normal((125, 384))).astype(np.float32)
+    base = np.ascontiguousarray(np.tile(rows, (8, 1)))  # every row 8 times, 125 rows apart
+    query = np.ascontiguousarray(rows[::3] + 0)  # exact copies of base rows
+    for k in (8, 12):
+        st = KnnStats()
+        D, I = exact_knn(query, base, k, method="pruned", rank=16, stats=st)
+        assert st.method == "pruned" and st.faiss_queries == 0
+        _assert_exact(D, I, query, base, k)
+        assert np.all(D[:, :8] <= 1e-4)  # the copy and its 7 duplicates
+        assert np.all(np.sort(I[:, :8] % 125, axis=1) == np.arange(0, 125, 3)[:, None])
 
 
 def test_rows_equal_to_the_mean_stay_exact(stage_a, monkeypatch):
