@@ -126,7 +126,9 @@ def knn(
     ``exclude_self=True`` (query is base) drops each point's own match.
     Distances: Euclidean for ``l2``; ``1 - cosine similarity`` for ``cosine``.
     Bases larger than ``approx_threshold`` use an IVF pre-filter (``prefilter_k`` candidates)
-    with exact re-ranking; smaller bases are searched exhaustively (identical to brute force).
+    with exact re-ranking; smaller bases are searched exhaustively (identical to brute force): by
+    :func:`exact_knn`'s certified pruned search where :func:`prunes` says it applies (L2, no ``exclude_self``),
+    else by FAISS.
     """
     if metric not in METRICS:
         raise UsageError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -143,6 +145,9 @@ def knn(
     if index is None:
         if base is None:
             raise UsageError("knn needs either base or a prebuilt index")
+        if metric == "l2" and not exclude_self and use_gpu is not True and 1 <= kk <= len(base) and prunes(
+                xq, base, kk):  # the certified pruned search (CPU, ≥ 512-d, ≥ 4 M pairs: same neighbours, faster)
+            return pruned_neighbours(xq, base, kk)
         gpu = use_gpu is not False and kk <= GPU_MAX_K and _gpu_available()
         index = build_index(base, metric=metric, use_gpu=gpu)
     n_base = index.ntotal

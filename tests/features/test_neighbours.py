@@ -91,6 +91,29 @@ def test_knn_and_reverse_by_two_pruned_searches_equals_the_one_pass(monkeypatch)
         assert np.all(fwd.distances[:40, 0] == 0) and np.array_equal(fwd.indices[:40, 0], np.arange(40))
 
 
+def test_knn_takes_the_pruned_search_where_it_applies(monkeypatch):
+    """knn (L2, a base, no exclude_self) answers by the certified pruned search where prunes() says it applies: the
+    same neighbours as FAISS (ties aside); exclude_self, the cosine metric and a prebuilt index stay on FAISS."""
+    from cmraudit.data.phantom import PhantomConfig, make_phantom
+    from cmraudit.features import neighbours, pruned_knn
+
+    x = make_phantom(PhantomConfig(subjects=260, slices=8, size=32), seed=6).images.reshape(-1, 1024)
+    b, q = np.ascontiguousarray(x[:1200], np.float32), np.ascontiguousarray(x[1200:1800], np.float32)
+    monkeypatch.setenv("CMRAUDIT_EXACT_KNN_INT8", "1")
+    monkeypatch.setattr(pruned_knn, "MIN_PAIRS", 0)
+    calls = []
+    real = neighbours.pruned_neighbours
+    monkeypatch.setattr(neighbours, "pruned_neighbours", lambda *a: calls.append(a[2]) or real(*a))
+    got = knn(q, b, k=4)
+    assert calls == [4]
+    want = knn(q, index=neighbours.build_index(b), k=4)  # FAISS
+    assert (got.indices == want.indices).all(1).mean() > 0.99
+    np.testing.assert_allclose(got.distances, want.distances, atol=1e-3)
+    knn(b, b, k=2, exclude_self=True)
+    knn(q, b, k=2, metric="cosine")
+    assert calls == [4]
+
+
 def test_gan_leaks_with_the_copy_searchs_reverse_distances_equals_its_own_search():
     from cmraudit.features.neighbours import knn_and_reverse
     from cmraudit.privacy.mia.blackbox import gan_leaks_scores
