@@ -7,8 +7,8 @@ of the base rows — ties aside, but computes a float32 distance only for the fe
 
 1. **Stage A, a projection bound.** An orthonormal basis ``V`` (d × m; m = min(4√d, d/4): 128 at 1024-d) of the
    base's principal subspace. For any x, y: ``‖Vᵀ(x − y)‖² ≤ ‖x − y‖²`` (Bessel), so projected distances are lower
-   bounds whatever the basis quality; a poor basis costs work, never a neighbour. One GEMM at rank m + 3 computes
-   every query × base pair's projected distance ``‖p_q‖² + ‖p_b‖² − 2⟨p_q, p_b⟩``: in bfloat16 where the CPU
+   bounds whatever the basis quality; a poor basis costs work, never a neighbour. One GEMM (depth m + 2 or 3)
+   computes every query × base pair's projected distance ``‖p_q‖² + ‖p_b‖² − 2⟨p_q, p_b⟩``: in bfloat16 where the CPU
    multiplies it natively (AVX512-BF16, AMX; 2× the float32 rate) and torch accumulates it in float32 (checked at
    the call's depth), else float32. The bfloat16 inputs' rounding is measured (``‖p − p̂‖`` per row) and widens the
    bound; the norms are rounded down (``‖p_q‖²`` as two bfloat16 terms) and the threshold up, and the output's own
