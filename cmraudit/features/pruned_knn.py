@@ -97,19 +97,25 @@ def _as_matrix(x, name: str) -> np.ndarray:
 
 
 class _Flat:
-    """``IndexFlatL2`` over the base, built on first use and reused by every fallback of one call."""
+    """``IndexFlatL2`` over the base, built on first use and reused by every fallback of one call.
+
+    Base and queries are centred on the base's mean first: L2 distances do not change, but IndexFlatL2's
+    ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` cancels catastrophically when a common offset dominates the spread (rows 1000× further
+    from the origin than from each other put distinct rows at distance 0), and centring removes that offset."""
 
     def __init__(self, base: np.ndarray):
         self.base, self.index, self.threads = base, None, None  # threads: FAISS's own, while it is held at one
+        self.mu = None
 
     def __call__(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
         if self.index is None:
+            self.mu = self.base.mean(0, dtype=np.float64).astype(np.float32)
             self.index = faiss.IndexFlatL2(self.base.shape[1])
-            self.index.add(self.base)
+            self.index.add(self.base - self.mu)
         with _faiss_threads(self.threads):
-            return self.index.search(np.ascontiguousarray(query), k)
+            return self.index.search(np.ascontiguousarray(query - self.mu), k)
 
 
 @contextlib.contextmanager
@@ -208,7 +214,9 @@ def exact_knn(
     """Exact k nearest base rows of each query row: ``(distances, indices)`` in FAISS's convention.
 
     ``distances`` [Q, k] float32 are squared L2, ascending; ``indices`` [Q, k] int64. Identical to
-    ``faiss.IndexFlatL2(d).search(query, k)`` up to float ties. ``method``: ``"flat"`` (IndexFlatL2),
+    ``faiss.IndexFlatL2(d).search(query, k)`` up to float ties; where IndexFlatL2 runs, it runs on rows centred on the
+    base's mean (the same distances, without its cancellation under a large common offset). ``method``: ``"flat"``
+    (IndexFlatL2),
     ``"pruned"`` (the certified pruned search wherever it can run) or ``"auto"`` (pruned only where it measured
     faster: ≥ ``MIN_DIM`` dimensions, k ≤ ``MAX_AUTO_K``, int8 dot products in the CPU, ≥ ``MIN_PAIRS`` pairs).
     ``rank`` is stage A's projection rank (default ``min(4√d, d // 4)``), ``block`` the queries per k-means group,

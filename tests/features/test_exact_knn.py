@@ -215,16 +215,20 @@ def test_rows_equal_to_the_mean_stay_exact(stage_a, monkeypatch):
 
 
 def test_flat_and_small_auto_are_indexflatl2(phantom_vectors):
+    """The FAISS path is IndexFlatL2 over rows centred on the base's mean (bit for bit), and so agrees with
+    IndexFlatL2 on the raw rows up to float ties."""
     base, query = phantom_vectors
     st = KnnStats()
     D, I = exact_knn(query, base, 2, stats=st)  # 480 × 1600 pairs: too small to prune
     assert st.method == "faiss" and "small problem" in st.reason
+    mu = base.mean(0, dtype=np.float64).astype(np.float32)
     index = faiss.IndexFlatL2(base.shape[1])
-    index.add(base)
-    Df, If = index.search(query, 2)
+    index.add(base - mu)
+    Df, If = index.search(query - mu, 2)
     assert np.array_equal(I, If) and np.array_equal(D, Df)
     D2, I2 = exact_knn(query, base, 2, method="flat")
     assert np.array_equal(I2, If)
+    assert _agree_with_faiss(D, I, query, base, 2) < 0.05
 
 
 def test_the_result_does_not_depend_on_the_block_size(phantom_vectors):
@@ -255,3 +259,23 @@ def test_bad_method_and_rank_are_named():
         exact_knn(x, x, 1, method="hnsw")
     with pytest.raises(UsageError, match="rank must be in"):
         exact_knn(x, x, 1, method="pruned", rank=9)
+
+
+@pytest.mark.parametrize("method", ["flat", "auto", "pruned"])
+def test_a_large_common_offset_stays_exact(method, monkeypatch):
+    """Rows 10⁴× further from the origin than from each other: IndexFlatL2's ‖x‖² + ‖y‖² − 2⟨x, y⟩ on the raw rows
+    loses every digit of the distances (distinct rows at distance 0); every path of exact_knn centres first, so the
+    true neighbours come back, with their distances."""
+    from cmraudit.features import pruned_knn
+
+    monkeypatch.setattr(pruned_knn, "MAX_SHARE", 1.0)
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((5, 1024))
+
+    def rows(n):  # IndexFlatL2 on these raw rows returned distance 0 for every query (FAISS 1.x, measured)
+        return (rng.standard_normal((n, 5)) @ w + rng.standard_normal((n, 1024)) + 1e4).astype(np.float32)
+
+    base, query = rows(1500), rows(200)
+    D, I = exact_knn(query, base, 3, method=method, rank=32)
+    mu = base.astype(np.float64).mean(0)
+    _assert_exact(D, I, query - mu, base - mu, 3)  # the float64 truth on centred rows (no cancellation)
