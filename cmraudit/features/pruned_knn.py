@@ -99,9 +99,10 @@ def _as_matrix(x, name: str) -> np.ndarray:
 class _Flat:
     """``IndexFlatL2`` over the base, built on first use and reused by every fallback of one call.
 
-    Base and queries are centred on the base's mean first: L2 distances do not change, but IndexFlatL2's
-    ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` cancels catastrophically when a common offset dominates the spread (rows 1000× further
-    from the origin than from each other put distinct rows at distance 0), and centring removes that offset."""
+    Where the base's mean holds most of its rows' energy (``‖μ‖² > E‖x‖² / 2``), base and queries are centred on it
+    first: L2 distances do not change, but IndexFlatL2's ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` cancels catastrophically when a
+    common offset dominates the spread (rows offset by 10⁴ and ≈ 50 apart came back at distance 0), and centring
+    removes that offset. Elsewhere centring gains little and costs two copies, so the rows go in as they are."""
 
     def __init__(self, base: np.ndarray):
         self.base, self.index, self.threads = base, None, None  # threads: FAISS's own, while it is held at one
@@ -111,11 +112,12 @@ class _Flat:
         import faiss
 
         if self.index is None:
-            self.mu = self.base.mean(0, dtype=np.float64).astype(np.float32)
+            mu, flat = self.base.mean(0), self.base.ravel()
+            self.mu = mu if float(mu @ mu) > 0.5 * float(flat @ flat) / len(self.base) else None
             self.index = faiss.IndexFlatL2(self.base.shape[1])
-            self.index.add(self.base - self.mu)
+            self.index.add(self.base if self.mu is None else self.base - self.mu)
         with _faiss_threads(self.threads):
-            return self.index.search(np.ascontiguousarray(query - self.mu), k)
+            return self.index.search(np.ascontiguousarray(query if self.mu is None else query - self.mu), k)
 
 
 @contextlib.contextmanager
@@ -215,10 +217,10 @@ def exact_knn(
 
     ``distances`` [Q, k] float32 are squared L2, ascending; ``indices`` [Q, k] int64. Identical to
     ``faiss.IndexFlatL2(d).search(query, k)`` up to float ties; where IndexFlatL2 runs, it runs on rows centred on the
-    base's mean (the same distances, without its cancellation under a large common offset). ``method``: ``"flat"``
-    (IndexFlatL2),
-    ``"pruned"`` (the certified pruned search wherever it can run) or ``"auto"`` (pruned only where it measured
-    faster: ≥ ``MIN_DIM`` dimensions, k ≤ ``MAX_AUTO_K``, int8 dot products in the CPU, ≥ ``MIN_PAIRS`` pairs).
+    base's mean if that mean dominates (the same distances, without its cancellation under a large common offset).
+    ``method``: ``"flat"`` (IndexFlatL2), ``"pruned"`` (the certified pruned search wherever it can run) or
+    ``"auto"`` (pruned only where it measured faster: ≥ ``MIN_DIM`` dimensions, k ≤ ``MAX_AUTO_K``, int8 dot
+    products in the CPU, ≥ ``MIN_PAIRS`` pairs).
     ``rank`` is stage A's projection rank (default ``min(4√d, d // 4)``), ``block`` the queries per k-means group,
     ``seed`` the basis's subsample and sketch and the k-means: they change the time, never the neighbours. Pass a
     :class:`KnnStats` to learn which path ran and how much it computed.

@@ -215,13 +215,15 @@ def test_rows_equal_to_the_mean_stay_exact(stage_a, monkeypatch):
 
 
 def test_flat_and_small_auto_are_indexflatl2(phantom_vectors):
-    """The FAISS path is IndexFlatL2 over rows centred on the base's mean (bit for bit), and so agrees with
-    IndexFlatL2 on the raw rows up to float ties."""
+    """The FAISS path is IndexFlatL2, on rows centred on the base's mean where that mean holds over half the rows'
+    energy (phantom pixels: a background near −1) and on the raw rows elsewhere (random vectors), bit for bit; so it
+    agrees with IndexFlatL2 on the raw rows up to float ties."""
     base, query = phantom_vectors
+    mu = base.mean(0)
+    assert mu @ mu > 0.5 * (base * base).sum(1).mean()
     st = KnnStats()
     D, I = exact_knn(query, base, 2, stats=st)  # 480 × 1600 pairs: too small to prune
     assert st.method == "faiss" and "small problem" in st.reason
-    mu = base.mean(0, dtype=np.float64).astype(np.float32)
     index = faiss.IndexFlatL2(base.shape[1])
     index.add(base - mu)
     Df, If = index.search(query - mu, 2)
@@ -229,6 +231,10 @@ def test_flat_and_small_auto_are_indexflatl2(phantom_vectors):
     D2, I2 = exact_knn(query, base, 2, method="flat")
     assert np.array_equal(I2, If)
     assert _agree_with_faiss(D, I, query, base, 2) < 0.05
+    b, q = _gaussian(1)
+    index = faiss.IndexFlatL2(b.shape[1])
+    index.add(b)
+    assert all(np.array_equal(x, y) for x, y in zip(exact_knn(q, b, 3, method="flat"), index.search(q, 3)))
 
 
 def test_the_result_does_not_depend_on_the_block_size(phantom_vectors):
