@@ -204,8 +204,7 @@ class PrunedSearch:
         return keys, lambda thr: bf16_round(thr, up=True).view(torch.int16)
 
     def chunk(self, chunk: list[np.ndarray], rows: np.ndarray, D: np.ndarray, I: np.ndarray):
-        """Fill ``rows`` of D, I. Returns (exact distances computed, rows with fewer than k survivors, int8
-        products computed)."""
+        """Fill ``rows`` of D, I. Returns (exact distances computed, int8 products computed)."""
         import torch
 
         t = torch.from_numpy(rows)
@@ -235,8 +234,8 @@ class PrunedSearch:
             found.append(union.numpy()[hit[:, 1]])
             off += n
         local, found = self._new_pairs(np.concatenate(local), np.concatenate(found), cand)
-        e, short = k_smallest(self.xq, self.xb, rows, local, found, self.k, D, I, (cand, cdist))
-        return cand.size + e, short, share
+        e = k_smallest(self.xq, self.xb, rows, local, found, self.k, D, I, (cand, cdist))
+        return cand.size + e, share
 
     def _new_pairs(self, local: np.ndarray, found: np.ndarray, cand: np.ndarray):
         """The surviving pairs without those whose distance the upper bounds already computed."""
@@ -254,7 +253,7 @@ def k_smallest(xq, xb, rows, local, bi, k: int, D, I, known):
     """Exact distances of the surviving pairs (query ``rows[local]``, base ``bi``; ``local`` ascending), merged with
     ``known`` (rows [Q, kk] and their exact distances, none of them among the pairs), and each query's k smallest
     into D, I, ties broken by index: one int64 key per pair (the float32 bits of a distance ≥ 0 order as
-    integers). Returns (distances computed, rows with fewer than k candidates)."""
+    integers). Every query has ≥ k candidates: the kk ≥ k known rows. Returns the distances computed."""
     bi = bi.astype(np.int64)
     dist = pair_distances(xq, rows[local], xb, bi)
     cand, cdist = known
@@ -265,7 +264,6 @@ def k_smallest(xq, xb, rows, local, bi, k: int, D, I, known):
     pad[local, kk + np.arange(len(local)) - (np.cumsum(count) - count)[local]] = (
         dist.view(np.int32).astype(np.int64) << 32) | bi
     best = np.sort(np.partition(pad, k - 1, axis=1)[:, :k], axis=1)
-    ok = count + kk >= k
-    D[rows[ok]] = (best[ok] >> 32).astype(np.int32).view(np.float32)
-    I[rows[ok]] = best[ok] & 0xFFFFFFFF
-    return len(dist), rows[~ok]
+    D[rows] = (best >> 32).astype(np.int32).view(np.float32)
+    I[rows] = best & 0xFFFFFFFF
+    return len(dist)

@@ -145,8 +145,8 @@ def knn(
     if index is None:
         if base is None:
             raise UsageError("knn needs either base or a prebuilt index")
-        if metric == "l2" and not exclude_self and use_gpu is not True and 1 <= kk <= len(base) and prunes(
-                xq, base, kk):  # the certified pruned search (CPU, ≥ 512-d, ≥ 4 M pairs: same neighbours, faster)
+        if metric == "l2" and not exclude_self and use_gpu is not True and prunes(xq, base, kk):
+            # the certified pruned search (CPU, ≥ 512-d, ≥ 4 M pairs, 1 ≤ k ≤ base rows: same neighbours, faster)
             return pruned_neighbours(xq, base, kk)
         gpu = use_gpu is not False and kk <= GPU_MAX_K and _gpu_available()
         index = build_index(base, metric=metric, use_gpu=gpu)

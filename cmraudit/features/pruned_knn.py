@@ -273,11 +273,8 @@ def _pruned(xq: np.ndarray, xb: np.ndarray, k: int, m: int, block: int, seed: in
                                  f"{share / (len(done[0]) * len(xb)):.0%} of the base (> {MAX_SHARE:.0%})")
             break
         rows = np.concatenate(chunk)
-        e, short, s = search.chunk(chunk, rows, D, I)
+        e, s = search.chunk(chunk, rows, D, I)
         exact, share = exact + e, share + s
-        if len(short):  # cannot happen while the bounds hold; kept so a float surprise costs time, not a neighbour
-            D[short], I[short] = flat(xq[short], k)
-            st.faiss_queries += len(short)
         done.append(rows)
     done = np.concatenate(done)
     if len(done) < len(xq):
