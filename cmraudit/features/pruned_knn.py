@@ -112,12 +112,21 @@ class _Flat:
         import faiss
 
         if self.index is None:
-            mu, flat = self.base.mean(0), self.base.ravel()
-            self.mu = mu if float(mu @ mu) > 0.5 * float(flat @ flat) / len(self.base) else None
+            self.mu = dominant_mean(self.base)
             self.index = faiss.IndexFlatL2(self.base.shape[1])
             self.index.add(self.base if self.mu is None else self.base - self.mu)
         with _faiss_threads(self.threads):
             return self.index.search(np.ascontiguousarray(query if self.mu is None else query - self.mu), k)
+
+
+def dominant_mean(base: np.ndarray) -> np.ndarray | None:
+    """The mean of ``base`` [n, d] float32 where it holds more than half its rows' energy (``‖μ‖² > E‖x‖² / 2``),
+    else None: where a common offset dominates, GEMM-form squared distances ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` cancel, and
+    searching the rows centred on this mean gives the same distances without the cancellation."""
+    if not len(base):
+        return None
+    mu, flat = base.mean(0), base.ravel()
+    return mu if float(mu @ mu) > 0.5 * float(flat @ flat) / len(base) else None
 
 
 @contextlib.contextmanager

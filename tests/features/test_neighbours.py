@@ -140,3 +140,29 @@ def test_gan_leaks_with_the_copy_searchs_reverse_distances_equals_its_own_search
         want_h[fold_h == f] = nearest(h[fold_h == f], ref) - nearest(h[fold_h == f], s)
     np.testing.assert_allclose(b[0], want_t, atol=1e-4)
     np.testing.assert_allclose(b[1], want_h, atol=1e-4)  # the holdout halves from one two-way pass
+
+
+def test_a_large_common_offset_keeps_knn_and_the_one_pass_exact():
+    """Rows 10⁴ from the origin and ≈ 45 apart (1024-d): on the raw rows the GEMM form ‖q‖² + ‖b‖² − 2 q·b (IndexFlatL2, the
+    one-pass search) loses the distances' digits; knn and knn_and_reverse centre on the base's dominant mean first,
+    so the neighbours and distances are those of brute force. A mean that does not dominate leaves the rows as
+    they are (the index holds the raw rows)."""
+    from cmraudit.features.neighbours import build_index, knn_and_reverse
+    from cmraudit.features.pruned_knn import dominant_mean
+
+    rng = np.random.default_rng(12)
+    b = (rng.standard_normal((400, 1024)) + 1e4).astype(np.float32)
+    q = (rng.standard_normal((150, 1024)) + 1e4).astype(np.float32)
+    q[:20] = b[50:70]  # exact copies: distance 0
+    d, i = _brute(q, b, 3, "l2")
+    raw = knn(q, k=3, index=build_index(b))  # a prebuilt index is searched as built: the cancellation shows
+    assert np.abs(raw.distances - d).max() > 1
+    nb = knn(q, b, k=3)
+    fwd, rev = knn_and_reverse(q, b, k=3)
+    for got in (nb, fwd):
+        assert (got.indices[:, 0] == i[:, 0]).mean() >= 0.99  # ties aside
+        np.testing.assert_allclose(got.distances, d, atol=0.05)  # GEMM-form rounding of the centred rows
+        assert got.distances[:20, 0].max() < 0.05
+    dr, ir = _brute(b, q, 1, "l2")
+    np.testing.assert_allclose(rev.distances, dr, atol=0.05)
+    assert dominant_mean(b) is not None and dominant_mean(b - b.mean(0)) is None
