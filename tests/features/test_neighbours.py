@@ -143,10 +143,10 @@ def test_gan_leaks_with_the_copy_searchs_reverse_distances_equals_its_own_search
 
 
 def test_a_large_common_offset_keeps_knn_and_the_one_pass_exact():
-    """Rows 10⁴ from the origin and ≈ 45 apart (1024-d): on the raw rows the GEMM form ‖q‖² + ‖b‖² − 2 q·b (IndexFlatL2, the
-    one-pass search) loses the distances' digits; knn and knn_and_reverse centre on the base's dominant mean first,
-    so the neighbours and distances are those of brute force. A mean that does not dominate leaves the rows as
-    they are (the index holds the raw rows)."""
+    """Rows 10⁴ from the origin and ≈ 45 apart (1024-d): on the raw rows the GEMM form ‖q‖² + ‖b‖² − 2 q·b
+    (IndexFlatL2, the one-pass search) loses the distances' digits; knn and knn_and_reverse centre on the base's
+    dominant mean first, so the neighbours and distances are those of brute force (to the GEMM form's rounding on
+    the centred rows). A prebuilt index is searched as built; a mean that does not dominate is not used."""
     from cmraudit.features.neighbours import build_index, knn_and_reverse
     from cmraudit.features.pruned_knn import dominant_mean
 
