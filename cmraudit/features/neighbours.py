@@ -151,12 +151,12 @@ def knn(
             # the certified pruned search (CPU, ≥ 512-d, ≥ 4 M pairs, 1 ≤ k ≤ base rows: same neighbours, faster)
             return pruned_neighbours(xq, base, kk)
         gpu = use_gpu is not False and kk <= GPU_MAX_K and _gpu_available()
-        if metric == "l2":  # (cosine rows are normalised in build_index, once)
-            base = _prep(base, metric)
-            mu = dominant_mean(base)
-            if mu is not None:  # the same distances, without IndexFlatL2's cancellation under a large common offset
-                xq, base = xq - mu, base - mu
-        index = build_index(base, metric=metric, use_gpu=gpu)
+        xb = _prep(base, metric) if metric == "l2" else base  # (cosine rows: normalised once, in build_index)
+        mu = dominant_mean(xb) if metric == "l2" else None
+        if mu is not None:  # the same distances, without IndexFlatL2's cancellation under a large common offset
+            xq, xb = xq - mu, xb - mu
+        index = build_index(xb, metric=metric, use_gpu=gpu)
+        del xb  # a converted or centred copy is not kept: FAISS holds its own
     n_base = index.ntotal
     if kk > n_base:
         raise UsageError(
