@@ -151,10 +151,9 @@ def knn(
             # the certified pruned search (CPU, ≥ 512-d, ≥ 4 M pairs, 1 ≤ k ≤ base rows: same neighbours, faster)
             return pruned_neighbours(xq, base, kk)
         gpu = use_gpu is not False and kk <= GPU_MAX_K and _gpu_available()
-        xb = _prep(base, metric) if metric == "l2" else base  # (cosine rows: normalised once, in build_index)
-        mu = dominant_mean(xb) if metric == "l2" else None
-        if mu is not None:  # the same distances, without IndexFlatL2's cancellation under a large common offset
-            xq, xb = xq - mu, xb - mu
+        xb = base
+        if metric == "l2":  # (cosine rows are normalised once, in build_index)
+            xq, xb = _centred(xq, _prep(base, metric))
         index = build_index(xb, metric=metric, use_gpu=gpu)
         del xb  # a converted or centred copy is not kept: FAISS holds its own
     n_base = index.ntotal
@@ -168,6 +167,13 @@ def knn(
         d, i = index.search(xq[s : s + batch_size], kk)
         D[s : s + batch_size], I[s : s + batch_size] = d, i
     return _finish(D, I, xq, k=k, kk=kk, metric=metric, exclude_self=exclude_self)
+
+
+def _centred(xq: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Queries and base centred on the base's mean where it dominates (:func:`~.pruned_knn.dominant_mean`), else as
+    they are: the same L2 distances, without the GEMM form's cancellation under a large common offset."""
+    mu = dominant_mean(xb)
+    return (xq, xb) if mu is None else (xq - mu, xb - mu)
 
 
 def _finish(D, I, xq, *, k: int, kk: int, metric: str, exclude_self: bool) -> Neighbours:
@@ -220,9 +226,7 @@ def knn_and_reverse(query: np.ndarray, base: np.ndarray, *, k: int, block: int |
         raise UsageError(f"k={k} neighbours requested among {len(xb)} base vectors for {len(xq)} queries")
     if prunes(xq, xb, k) and prunes(xb, xq, 1):  # two pruned searches beat one GEMM pass (CPU only: prunes())
         return pruned_neighbours(xq, xb, k), pruned_neighbours(xb, xq, 1)
-    mu = dominant_mean(xb)
-    if mu is not None:  # ‖q‖² + ‖b‖² − 2 q·b cancels under a large common offset; centring keeps the distances
-        xq, xb = xq - mu, xb - mu
+    xq, xb = _centred(xq, xb)
     q, b = (torch.from_numpy(x).to(dev) for x in (xq, xb))
     block = block or max(1, min(1024, 2**25 // len(b)))
     qn, bn = (q * q).sum(1), (b * b).sum(1)
