@@ -48,7 +48,9 @@ from .registration_ops import (  # noqa: F401 - dihedral_views, _disk and _rotat
     _rotate_each,
     _subpixel,
     _torch,
+    dihedral_each,
     dihedral_views,
+    gram_inverse,
     shift_window,
     shifted_input,
     window_sums,
@@ -169,8 +171,10 @@ class RegisteredSearch:
         m, _ = self._shifts(size, size)
         return (m, *_disk_box(size, size / 2 - 2 * m))
 
-    def _views(self, qb, angles):
-        """Every dihedral view of each query at every coarse angle: [b, 8 · len(angles), S, S] (view = d · n_a + a).
+    def _views(self, qb, angles, box: tuple[int, int] | None = None):
+        """Every dihedral view of each query at every coarse angle: [b, 8 · len(angles), S, S] (view = d · n_a + a);
+        with ``box`` = (r0, D), a box centred in the image, only its crop [b, 8 · len(angles), D, D] (the group maps
+        it onto itself).
 
         Rotations commute with the group's rotations and turn into rotations by −a under its reflections, so each
         query is rotated once per angle and the 8 elements are flips and transposes of those (5 resamplings a query
@@ -178,12 +182,12 @@ class RegisteredSearch:
         """
         torch = _torch()
         b = len(qb)
-        dih = {a: dihedral_views(_rotate(qb, a)) for a in sorted(set(angles) | {-a for a in angles})}
+        dih = {a: dihedral_views(_rotate(qb, a, box)) for a in sorted(set(angles) | {-a for a in angles})}
         out = []
         for d in range(8):
             sign = -1 if d in _REFLECTIONS else 1
             out.append(torch.stack([dih[sign * a][d] for a in angles], 1))  # [b, n_a, S, S]
-        return torch.stack(out, 1).reshape(b, -1, *qb.shape[-2:])
+        return torch.stack(out, 1).reshape(b, -1, *out[0].shape[-2:])
 
     def _base_sums(self, b: dict, cand: np.ndarray) -> dict:
         """Σ_W t(p − d) and Σ_W t(p − d)² of the base slices at every shift, per size: [N, 2, (2m + 1)²].
@@ -241,7 +245,7 @@ class RegisteredSearch:
         F = torch.nn.functional
         m, Wc, r0, n = self._window(qb.shape[-1])
         D, S = Wc.shape[-1], 2 * m + 1
-        V = self._views(qb, self._angles(self.coarse_rot_step_deg))[..., r0 : r0 + D, r0 : r0 + D] * Wc
+        V = self._views(qb, self._angles(self.coarse_rot_step_deg), (r0, D)) * Wc
         b, nv = V.shape[:2]
         kc = cand.shape[1]
         s1 = V.sum((-1, -2))
@@ -269,13 +273,19 @@ class RegisteredSearch:
         w = self.fine_window_px
         m = self._window(qb.shape[-1])[0]
         out = np.empty(rows.shape)
+        # one basis per distinct (query, view): a query's candidates often share their best coarse view
+        n_views = 8 * len(self._angles(self.coarse_rot_step_deg))
+        key, inv = np.unique(np.arange(len(qb))[:, None] * n_views + views, return_inverse=True)
+        powers, Ginv = self._fine_basis(qb[torch.from_numpy(key // n_views)], key % n_views)
+        inv = torch.from_numpy(inv.reshape(views.shape))
         for j in range(rows.shape[1]):
+            basis = powers[inv[:, j]], Ginv[inv[:, j]]
             if centres is None or w is None or w >= m:
-                out[:, j] = _subpixel(self._fine_surfaces(qb, B, rows[:, j], views[:, j], sums=sums)).amin(1).numpy()
+                surf = self._fine_surfaces(None, B, rows[:, j], None, sums=sums, basis=basis)
+                out[:, j] = _subpixel(surf).amin(1).numpy()
                 continue
             c = torch.from_numpy(np.clip(centres[:, j], w - m, m - w))
-            basis = self._fine_basis(qb, views[:, j])
-            surf = self._fine_surfaces(qb, B, rows[:, j], views[:, j], sums=sums, centre=c, basis=basis)
+            surf = self._fine_surfaces(None, B, rows[:, j], None, sums=sums, centre=c, basis=basis)
             r, a = _subpixel(surf).min(1)
             at = surf.flatten(-2)[torch.arange(len(a)), a].argmin(-1)
             pos = torch.stack([at // (2 * w + 1), at % (2 * w + 1)], -1)
@@ -299,19 +309,11 @@ class RegisteredSearch:
         b, K1 = len(qb), self.degree + 1
         offs = (-self.rot_step_deg, 0.0, self.rot_step_deg)
         vi = torch.from_numpy(np.asarray(views, dtype=np.int64))
-        base = torch.stack(dihedral_views(qb))[vi // len(c_angles), torch.arange(b)]  # each query's coarse element
+        base = dihedral_each(qb, vi // len(c_angles))  # each query's coarse element
         ang = torch.cat([(c_angles[vi % len(c_angles)] + o).clamp(-self.max_rotation_deg, self.max_rotation_deg)
                          for o in offs])
-        V = _rotate_each(base.repeat(len(offs), 1, 1), ang).reshape(len(offs), b, size, size).transpose(0, 1)
-        V = V[..., r0 : r0 + D, r0 : r0 + D]  # [b, 3, D, D]
-        # Gram matrix of the basis 1, v, …, v^K over W: a Hankel matrix of the moments Σ_W v^0 … v^2K (float64)
-        vd, p, mom = V.double(), Wc.double().expand(b, len(offs), D, D), []
-        for _ in range(2 * K1 - 1):
-            mom.append(p.sum((-1, -2)))
-            p = p * vd
-        hankel = torch.arange(K1)[:, None] + torch.arange(K1)[None]
-        Ginv = torch.linalg.pinv(torch.stack(mom, -1)[..., hankel])  # [b, 3, K+1, K+1]
-        return torch.stack([V**k for k in range(1, K1)], 2) * Wc, Ginv
+        V = _rotate_each(base.repeat(len(offs), 1, 1), ang, box=(r0, D)).reshape(len(offs), b, D, D).transpose(0, 1)
+        return torch.stack([V**k for k in range(1, K1)], 2) * Wc, gram_inverse(V, Wc, K1)
 
     def _fine_surfaces(self, qb, B, rows, views, *, sums=None, centre=None, basis=None):
         """Residual share ρ of each query against one candidate each (base ``rows`` [b], coarse ``views`` [b]) at every

@@ -15,8 +15,24 @@ def _torch():
 
 def dihedral_views(x):
     """The 8 elements of the dihedral group applied to [..., S, S] (identity first)."""
-    xt = x.transpose(-1, -2)
-    return [x, x.flip(-1), x.flip(-2), x.flip(-1, -2), xt, xt.flip(-1), xt.flip(-2), xt.flip(-1, -2)]
+    return [dihedral(x, d) for d in range(8)]
+
+
+def dihedral(x, d: int):
+    """Element ``d`` of :func:`dihedral_views` alone: a transpose for d ≥ 4, then no flip, x, y or both."""
+    x = x.transpose(-1, -2) if d >= 4 else x
+    axes = ((), (-1,), (-2,), (-1, -2))[d % 4]
+    return x.flip(axes) if axes else x
+
+
+def dihedral_each(x, elem):
+    """Each image of [B, S, S] under its own element ``elem`` [B] (ints 0–7) of the dihedral group."""
+    torch = _torch()
+    out = torch.empty_like(x)
+    for d in torch.unique(elem).tolist():
+        rows = (elem == d).nonzero()[:, 0]
+        out[rows] = dihedral(x[rows], d)
+    return out
 
 
 #: dihedral_views' reflections (flip x, flip y, transpose, anti-transpose); the rest are rotations by k · 90°
@@ -32,25 +48,44 @@ def _rotation_grid(h: int, w: int, deg: float, dtype):
     return torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
 
 
-def _rotate(x, deg: float):
-    """Rotate [B, S, S] about the centre by ``deg`` degrees (bilinear, border padding)."""
+def _rotate(x, deg: float, box: tuple[int, int] | None = None):
+    """Rotate [B, S, S] about the centre by ``deg`` degrees (bilinear, border padding); with ``box`` = (r0, D) only
+    the central crop [r0 : r0 + D]² of the result (as :func:`_rotate_each`)."""
     torch = _torch()
+    r0, D = box if box is not None else (0, x.shape[-1])
     if deg == 0:
-        return x
-    grid = _rotation_grid(int(x.shape[-2]), int(x.shape[-1]), float(deg), x.dtype).expand(len(x), -1, -1, -1)
+        return x[..., r0 : r0 + D, r0 : r0 + D]
+    grid = _rotation_grid(int(x.shape[-2]), int(x.shape[-1]), float(deg), x.dtype)[:, r0 : r0 + D, r0 : r0 + D]
+    grid = grid.expand(len(x), -1, -1, -1)
     return torch.nn.functional.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border",
                                            align_corners=False)[:, 0]
 
 
-def _rotate_each(x, deg):
-    """Rotate each image of [B, S, S] by its own angle ``deg`` [B] (degrees; bilinear, border padding)."""
+def _rotate_each(x, deg, box: tuple[int, int] | None = None):
+    """Rotate each image of [B, S, S] by its own angle ``deg`` [B] (degrees; bilinear, border padding). With
+    ``box`` = (r0, D) only the central crop [r0 : r0 + D]² of the result is sampled (the same pixels: each output
+    pixel is sampled on its own)."""
     torch = _torch()
     F = torch.nn.functional
     degs = [float(a) for a in deg.tolist()]
     uniq = sorted(set(degs))  # a handful of angles (the coarse grid ± the fine step): cached grids, gathered
     grids = torch.cat([_rotation_grid(int(x.shape[-2]), int(x.shape[-1]), a, x.dtype) for a in uniq])
+    if box is not None:
+        grids = grids[:, box[0] : box[0] + box[1], box[0] : box[0] + box[1]]
     grid = grids[torch.tensor([uniq.index(a) for a in degs])]
     return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
+
+
+def gram_inverse(V, Wc, K1: int):
+    """Inverse Gram matrices [..., K1, K1] of the bases 1, v, …, v^(K1 − 1) over the window ``Wc`` of the views ``V``
+    [..., D, D]: Hankel matrices of the moments Σ_W v⁰ … v^(2 K1 − 2), in float64."""
+    torch = _torch()
+    vd, p, mom = V.double(), Wc.double().expand(V.shape), []
+    for _ in range(2 * K1 - 1):
+        mom.append(p.sum((-1, -2)))
+        p = p * vd
+    hankel = torch.arange(K1)[:, None] + torch.arange(K1)[None]
+    return torch.linalg.pinv(torch.stack(mom, -1)[..., hankel])
 
 
 def _disk(size: int, radius: float):

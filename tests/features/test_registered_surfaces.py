@@ -114,3 +114,55 @@ def test_a_window_whose_best_shift_is_on_its_edge_is_refined_over_every_shift(pr
     assert ungated.min() > 10 * full[0, 0] + 1e-3  # the window alone would miss it: the edge rule matters
     assert wrong[0, 0] == pytest.approx(full[0, 0], abs=1e-7)
     assert right[0, 0] == pytest.approx(full[0, 0], abs=1e-5)
+
+
+def test_cropped_rotations_and_views_are_the_crops_of_the_full_ones_bit_for_bit(prepared):
+    """The search samples only the comparison disk's bounding box: every pixel of it must be the one the full image
+    gives (each output pixel is sampled on its own, and the box is centred, so the group maps it onto itself)."""
+    from cmraudit.features.alignment import _rotate
+    from cmraudit.features.registration_ops import _disk_box
+
+    rs, _, q = prepared
+    for level in ("coarse", "fine"):
+        Q = q[level][:4]
+        size = Q.shape[-1]
+        m, Wc, r0, _ = rs._window(size)
+        D = Wc.shape[-1]
+        assert r0 + D == size - r0  # centred
+        crop = (..., slice(r0, r0 + D), slice(r0, r0 + D))
+        for ang in (0.0, -15.0, 10.0):
+            assert torch.equal(_rotate(Q, ang, (r0, D)), _rotate(Q, ang)[crop])
+        deg = torch.tensor([-25.0, 5.0, 0.0, 20.0])
+        assert torch.equal(_rotate_each(Q, deg, (r0, D)), _rotate_each(Q, deg)[crop])
+        angles = rs._angles(rs.coarse_rot_step_deg)
+        assert torch.equal(rs._views(Q, angles, (r0, D)), rs._views(Q, angles)[crop])
+    for size in (16, 24, 32, 48, 96, 128):  # other image sizes and shift ranges keep the box centred
+        for m in {1, 2, rs._shifts(size, size)[0]}:
+            W, r0, _ = _disk_box(size, size / 2 - 2 * m)
+            assert r0 + W.shape[-1] == size - r0
+
+
+def test_each_query_gets_its_own_dihedral_element():
+    from cmraudit.features.registration_ops import dihedral_each
+
+    x = torch.arange(5 * 6 * 6, dtype=torch.float32).reshape(5, 6, 6)
+    elem = torch.tensor([7, 0, 3, 7, 4])
+    full = torch.stack(dihedral_views(x))  # [8, 5, 6, 6]
+    assert torch.equal(dihedral_each(x, elem), full[elem, torch.arange(5)])
+
+
+def test_candidates_sharing_a_view_share_one_basis_and_get_the_same_residuals(prepared):
+    """_refine computes one basis per distinct (query, coarse view); the residuals must be those of refining each
+    candidate alone, bit for bit, whether the views are shared or not."""
+    rs, base, q = prepared
+    Q, B = q["fine"][:3], base["fine"]
+    rows = np.array([[4, 0, 2], [1, 3, 5], [2, 2, 0]])
+    views = np.array([[0, 0, 13], [27, 5, 27], [9, 9, 9]])  # shared and distinct views
+    centres = np.array([[[0, 0], [1, -1], [4, 4]], [[-2, 3], [0, 0], [0, 1]], [[2, 2], [-4, 0], [0, 0]]])
+    with torch.no_grad():
+        for c in (None, centres):
+            got = rs._refine(Q, B, rows, views, centres=c)
+            for j in range(rows.shape[1]):
+                alone = rs._refine(Q, B, rows[:, j : j + 1], views[:, j : j + 1],
+                                   centres=None if c is None else c[:, j : j + 1])
+                np.testing.assert_array_equal(got[:, j], alone[:, 0])
