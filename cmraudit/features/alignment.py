@@ -17,7 +17,7 @@ Why hand-written: scikit-image / SimpleITK registration optimises one pair at a 
 pair here); this evaluates every shift of every view at once — the least-squares fit for all shifts reduces to
 K + 2 correlations per view, two of which (Σ_W t, Σ_W t²) depend on the base slice alone and are computed once
 per slice — with one grouped ``conv2d`` per batch of queries at each size, over the few shifts only, in torch
-(about 0.53 ms a query on 2 cores at 64²; docs/benchmarks.md).
+(about 0.53 ms a query on 2 cores at 64² in session 10, 1.15–1.22× less since; docs/benchmarks.md).
 
 Search: candidates come from an invariant embedding (``cand`` rows, see
 :mod:`cmraudit.privacy.copy_search`); a coarse pass at ``coarse_size``² with an affine map over
