@@ -40,38 +40,36 @@ _REFLECTIONS = frozenset({1, 2, 4, 7})
 
 
 @functools.lru_cache(maxsize=64)
-def _rotation_grid(h: int, w: int, deg: float, dtype):
-    """The sampling grid of a rotation by ``deg`` degrees, [1, h, w, 2] (cached: the same for every image)."""
+def _rotation_grid(h: int, w: int, deg: float, dtype, box: tuple[int, int] | None = None):
+    """The sampling grid of a rotation by ``deg`` degrees, [1, h, w, 2], or with ``box`` = (r0, D) its central crop
+    [1, D, D, 2] (cached: the same for every image). Each output pixel is sampled on its own, so the cropped grid
+    gives the crop of the full rotation, the same floats."""
     torch = _torch()
     r = math.radians(deg)
     theta = torch.tensor([[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0]], dtype=dtype)
-    return torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+    grid = torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+    return grid if box is None else grid[:, box[0] : box[0] + box[1], box[0] : box[0] + box[1]].contiguous()
 
 
 def _rotate(x, deg: float, box: tuple[int, int] | None = None):
     """Rotate [B, S, S] about the centre by ``deg`` degrees (bilinear, border padding); with ``box`` = (r0, D) only
-    the central crop [r0 : r0 + D]² of the result (as :func:`_rotate_each`)."""
+    the central crop [r0 : r0 + D]² of the result (:func:`_rotation_grid`)."""
     torch = _torch()
-    r0, D = box if box is not None else (0, x.shape[-1])
     if deg == 0:
-        return x[..., r0 : r0 + D, r0 : r0 + D]
-    grid = _rotation_grid(int(x.shape[-2]), int(x.shape[-1]), float(deg), x.dtype)[:, r0 : r0 + D, r0 : r0 + D]
-    grid = grid.expand(len(x), -1, -1, -1)
+        return x if box is None else x[..., box[0] : box[0] + box[1], box[0] : box[0] + box[1]]
+    grid = _rotation_grid(int(x.shape[-2]), int(x.shape[-1]), float(deg), x.dtype, box).expand(len(x), -1, -1, -1)
     return torch.nn.functional.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border",
                                            align_corners=False)[:, 0]
 
 
 def _rotate_each(x, deg, box: tuple[int, int] | None = None):
-    """Rotate each image of [B, S, S] by its own angle ``deg`` [B] (degrees; bilinear, border padding). With
-    ``box`` = (r0, D) only the central crop [r0 : r0 + D]² of the result is sampled (the same pixels: each output
-    pixel is sampled on its own)."""
+    """Rotate each image of [B, S, S] by its own angle ``deg`` [B] (degrees; bilinear, border padding); with ``box``
+    = (r0, D) only the central crop [r0 : r0 + D]² of the result (:func:`_rotation_grid`)."""
     torch = _torch()
     F = torch.nn.functional
     degs = [float(a) for a in deg.tolist()]
     uniq = sorted(set(degs))  # a handful of angles (the coarse grid ± the fine step): cached grids, gathered
-    grids = torch.cat([_rotation_grid(int(x.shape[-2]), int(x.shape[-1]), a, x.dtype) for a in uniq])
-    if box is not None:
-        grids = grids[:, box[0] : box[0] + box[1], box[0] : box[0] + box[1]]
+    grids = torch.cat([_rotation_grid(int(x.shape[-2]), int(x.shape[-1]), a, x.dtype, box) for a in uniq])
     grid = grids[torch.tensor([uniq.index(a) for a in degs])]
     return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
