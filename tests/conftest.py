@@ -1,6 +1,44 @@
-"""Fixtures shared by every test directory."""
+"""Fixtures shared by every test directory, and the suite's split over CPUs (pytest-xdist).
+
+pyproject's addopts run the suite with ``-n auto --dist loadfile``: one worker process per CPU this process may use
+(affinity, cgroup quota; at most ``MAX_WORKERS``), each test file whole on one worker, so module- and file-level
+fixtures are built once. Each worker gives torch its share of the CPUs (one thread on a 2-CPU machine), so two
+workers never run four spinning OpenMP threads on two cores. ``-n 0`` runs the suite in one process.
+"""
+import os
+
 import pytest
 import torch
+
+MAX_WORKERS = 4  # more workers mostly repeat the session fixtures (micro runs), and memory grows with each
+
+
+def _cpus() -> int:
+    from cmraudit.cpu import available_cpus
+
+    return available_cpus()
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per available CPU, at most ``MAX_WORKERS`` (the tests pin one torch thread each)."""
+    return max(1, min(MAX_WORKERS, _cpus()))
+
+
+def cpu_share() -> int:
+    """CPUs this test process may keep busy: all of them alone, its share under pytest-xdist."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, _cpus() // max(1, workers))
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, hold this worker to its share of the CPUs: torch here, and (unless already set) the
+    CLI's thread choice (``CMRAUDIT_THREADS``, which in-process ``cmraudit`` calls would otherwise raise to every
+    CPU the moment the other workers pause) and the OpenMP pools of the subprocesses the tests start."""
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        share = str(cpu_share())
+        os.environ.setdefault("CMRAUDIT_THREADS", share)
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+        torch.set_num_threads(int(share))
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 Setting (also ``bench/bench_attacks.py``): a phantom of 50 subjects × 4 slices at 32², split by patient 40/40/20;
 micro DDPM and FM image models trained 800 steps on the 20 train patients (160 slices), which puts the loss
 attack's patient-level AUC in the 0.6–0.85 band the issue asks for. Members: the 20 train patients; non-members:
-the 20 holdout patients. Three seeds per generator, each trained in its own process (two at a time).
+the 20 holdout patients. Three seeds per generator, each trained in its own process (two at a time where
+the test process has two CPUs to itself).
 
 Checked: the loss attack's mean patient AUC lies in [0.6, 0.85] for each generator, and ``grad_norm`` beats it by
 ≥ 0.05 patient-level AUC on average over the seeds. Measured when written (load ≈ 3): ddpm loss 0.625 / 0.673 /
@@ -17,6 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
+
+from tests.conftest import cpu_share
 
 STEPS = 800
 SEEDS = (0, 1, 2)
@@ -56,7 +59,7 @@ def _trial(gname: str, seed: int) -> dict:
 @pytest.fixture(scope="module")
 def trials():
     jobs = [(g, s) for g in ("ddpm", "fm") for s in SEEDS]
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(max_workers=min(2, cpu_share()), mp_context=mp.get_context("spawn")) as ex:
         res = list(ex.map(_trial, *zip(*jobs)))
     return dict(zip(jobs, res))
 
