@@ -10,24 +10,19 @@ import os
 import pytest
 import torch
 
+from cmraudit.cpu import available_cpus
+
 MAX_WORKERS = 4  # more workers mostly repeat the session fixtures (micro runs), and memory grows with each
-
-
-def _cpus() -> int:
-    from cmraudit.cpu import available_cpus
-
-    return available_cpus()
 
 
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker per available CPU, at most ``MAX_WORKERS`` (the tests pin one torch thread each)."""
-    return max(1, min(MAX_WORKERS, _cpus()))
+    return min(MAX_WORKERS, available_cpus())
 
 
 def cpu_share() -> int:
     """CPUs this test process may keep busy: all of them alone, its share under pytest-xdist."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, _cpus() // max(1, workers))
+    return max(1, available_cpus() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
 def pytest_configure(config):
@@ -35,10 +30,10 @@ def pytest_configure(config):
     CLI's thread choice (``CMRAUDIT_THREADS``, which in-process ``cmraudit`` calls would otherwise raise to every
     CPU the moment the other workers pause) and the OpenMP pools of the subprocesses the tests start."""
     if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-        share = str(cpu_share())
-        os.environ.setdefault("CMRAUDIT_THREADS", share)
-        os.environ.setdefault("OMP_NUM_THREADS", share)
-        torch.set_num_threads(int(share))
+        share = cpu_share()
+        os.environ.setdefault("CMRAUDIT_THREADS", str(share))
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))
+        torch.set_num_threads(share)
 
 
 @pytest.fixture
