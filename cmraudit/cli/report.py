@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from ..io_guard import check_output, remove_if_created
 from ..progress import make_console
 from ..report.compare import COLUMNS, compare_runs
@@ -16,6 +16,7 @@ from ..report.gate import evaluate_gate, write_junit
 from ..report.html import HTML_NAME, render_html
 from ..report.io import read_report, resolve_report_path
 from ..report.policy import RULE_HELP, load_policy
+from ..report.schema import dp_audit_problems
 
 console = make_console()
 err_console = make_console(stderr=True)
@@ -84,7 +85,7 @@ def gate_cmd(
         None,
         "--dp-audit",
         help="dp_audit.json of cmraudit dp-audit (or its folder): "
-        "checked by the dp_audit rule (a falsified DP claim fails).",
+        "checked by the dp_audit rule (a falsified DP claim fails; refused when the report holds one).",
     ),
 ) -> int:
     """Check a report against a privacy policy: exit 0 pass, 1 a rule failed, 2 bad policy or report."""
@@ -95,6 +96,9 @@ def gate_cmd(
     path = resolve_report_path(report)
     rep = read_report(path)
     if dp_audit is not None:
+        if rep.get("dp_audit") is not None:  # replacing it could hide a falsified claim
+            raise UsageError(f"--dp-audit: {path} already holds a dp_audit block (run --dp-audit-canaries), which "
+                             "the gate checks: drop --dp-audit, or gate a report without one")
         rep["dp_audit"] = _read_dp_audit(dp_audit)
     result = evaluate_gate(rep, pol, source=str(path))
     table = Table(title=f"privacy gate — {path} ({pol.source})")
@@ -122,6 +126,8 @@ def gate_cmd(
         write_junit(result, junit)
         console.print(f"JUnit XML -> {junit}")
     if result.passed:
+        if all(r.status == "off" for r in result.rules):
+            print(f"warning: every rule is switched off by {pol.source}: the gate checked nothing", file=sys.stderr)
         console.print("[green]gate PASSED[/]")
         return 0
     for r in result.failed_rules:
@@ -134,12 +140,18 @@ def _read_dp_audit(path: Path) -> dict:
     import json
 
     f = path / "dp_audit.json" if path.is_dir() else path
+    def no_constant(name):
+        raise ValueError(f"{name} is not allowed (JSON has no NaN or infinity)")
+
     try:
-        d = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        d = json.loads(f.read_text(), parse_constant=no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise DataError(f"{f}: cannot read the dp-audit result ({e})") from e
     if not isinstance(d, dict) or not isinstance(d.get("dp_audit"), dict):
         raise DataError(f"{f}: not a cmraudit dp-audit result (no dp_audit object)")
+    problems = dp_audit_problems(d["dp_audit"], "dp_audit")
+    if problems:
+        raise DataError(f"{f}: not a valid dp-audit result: " + "; ".join(problems))
     return d["dp_audit"]
 
 

@@ -12,7 +12,9 @@ The gate itself is two-way: anything but ``pass`` fails it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+
 from .gate_extract import _candidates, _skip_reason
 from .junit import write_junit  # noqa: F401 - re-exported
 from .policy import DETECTION_RULES, Policy, default_policy
@@ -108,8 +110,14 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     upper = float(est["ci"][1])
     lower = est["ci"][0]
     value = est.get("value")
+    lows = [(w, e) for w, e in cands if _is_bound(e["ci"][0])]
     if rule in DETECTION_RULES:
-        hit = [(w, e) for w, e in cands if isinstance(e["ci"][0], (int, float)) and e["ci"][0] > 1e-9]
+        unknown = [w for w, e in cands if not _is_bound(e["ci"][0])]
+        if unknown:  # "any copy detected fails" needs the lower bound: without it copies cannot be ruled out
+            return RuleResult(rule, budget, "fail", "inconclusive",
+                              f"fail closed: {', '.join(unknown)} has no CI lower bound, so detected copies cannot be "
+                              f"ruled out{note}", upper, value, None, unknown[0], est.get("unit"))
+        hit = [(w, e) for w, e in cands if e["ci"][0] > 1e-9]
         if hit:  # a copy detected with 95 % confidence is a leak whatever the budget
             w, e = max(hit, key=lambda c: c[1]["ci"][0])
             reason = (f"copies detected: CI lower {_fmt(e['ci'][0])} > 0 at {w} (point {_fmt(e.get('value'))}, "
@@ -117,6 +125,13 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
             return RuleResult(
                 rule, budget, "fail", "fail", reason, float(e["ci"][1]), e.get("value"), e["ci"][0], w, e.get("unit")
             )
+    if lows and rule not in DETECTION_RULES:  # the attack with the largest lower bound decides "fail"
+        w, e = max(lows, key=lambda c: c[1]["ci"][0])
+        if e["ci"][0] > budget:  # a leak shown with 95 % confidence by one attack, whatever the others' intervals
+            reason = (f"CI lower {_fmt(e['ci'][0])} > budget {_fmt(budget)} at {w} (point {_fmt(e.get('value'))}, "
+                      f"CI [{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}]): a leak with 95 % confidence{note}")
+            return RuleResult(rule, budget, "fail", "fail", reason, float(e["ci"][1]), e.get("value"),
+                              e["ci"][0], w, e.get("unit"))
     ok = upper <= budget
     if ok:
         verdict = "pass"
@@ -133,6 +148,10 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     return RuleResult(
         rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"), hint
     )
+
+
+def _is_bound(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
@@ -201,26 +220,63 @@ def _dp_audit_rule(report: dict, budget: float | None) -> RuleResult:
         return RuleResult("dp_audit", budget, "off", "not_required",
                           "no canary DP audit attached (cmraudit dp-audit, then gate --dp-audit FILE)")
     why = _skip_reason(block)
-    eps_hat = block.get("epsilon_lower_bound") if isinstance(block, dict) else None
-    if why is not None or not isinstance(eps_hat, (int, float)) or isinstance(eps_hat, bool):
+    if why is None and not isinstance(block, dict):
+        why = f"not an object: {block!r}"
+    if why is not None:
+        return RuleResult("dp_audit", budget, "fail", "inconclusive", f"fail closed: dp_audit skipped ({why})")
+    eps_hat = block.get("epsilon_lower_bound")  # null: unbounded (every guess right), as `cmraudit dp-audit` writes
+    if eps_hat is not None and not (_is_bound(eps_hat) and eps_hat >= 0):
         return RuleResult("dp_audit", budget, "fail", "inconclusive",
-                          f"fail closed: dp_audit {'skipped (' + why + ')' if why else 'has no epsilon_lower_bound'}")
-    claimed = block.get("epsilon_claimed")
+                          f"fail closed: dp_audit.epsilon_lower_bound is {eps_hat!r}, not a number >= 0 or null")
+    value = None if eps_hat is None else float(eps_hat)
+    shown = "unbounded" if value is None else _fmt(value)
+    claimed, mismatch = _audited_claim(report, block)
+    if mismatch is not None:
+        return RuleResult("dp_audit", budget, "fail", "inconclusive", f"fail closed: {mismatch}",
+                          value=value, where="dp_audit.epsilon_claimed")
     if claimed is None:
-        gen = report.get("generator") if isinstance(report, dict) else None
-        dp = gen.get("dp") if isinstance(gen, dict) else None
-        claimed = dp.get("epsilon") if isinstance(dp, dict) else None
-    if not isinstance(claimed, (int, float)) or isinstance(claimed, bool):
-        return RuleResult("dp_audit", budget, "pass", "pass", f"no DP claim to falsify (lower bound {_fmt(eps_hat)})",
-                          value=float(eps_hat), where="dp_audit.epsilon_lower_bound")
+        return RuleResult("dp_audit", budget, "pass", "pass", f"no DP claim to falsify (lower bound {shown})",
+                          value=value, where="dp_audit.epsilon_lower_bound")
     limit = budget * float(claimed)
-    ok = float(eps_hat) <= limit
+    ok = value is not None and value <= limit
     reason = (
-        f"canary lower bound {_fmt(eps_hat)} {'<=' if ok else '>'} {_fmt(budget)} x claimed epsilon {_fmt(claimed)}"
+        f"canary lower bound {shown} {'<=' if ok else '>'} {_fmt(budget)} x claimed epsilon {_fmt(claimed)}"
         + ("" if ok else ": the DP claim is falsified")
     )
     return RuleResult("dp_audit", budget, "pass" if ok else "fail", "pass" if ok else "fail", reason,
-                      upper=float(limit), value=float(eps_hat), where="dp_audit.epsilon_lower_bound")
+                      upper=float(limit), value=value, where="dp_audit.epsilon_lower_bound")
+
+
+_CLAIM_RTOL = 0.05  # two trainings calibrated to one target ε (with and without canaries) agree to this
+
+
+def _audited_claim(report: dict, block: dict) -> tuple[float | None, str | None]:
+    """The ε the canary audit tests (None: no DP claim) and, when the audit cannot speak for this report, why.
+
+    The audit's own ``epsilon_claimed`` (null: trained without DP) must be a finite number or null and must match
+    the report's ``generator.dp.epsilon`` to ``_CLAIM_RTOL``: an audit of another training (another ε, or DP on one
+    side only) neither confirms nor falsifies this report's claim. A block without the key takes the report's claim.
+    """
+    gen = report.get("generator") if isinstance(report, dict) else None
+    dp = gen.get("dp", "missing") if isinstance(gen, dict) else "missing"
+    report_eps = dp.get("epsilon") if isinstance(dp, dict) else None
+    if isinstance(dp, dict) and not (_is_bound(report_eps) and math.isfinite(report_eps) and report_eps >= 0):
+        return None, f"generator.dp.epsilon is {report_eps!r}, not a finite number >= 0"
+    if "epsilon_claimed" not in block:
+        return (None if dp == "missing" else report_eps), None
+    claimed = block["epsilon_claimed"]
+    if claimed is not None and not (_is_bound(claimed) and math.isfinite(claimed) and claimed >= 0):
+        return None, f"dp_audit.epsilon_claimed is {claimed!r}, not a finite number >= 0 or null (no DP)"
+    if dp == "missing":
+        return claimed, None
+    same = (claimed is None and report_eps is None) or (
+        claimed is not None and report_eps is not None and abs(claimed - report_eps) <= _CLAIM_RTOL * report_eps)
+    if not same:
+        def say(e):
+            return "no DP" if e is None else f"epsilon {_fmt(e)}"
+        return None, (f"the canary audit tested a training with {say(claimed)}, but this report claims "
+                      f"{say(report_eps)}: attach the audit of the same configuration (cmraudit dp-audit)")
+    return claimed, None
 
 
 def evaluate_gate(report: dict, policy: Policy | None = None, *, source: str | None = None) -> GateResult:

@@ -16,6 +16,9 @@ A policy is a small TOML file (``tomllib``; Python 3.10 needs the ``tomli`` back
     attacks = []                 # [] = every attack the report ran
     mia_level = "patient"        # or "slice"
 
+An optional ``[policy]`` table may hold ``name`` and ``description`` (strings, recorded with the result); any
+other key there is an error, so a budget put in the wrong table cannot be silently ignored.
+
 The default policy is built from rules a clean generator can pass at the size of a public dataset
 (ACDC: 150 patients split 75 / 37 / 38, 400 synthetic slices); ``cmraudit plan`` prints which rules
 are decidable at a given size and what size each undecidable rule needs.
@@ -57,7 +60,8 @@ RULE_HELP = {
     "fails when copies are detected, passes when the upper bound is within budget; unit slice)",
     "patients_copied": "share of training patients with at least one copied slice (95% CI upper bound, max over "
                        "feature spaces; unit patient)",
-    "mia_auc": "membership-inference ROC AUC, 0.5 = chance (95% CI upper bound, max over attacks; unit patient)",
+    "mia_auc": "membership-inference ROC AUC, 0.5 = chance (95% CI upper bound, max over attacks; unit: the "
+               "policy's mia_level, patient by default)",
     "mia_tpr_at_1pct_fpr": "share of member patients an attacker finds while wrongly accusing 1% of non-members (95% "
                            "CI upper bound, max over attacks)",
     "epsilon": "differential-privacy epsilon of the generator training (total over stages; an upper bound by "
@@ -67,6 +71,7 @@ RULE_HELP = {
 }
 
 _LEVELS = ("patient", "slice")
+_META_KEYS = ("name", "description")  # the optional [policy] table: what the policy is for, nothing the gate reads
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,14 @@ class Policy:
     attacks: tuple[str, ...] = ()
     mia_level: str = "patient"
     source: str = "default policy"
+    name: str | None = None
+    description: str | None = None
 
     def to_dict(self) -> dict:
+        meta = {k: v for k, v in (("name", self.name), ("description", self.description)) if v is not None}
         return {
             "source": self.source,
+            **meta,
             "rules": dict(self.rules),
             "scope": {
                 "feature_spaces": list(self.feature_spaces),
@@ -101,6 +110,16 @@ def policy_from_dict(d: Mapping[str, Any], *, source: str = "policy") -> Policy:
     unknown_top = sorted(set(d) - {"rules", "scope", "policy"})
     if unknown_top:
         problems.append(f"unknown section(s) {unknown_top}; expected [rules], [scope] (and optional [policy])")
+    meta = d.get("policy", {})
+    if not isinstance(meta, Mapping):
+        problems.append(f"[policy] must be a table, got {type(meta).__name__}")
+        meta = {}
+    for key, v in meta.items():  # a budget here would be silently ignored: refuse it
+        if key not in _META_KEYS:
+            where = " (budgets go under [rules])" if key in DEFAULT_RULES or key == "rules" else ""
+            problems.append(f"policy.{key}: unknown key{where}; [policy] holds only {list(_META_KEYS)}")
+        elif not isinstance(v, str):
+            problems.append(f"policy.{key}: expected a string, got {v!r}")
     rules: dict[str, float | None] = dict(DEFAULT_RULES)
     raw_rules = d.get("rules", {})
     if not isinstance(raw_rules, Mapping):
@@ -143,7 +162,8 @@ def policy_from_dict(d: Mapping[str, Any], *, source: str = "policy") -> Policy:
     if problems:
         raise ConfigError(f"{source}: invalid gate policy: " + "; ".join(problems) + " (see docs/concepts.md#gate)")
     return Policy(
-        rules=rules, feature_spaces=lists["feature_spaces"], attacks=lists["attacks"], mia_level=level, source=source
+        rules=rules, feature_spaces=lists["feature_spaces"], attacks=lists["attacks"], mia_level=level, source=source,
+        name=meta.get("name"), description=meta.get("description"),
     )
 
 

@@ -19,7 +19,7 @@ def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = No
     """Say so when even a perfect result could not pass at this size, and what size would (see cmraudit.plan)."""
     n, unit = est.get("n"), est.get("unit") or "item"
     if rule == "mia_auc":
-        sizes = _mia_sizes(report)
+        sizes = _mia_sizes(report) if ".slice." not in str(where) else None  # the sizes are patient counts
         if sizes is None or not 0.5 < budget < 1:
             return None
         n1, n0 = sizes

@@ -49,6 +49,32 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _finite(x: Any) -> bool:
+    """A number a float can hold: not NaN, not infinite, not an integer beyond the float range."""
+    return _is_num(x) and (abs(x) <= _MAX_FLOAT if isinstance(x, int) else math.isfinite(x))
+
+
+_MAX_FLOAT = 1.7976931348623157e308
+
+
+def dp_audit_problems(block: Any, path: str = "dp_audit") -> list[str]:
+    """What makes a canary DP-audit block unusable by the gate (empty when usable or skipped)."""
+    if isinstance(block, dict) and block.get("status") == "skipped":
+        return []
+    if not isinstance(block, dict):
+        return [f"{path}: expected an object or a skipped entry, got {_type_name(block)}"]
+    out = []
+    low = block.get("epsilon_lower_bound")  # null: unbounded (every guess right)
+    if "epsilon_lower_bound" not in block:
+        out.append(f"{path}.epsilon_lower_bound: missing (a number >= 0, or null when unbounded)")
+    elif low is not None and not (_finite(low) and low >= 0):
+        out.append(f"{path}.epsilon_lower_bound: expected a finite number >= 0 or null (unbounded), got {low!r}")
+    claimed = block.get("epsilon_claimed")
+    if claimed is not None and not (_finite(claimed) and claimed >= 0):
+        out.append(f"{path}.epsilon_claimed: expected a finite number >= 0 or null (no DP), got {claimed!r}")
+    return out
+
+
 def _type_name(x: Any) -> str:
     return "null" if x is None else type(x).__name__
 
@@ -85,8 +111,9 @@ class _Checker:
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 self.walk(v, f"{path}[{i}]", metrics=metrics)
-        elif isinstance(node, float) and not math.isfinite(node):
-            self.add(path, f"{node!r} is not allowed (use null or a skipped entry)")
+        elif _is_num(node) and not _finite(node):
+            self.add(path, f"{str(node)[:20]!r} is not allowed (not a finite number a float can hold; use null or a "
+                           "skipped entry)")
 
     def finite(self, node: Any, path: str) -> None:
         """Only finiteness (run, data, generator hold free-form config)."""
@@ -96,8 +123,8 @@ class _Checker:
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 self.finite(v, f"{path}[{i}]")
-        elif isinstance(node, float) and not math.isfinite(node):
-            self.add(path, f"{node!r} is not allowed (use null)")
+        elif _is_num(node) and not _finite(node):
+            self.add(path, f"{str(node)[:20]!r} is not allowed (not a finite number a float can hold; use null)")
 
     def estimate(self, d: dict, path: str) -> None:
         for key in ("value", "ci", "n", "unit"):
@@ -110,7 +137,7 @@ class _Checker:
         if "ci" in d and ci is not None:
             if not (isinstance(ci, list) and len(ci) == 2 and all(c is None or _is_num(c) for c in ci)):
                 self.add(f"{path}.ci", f"expected [lo, hi] (numbers) or null, got {ci!r}")
-            elif _is_num(ci[0]) and _is_num(ci[1]) and ci[0] > ci[1] + 1e-12:
+            elif _finite(ci[0]) and _finite(ci[1]) and ci[0] > ci[1] + 1e-12:
                 self.add(f"{path}.ci", f"lower bound {ci[0]} exceeds upper bound {ci[1]}")
         n = d.get("n")
         if "n" in d and not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
@@ -171,6 +198,8 @@ class _Checker:
         if isinstance(r.get("privacy"), dict) and r["privacy"].get("status") != "skipped":
             self.privacy(r["privacy"])
         self.verdicts(r.get("verdicts"))
+        if r.get("dp_audit") is not None:
+            self.problems.extend(dp_audit_problems(r["dp_audit"]))
         for key, v in r.items():
             if key in STAGES:
                 self.walk(v, key, metrics=True)
@@ -217,6 +246,11 @@ class _Checker:
                 return
             for key, t in DP_REQUIRED.items():
                 self.require(dp, key, "generator.dp", t, "a number" if t is not str else "str")
+            eps, delta = dp.get("epsilon"), dp.get("delta")
+            if _finite(eps) and eps < 0:
+                self.add("generator.dp.epsilon", f"expected epsilon >= 0, got {eps!r}")
+            if _finite(delta) and not 0 <= delta < 1:
+                self.add("generator.dp.delta", f"expected delta in [0, 1), got {delta!r}")
 
     def privacy(self, p: dict) -> None:
         spaces = self.section_or_skipped(p, "feature_spaces", "privacy")
