@@ -35,6 +35,20 @@ def basis(base, m: int, seed: int, sample: int = 1024, held_out: int = 256):
     return mu, v, float((test @ v).square().sum() / test.square().sum().clamp_min(1e-30))
 
 
+def dominant_mean(base: np.ndarray) -> np.ndarray | None:
+    """The mean of ``base`` [n, d] float32 where it holds more than half its rows' energy (``‖μ‖² > E‖x‖² / 2``),
+    else None: where a common offset dominates, GEMM-form squared distances ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` cancel, and
+    searching the rows centred on this mean gives the same distances without the cancellation."""
+    if not len(base):
+        return None
+    mu, flat = base.mean(0), base.ravel()
+    with np.errstate(over="ignore"):  # rows near 1e17 overflow float32 sums of squares: redo those in float64
+        m2, e = float(mu @ mu), float(flat @ flat)
+    if not np.isfinite(m2 + e):
+        m2, e = float(mu.astype(np.float64) @ mu), float(flat.astype(np.float64) @ flat)
+    return mu if m2 > 0.5 * e / len(base) else None
+
+
 @dataclass
 class Int8Code:
     """Per-row int8 code ``x = s·q + e`` of centred rows, with ``‖x‖²``, ``‖h‖ = ‖s·q‖`` and ``‖e‖``."""
@@ -46,17 +60,20 @@ class Int8Code:
     ne: object
 
 
-def int8_code(x, mu, rows: int = 512) -> Int8Code:
-    """Code the rows of ``x − mu`` with scale ``s = max|·| / 127`` per row, a block of rows at a time: the block
-    stays in cache (whole-matrix passes measured 4× slower, most of it first-touch page faults)."""
+def int8_code(x, mu, v, rows: int = 512) -> tuple[Int8Code, object]:
+    """Code the rows of ``x − mu`` with scale ``s = max|·| / 127`` per row, and project them on ``v``, a block of
+    rows at a time: the block stays in cache (whole-matrix passes measured 4× slower, most of it first-touch page
+    faults). The projection is of the centred rows: ``x @ v − mu @ v`` would cancel under a large common offset."""
     import torch
 
     n = len(x)
     code = Int8Code(torch.empty(x.shape, dtype=torch.int8), *(torch.empty(n) for _ in range(4)))
+    proj = torch.empty(n, v.shape[1])
     for a in range(0, n, rows):
         xb = x[a : a + rows] - mu
+        torch.mm(xb, v, out=proj[a : a + rows])
         _code_rows(code, slice(a, a + rows), xb, xb.abs().amax(1).clamp_min_(1e-30).div_(127.0))
-    return code
+    return code, proj
 
 
 def floor_scales(codes: list[Int8Code], xs: list, mu, floor: float) -> None:

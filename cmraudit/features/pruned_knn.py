@@ -48,7 +48,9 @@ import numpy as np
 
 from ..device import cpu_flags
 from ..errors import UsageError
-from .knn_bounds import PrunedSearch, basis, bf16_round, chunks, floor_scales, int8_code, query_groups
+from .knn_bounds import (
+    PrunedSearch, basis, bf16_round, chunks, dominant_mean, floor_scales, int8_code, query_groups,
+)
 
 MIN_PAIRS = 4_000_000  # below this many query × base pairs, IndexFlatL2 alone is faster
 MIN_DIM = 512  # "auto" prunes from this dimension on
@@ -117,16 +119,6 @@ class _Flat:
             self.index.add(self.base if self.mu is None else self.base - self.mu)
         with _faiss_threads(self.threads):
             return self.index.search(np.ascontiguousarray(query if self.mu is None else query - self.mu), k)
-
-
-def dominant_mean(base: np.ndarray) -> np.ndarray | None:
-    """The mean of ``base`` [n, d] float32 where it holds more than half its rows' energy (``‖μ‖² > E‖x‖² / 2``),
-    else None: where a common offset dominates, GEMM-form squared distances ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` cancel, and
-    searching the rows centred on this mean gives the same distances without the cancellation."""
-    if not len(base):
-        return None
-    mu, flat = base.mean(0), base.ravel()
-    return mu if float(mu @ mu) > 0.5 * float(flat @ flat) / len(base) else None
 
 
 @contextlib.contextmanager
@@ -204,11 +196,12 @@ def prunes(query, base, k: int, *, seed: int = 0) -> bool:
     (FAISS on the GPU, torch's GEMM pass) are faster there."""
     import torch
 
-    n_q, (n_b, d) = len(query), np.shape(base)
+    query, base = _as_matrix(query, "query"), _as_matrix(base, "base")
+    n_q, (n_b, d) = len(query), base.shape
     m = _default_rank(d)
     if torch.cuda.is_available() or n_q == 0 or not 1 <= k <= n_b or _flat_reason("auto", k, d, m, n_q * n_b):
         return False
-    return basis(torch.from_numpy(_as_matrix(base, "base")), m, seed)[2] >= MIN_ENERGY
+    return query.shape[1] == d and basis(torch.from_numpy(base), m, seed)[2] >= MIN_ENERGY
 
 
 def exact_knn(
@@ -239,9 +232,9 @@ def exact_knn(
     xq, xb = _as_matrix(query, "query"), _as_matrix(base, "base")
     if xq.shape[1] != xb.shape[1]:
         raise UsageError(f"exact_knn: query has {xq.shape[1]} columns but base has {xb.shape[1]}")
+    if isinstance(k, bool) or not float(k).is_integer() or not 1 <= int(k) <= len(xb):
+        raise UsageError(f"exact_knn: k must be a whole number in [1, {len(xb)}] (the base's size), got {k!r}")
     k = int(k)
-    if not 1 <= k <= len(xb):
-        raise UsageError(f"exact_knn: k must be in [1, {len(xb)}] (the base's size), got {k}")
     if int(block) < 1:
         raise UsageError(f"exact_knn: block must be ≥ 1, got {block}")
     st = stats if stats is not None else KnnStats()
@@ -267,9 +260,10 @@ def _pruned(xq: np.ndarray, xb: np.ndarray, k: int, m: int, block: int, seed: in
     tb, tq = torch.from_numpy(xb), torch.from_numpy(xq)
     mu, v, energy = basis(tb, m, seed)
     st.extra["energy"] = energy
-    if energy < MIN_ENERGY:  # e.g. random Gaussian vectors: the projection cannot bound much, don't project the base
+    if not energy >= MIN_ENERGY:  # e.g. random Gaussian vectors: the projection cannot bound much; NaN: overflow
         st.method, st.faiss_queries = "faiss", len(xq)
-        st.reason = f"the rank-{m} subspace holds {energy:.0%} of held-out variance (< {MIN_ENERGY:.0%}): no pruning"
+        st.reason = (f"the rank-{m} subspace holds {energy:.0%} of held-out variance (< {MIN_ENERGY:.0%}): no pruning"
+                     if energy == energy else "the basis overflowed float32 (values near 1e17 or beyond): no pruning")
         return flat(xq, k)
     pq, search = _prepare(xq, xb, k, tq, tb, mu, v)
     chunk_rows = max(16, min(CHUNK, 2**25 // len(xb)))
@@ -301,9 +295,7 @@ def _prepare(xq, xb, k, tq, tb, mu, v):
     error bound, the projections for the query groups, and the centred rows' int8 codes."""
     import torch
 
-    shift = mu @ v
-    pb, pq = (tb @ v).sub_(shift), (tq @ v).sub_(shift)  # projections of the centred rows
-    cb, cq = int8_code(tb, mu), int8_code(tq, mu)
+    (cb, pb), (cq, pq) = int8_code(tb, mu, v), int8_code(tq, mu, v)  # codes and projections of the centred rows
     floor_scales([cb, cq], [tb, tq], mu, SCALE_FLOOR)
     pq2, pb2 = pq.square().sum(1), pb.square().sum(1)
     ones = torch.ones(len(pq), 1)

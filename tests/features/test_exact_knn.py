@@ -249,8 +249,8 @@ def test_the_result_does_not_depend_on_the_block_size(phantom_vectors):
     [
         ((np.zeros(5, np.float32), np.zeros((5, 5), np.float32), 1), "query must be a 2-D array"),
         ((np.zeros((3, 4), np.float32), np.zeros((5, 5), np.float32), 1), "query has 4 columns but base has 5"),
-        ((np.zeros((3, 5), np.float32), np.zeros((5, 5), np.float32), 0), "k must be in [1, 5]"),
-        ((np.zeros((3, 5), np.float32), np.zeros((5, 5), np.float32), 6), "k must be in [1, 5]"),
+        ((np.zeros((3, 5), np.float32), np.zeros((5, 5), np.float32), 0), "k must be a whole number in [1, 5]"),
+        ((np.zeros((3, 5), np.float32), np.zeros((5, 5), np.float32), 6), "k must be a whole number in [1, 5]"),
         ((np.full((3, 5), np.nan, np.float32), np.zeros((5, 5), np.float32), 1), "query contains NaN"),
     ],
 )
@@ -285,3 +285,41 @@ def test_a_large_common_offset_stays_exact(method, monkeypatch):
     D, I = exact_knn(query, base, 3, method=method, rank=32)
     mu = base.astype(np.float64).mean(0)
     _assert_exact(D, I, query - mu, base - mu, 3)  # the float64 truth on centred rows (no cancellation)
+
+
+@pytest.mark.parametrize("stage_a", ["bf16", "fp32"])
+def test_an_offset_a_million_times_the_spread_stays_exact(stage_a, monkeypatch):
+    """Stage A projects the centred rows: projecting raw rows offset by 10⁵ and subtracting the mean's projection
+    (session 17's code) erred by twice the projected values themselves, and pruned about 5 % of the rows' true
+    neighbours (session 18's review)."""
+    from cmraudit.features import pruned_knn
+
+    monkeypatch.setattr(pruned_knn, "_BF16", [stage_a == "bf16"])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3500, 32)) @ (rng.standard_normal((32, 1024)) / np.sqrt(32))
+    x = (0.1 * x + 0.001 * rng.standard_normal(x.shape) + 1e5).astype(np.float32)
+    query, base = x[:500], x[500:]
+    st = KnnStats()
+    D, I = exact_knn(query, base, 5, method="pruned", stats=st)
+    assert st.method == "pruned"
+    mu = base.astype(np.float64).mean(0)
+    _assert_exact(D, I, query - mu, base - mu, 5, rtol=1e-4)
+
+
+def test_values_that_overflow_the_basis_go_to_faiss():
+    """Rows near 2·10¹⁷: squared distances still fit float32, but the basis's Gram products overflow to NaN. The
+    search must notice (NaN is not below the energy floor) and hand the rows to IndexFlatL2, not prune with a NaN
+    basis."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((600, 32)) @ (rng.standard_normal((32, 1024)) / np.sqrt(32))
+    x = ((x + 0.05 * rng.standard_normal(x.shape)) * 2e17).astype(np.float32)
+    st = KnnStats()
+    D, I = exact_knn(x[:50], x[50:], 5, method="pruned", stats=st)
+    assert st.method == "faiss" and "overflowed" in st.reason
+    _assert_exact(D, I, x[:50], x[50:], 5, rtol=1e-4)
+
+
+def test_k_must_be_a_whole_number():
+    x = np.zeros((4, 8), np.float32)
+    with pytest.raises(UsageError, match="k must be a whole number"):
+        exact_knn(x, x, 2.7)
