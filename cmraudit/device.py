@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: most CPU threads --threads accepts (tens of thousands exhaust the address space of the OpenMP / BLAS pools)
+MAX_THREADS = 1024
 
 
 def select_device(name: str | None = "auto") -> torch.device:
@@ -131,8 +133,8 @@ def trained_precision_autocast(trained: str | None):
 def set_cpu_threads(n: int) -> None:
     """Use ``n`` CPU threads for torch intra-op work, FAISS's OpenMP pool and the BLAS / OpenMP pools
     numpy, scipy and scikit-learn have loaded (threadpoolctl, a scikit-learn dependency)."""
-    if int(n) < 1:
-        raise UsageError(f"--threads must be >= 1, got {n}")
+    if not 1 <= int(n) <= MAX_THREADS:
+        raise UsageError(f"--threads {n}: must be in 1..{MAX_THREADS}")
     import torch
 
     torch.set_num_threads(int(n))

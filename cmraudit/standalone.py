@@ -82,6 +82,7 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
     kw = {"progress": progress, **({"vendor": vendor} if vendor is not None else {})}
     if masks is not None:
         ref = read_input_dataset(masks, option="--masks")
+        _check_mask_size(ref, masks, gen, model)
         drawn = call_plugin(name, "sample", gen.sample, masks=np.asarray(ref.masks), seed=seed, **kw)
         syn = _synthetic_for_spacing(drawn, ref)
     else:
@@ -101,3 +102,16 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
                 p.unlink()
         raise
     return syn
+
+
+def _check_mask_size(ref: Dataset, masks, gen, model) -> None:
+    """``--masks`` must hold slices of the model's training size (a data error, exit 4, naming both folders)."""
+    size = getattr(gen, "image_size_", None)
+    if size is None:  # a plugin that does not record its training size checks the masks itself
+        return
+    want = tuple(int(v) for v in size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+    if tuple(ref.shape) != want:
+        raise DataError(
+            f"--masks {masks}: slices are {ref.shape[0]}×{ref.shape[1]} but the model {model} was trained at "
+            f"{want[0]}×{want[1]}; give a dataset of that size"
+        )

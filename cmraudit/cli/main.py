@@ -11,6 +11,7 @@ import typer
 
 from .. import __version__
 from ..cpu import configure_cpu
+from ..device import MAX_THREADS
 from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
 from ..io_guard import WRITE_ERRNOS
 from ..progress import make_console
@@ -53,9 +54,10 @@ def _root(
         None,
         "--threads",
         min=1,
+        max=MAX_THREADS,
         envvar="CMRAUDIT_THREADS",
-        help="CPU threads for torch, FAISS and BLAS (default: the CPUs this process may use - affinity mask, "
-        "cgroup quota - minus those other processes keep busy at start-up; see cmraudit.cpu).",
+        help=f"CPU threads for torch, FAISS and BLAS, 1–{MAX_THREADS} (default: the CPUs this process may use - "
+        "affinity mask, cgroup quota - minus those other processes keep busy at start-up; see cmraudit.cpu).",
     ),
 ) -> None:
     _state.DEBUG = debug
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             print(INTERRUPTED, file=sys.stderr)
         return e.exit_code
     except ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a group called without a command: its help, as click prints it
+            e.show()
+            return EXIT_USAGE
         # one line naming the option (click's own format spreads usage over three lines)
         ctx = getattr(e, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None and ctx.command_path else ""

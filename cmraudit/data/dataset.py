@@ -89,17 +89,8 @@ class Dataset:
     # ------------------------------------------------------------------ checks
     def validate(self, *, name: str = "dataset") -> None:
         """Collect every format problem and raise one DataError."""
-        problems: list[str] = []
-        im, mk = self.images, self.masks
-        if im.ndim != 3:
-            problems.append(f"images must be [N, H, W], got shape {im.shape}")
-        if mk.shape != im.shape:
-            problems.append(f"masks shape {mk.shape} differs from images shape {im.shape}")
-        if im.dtype != np.float32:
-            problems.append(f"images dtype must be float32, got {im.dtype}")
-        if mk.dtype != np.uint8:
-            problems.append(f"masks dtype must be uint8, got {mk.dtype}")
-        n = len(im)
+        problems = _array_problems(self.images, self.masks)
+        n = len(self.images)
         for col in ("patient_id", "vendor", "frame", "slice_index", "source", "annotated"):
             if len(getattr(self, col)) != n:
                 problems.append(f"index column {col} has {len(getattr(self, col))} rows, expected {n}")
@@ -212,6 +203,20 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- I/O
+def _array_problems(im: np.ndarray, mk: np.ndarray) -> list[str]:
+    """Shape and dtype problems of the images and masks arrays."""
+    problems: list[str] = []
+    if im.ndim != 3:
+        problems.append(f"images must be [N, H, W], got shape {im.shape}")
+    if mk.shape != im.shape:
+        problems.append(f"masks shape {mk.shape} differs from images shape {im.shape}")
+    if im.dtype != np.float32:
+        problems.append(f"images dtype must be float32, got {im.dtype}")
+    if mk.dtype != np.uint8:
+        problems.append(f"masks dtype must be uint8, got {mk.dtype}")
+    return problems
+
+
 def write_dataset(
     ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False, extra_meta: dict | None = None
 ) -> Path:
@@ -286,6 +291,9 @@ def read_dataset(path: str | os.PathLike, *, mmap: bool = True, verify: bool = F
     for name, arr in (("images.npy", images), ("masks.npy", masks)):
         if arr.ndim != 3:
             raise DataError(f"{path / name}: expected a [N, H, W] array, got shape {arr.shape}")
+    problems = _array_problems(images, masks)  # before Dataset(), whose own check cannot name the folder
+    if problems:
+        raise DataError(f"{path}: " + "; ".join(problems))
     index = read_index(path, len(images))
     meta.pop("summary", None)
     ds = Dataset(images=images, masks=masks, meta=meta, **index)

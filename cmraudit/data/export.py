@@ -20,15 +20,13 @@ import csv
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..io_guard import check_output, replace_dir
+from ..io_guard import atomic_dir, check_output
 from .dataset import bits_to_structures, read_dataset
 from .image_files import ID_COLUMNS, write_nifti, write_png
 
@@ -71,6 +69,7 @@ def export_dataset(
     src, out = Path(src), Path(out)
     check_output(out, inputs=[("DIR", src)], option="--out", produces="export")
     ds = read_dataset(src)
+    ds.check_values(name=str(src))  # NaN/Inf or values outside [-1, 1] would export as garbage pixels
     o, r = out.resolve(), src.resolve()
     if o == r or r in o.parents or o in r.parents:
         raise UsageError(f"--out {out}: must not be {src}, inside it or above it")
@@ -83,9 +82,7 @@ def export_dataset(
             )
     has_masks = bool(ds.meta.get("has_masks", True))
     ext = ".png" if format == "png" else ".nii.gz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out, kind="export") as tmp:  # disk full / read-only: one DataError naming OUT (exit 4)
         (tmp / "images").mkdir()
         if has_masks:
             (tmp / "masks").mkdir()
@@ -141,10 +138,6 @@ def export_dataset(
             "reimport": reimport,
         }
         (tmp / "export.json").write_text(json.dumps(meta, indent=2))
-        replace_dir(tmp, out, kind="export")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportSummary(
         out=out,
         slices=len(ds),

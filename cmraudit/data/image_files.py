@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -112,20 +114,22 @@ def _read_nifti(path: Path) -> tuple[list[np.ndarray], tuple[float, float] | Non
 def _read_numpy(path: Path, *, mask: bool) -> list[np.ndarray]:
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable numpy file ({e})") from e
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = list(data.keys())
-            wanted = ("masks", "mask") if mask else ("images", "image")
-            key = next((k for k in wanted if k in keys), keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise DataError(
-                    f"{path}: .npz with arrays {keys}; expected one array or one named {' or '.join(wanted)}"
-                )
-            arr = data[key]
-    else:
-        arr = data
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                keys = list(data.keys())
+                wanted = ("masks", "mask") if mask else ("images", "image")
+                key = next((k for k in wanted if k in keys), keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise DataError(
+                        f"{path}: .npz with arrays {keys}; expected one array or one named {' or '.join(wanted)}"
+                    )
+                arr = data[key]
+        else:
+            arr = data
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable numpy file ({type(e).__name__}: {e})") from e
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{path}: array of dtype {arr.dtype}; expected numbers")
     if arr.ndim == 2:
@@ -147,6 +151,8 @@ def read_slices(path: str | os.PathLike) -> tuple[list[np.ndarray], tuple[float,
         slices, spacing = _read_nifti(path)
     else:
         slices, spacing = _read_numpy(path, mask=False), None
+    if not slices:
+        raise DataError(f"{path}: no slices (an empty stack of images)")
     for s in slices:
         if s.size == 0 or not np.isfinite(s).all():
             raise DataError(f"{path}: empty image or NaN/Inf values")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io_guard import atomic_file
+
 
 def write_per_slice_csv(per_slice: dict, path: Path) -> Path:
     """One row per synthetic slice: d1, d2, nndr, carlini, nearest train index and patient, copy flag."""
@@ -73,6 +75,9 @@ def save_top_pairs(*, synthetic_images: np.ndarray, train_images: np.ndarray, pe
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        with atomic_file(path) as tmp:  # disk full / read-only: one DataError naming the path (exit 4)
+            fig.savefig(tmp, dpi=80, format="png")
+    finally:
+        plt.close(fig)
     return path

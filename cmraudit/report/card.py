@@ -254,12 +254,20 @@ def read_run_report(run: str | os.PathLike) -> tuple[Path, dict]:
 
 
 def split_patient_ids(run_dir: Path) -> list[str]:
-    """Patient ids of RUN/split.json (empty when absent or unreadable: the card then cannot check the report)."""
-    try:
-        split = json.loads((Path(run_dir) / "split.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    """Patient ids of RUN/split.json (empty when absent: the card then cannot check the report); a split.json that
+    is unreadable or not ``{"train": [ids], "holdout": […], "test": […]}`` is a DataError naming it (exit 4)."""
+    path = Path(run_dir) / "split.json"
+    if not path.exists():
         return []
-    return [str(p) for k in ("train", "holdout", "test") for p in (split.get(k) or []) if isinstance(split, dict)]
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not a readable split file ({e})") from e
+    parts = [split.get(k) for k in ("train", "holdout", "test")] if isinstance(split, dict) else None
+    if parts is None or not all(p is None or isinstance(p, list) for p in parts):
+        raise DataError(f"{path}: not a split file (expected a JSON object with lists of patient ids under train, "
+                        "holdout and test)")
+    return [str(p) for part in parts for p in part or []]
 
 
 def write_card(run_dir: str | os.PathLike) -> Path:

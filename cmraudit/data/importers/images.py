@@ -204,7 +204,9 @@ def import_images(
         pattern = re.compile(id_pattern) if id_pattern is not None else None
     except re.error as e:
         raise UsageError(f"--id-pattern {id_pattern!r}: not a regular expression ({e})") from e
-    _check_out(out, [root] + ([Path(masks)] if masks else []), overwrite=overwrite)
+    palette_file = mask_palette if mask_palette not in (None, "jet") else None
+    _check_out(out, [("DIR", root), ("--masks", masks), ("--ids", ids), ("--mask-palette", palette_file)],
+               overwrite=overwrite)
     files = list_files(root, what="image")
     mask_files: dict[str, Path] = {}
     if masks is not None:
@@ -318,16 +320,10 @@ def _hw(a: np.ndarray) -> str:
     return f"{a.shape[0]}×{a.shape[1]}"
 
 
-def _check_out(out: Path, inputs: list[Path], *, overwrite: bool) -> None:
-    """OUT must not be, contain or lie inside an input; an existing OUT is replaced only if it is a prepared dataset."""
-    check_output(
-        out, inputs=[("DIR" if i == inputs[0] else "--masks", i) for i in inputs], option="--out", produces="dataset"
-    )
-    o = out.resolve()
-    for i in inputs:
-        r = i.resolve()
-        if o == r or r in o.parents:
-            raise UsageError(f"--out {out}: must not be {i} or inside it (an input folder)")
+def _check_out(out: Path, inputs: list[tuple[str, str | os.PathLike | None]], *, overwrite: bool) -> None:
+    """OUT must not be, contain or lie inside an input (folders and files: DIR, --masks, --ids, --mask-palette);
+    an existing OUT is replaced only if it is a prepared dataset."""
+    check_output(out, inputs=inputs, option="--out", produces="dataset")
     if out.exists():
         if not overwrite:
             raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
