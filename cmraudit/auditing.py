@@ -6,6 +6,9 @@ OUT/privacy/ (per-slice tables, top-k pair images with real slices: keep OUT loc
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +19,7 @@ from .errors import PluginError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import get_plugin
 from .estimates import skipped
-from .io_guard import check_output, make_output_dir, remove_if_created
+from .io_guard import atomic_dir, check_output
 from .privacy import AuditConfig, ShadowConfig, audit_privacy
 from .report.io import write_report
 from .reporting import build_report, external_section, generator_section, now_utc
@@ -103,7 +106,15 @@ def _generator(gen) -> tuple[Any, dict]:
 
 
 def audit(config: AuditRunConfig) -> RunResult:
-    """Audit ``config.synthetic`` for copies, memorisation and membership inference; returns the report."""
+    """Audit ``config.synthetic`` for copies, memorisation and membership inference; returns the report.
+
+    OUT is built in a temporary sibling that replaces it at the end: on any failure or Ctrl-C nothing new is left
+    (a previous OUT stays as it was)."""
+    with contextlib.ExitStack() as stack:
+        return _audit(config, stack)
+
+
+def _audit(config: AuditRunConfig, stack: contextlib.ExitStack) -> RunResult:
     started, timings, t = now_utc(), {}, time.perf_counter()
     out = Path(config.out)
     _check_options(config)
@@ -118,19 +129,22 @@ def audit(config: AuditRunConfig) -> RunResult:
     shadow_cfg = ShadowConfig(k=config.shadow, executor=config.executor, workdir=str(out / "privacy" / "shadows"),
                               score_attack=config.shadow_score) if config.shadow else None
     timings["data"] = time.perf_counter() - t
-    created = not out.exists()
-    make_output_dir(out, kind="audit")
-    try:
-        t = time.perf_counter()
-        res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen,
-                            features=tuple(config.features), seed=config.seed, config=pcfg, out_dir=out,
-                            progress=config.progress, shadow=shadow_cfg, reference=ref)
-        timings["privacy"] = time.perf_counter() - t
-        report = _report(config, res.to_dict(), ds, gen=gen, pcfg=pcfg, started=started, timings=timings)
-        write_report(out, report.to_dict())
-    except BaseException:
-        remove_if_created(out, created)  # never a half-written audit; never an existing directory
-        raise
+    # built beside OUT, swapped in whole when the ExitStack closes, removed on any failure: never half-written
+    build = stack.enter_context(atomic_dir(out.resolve(), kind="audit", map_errors=False))
+    if shadow_cfg is not None:
+        shadow_cfg = dataclasses.replace(shadow_cfg, workdir=str(build / "privacy" / "shadows"))
+        if (out / "privacy" / "shadows").is_dir():  # finished shadows of the previous audit are reused (a copy)
+            shutil.copytree(out / "privacy" / "shadows", shadow_cfg.workdir, symlinks=True)
+    t = time.perf_counter()
+    res = audit_privacy(train=ds["train"], holdout=ds["holdout"], synthetic=ds["synthetic"], generator=gen,
+                        features=tuple(config.features), seed=config.seed, config=pcfg, out_dir=build,
+                        progress=config.progress, shadow=shadow_cfg, reference=ref)
+    timings["privacy"] = time.perf_counter() - t
+    privacy = res.to_dict()
+    if privacy.get("artefacts"):
+        privacy["artefacts"] = str(out / "privacy")  # where they are once OUT is swapped in
+    report = _report(config, privacy, ds, gen=gen, pcfg=pcfg, started=started, timings=timings)
+    write_report(build, report.to_dict())
     return RunResult(run_dir=out, report=report, timings=timings, stage_status=report.stage_status)
 
 

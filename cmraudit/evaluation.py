@@ -14,6 +14,7 @@ mask-copy search) and fidelity (no radiomic space, no mask plausibility); utilit
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,14 +24,16 @@ from .device import select_device
 from .errors import CmrAuditError, DataError, UsageError
 from .estimates import is_skipped, skipped
 from .fidelity.evaluate import evaluate_fidelity
-from .io_guard import check_output, make_output_dir
+from .io_guard import atomic_dir, check_output
 from .pipeline import StageContext, _audit_features, _write_report, save_grid
 from .privacy.audit import audit_privacy
 from .privacy.config import AuditConfig
 from .report.html import render_html
 from .reporting import build_report, external_section, now_utc
 from .results import RunResult
+from .utility.evaluate import PRESETS as UTILITY_PRESETS
 from .utility.evaluate import evaluate_utility
+from .validate import check_seed
 
 NO_MASKS = "the synthetic set has no masks (image-only import)"
 
@@ -55,6 +58,15 @@ class EvaluateConfig:
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def _check_options(cfg: EvaluateConfig) -> None:
+    """Option checks done before anything is read or written (exit 2 naming the option), as ``run`` does."""
+    if cfg.utility_preset not in UTILITY_PRESETS:
+        raise UsageError(f"--utility-preset {cfg.utility_preset!r} is not a segmenter preset; expected one of "
+                         f"{', '.join(UTILITY_PRESETS)}")
+    check_seed(cfg.seed)
+    select_device(cfg.device)
 
 
 def _check_inputs(cfg: EvaluateConfig, sets: dict[str, Dataset]) -> None:
@@ -152,7 +164,16 @@ def _utility(ctx: StageContext, *, has_masks: bool, preset: str, params: dict, w
 
 
 def evaluate(config: EvaluateConfig) -> RunResult:
-    """Privacy, fidelity and utility of an existing synthetic set; writes OUT/report.json and OUT/report.html."""
+    """Privacy, fidelity and utility of an existing synthetic set; writes OUT/report.json and OUT/report.html.
+
+    OUT is built in a temporary sibling that replaces it at the end: on any failure or Ctrl-C nothing new is left
+    (a previous OUT stays as it was)."""
+    with contextlib.ExitStack() as stack:
+        return _evaluate(config, stack)
+
+
+def _evaluate(config: EvaluateConfig, stack: contextlib.ExitStack) -> RunResult:
+    _check_options(config)
     started, timings, t = now_utc(), {}, time.perf_counter()
     sets = {
         k: (read_dataset(getattr(config, k)) if getattr(config, k) is not None else None)
@@ -173,8 +194,9 @@ def evaluate(config: EvaluateConfig) -> RunResult:
     }
     device = select_device(config.device)
 
-    run_dir = make_output_dir(config.out, kind="run")
-    write_dataset(syn, run_dir / "synthetic", overwrite=(run_dir / "synthetic" / "dataset.json").is_file())
+    out = Path(config.out)  # built beside OUT, swapped in whole when the ExitStack closes, removed on any failure
+    run_dir = stack.enter_context(atomic_dir(out.resolve(), kind="run", map_errors=False))
+    write_dataset(syn, run_dir / "synthetic")
     save_grid(syn, run_dir / "samples.png", seed=config.seed)
     timings["data"] = time.perf_counter() - t
     ctx = StageContext(
@@ -209,6 +231,8 @@ def evaluate(config: EvaluateConfig) -> RunResult:
             sections[name] = skipped(f"{type(e).__name__}: {e}")
         timings[name] = time.perf_counter() - t
         status[name] = "skipped" if is_skipped(sections[name]) else "done"
+    if isinstance(sections.get("privacy"), dict) and sections["privacy"].get("artefacts"):
+        sections["privacy"]["artefacts"] = str(out / "privacy")  # where they are once OUT is swapped in
     name = config.name or Path(config.synthetic).name
     gsec = external_section(name, external=True, synthetic_path=str(config.synthetic), has_masks=has_masks,
                             sources=sorted({str(s) for s in syn.source})[:10])
@@ -225,4 +249,4 @@ def evaluate(config: EvaluateConfig) -> RunResult:
     _write_report(run_dir, report.to_dict())
 
     render_html(run_dir)
-    return RunResult(run_dir=run_dir, report=report, timings=timings, stage_status=status)
+    return RunResult(run_dir=out, report=report, timings=timings, stage_status=status)

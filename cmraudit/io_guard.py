@@ -4,7 +4,8 @@ The rules, in one place:
 
 * an output may never be, contain, or lie inside one of the command's inputs (:func:`check_output`);
 * an existing non-empty directory is only ever replaced or written into when cmraudit wrote it,
-  recognised by its marker file :data:`MARKER`; a regular file is never replaced by a directory;
+  recognised by its marker file :data:`MARKER`; a regular file is never replaced by a directory; a finished output
+  lists its top-level entries in the marker, and one holding any other entry is refused (:func:`foreign_entries`);
 * every file or directory is written to a temporary sibling and renamed into place; on any failure
   (disk full, Ctrl-C) the temporary is removed and the error names the destination (exit 4);
 * permissions follow the process umask (files 0666 & ~umask, directories 0777 & ~umask), like any
@@ -31,17 +32,8 @@ from .errors import DataError, UsageError
 #: marker file in every directory cmraudit creates; ``--overwrite`` only replaces directories holding it
 MARKER = ".cmraudit-output"
 #: OSErrors that mean "this destination cannot be written" (exit 4, naming the path) rather than a bug
-WRITE_ERRNOS = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EFBIG,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EIO,
-    errno.ENOENT,
-    errno.ENOTDIR,
-}
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                errno.ENOENT, errno.ENOTDIR}
 
 
 def _inject(stage: str, path: Path) -> None:
@@ -63,24 +55,89 @@ def is_cmraudit_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
-def marker_kind(path: str | os.PathLike) -> str | None:
-    """The kind of output (dataset, model, run, …) recorded in the marker of ``path``; None when unmarked."""
+def _marker(path: str | os.PathLike) -> dict | None:
+    """The marker of ``path`` as a dict (``{}`` when unreadable); None when unmarked."""
     p = Path(path) / MARKER
     if not p.is_file():
         return None
     try:
-        return str(json.loads(p.read_text()).get("kind", "output"))
-    except (OSError, ValueError, AttributeError):
-        return "output"
+        d = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def marker_kind(path: str | os.PathLike) -> str | None:
+    """The kind of output (dataset, model, run, …) recorded in the marker of ``path``; None when unmarked."""
+    d = _marker(path)
+    return None if d is None else str(d.get("kind", "output"))
+
+
+def _write_marker(directory: Path, data: dict) -> None:
+    from . import __version__
+
+    p = directory / MARKER
+    tmp = directory / f"{MARKER}.{os.getpid()}.tmp"  # a name remove_stale_temps knows
+    try:
+        tmp.write_text(json.dumps({"written_by": "cmraudit", "version": __version__, **data}) + "\n")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_marker(directory: str | os.PathLike, kind: str = "output") -> None:
-    from . import __version__
+    if not (Path(directory) / MARKER).exists():
+        _write_marker(Path(directory), {"kind": kind})
 
-    p = Path(directory) / MARKER
-    if not p.exists():
-        p.write_text(json.dumps({"written_by": "cmraudit", "version": __version__, "kind": kind}) + "\n")
-        os.chmod(p, 0o666 & ~_umask())
+
+def _entries(directory: Path) -> list[str]:
+    """Top-level names in ``directory`` but the marker and cmraudit's own temporaries."""
+    return sorted(p.name for p in directory.iterdir() if p.name != MARKER and not _STALE.match(p.name))
+
+
+def record_entries(directory: str | os.PathLike, kind: str = "output") -> None:
+    """Record in the marker every top-level entry of ``directory`` as written by cmraudit (call it when a command
+    has finished writing the directory): later outputs refuse to replace or write into it while it holds any other
+    entry (:func:`foreign_entries`)."""
+    directory = Path(directory)
+    d = _marker(directory) or {}
+    _write_marker(directory, {"kind": str(d.get("kind", kind)), "entries": _entries(directory)})
+
+
+def foreign_entries(directory: str | os.PathLike) -> list[str]:
+    """Top-level entries of a cmraudit directory that its marker does not list (a user's files); ``[]`` when the
+    marker lists nothing (older outputs, interrupted runs: cmraudit cannot tell)."""
+    d = _marker(directory)
+    listed = d.get("entries") if d else None
+    if not isinstance(listed, list):
+        return []
+    return [n for n in _entries(Path(directory)) if n not in set(map(str, listed))]
+
+
+def _register(path: Path) -> None:
+    """Add ``path`` to the entries recorded in its parent's marker (when the parent records entries)."""
+    d = _marker(path.parent)
+    if d and isinstance(d.get("entries"), list) and path.name not in d["entries"] and path.name != MARKER:
+        _write_marker(path.parent, {**d, "entries": sorted({*map(str, d["entries"]), path.name})})
+
+
+def _not_ours(names: list[str]) -> str:
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{listed} {'was' if len(names) == 1 else 'were'} not written by cmraudit"
+
+
+def _holds_signature(path: Path, signature: str, window: int = 1 << 16) -> bool:
+    """Whether the first or last ``window`` bytes of the regular file ``path`` hold ``signature``."""
+    sig = signature.encode()
+    with open(path, "rb") as f:
+        head, tail = f.read(window), b""
+        size = os.fstat(f.fileno()).st_size
+        if size > window:  # the last window, overlapping the first by the signature's length
+            f.seek(max(window, size - window) - len(sig))
+            tail = f.read(window + len(sig))
+    return sig in head or sig in tail
 
 
 def check_output(
@@ -121,7 +178,10 @@ def check_output(
     if kind == "file":
         if out.is_dir():
             raise UsageError(f"{option} {out}: is a directory; give a file path")
-        if out.exists() and signature is not None and signature.encode() not in out.read_bytes():
+        if out.exists() and not out.is_file():
+            raise UsageError(f"{option} {out}: exists and is not a regular file (a device, FIFO or socket); "
+                             f"choose another {option}")
+        if out.exists() and signature is not None and not _holds_signature(out, signature):
             raise UsageError(
                 f"{option} {out}: an existing file cmraudit did not write; cmraudit never replaces it — "
                 f"choose another {option}"
@@ -137,7 +197,16 @@ def check_output(
     have = marker_kind(out) if out.is_dir() else None
     if produces is not None and have not in (None, produces, "output"):
         raise UsageError(f"{option} {out}: holds a cmraudit {have}, not a {produces}; choose another {option}")
+    foreign = foreign_entries(out) if out.is_dir() else []
+    if foreign:
+        raise UsageError(f"{option} {out}: {_not_ours(foreign)}; cmraudit never writes into or replaces a folder "
+                         f"holding such files — move {'it' if len(foreign) == 1 else 'them'} away or choose another "
+                         f"{option}")
     return out
+
+
+#: the OSError numpy raises, without errno, when a write comes up short (a full disk)
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 @contextlib.contextmanager
@@ -150,6 +219,8 @@ def write_errors(path: str | os.PathLike) -> Iterator[None]:
             raise DataError(
                 f"{path}: cannot write ({e.strerror or os.strerror(e.errno)}); nothing was left behind"
             ) from e
+        if e.errno is None and _SHORT_WRITE.search(str(e)):  # numpy's tofile/save on a full disk: no errno
+            raise DataError(f"{path}: cannot write ({e}: is the disk full?); nothing was left behind") from e
         raise
 
 
@@ -170,6 +241,7 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
             _inject("file", path)
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
+            _register(path)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -183,18 +255,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, *, kind: str = "output") -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it becomes ``path`` (see :func:`replace_dir`)."""
+def atomic_dir(path: str | os.PathLike, *, kind: str = "output", map_errors: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it becomes ``path`` (see :func:`replace_dir`), on any failure
+    it is removed. ``map_errors=False`` (a whole command built inside): errors of the caller's work pass unchanged."""
     path = Path(path)
     with write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+    try:
+        with write_errors(path) if map_errors else contextlib.nullcontext():
             yield tmp
+        with write_errors(path):
             replace_dir(tmp, path, kind=kind)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def replace_dir(tmp: Path, path: Path, *, kind: str = "output") -> None:
@@ -204,11 +279,12 @@ def replace_dir(tmp: Path, path: Path, *, kind: str = "output") -> None:
     replaced. The old directory is moved into a temporary folder that is always removed: nothing is left behind.
     """
     tmp, path = Path(tmp), Path(path)
-    write_marker(tmp, kind)
+    record_entries(tmp, kind)  # the marker, listing everything in tmp: all of it is cmraudit's
     os.chmod(tmp, 0o777 & ~_umask())
     _inject("dir", path)
     if not (path.exists() or path.is_symlink()):
         tmp.rename(path)
+        _register(path)
         return
     if path.is_symlink() or not path.is_dir():
         raise UsageError(f"{path}: exists and is not a directory; cmraudit does not replace it")
@@ -217,6 +293,9 @@ def replace_dir(tmp: Path, path: Path, *, kind: str = "output") -> None:
     have = marker_kind(path)
     if have not in (None, kind, "output"):
         raise UsageError(f"{path}: holds a cmraudit {have}, not a {kind}; refusing to replace it")
+    foreign = foreign_entries(path)
+    if foreign:
+        raise UsageError(f"{path}: {_not_ours(foreign)}; refusing to replace it")
     trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
     try:
         path.rename(trash / "old")
@@ -237,8 +316,11 @@ def make_output_dir(path: str | os.PathLike, *, kind: str = "output") -> Path:
     path = Path(path)
     with write_errors(path):
         if not path.is_dir() or not any(path.iterdir()):
+            new = not path.exists()
             path.mkdir(parents=True, exist_ok=True)
             write_marker(path, kind)
+            if new:
+                _register(path)
     return path
 
 

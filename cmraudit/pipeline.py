@@ -13,6 +13,8 @@ A stage that is not available reports ``{"status": "skipped", "reason": ...}``.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.dataset import Dataset, write_dataset
+from .data.dataset import Dataset, fingerprint_arrays, write_dataset
 from .data.phantom import PhantomConfig, make_phantom
-from .data.splits import split_patients
+from .data.splits import PatientSplit, split_patients
 from .device import select_device
 from .dp import DPConfig, require_dp_support
 from .errors import CmrAuditError, UsageError
@@ -33,7 +35,7 @@ from .generators.presets import PRESET_NAMES as PRESETS  # noqa: F401 - re-expor
 from .generators.presets import resolve_preset
 from .generators.registry import call_plugin, get_plugin
 from .generators.train_log import LOGS_DIR, log_to
-from .io_guard import check_output, make_output_dir, remove_stale_temps
+from .io_guard import MARKER, atomic_dir, check_output, make_output_dir, record_entries, remove_stale_temps
 from .progress import set_stage
 from .report import write_report
 from .report.card import write_card
@@ -114,9 +116,44 @@ def _write_report(run_dir: Path, report: dict) -> Path:
     return write_report(run_dir, report)
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None  # unreadable: rewritten, as before
+
+
+def _check_resume(run_dir: Path, split: PatientSplit, parts: dict) -> None:
+    """``--resume``: refuse, before anything is written, a run whose split or data differ from those already in
+    ``run_dir`` (another --seed, --data or preset), instead of rewriting them and failing at the training state."""
+    path, old = run_dir / "split.json", _read_json(run_dir / "split.json")
+    if isinstance(old, dict) and old.get("seed") != split.seed:
+        raise UsageError(f"--resume: {path} was written with --seed {old.get('seed')}, this run has --seed "
+                         f"{split.seed}; resume with the same settings, or choose another --out")
+    if isinstance(old, dict) and old != split.to_dict():
+        raise UsageError(f"--resume: {path} splits other patients than this run's data; resume with the same --data, "
+                         "or choose another --out")
+    for name, part in parts.items():
+        meta = _read_json(run_dir / "data" / name / "dataset.json")
+        have = meta.get("fingerprint") if isinstance(meta, dict) else None
+        if have is not None and have != fingerprint_arrays(np.ascontiguousarray(part.images, dtype=np.float32),
+                                                           np.ascontiguousarray(part.masks, dtype=np.uint8)):
+            raise UsageError(f"--resume: {run_dir / 'data' / name} holds other slices than this run's {name} split "
+                             "(another --data or --preset?); resume with the same settings, or choose another --out")
+
+
 # ------------------------------------------------------------------ run
 def run(config: RunConfig) -> RunResult:
-    """Run the whole pipeline; returns the run directory and its report."""
+    """Run the whole pipeline; returns the run directory and its report.
+
+    A new run (or ``--resume``) writes into ``--out`` as it goes, so that an interrupted run can be resumed; any
+    other run over an existing one (``--overwrite``) is built in a temporary sibling that replaces it whole at the
+    end: interrupted or failed, the previous run stays as it was."""
+    with contextlib.ExitStack() as stack:
+        return _run(config, stack)
+
+
+def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
     check_run_config(config)
 
     dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
@@ -153,24 +190,30 @@ def run(config: RunConfig) -> RunResult:
     gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
                          image_size=gen_size)
     call_plugin(config.generator, "validate_params", gen.validate_params)
-    make_output_dir(run_dir, kind="run")
+    if config.resume:
+        _check_resume(run_dir, split, parts)
+    replace = not config.resume and run_dir.is_dir() and any(p.name != MARKER for p in run_dir.iterdir())
+    if replace:  # build beside the old run; swapped in when the ExitStack closes, removed on any failure
+        build = stack.enter_context(atomic_dir(run_dir.resolve(), kind="run", map_errors=False))
+    else:
+        build = make_output_dir(run_dir, kind="run")
     if config.resume:
         remove_stale_temps(run_dir)  # what a killed run (kill -9) could not clean up
-    split.save(run_dir / "split.json")
+    split.save(build / "split.json")
     for name, part in parts.items():
-        write_dataset(part, run_dir / "data" / name, overwrite=True)
+        write_dataset(part, build / "data" / name, overwrite=True)
     train, holdout, test = parts["train"], parts["holdout"], parts["test"]
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
     set_stage("fit")
-    fit_kw: dict = {"work_dir": run_dir / "work", "resume": config.resume}
+    fit_kw: dict = {"work_dir": build / "work", "resume": config.resume}
     if gen.tags.needs_reference_data:
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
-    with log_to(run_dir / LOGS_DIR):  # every train_loop writes RUN/logs/<stage>.csv
+    with log_to(build / LOGS_DIR):  # every train_loop writes RUN/logs/<stage>.csv
         call_plugin(config.generator, "fit", gen.fit, train, seed=config.seed, progress=config.progress, **fit_kw,
                     **({} if dp is None else {"dp": dp}))
-    call_plugin(config.generator, "save", gen.save, run_dir / "model")
+    call_plugin(config.generator, "save", gen.save, build / "model")
     timings["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -180,7 +223,7 @@ def run(config: RunConfig) -> RunResult:
     pkw = {"progress": config.progress}
     drawn = call_plugin(config.generator, "sample", gen.sample, n=n_samples, seed=config.seed + 1, **pkw)
     synthetic = _synthetic_for_spacing(drawn, train)
-    write_dataset(synthetic, run_dir / "synthetic", overwrite=True)
+    write_dataset(synthetic, build / "synthetic", overwrite=True)
     paired = None
     n_paired = config.n_paired if config.n_paired is not None else (defaults["n_paired"] or len(test))
     if gen.tags.conditional and n_paired > 0:
@@ -194,13 +237,13 @@ def run(config: RunConfig) -> RunResult:
                             seed=config.seed + 2, **pkw)
         paired = _synthetic_for_spacing(drawn, test)
         paired.meta.update({"paired_with": "test", "test_rows": rows.tolist()})
-        write_dataset(paired, run_dir / "synthetic_paired", overwrite=True)
-    export_nifti(synthetic, run_dir / "synthetic_nifti")
-    save_grid(synthetic, run_dir / "samples.png", seed=config.seed)
+        write_dataset(paired, build / "synthetic_paired", overwrite=True)
+    export_nifti(synthetic, build / "synthetic_nifti")
+    save_grid(synthetic, build / "samples.png", seed=config.seed)
     timings["sample"] = time.perf_counter() - t
 
     ctx = StageContext(
-        run_dir=run_dir,
+        run_dir=build,
         train=train,
         holdout=holdout,
         test=test,
@@ -222,6 +265,8 @@ def run(config: RunConfig) -> RunResult:
             sections[name] = skipped(f"{type(e).__name__}: {e}")
         timings[name] = time.perf_counter() - t
         status[name] = "skipped" if is_skipped(sections[name]) else "done"
+    if replace and isinstance(sections.get("privacy"), dict) and sections["privacy"].get("artefacts"):
+        sections["privacy"]["artefacts"] = str(run_dir / "privacy")  # where they are once the run is swapped in
 
     dp_audit = None
     if config.dp_audit_canaries:
@@ -237,11 +282,13 @@ def run(config: RunConfig) -> RunResult:
                           parts={**parts, "synthetic": synthetic}, paired=paired, sections=sections, started=started,
                           timings=timings, dp_audit=dp_audit)
     if is_main_process():
-        _write_report(run_dir, report.to_dict())
+        _write_report(build, report.to_dict())
 
-        write_card(run_dir)  # RUN/card.md, linked from report.html
+        write_card(build)  # RUN/card.md, linked from report.html
 
-        render_html(run_dir)
+        render_html(build)
+        if not replace:
+            record_entries(run_dir, "run")  # --overwrite later replaces these entries only (io_guard)
     return RunResult(
         run_dir=run_dir, report=report, timings=timings, stage_status={"fit": "done", "sample": "done", **status}
     )

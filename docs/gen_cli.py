@@ -43,10 +43,20 @@ Every command checks its outputs before doing any work (`cmraudit.io_guard.check
   only ever replaces one of its own kind (`data phantom --overwrite` never replaces a model); `--overwrite` never
   removes anything else (exit 2); `fit`, `sample`, importers and `data phantom` refuse an existing output without
   `--overwrite` (exit 4);
-- a regular file is never replaced by a directory; an existing `report --out` or `gate --junit` file is replaced only
-  when it is cmraudit's own HTML report or JUnit file;
+- a directory cmraudit has finished writing lists its top-level entries in its marker (files cmraudit adds later, e.g.
+  `report` or `card` output, are added to the list); while it holds anything else — `notes.txt` you put there —
+  cmraudit neither writes into nor replaces it, with or without `--overwrite` (exit 2: `notes.txt was not written by
+  cmraudit`; move it away or choose another `--out`). A marker without a list (outputs of older versions, a `run`
+  stopped before its end) cannot tell: `--overwrite` replaces such a directory whole;
+- a regular file is never replaced by a directory; an existing `report --out`, `card --out` or `gate --junit` file is
+  replaced only when it is cmraudit's own HTML report, card or JUnit file; an existing device, FIFO or socket is
+  refused (exit 2);
 - every file and directory is written to a temporary sibling and renamed into place: on a full disk or Ctrl-C
   nothing half-written is left behind (disk full: exit 4 naming the path);
+- an output that replaces another (`--overwrite`, `evaluate` or `audit` into an existing folder) is built beside it
+  and swapped in whole at the end: nothing of the old output is kept, and on any error or Ctrl-C the old output stays
+  exactly as it was. Only a new `run` writes into `--out` as it goes, so that `--resume` continues it after Ctrl-C or
+  `kill -9`; `--resume` with another `--seed`, `--data` or preset is refused (exit 2) before anything is written;
 - permissions follow your umask (files 0666 & ~umask, directories 0777 & ~umask); use `umask 077` for private
   outputs.
 
