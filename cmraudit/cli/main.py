@@ -5,6 +5,7 @@ No logic lives here: every command is one call of the Python API.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Optional
 
 import typer
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (docs/design.md § 8)."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state.DEBUG = "--debug" in args
+    # prepared datasets are read-only memmaps that cmraudit only reads: torch's warning on wrapping them is noise here
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
     from ..progress import heartbeat
 
     try:

@@ -89,7 +89,11 @@ def _cpu_has_fast_int8() -> bool:
 
 
 def _as_matrix(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "float"):  # a torch tensor (bfloat16, on a GPU, requiring grad)
+        x = x.detach().float().cpu().numpy()
     a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise UsageError(f"exact_knn: {name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != 2:
         raise UsageError(f"exact_knn: {name} must be a 2-D array [n, d], got shape {a.shape}")
     a = np.ascontiguousarray(a, dtype=np.float32)

@@ -147,7 +147,8 @@ class Segmenter:
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, cfg.iterations) / cfg.iterations))
         )
-        images = torch.from_numpy(np.ascontiguousarray(train.images, dtype=np.float32))[:, None]
+        # copies: torch.from_numpy warns on a read-only memmap (a prepared dataset read from disk)
+        images = torch.from_numpy(np.array(train.images, dtype=np.float32))[:, None]
         masks = torch.from_numpy(np.ascontiguousarray(train.masks, dtype=np.int64))[:, None]
         ann = torch.from_numpy(np.asarray(train.annotated, dtype=np.int64))
         partial = bool((ann != ALL_STRUCTURES).any())
@@ -209,7 +210,7 @@ class Segmenter:
         out = np.empty(np.shape(images), dtype=np.uint8)
         with torch.no_grad():
             for s in range(0, len(images), batch):
-                x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch], dtype=np.float32))[:, None].to(
+                x = torch.from_numpy(np.array(images[s : s + batch], dtype=np.float32))[:, None].to(
                     self.device_
                 )
                 with _cpu_autocast(self.device_):

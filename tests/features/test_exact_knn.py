@@ -323,3 +323,20 @@ def test_k_must_be_a_whole_number():
     x = np.zeros((4, 8), np.float32)
     with pytest.raises(UsageError, match="k must be a whole number"):
         exact_knn(x, x, 2.7)
+
+
+def test_torch_tensors_and_non_real_input():
+    """A torch tensor (bfloat16, requiring grad) is searched as its float32 values; complex or text input is named."""
+    import torch
+
+    rng = np.random.default_rng(2)
+    b = torch.from_numpy(rng.standard_normal((40, 8)).astype(np.float32)).bfloat16().requires_grad_()
+    q = torch.from_numpy(rng.standard_normal((5, 8)).astype(np.float32))
+    D, I = exact_knn(q, b, 3)
+    D2, I2 = exact_knn(q.numpy(), b.detach().float().numpy(), 3)
+    np.testing.assert_array_equal(I, I2)
+    np.testing.assert_array_equal(D, D2)
+    with pytest.raises(UsageError, match="base must hold real numbers"):
+        exact_knn(q.numpy(), np.zeros((4, 8), np.complex64), 1)
+    with pytest.raises(UsageError, match="query must hold real numbers"):
+        exact_knn(np.full((2, 8), "a"), np.zeros((4, 8), np.float32), 1)
