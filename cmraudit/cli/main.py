@@ -33,7 +33,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err_console = make_console(stderr=True)
-INTERRUPTED = "interrupted (Ctrl-C): unfinished outputs were removed; a run or fit continues with --resume"
+INTERRUPTED = ("interrupted (Ctrl-C): unfinished outputs were removed (an output being replaced is kept as it was); "
+               "a new run or fit continues with --resume")
 
 
 def _version(value: bool) -> None:
