@@ -140,6 +140,7 @@ def _read_dp_audit(path: Path) -> dict:
     import json
 
     f = path / "dp_audit.json" if path.is_dir() else path
+
     def no_constant(name):
         raise ValueError(f"{name} is not allowed (JSON has no NaN or infinity)")
 

@@ -12,13 +12,13 @@ The gate itself is two-way: anything but ``pass`` fails it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 from .gate_extract import _candidates, _skip_reason
 from .junit import write_junit  # noqa: F401 - re-exported
 from .policy import DETECTION_RULES, Policy, default_policy
 from .power import _TPR_HINT, _power_hint, wilson_min_n  # noqa: F401 - re-exported
+from .schema import _finite, _is_num, dp_audit_problems
 
 _GROUPS = {
     "copy_detection": ("copy_rate", "patients_copied"),
@@ -110,9 +110,9 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     upper = float(est["ci"][1])
     lower = est["ci"][0]
     value = est.get("value")
-    lows = [(w, e) for w, e in cands if _is_bound(e["ci"][0])]
+    lows = [(w, e) for w, e in cands if _is_num(e["ci"][0])]
     if rule in DETECTION_RULES:
-        unknown = [w for w, e in cands if not _is_bound(e["ci"][0])]
+        unknown = [w for w, e in cands if not _is_num(e["ci"][0])]
         if unknown:  # "any copy detected fails" needs the lower bound: without it copies cannot be ruled out
             return RuleResult(rule, budget, "fail", "inconclusive",
                               f"fail closed: {', '.join(unknown)} has no CI lower bound, so detected copies cannot be "
@@ -148,10 +148,6 @@ def evaluate_rule(report: dict, rule: str, policy: Policy) -> RuleResult:
     return RuleResult(
         rule, budget, "pass" if ok else "fail", verdict, reason, upper, value, lower, where, est.get("unit"), hint
     )
-
-
-def _is_bound(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
@@ -220,14 +216,12 @@ def _dp_audit_rule(report: dict, budget: float | None) -> RuleResult:
         return RuleResult("dp_audit", budget, "off", "not_required",
                           "no canary DP audit attached (cmraudit dp-audit, then gate --dp-audit FILE)")
     why = _skip_reason(block)
-    if why is None and not isinstance(block, dict):
-        why = f"not an object: {block!r}"
     if why is not None:
         return RuleResult("dp_audit", budget, "fail", "inconclusive", f"fail closed: dp_audit skipped ({why})")
-    eps_hat = block.get("epsilon_lower_bound")  # null: unbounded (every guess right), as `cmraudit dp-audit` writes
-    if eps_hat is not None and not (_is_bound(eps_hat) and eps_hat >= 0):
-        return RuleResult("dp_audit", budget, "fail", "inconclusive",
-                          f"fail closed: dp_audit.epsilon_lower_bound is {eps_hat!r}, not a number >= 0 or null")
+    problems = dp_audit_problems(block)  # ε̂ a number >= 0 or null, the claim a number >= 0 or null (report schema)
+    if problems:
+        return RuleResult("dp_audit", budget, "fail", "inconclusive", "fail closed: " + "; ".join(problems))
+    eps_hat = block["epsilon_lower_bound"]  # null: unbounded (every guess right), as `cmraudit dp-audit` writes
     value = None if eps_hat is None else float(eps_hat)
     shown = "unbounded" if value is None else _fmt(value)
     claimed, mismatch = _audited_claim(report, block)
@@ -253,20 +247,18 @@ _CLAIM_RTOL = 0.05  # two trainings calibrated to one target ε (with and withou
 def _audited_claim(report: dict, block: dict) -> tuple[float | None, str | None]:
     """The ε the canary audit tests (None: no DP claim) and, when the audit cannot speak for this report, why.
 
-    The audit's own ``epsilon_claimed`` (null: trained without DP) must be a finite number or null and must match
+    The audit's own ``epsilon_claimed`` (null: trained without DP; its type checked by the caller) must match
     the report's ``generator.dp.epsilon`` to ``_CLAIM_RTOL``: an audit of another training (another ε, or DP on one
     side only) neither confirms nor falsifies this report's claim. A block without the key takes the report's claim.
     """
     gen = report.get("generator") if isinstance(report, dict) else None
     dp = gen.get("dp", "missing") if isinstance(gen, dict) else "missing"
     report_eps = dp.get("epsilon") if isinstance(dp, dict) else None
-    if isinstance(dp, dict) and not (_is_bound(report_eps) and math.isfinite(report_eps) and report_eps >= 0):
+    if isinstance(dp, dict) and not (_finite(report_eps) and report_eps >= 0):
         return None, f"generator.dp.epsilon is {report_eps!r}, not a finite number >= 0"
     if "epsilon_claimed" not in block:
         return (None if dp == "missing" else report_eps), None
-    claimed = block["epsilon_claimed"]
-    if claimed is not None and not (_is_bound(claimed) and math.isfinite(claimed) and claimed >= 0):
-        return None, f"dp_audit.epsilon_claimed is {claimed!r}, not a finite number >= 0 or null (no DP)"
+    claimed = block["epsilon_claimed"]  # a finite number >= 0 or null: checked by dp_audit_problems
     if dp == "missing":
         return claimed, None
     same = (claimed is None and report_eps is None) or (

@@ -17,6 +17,7 @@ Rules checked everywhere in the tree:
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from ..errors import ReportSchemaError
@@ -51,10 +52,7 @@ def _is_num(x: Any) -> bool:
 
 def _finite(x: Any) -> bool:
     """A number a float can hold: not NaN, not infinite, not an integer beyond the float range."""
-    return _is_num(x) and (abs(x) <= _MAX_FLOAT if isinstance(x, int) else math.isfinite(x))
-
-
-_MAX_FLOAT = 1.7976931348623157e308
+    return _is_num(x) and (abs(x) <= sys.float_info.max if isinstance(x, int) else math.isfinite(x))
 
 
 def dp_audit_problems(block: Any, path: str = "dp_audit") -> list[str]:
