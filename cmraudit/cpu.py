@@ -6,8 +6,10 @@ thread competes with the others and a run can go 10× slower. :func:`auto_thread
 
     min(CPUs in the affinity mask, the cgroup CPU quota) − the CPUs other processes keep busy right now
 
-(measured from /proc/stat over ``sample_s``; at least 1), and :func:`configure_cpu` applies it. The CLI does so at
-start-up unless ``--threads`` / ``CMRAUDIT_THREADS`` say otherwise. Measured (bench/bench_contention.py,
+(measured from /proc/stat over ``sample_s``, less this process's own CPU time; at least 1), and
+:func:`configure_cpu` applies it. The CLI does so at start-up unless ``--threads`` / ``CMRAUDIT_THREADS`` say
+otherwise, and ``run`` / ``evaluate`` measure again as each stage starts (:func:`refresh_threads`): a moment of load
+at start-up (another command starting) once held a whole quick run at one thread. Measured (bench/bench_contention.py,
 docs/benchmarks.md): beside one CPU-burning process on 2 cores, quick mask-model training keeps 62 % of its idle
 speed with the chosen single thread against 31 % with torch's default two. OpenMP's passive wait
 (``OMP_WAIT_POLICY=PASSIVE``) is *not* set: it cost 37 % of the idle speed of two threads and changes nothing
@@ -15,8 +17,10 @@ for one; users can still set it.
 Hand-written: neither psutil nor threadpoolctl reads cgroup quotas or current load.
 
 Independent torch jobs (the generator's two training stages, the utility stage's segmenters) run *side by side* on
-worker threads, one torch thread each, when the budget has two or more threads (:func:`side_by_side_lanes`,
-:func:`map_side_by_side`, :class:`Beside`): small networks gain only 1.3–1.6× from a second thread. A thread pool
+worker threads, one torch thread each, when the lane budget has two or more CPUs (:func:`side_by_side_lanes`,
+:func:`lane_budget`, :func:`map_side_by_side`, :class:`Beside`): small networks gain only 1.3–1.6× from a second
+thread. Under automatic threads the lane budget is the CPUs available whatever the load: one-thread jobs never
+spin-wait on each other, so beside a busy process two of them still end sooner than one after the other. A thread pool
 of the standard library, not Ray or processes: the jobs share the data in memory, torch releases the GIL inside its
 operators, and a worker thread starts in microseconds.
 """
@@ -73,16 +77,18 @@ def _cpu_times() -> tuple[float, float] | None:
 
 
 def busy_cpus(sample_s: float = 0.25) -> float:
-    """CPUs kept busy by other processes right now (machine-wide, from /proc/stat; 0 when unknown)."""
-    a = _cpu_times()
+    """CPUs kept busy by other processes right now (machine-wide, from /proc/stat, less this process's own CPU
+    time over the same interval; 0 when unknown)."""
+    a, own0, w0 = _cpu_times(), time.process_time(), time.perf_counter()
     if a is None:
         return 0.0
     time.sleep(sample_s)
-    b = _cpu_times()
+    b, own1, w1 = _cpu_times(), time.process_time(), time.perf_counter()
     if b is None or b[0] <= a[0]:
         return 0.0
     busy_share = 1.0 - (b[1] - a[1]) / (b[0] - a[0])
-    return max(0.0, busy_share * (os.cpu_count() or 1))
+    own = (own1 - own0) / max(w1 - w0, 1e-9)  # this process's threads (a worker still running, pools spinning down)
+    return max(0.0, busy_share * (os.cpu_count() or 1) - own)
 
 
 def auto_threads(sample_s: float = 0.25) -> int:
@@ -93,24 +99,63 @@ def auto_threads(sample_s: float = 0.25) -> int:
 
 
 _AUTO: int | None = None
+#: "auto" or "explicit" once :func:`configure_cpu` ran (the CLI: at start-up); None in library use
+_MODE: str | None = None
+_DEFAULT: int | None = None  # torch's own thread count before configure_cpu touched it
 
 
 def configure_cpu(threads: int | None = None) -> int:
     """Apply ``threads`` to torch, FAISS and the BLAS pools; return the number in use.
 
-    ``None``: :func:`auto_threads`, measured once per process. The pools are only touched when that is fewer
-    than torch's own default (a contended or quota-limited machine): on an idle machine nothing changes.
+    ``None``: :func:`auto_threads`, measured once per process (then again at each stage of a run:
+    :func:`refresh_threads`). The pools are only touched when that is fewer than torch's own default (a contended or
+    quota-limited machine): on an idle machine nothing changes.
     """
-    global _AUTO
+    global _AUTO, _MODE, _DEFAULT
     import torch
 
+    if _DEFAULT is None:
+        _DEFAULT = int(torch.get_num_threads())
     if threads is not None:
         set_cpu_threads(int(threads))
+        _MODE = "explicit"
         return int(threads)
+    _MODE = "auto"
     if _AUTO is None:
         _AUTO = auto_threads()
     if _AUTO < torch.get_num_threads():
         set_cpu_threads(_AUTO)
+    return int(torch.get_num_threads())
+
+
+def refresh_threads(sample_s: float = 0.2) -> int:
+    """Measure the machine's load again and re-apply :func:`auto_threads` (at most torch's default); return the
+    threads in use. Only under automatic threads (:func:`configure_cpu` with ``None``); a ``--threads`` /
+    ``CMRAUDIT_THREADS`` setting and library use (configure_cpu never called) are left as they are.
+
+    ``run``, ``evaluate`` and ``audit`` call it as each stage starts, so a moment of load at start-up (another
+    command starting, a test) no longer holds the whole run at one thread, nor a load that has started since at two.
+    """
+    global _AUTO
+    import torch
+
+    if _MODE != "auto":
+        return int(torch.get_num_threads())
+    _AUTO = min(auto_threads(sample_s), _DEFAULT or available_cpus())
+    if _AUTO != torch.get_num_threads():
+        set_cpu_threads(_AUTO)
+    return int(torch.get_num_threads())
+
+
+def lane_budget() -> int:
+    """CPUs that independent one-thread jobs may occupy (:func:`side_by_side_lanes`): under automatic threads
+    the CPUs available to the process, whatever the load (one-thread jobs never spin-wait on each other, so beside
+    other processes two of them still finish sooner than one after the other: docs/benchmarks.md); otherwise
+    torch's thread count (``--threads``, or the caller's setting in library use)."""
+    import torch
+
+    if _MODE == "auto":
+        return min(available_cpus(), _DEFAULT or available_cpus())
     return int(torch.get_num_threads())
 
 
@@ -137,38 +182,49 @@ def map_chunks(fn, n: int, chunk: int, workers: int | None = None) -> list:
 ENV_SIDE_BY_SIDE = "CMRAUDIT_SIDE_BY_SIDE"
 #: serialises blocks that seed and use torch's global RNG (module initialisation) across threads
 GLOBAL_RNG_LOCK = threading.RLock()
+#: True inside a side-by-side job: a job does not start lanes of its own
+_IN_LANE: contextvars.ContextVar[bool] = contextvars.ContextVar("cmraudit_in_lane", default=False)
+
+
+def _as_lane(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def job(*args):
+        _IN_LANE.set(True)  # inside the job's own copy of the caller's context
+        return fn(*args)
+
+    return job
 
 
 def side_by_side_lanes(device, jobs: int) -> int:
     """How many independent torch jobs (the two training stages, the utility segmenters) run at once, on worker
     threads with one torch thread each, instead of one after the other on all of torch's threads.
 
-    On the CPU with a thread budget of at least 2 (:func:`configure_cpu`): ``min(budget, jobs)``. The networks of the
+    On the CPU with a budget of at least 2 (:func:`lane_budget`): ``min(budget, jobs)``. The networks of the
     quick preset use two cores badly: two threads make a mask-model step 1.3× and a segmenter 1.3× faster than one
     (docs/benchmarks.md), so two jobs on one core each finish sooner. 1 (one after the other) on a GPU, with a
-    budget of one thread, for a single job, or when ``CMRAUDIT_SIDE_BY_SIDE=0``. A job on one thread computes what
-    a ``--threads 1`` run computes, so its result does not depend on the lanes.
+    budget of one thread, for a single job, inside a side-by-side job, or when ``CMRAUDIT_SIDE_BY_SIDE=0``. A job on
+    one thread computes what a ``--threads 1`` run computes, so its result does not depend on the lanes.
     """
-    import torch
-
     if os.environ.get(ENV_SIDE_BY_SIDE, "").strip().lower() in ("0", "off", "false", "no"):
         return 1
-    if getattr(device, "type", str(device)) != "cpu" or jobs < 2:
+    if getattr(device, "type", str(device)) != "cpu" or jobs < 2 or _IN_LANE.get():
         return 1
-    n = torch.get_num_threads()
+    n = lane_budget()
     return min(int(n), int(jobs)) if n >= 2 else 1
 
 
 @contextlib.contextmanager
 def one_torch_thread_each() -> Iterator[None]:
-    """torch at one intra-op thread for the block (threads started inside inherit it), restored afterwards."""
+    """torch at one intra-op thread for the block (threads started inside inherit it), restored afterwards; no
+    further lanes start inside it (:func:`side_by_side_lanes` gives 1)."""
     import torch
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
+    token = _IN_LANE.set(True)
     try:
         yield
     finally:
+        _IN_LANE.reset(token)
         torch.set_num_threads(n)
 
 
@@ -183,7 +239,8 @@ class Beside:
         self._out: Any = None
         self._err: BaseException | None = None
         ctx = contextvars.copy_context()
-        self._thread = threading.Thread(target=self._run, args=(ctx, fn), name=f"cmraudit-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(ctx, _as_lane(fn)), name=f"cmraudit-{name}",
+                                        daemon=True)
         self._thread.start()
 
     def _run(self, ctx, fn) -> None:
@@ -226,7 +283,7 @@ def map_side_by_side(fn: Callable[[Any], Any], items, *, lanes: int, on_done: Ca
                 on_done()
         return out
     with one_torch_thread_each(), ThreadPoolExecutor(min(int(lanes), len(items))) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, fn, x) for x in items]
+        futures = [pool.submit(contextvars.copy_context().run, _as_lane(fn), x) for x in items]
         try:
             for f in as_completed(futures):
                 f.result()

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .cpu import refresh_threads
 from .data.dataset import Dataset, read_dataset, write_dataset
 from .device import select_device
 from .errors import CmrAuditError, DataError, UsageError
@@ -225,6 +226,7 @@ def _evaluate(config: EvaluateConfig, stack: contextlib.ExitStack) -> RunResult:
     sections, status = {}, {}
     for name, fn in stages:
         t = time.perf_counter()
+        refresh_threads()  # automatic threads follow the load stage by stage (cmraudit.cpu)
         try:
             sections[name] = fn()
         except CmrAuditError as e:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cpu import refresh_threads
 from .data.dataset import Dataset, fingerprint_arrays, write_dataset
 from .data.phantom import PhantomConfig, make_phantom
 from .data.splits import PatientSplit, split_patients
@@ -207,6 +208,7 @@ def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
 
     t = time.perf_counter()
     set_stage("fit")
+    refresh_threads()  # automatic threads follow the load stage by stage (cmraudit.cpu)
     fit_kw: dict = {"work_dir": build / "work", "resume": config.resume}
     if gen.tags.needs_reference_data:
         fit_kw["reference"] = test  # replay generators draw novel slices from test patients, never the audit's holdout
@@ -218,6 +220,7 @@ def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
 
     t = time.perf_counter()
     set_stage("sample")
+    refresh_threads()
     defaults = PRESET_RUN.get(config.preset, PRESET_RUN["quick"])
     n_samples = int(config.n_samples if config.n_samples is not None else (defaults["n_samples"] or len(train)))
     pkw = {"progress": config.progress}
@@ -259,6 +262,7 @@ def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
     for name, fn in STAGES:
         t = time.perf_counter()
         set_stage(name)
+        refresh_threads()
         try:
             sections[name] = fn(ctx)
         except CmrAuditError as e:
@@ -271,6 +275,7 @@ def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
     dp_audit = None
     if config.dp_audit_canaries:
         set_stage("dp audit")
+        refresh_threads()
         t = time.perf_counter()
         dp_audit = dp_audit_stage(
             data=ds, canaries=config.dp_audit_canaries, dp=dp, seed=config.seed,

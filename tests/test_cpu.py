@@ -89,3 +89,83 @@ def test_beside_returns_or_raises_in_the_caller():
     with pytest.raises(ZeroDivisionError):
         bad.result()
     assert isinstance(bad.error(), ZeroDivisionError) and bad.done()
+
+
+def test_busy_cpus_leaves_out_this_process(monkeypatch):
+    """CPU time of this process's own threads is not "another process" (refresh_threads measures mid-run)."""
+    import time
+
+    clock = {"wall": 100.0, "own": 5.0}
+    stat = iter([(1000.0, 600.0), (1200.0, 700.0)])  # over the sample: 200 ticks on all CPUs, 100 of them idle
+    monkeypatch.setattr(cpu, "_cpu_times", lambda: next(stat))
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+
+    def sleep(s):
+        clock["wall"] += s
+        clock["own"] += own_rate * s
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(time, "process_time", lambda: clock["own"])
+    own_rate = 1.0  # this process kept one CPU busy: nothing else runs
+    assert cpu.busy_cpus(0.5) == 0.0
+    stat = iter([(1000.0, 600.0), (1200.0, 700.0)])
+    own_rate = 0.25  # a quarter of a CPU was ours: the other three quarters are another process's
+    assert abs(cpu.busy_cpus(0.5) - 0.75) < 1e-9
+
+
+def test_lanes_under_automatic_threads_use_the_available_cpus_whatever_the_load(monkeypatch):
+    import torch
+
+    dev = torch.device("cpu")
+    n = torch.get_num_threads()
+    monkeypatch.setattr(cpu, "available_cpus", lambda: 2)
+    monkeypatch.setattr(cpu, "_DEFAULT", 2)
+    try:
+        torch.set_num_threads(1)  # automatic threads chose one: another process kept a CPU busy at start-up
+        monkeypatch.setattr(cpu, "_MODE", "auto")
+        assert cpu.lane_budget() == 2 and cpu.side_by_side_lanes(dev, 4) == 2
+        with cpu.one_torch_thread_each():  # no lanes inside a job
+            assert cpu.side_by_side_lanes(dev, 4) == 1
+        assert cpu.map_side_by_side(lambda _: cpu.side_by_side_lanes(dev, 4), range(3), lanes=2) == [1, 1, 1]
+        job = cpu.Beside(lambda: cpu.side_by_side_lanes(dev, 4), name="t")
+        assert job.result() == 1
+        assert cpu.side_by_side_lanes(dev, 4) == 2  # the caller's context is unchanged
+        monkeypatch.setattr(cpu, "_MODE", "explicit")  # --threads 1: one CPU, one lane
+        assert cpu.lane_budget() == 1 and cpu.side_by_side_lanes(dev, 4) == 1
+        monkeypatch.setattr(cpu, "_MODE", None)  # library use: the caller's torch setting
+        torch.set_num_threads(2)
+        assert cpu.side_by_side_lanes(dev, 4) == 2
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_refresh_threads_follows_the_load_only_under_automatic_threads(monkeypatch):
+    import torch
+
+    n = torch.get_num_threads()
+    applied: list[int] = []
+
+    def fake_set(k):
+        applied.append(int(k))
+        torch.set_num_threads(int(k))
+
+    monkeypatch.setattr(cpu, "set_cpu_threads", fake_set)
+    monkeypatch.setattr(cpu, "_DEFAULT", 2)
+    free = [2]
+    monkeypatch.setattr(cpu, "auto_threads", lambda sample_s=0.25: free[0])
+    try:
+        torch.set_num_threads(1)
+        monkeypatch.setattr(cpu, "_MODE", "explicit")
+        assert cpu.refresh_threads() == 1 and applied == []  # --threads is kept
+        monkeypatch.setattr(cpu, "_MODE", None)
+        assert cpu.refresh_threads() == 1 and applied == []  # library use: untouched
+        monkeypatch.setattr(cpu, "_MODE", "auto")
+        assert cpu.refresh_threads() == 2 and applied == [2]  # the start-up load has gone
+        free[0] = 1
+        assert cpu.refresh_threads() == 1 and applied == [2, 1]  # a load has come
+        assert cpu.refresh_threads() == 1 and applied == [2, 1]  # unchanged: the pools are not touched
+        free[0] = 8
+        assert cpu.refresh_threads() == 2  # never above torch's own default
+    finally:
+        torch.set_num_threads(n)

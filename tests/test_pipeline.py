@@ -133,3 +133,16 @@ def test_card_of_a_run_without_dp(result):
         f"| copy_rate | {rule['verdict'].upper()} | {rule['value']:.4g} | [{rule['lower']:.4g}, {rule['upper']:.4g}] |"
         in md
     )
+
+
+def test_automatic_threads_are_measured_again_as_each_stage_starts(tmp_path, monkeypatch):
+    """cmraudit.cpu.refresh_threads runs at fit, sample and every audit stage (a moment of load at start-up once held
+    a whole run at one thread: docs/benchmarks.md)."""
+    import cmraudit.pipeline as pipeline
+    from cmraudit.progress import STATUS
+
+    seen: list[str] = []
+    monkeypatch.setattr(pipeline, "refresh_threads", lambda: seen.append(STATUS.stage))
+    run(RunConfig(generator="noise", preset="micro", out=str(tmp_path / "r"), n_samples=6, n_paired=4, device="cpu",
+                  progress=False))
+    assert seen == ["fit", "sample", *(name for name, _ in STAGES)]

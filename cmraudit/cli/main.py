@@ -59,7 +59,8 @@ def _root(
         max=MAX_THREADS,
         envvar="CMRAUDIT_THREADS",
         help=f"CPU threads for torch, FAISS and BLAS, 1–{MAX_THREADS} (default: the CPUs this process may use - "
-        "affinity mask, cgroup quota - minus those other processes keep busy at start-up; see cmraudit.cpu).",
+        "affinity mask, cgroup quota - minus those other processes keep busy, measured at start-up and as each "
+        "stage starts; see cmraudit.cpu).",
     ),
 ) -> None:
     _state.DEBUG = debug

@@ -226,7 +226,8 @@ def exact_knn(
     base's mean if that mean dominates (the same distances, without its cancellation under a large common offset).
     ``method``: ``"flat"`` (IndexFlatL2), ``"pruned"`` (the certified pruned search wherever it can run) or
     ``"auto"`` (pruned only where it measured faster: ≥ ``MIN_DIM`` dimensions, k ≤ ``MAX_AUTO_K``, int8 dot
-    products in the CPU, ≥ ``MIN_PAIRS`` pairs).
+    products in the CPU, ≥ ``MIN_PAIRS`` pairs). ``"pruned"`` forced on a CPU without int8 dot products or native
+    bfloat16 (AVX2 only) gives the same neighbours 4–9× slower than IndexFlatL2 (docs/benchmarks.md).
     ``rank`` is stage A's projection rank (default ``min(4√d, d // 4)``), ``block`` the queries per k-means group,
     ``seed`` the basis's subsample and sketch and the k-means: they change the time, never the neighbours. Pass a
     :class:`KnnStats` to learn which path ran and how much it computed.
