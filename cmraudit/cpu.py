@@ -133,8 +133,8 @@ def refresh_threads(sample_s: float = 0.2) -> int:
     threads in use. Only under automatic threads (:func:`configure_cpu` with ``None``); a ``--threads`` /
     ``CMRAUDIT_THREADS`` setting and library use (configure_cpu never called) are left as they are.
 
-    ``run``, ``evaluate`` and ``audit`` call it as each stage starts, so a moment of load at start-up (another
-    command starting, a test) no longer holds the whole run at one thread, nor a load that has started since at two.
+    ``run`` and ``evaluate`` call it as each stage starts, so a moment of load at start-up (another command
+    starting, a test) no longer holds the whole run at one thread, nor a load that has started since at two.
     """
     global _AUTO
     import torch
