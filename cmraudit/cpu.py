@@ -116,6 +116,7 @@ def configure_cpu(threads: int | None = None) -> int:
 
     if _DEFAULT is None:
         _DEFAULT = int(torch.get_num_threads())
+        _remember_pools()
     if threads is not None:
         set_cpu_threads(int(threads))
         _MODE = "explicit"
@@ -143,8 +144,52 @@ def refresh_threads(sample_s: float = 0.2) -> int:
         return int(torch.get_num_threads())
     _AUTO = min(auto_threads(sample_s), _DEFAULT or available_cpus())
     if _AUTO != torch.get_num_threads():
-        set_cpu_threads(_AUTO)
+        _apply_threads(_AUTO)
     return int(torch.get_num_threads())
+
+
+def end_invocation() -> None:
+    """Forget the CLI's thread mode once a command has returned (``cmraudit.cli.main``): library use later in the
+    same process keeps the caller's own torch setting (:func:`refresh_threads`, :func:`lane_budget`)."""
+    global _MODE
+    _MODE = None
+
+
+#: each BLAS / OpenMP pool's own thread count when first seen (OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, ...)
+_POOL_CAP: dict[str, int] = {}
+
+
+def _pools() -> list:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - comes with scikit-learn
+        return []
+    return list(ThreadpoolController().lib_controllers)
+
+
+def _remember_pools() -> None:
+    try:
+        import faiss  # noqa: F401 - its OpenMP and BLAS pools, before configure_cpu may lower them
+    except ImportError:  # pragma: no cover - faiss is a dependency
+        pass
+    for lib in _pools():
+        _POOL_CAP.setdefault(lib.filepath, int(lib.num_threads))
+
+
+def _apply_threads(n: int) -> None:
+    """:func:`cmraudit.device.set_cpu_threads` for :func:`refresh_threads`, which may also raise the count: no BLAS
+    or OpenMP pool goes above its own setting when first seen."""
+    import torch
+
+    torch.set_num_threads(int(n))
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(int(n))
+    except ImportError:  # pragma: no cover - faiss is a dependency
+        pass
+    for lib in _pools():
+        lib.set_num_threads(min(int(n), _POOL_CAP.setdefault(lib.filepath, int(lib.num_threads))))
 
 
 def lane_budget() -> int:

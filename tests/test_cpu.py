@@ -150,7 +150,7 @@ def test_refresh_threads_follows_the_load_only_under_automatic_threads(monkeypat
         applied.append(int(k))
         torch.set_num_threads(int(k))
 
-    monkeypatch.setattr(cpu, "set_cpu_threads", fake_set)
+    monkeypatch.setattr(cpu, "_apply_threads", fake_set)
     monkeypatch.setattr(cpu, "_DEFAULT", 2)
     free = [2]
     monkeypatch.setattr(cpu, "auto_threads", lambda sample_s=0.25: free[0])
@@ -167,5 +167,61 @@ def test_refresh_threads_follows_the_load_only_under_automatic_threads(monkeypat
         assert cpu.refresh_threads() == 1 and applied == [2, 1]  # unchanged: the pools are not touched
         free[0] = 8
         assert cpu.refresh_threads() == 2  # never above torch's own default
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_refresh_threads_never_raises_a_pool_above_its_own_setting(monkeypatch):
+    """A user's OPENBLAS_NUM_THREADS=1 stays 1 when a stage finds the machine idle again (torch's default cannot
+    see it); pools first seen later keep their own count as their cap."""
+    import faiss
+    import torch
+
+    class Pool:
+        def __init__(self, path, n):
+            self.filepath, self.num_threads = path, n
+
+        def set_num_threads(self, n):
+            self.num_threads = n
+
+    user_one, plain = Pool("openblas-user", 1), Pool("openblas-plain", 2)
+    pools = [user_one, plain]
+    monkeypatch.setattr(cpu, "_pools", lambda: list(pools))
+    monkeypatch.setattr(cpu, "_POOL_CAP", {})
+    monkeypatch.setattr(cpu, "_DEFAULT", 2)
+    monkeypatch.setattr(cpu, "_MODE", "auto")
+    n, nf = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        cpu._remember_pools()  # configure_cpu, at start-up
+        plain.num_threads = 1  # lowered under a moment of load
+        late = Pool("loaded-later", 2)
+        pools.append(late)
+        torch.set_num_threads(1)
+        monkeypatch.setattr(cpu, "auto_threads", lambda sample_s=0.25: 2)
+        assert cpu.refresh_threads() == 2
+        assert (user_one.num_threads, plain.num_threads, late.num_threads) == (1, 2, 2)
+        monkeypatch.setattr(cpu, "auto_threads", lambda sample_s=0.25: 1)
+        assert cpu.refresh_threads() == 1 and (user_one.num_threads, plain.num_threads, late.num_threads) == (1, 1, 1)
+    finally:
+        torch.set_num_threads(n)
+        faiss.omp_set_num_threads(nf)
+
+
+def test_a_cli_command_leaves_no_automatic_threads_behind(monkeypatch):
+    """After an in-process ``cmraudit`` call on automatic threads, library use keeps its own torch setting."""
+    import torch
+
+    from cmraudit.cli.main import main
+
+    monkeypatch.delenv("CMRAUDIT_THREADS", raising=False)
+    monkeypatch.setattr(cpu, "_MODE", None)
+    monkeypatch.setattr(cpu, "_DEFAULT", cpu._DEFAULT)  # restored afterwards
+    monkeypatch.setattr(cpu, "_AUTO", 1024)  # measured once per process: no 0.25 s sample here, nothing lowered
+    n = torch.get_num_threads()
+    try:
+        assert main(["generators", "list"]) == 0
+        torch.set_num_threads(1)
+        assert cpu.side_by_side_lanes(torch.device("cpu"), 4) == 1
+        assert cpu.refresh_threads() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(n)

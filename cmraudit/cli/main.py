@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from ..cpu import configure_cpu
+from ..cpu import configure_cpu, end_invocation
 from ..device import MAX_THREADS
 from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_USAGE, CmrAuditError
 from ..io_guard import WRITE_ERRNOS
@@ -60,7 +60,7 @@ def _root(
         envvar="CMRAUDIT_THREADS",
         help=f"CPU threads for torch, FAISS and BLAS, 1–{MAX_THREADS} (default: the CPUs this process may use - "
         "affinity mask, cgroup quota - minus those other processes keep busy, measured at start-up and as each "
-        "stage starts; see cmraudit.cpu).",
+        "stage of run / evaluate starts; see cmraudit.cpu).",
     ),
 ) -> None:
     _state.DEBUG = debug
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001
         _report_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
         return EXIT_INTERNAL
+    finally:
+        end_invocation()  # automatic threads belong to this command, not to library use after it in this process
 
 
 def _label(args: list[str]) -> str:
