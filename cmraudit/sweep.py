@@ -52,6 +52,10 @@ def parse_epsilons(text: str | Sequence[float]) -> list[float]:
         )
     if len(set(out)) != len(out):
         raise UsageError(f"--epsilons {text!r}: each ε must appear once")
+    labels = [epsilon_label(e) for e in out]
+    if len(set(labels)) != len(labels):  # each ε's run folder is eps-<label>: two values may not share one
+        raise UsageError(f"--epsilons {text!r}: values too close to tell apart in the run folders' names "
+                         f"({', '.join(sorted({x for x in labels if labels.count(x) > 1}))})")
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from ..data import read_dataset
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..features import make_features
 from ..features.sharded import sharded_knn
 from ..features.shards import ShardSpec, load_manifest, shard_blocks
@@ -33,7 +33,15 @@ def _queries(synthetic: Optional[Path], query_vectors: Optional[Path], specs) ->
         raise UsageError("give exactly one of --synthetic (a prepared dataset) and --query-vectors (a .npy file)")
     if query_vectors is not None:
         spec = ShardSpec("vectors", path=str(query_vectors), name=f"--query-vectors {query_vectors}")
-        return np.concatenate(list(shard_blocks(spec)))
+        blocks = list(shard_blocks(spec))
+        q = np.concatenate(blocks) if blocks else np.empty((0, 0), np.float32)
+        if len(q) == 0:
+            raise DataError(f"--query-vectors {query_vectors}: no rows to search")
+        bad = ~np.isfinite(q).all(axis=1)
+        if bad.any():
+            raise DataError(f"--query-vectors {query_vectors}: row {int(np.flatnonzero(bad)[0])} holds NaN or "
+                            f"infinite values ({int(bad.sum())} such rows)")
+        return q
     spaces = {(s.space, tuple(sorted(s.space_params.items()))) for s in specs if s.kind == "images"}
     if len(spaces) != 1 or any(s.kind != "images" for s in specs):
         raise UsageError(

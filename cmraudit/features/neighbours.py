@@ -180,7 +180,7 @@ def _finish(D, I, xq, *, k: int, kk: int, metric: str, exclude_self: bool) -> Ne
     if metric == "l2":
         D = np.sqrt(np.maximum(D, 0.0))
     else:
-        D = 1.0 - D
+        D = np.clip(1.0 - D, 0.0, 2.0)  # float rounding of ⟨x, y⟩ ≈ 1 would give −1e-7 for an exact copy
     if exclude_self:
         rows = np.arange(len(xq))
         is_self = I == rows[:, None]

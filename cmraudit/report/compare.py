@@ -107,14 +107,38 @@ def _dice_values(e: Any) -> list[float]:
     return []
 
 
-def headline(report: dict, *, run: str) -> CompareRow:
-    """The headline numbers of one report (None where not computed)."""
+def fd_spaces(report: dict) -> list[str]:
+    """The feature spaces with a computed Fréchet distance in ``report``, in the order :func:`headline` prefers."""
+    fid = report.get("fidelity")
+    dist = fid.get("distribution") if isinstance(fid, dict) else None
+    if not isinstance(dist, dict):
+        return []
+    return [s for s in (*FD_SPACES, *sorted(set(dist) - set(FD_SPACES)))
+            if isinstance(dist.get(s), dict) and isinstance(dist[s].get("frechet_distance"), dict)
+            and _value(dist[s]["frechet_distance"]) is not None]
+
+
+def common_fd_space(reports: Sequence[dict]) -> str | None:
+    """The preferred feature space whose Fréchet distance every report holds (None if none is shared): Fréchet
+    distances of different spaces are not comparable, so ``compare`` reads every run in this one."""
+    if not reports:
+        return None
+    shared = set.intersection(*(set(fd_spaces(r)) for r in reports))
+    return next((s for s in fd_spaces(reports[0]) if s in shared), None)
+
+
+def headline(report: dict, *, run: str, fd_space: str | None | bool = True) -> CompareRow:
+    """The headline numbers of one report (None where not computed). ``fd_space``: the feature space to read the
+    Fréchet distance and coverage in (None: none); ``True``: the first computed one of :data:`FD_SPACES` (a report on
+    its own)."""
     gen = report.get("generator") or {}
     row = CompareRow(run=run, generator=str(gen.get("name")))
     fid = report.get("fidelity")
     dist = fid.get("distribution") if isinstance(fid, dict) else None
     if isinstance(dist, dict):
-        for space in (*FD_SPACES, *sorted(set(dist) - set(FD_SPACES))):
+        order = (*FD_SPACES, *sorted(set(dist) - set(FD_SPACES))) if fd_space is True else (
+            () if fd_space is None else (fd_space,))
+        for space in order:
             fd = _value((dist.get(space) or {}).get("frechet_distance")) if isinstance(dist.get(space), dict) else None
             if fd is not None:
                 row.frechet_distance, row.fd_space = fd, space
@@ -183,12 +207,13 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         raise UsageError("compare: no run directories given (pass one or more RUN_DIRs)")
     rows = []
     names: dict[str, int] = {}
-    for rd in run_dirs:
-        path = resolve_report_path(rd)
-        rep = read_report(path)
+    paths = [resolve_report_path(rd) for rd in run_dirs]
+    reports = [read_report(path) for path in paths]
+    space = common_fd_space(reports)  # one space for every run: FDs of different spaces do not compare
+    for path, rep in zip(paths, reports):
         name = path.parent.name or str(path)
         names[name] = names.get(name, 0) + 1
-        rows.append(headline(rep, run=name if names[name] == 1 else f"{name}#{names[name]}"))
+        rows.append(headline(rep, run=name if names[name] == 1 else f"{name}#{names[name]}", fd_space=space))
     for r, flag in zip(rows, pareto_flags(rows)):
         r.pareto_optimal = flag
 

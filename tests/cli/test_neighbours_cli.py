@@ -93,3 +93,21 @@ def test_neighbours_query_vectors_and_errors(sharded_phantom, tmp_path, capsys):
     assert "queries are 8-d" in capsys.readouterr().err and not (tmp_path / "o4").exists()
     assert main(base + ["--query-vectors", str(tmp_path / "nope.npy"), "--out", str(tmp_path / "o5")]) == 4
     assert "nope.npy not found" in capsys.readouterr().err
+
+
+def test_neighbours_refuses_empty_or_non_finite_query_vectors(sharded_phantom, tmp_path, capsys):
+    _, train, _ = sharded_phantom
+    feats = PixelFeatures(size=32).transform_images(train)
+    np.save(tmp_path / "f.npy", feats)
+    (tmp_path / "vec.json").write_text(json.dumps([{"kind": "vectors", "path": "f.npy"}]))
+    base = ["neighbours", "--shards", str(tmp_path / "vec.json"), "--query-vectors"]
+    q = feats[:4].copy()
+    q[2, 5] = np.nan  # was: shard -1, row -301, distance 1.8e19, exit 0
+    np.save(tmp_path / "nan.npy", q)
+    capsys.readouterr()
+    assert main(base + [str(tmp_path / "nan.npy"), "--out", str(tmp_path / "o")]) == 4
+    err = capsys.readouterr().err
+    assert "nan.npy" in err and "row 2" in err and not (tmp_path / "o").exists()
+    np.save(tmp_path / "empty.npy", feats[:0])  # was: internal error (exit 5)
+    assert main(base + [str(tmp_path / "empty.npy"), "--out", str(tmp_path / "o")]) == 4
+    assert "no rows" in capsys.readouterr().err and not (tmp_path / "o").exists()

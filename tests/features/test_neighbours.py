@@ -166,3 +166,12 @@ def test_a_large_common_offset_keeps_knn_and_the_one_pass_exact():
     dr, ir = _brute(b, q, 1, "l2")
     np.testing.assert_allclose(rev.distances, dr, atol=0.05)
     assert dominant_mean(b) is not None and dominant_mean(b - b.mean(0)) is None
+
+
+def test_cosine_distance_of_an_exact_copy_is_zero_not_negative():
+    """1 − ⟨x, y⟩ of normalised float32 rows rounds to −1e-7 for a copy (d1/d2 came out −119209)."""
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal((200, 97)).astype(np.float32) * rng.uniform(0.1, 50, (200, 1)).astype(np.float32)
+    nb = knn(b[:50].copy(), b, k=2, metric="cosine")
+    assert (nb.distances >= 0).all() and (nb.distances <= 2).all()
+    assert (nb.indices[:, 0] == np.arange(50)).all() and (nb.distances[:, 0] < 1e-6).all()

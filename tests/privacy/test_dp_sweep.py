@@ -49,7 +49,7 @@ def fake_run(calls):
 
 def test_parse_epsilons():
     assert parse_epsilons("1, 4,8,inf") == [1.0, 4.0, 8.0, math.inf]
-    for bad in ("", "1,x", "0,1", "-2", "1,1", "nan"):
+    for bad in ("", "1,x", "0,1", "-2", "1,1", "nan", "1,1.0000001"):  # the last two share the folder eps-1
         with pytest.raises(UsageError, match="--epsilons"):
             parse_epsilons(bad)
 

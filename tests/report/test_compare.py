@@ -70,3 +70,23 @@ def test_cli_compare_refuses_invalid_report(tmp_path, capsys):
     (tmp_path / "bad" / "report.json").write_text('{"schema_version": "1.0"}')
     assert main(["compare", str(tmp_path / "bad"), "--out", str(tmp_path / "o")]) == 2
     assert "bad/report.json" in capsys.readouterr().err
+
+
+def test_compare_reads_every_run_in_one_shared_feature_space(tmp_path):
+    """Fréchet distances of different spaces are not comparable: a run with an extra (preferred) space is read in
+    the space all runs share, so the Pareto front compares like with like."""
+    from cmraudit.report.compare import common_fd_space
+
+    a = variant(make_report("holdout"), lambda r: r["fidelity"]["distribution"].update(
+        domain={"frechet_distance": est(1.0, 0.5, 1.5, 100, "slice")}))  # domain 1.0, pixel 12.0
+    b = variant(make_report("holdout"), lambda r: r["fidelity"]["distribution"]["pixel"].update(
+        frechet_distance=est(2.0, 1.5, 2.5, 100, "slice")))  # pixel only: 2.0, better than a's pixel 12.0
+    assert common_fd_space([a, b]) == "pixel" and common_fd_space([a]) == "domain"
+    for name, rep in (("a", a), ("b", b)):
+        write_report(tmp_path / name, rep)
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    rows = {r["run"]: r for r in csv.DictReader(open(tmp_path / "cmp" / "compare.csv"))}
+    assert float(rows["a"]["frechet_distance"]) == 12.0 and float(rows["b"]["frechet_distance"]) == 2.0
+    nothing = variant(b, lambda r: r["fidelity"]["distribution"].pop("pixel"))
+    assert common_fd_space([a, nothing]) is None
+    assert headline(a, run="a", fd_space=None).frechet_distance is None
