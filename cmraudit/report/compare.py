@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
-from ..io_guard import atomic_file, make_output_dir, write_text_atomic
+from ..io_guard import atomic_dir, atomic_file, write_text_atomic
 from . import plots
 from .io import read_report, resolve_report_path
 from .walk import feature_spaces, find_key, is_estimate, is_skipped
@@ -217,10 +217,18 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
     for r, flag in zip(rows, pareto_flags(rows)):
         r.pareto_optimal = flag
 
-    out = make_output_dir(out, kind="compare")
-    files = [_write_csv(rows, out / "compare.csv"), _write_md(rows, out / "compare.md")]
-    files.append(write_text_atomic(out / "compare.json", json.dumps([r.to_dict() for r in rows], indent=2)))
-    png = plots.pareto_plot(
+    out = Path(out)
+    with atomic_dir(out, kind="compare") as build:  # built beside, swapped in whole: never old and new files mixed
+        _write_csv(rows, build / "compare.csv")
+        _write_md(rows, build / "compare.md")
+        write_text_atomic(build / "compare.json", json.dumps([r.to_dict() for r in rows], indent=2))
+        (build / "pareto.png").write_bytes(_pareto_png(rows))
+    files = [out / n for n in ("compare.csv", "compare.md", "compare.json", "pareto.png")]
+    return CompareResult(rows=rows, files=files)
+
+
+def _pareto_png(rows: Sequence[CompareRow]) -> bytes:
+    return plots.pareto_plot(
         [r.run for r in rows],
         [r.frechet_distance for r in rows],
         [r.dice_synthetic for r in rows],
@@ -232,10 +240,6 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         ),
         optimal=[r.pareto_optimal for r in rows],
     )
-    with atomic_file(out / "pareto.png") as tmp:
-        tmp.write_bytes(png)
-    files.append(out / "pareto.png")
-    return CompareResult(rows=rows, files=files)
 
 
 def _write_csv(rows: Sequence[CompareRow], path: Path) -> Path:

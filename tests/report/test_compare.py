@@ -90,3 +90,29 @@ def test_compare_reads_every_run_in_one_shared_feature_space(tmp_path):
     nothing = variant(b, lambda r: r["fidelity"]["distribution"].pop("pixel"))
     assert common_fd_space([a, nothing]) is None
     assert headline(a, run="a", fd_space=None).frechet_distance is None
+
+
+def test_compare_rerun_is_all_or_nothing_and_spares_a_users_file(tmp_path, monkeypatch):
+    """Interrupted while replacing an earlier comparison, the earlier one stays whole (was: a new compare.csv beside
+    the old pareto.png); a file the user put in the output is never written beside nor replaced."""
+    from cmraudit.report import plots
+
+    runs = []
+    for kind in ("copycat", "holdout"):
+        write_report(tmp_path / kind, make_report(kind))
+        runs.append(str(tmp_path / kind))
+    out = tmp_path / "cmp"
+    assert main(["compare", *runs, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "pareto_plot", interrupted)
+    assert main(["compare", runs[0], "--out", str(out)]) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cmp")]
+    monkeypatch.undo()
+    (out / "notes.txt").write_text("mine")
+    assert main(["compare", runs[0], "--out", str(out)]) == 2
+    assert (out / "notes.txt").read_text() == "mine" and (out / "compare.csv").read_bytes() == before["compare.csv"]
