@@ -29,6 +29,7 @@ from .data.phantom import PhantomConfig, make_phantom
 from .data.splits import PatientSplit, split_patients
 from .device import select_device
 from .dp import DPConfig, require_dp_support
+from .dp.budget import stage_weights
 from .errors import CmrAuditError, UsageError
 from .estimates import is_skipped, skipped
 from .generators.distributed import is_main_process
@@ -191,6 +192,8 @@ def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
     gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
                          image_size=gen_size)
     call_plugin(config.generator, "validate_params", gen.validate_params)
+    if dp is not None and getattr(gen, "dp_stages", None):
+        stage_weights(dp.split_weights, list(gen.dp_stages))  # a bad --dp-split: refused before anything is written
     if config.resume:
         _check_resume(run_dir, split, parts)
     replace = not config.resume and run_dir.is_dir() and any(p.name != MARKER for p in run_dir.iterdir())

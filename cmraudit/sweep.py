@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import pipeline
+from .dp import DPConfig, require_dp_support
+from .dp.budget import stage_weights
 from .errors import UsageError
+from .generators.registry import get_plugin
 from .io_guard import MARKER, atomic_file, make_output_dir, remove_if_created, write_text_atomic
-from .report.compare import headline
+from .report.compare import common_fd_space, headline
 
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("frechet_distance", "fidelity: Fréchet distance", "lower is better"),
@@ -97,8 +100,8 @@ class SweepResult:
         }
 
 
-def point_from_report(report: dict, *, epsilon: float, run_dir: str) -> SweepPoint:
-    row = headline(report, run=str(run_dir))
+def point_from_report(report: dict, *, epsilon: float, run_dir: str, fd_space: str | None | bool = True) -> SweepPoint:
+    row = headline(report, run=str(run_dir), fd_space=fd_space)
     return SweepPoint(
         epsilon=epsilon,
         run_dir=str(run_dir),
@@ -122,9 +125,10 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     if run is None:
         run = pipeline.run
     eps = parse_epsilons(epsilons)
+    _check_dp_options(config, eps)  # before the first (possibly hours-long) point, not after it
     created = not Path(out).exists()
     out = make_output_dir(out, kind="sweep")
-    points = []
+    done = []
     for e in eps:
         cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"),
                       dp_split=None if math.isinf(e) else getattr(config, "dp_split", None))
@@ -134,12 +138,30 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
             if created and {p.name for p in out.iterdir()} <= {MARKER}:
                 remove_if_created(out, created)  # refused before any work: leave nothing behind
             raise
-        points.append(point_from_report(res.report, epsilon=e, run_dir=str(res.run_dir)))
+        done.append((e, res))
+    reports = [r.report if isinstance(r.report, dict) else r.report.to_dict() for _, r in done]
+    space = common_fd_space(reports)  # one feature space for every point (cmraudit.report.compare)
+    points = [point_from_report(rep, epsilon=e, run_dir=str(r.run_dir), fd_space=space)
+              for (e, r), rep in zip(done, reports)]
     result = SweepResult(generator=str(config.generator), points=points)
     summary = out / "sweep.json"
     result.files = [summary, plot_sweep(result, out / "sweep.png")]
     write_text_atomic(summary, json.dumps(result.to_dict(), indent=2, allow_nan=False))
     return result
+
+
+def _check_dp_options(config: Any, eps: Sequence[float]) -> None:
+    """The DP options every finite ε will use, checked once: DP support of the generator and ``--dp-split``."""
+    finite = [e for e in eps if not math.isinf(e)]
+    if not finite:
+        return
+    dp = DPConfig.from_options(finite[0], delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
+                               accountant=config.accountant, noise_multiplicity=config.noise_multiplicity,
+                               split=getattr(config, "dp_split", None))
+    cls = get_plugin(config.generator).cls
+    require_dp_support(name=config.generator, tags=cls.tags, dp=dp)
+    if getattr(cls, "dp_stages", None):
+        stage_weights(dp.split_weights, list(cls.dp_stages))
 
 
 def plot_sweep(result: SweepResult, path: str | os.PathLike) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -89,3 +89,20 @@ def test_sweep_cli_command(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert [c.dp_epsilon for c in calls] == [2.0, None]
     assert (tmp_path / "sweep.png").is_file()
+
+
+def test_bad_dp_options_are_refused_before_anything_is_trained_or_written(tmp_path):
+    """A --dp-split that names no stage of the generator, or a generator without DP, used to fail only at fit time:
+    after a run had written its split and data copies (and, in a sweep, after the ε = ∞ point had fully trained)."""
+    from cmraudit.pipeline import run
+
+    cfg = RunConfig(generator="ddpm", preset="micro", out=str(tmp_path / "r"), dp_epsilon=8.0, dp_split="mask=1",
+                    progress=False)
+    with pytest.raises(UsageError, match="--dp-split"):
+        run(cfg)
+    assert not (tmp_path / "r").exists()
+    calls = []
+    for bad in (replace(cfg, out=None), replace(cfg, generator="noise", dp_split=None, out=None)):
+        with pytest.raises(UsageError):
+            run_sweep(config=bad, epsilons="inf,8", out=tmp_path / "s", run=calls.append)
+        assert calls == [] and not (tmp_path / "s").exists()
