@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .device import select_device
-from .errors import PluginError, UsageError
+from .errors import DataError, PluginError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import get_plugin
 from .estimates import skipped
@@ -122,6 +122,10 @@ def _audit(config: AuditRunConfig, stack: contextlib.ExitStack) -> RunResult:
     check_output(out, inputs=[(f"--{k}", getattr(config, k)) for k in names], option="--out", produces="audit")
     named = (("train", config.train), ("holdout", config.holdout), ("synthetic", config.synthetic))
     ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in named}
+    h, w = ds["train"].shape
+    if h != w:  # the registered copy search (90° views, square windows) needs square slices
+        raise DataError(f"--train {config.train}: slices are {h}×{w}; the audit needs square slices: re-import every "
+                        "set with --size N")
     masks = all(d.meta.get("has_masks", True) for d in ds.values())  # image-only sets: no mask-copy search
     pcfg = _privacy_config(config, masks)
     ref = read_input_dataset(config.reference, option="--reference") if config.reference is not None else None

@@ -89,7 +89,18 @@ def _check_inputs(cfg: EvaluateConfig, sets: dict[str, Dataset]) -> None:
                     f"--{a} {getattr(cfg, a)} and --{b} {getattr(cfg, b)} share {len(shared)} patient(s) "
                     f"(e.g. {sorted(shared)[0]}); membership is per patient: the sets must be disjoint"
                 )
+    for k, ds in sets.items():  # the prepared format promises finite values in [-1, 1]; nothing else is audited
+        if ds is None:
+            continue
+        if len(ds) == 0:
+            raise DataError(f"--{k} {getattr(cfg, k)}: holds no slices")
+        ds.check_values(name=f"--{k} {getattr(cfg, k)}")  # NaN/Inf or values outside [-1, 1]: exit 4
     shape = sets["train"].shape
+    if shape[0] != shape[1]:  # the registered copy search (90° views, square windows) needs square slices
+        raise DataError(
+            f"--train {cfg.train}: slices are {shape[0]}×{shape[1]}; the audit needs square slices: "
+            "re-import every set with --size N"
+        )
     for k, ds in sets.items():
         if ds is not None and ds.shape != shape:
             raise DataError(

@@ -62,6 +62,8 @@ def build_report(*, command: str, config: Mapping[str, Any], seed: int, seeds: M
     ``sections``: stage → engine result (dict, object with ``to_dict()``, or a typed section); a stage not
     given is skipped with the reason ``"not part of <command>"``."""
     fps = {k: v.fingerprint() for k, v in parts.items()}
+    if paired is not None and hasattr(paired, "fingerprint"):  # paired fidelity reads it: its data is an input too
+        fps["synthetic_paired"] = paired.fingerprint()
     run = build_run_section(seed=seed, config=dict(config), device=device, data_fingerprints=fps,
                             plugins=dict(plugins or {}), command=command)
     run.setdefault("versions", {}).update(_module_versions())

@@ -167,3 +167,35 @@ def test_test_and_paired_sets(phantom, tmp_path):
     assert rep["data"]["reference"] == "test" and rep["data"]["test"]["patients"] == len(test.patients)
     ssim = rep["fidelity"]["paired"]["ssim"]["value"]
     assert 0.3 < ssim < 1.0  # images rendered from the test masks, not copies
+    # the paired set is an input of the report too: fingerprinted (two different paired sets gave one fingerprint)
+    assert rep["run"]["data_fingerprints"]["synthetic_paired"] == read_dataset(tmp_path / "paired").fingerprint()
+
+
+def test_values_outside_the_prepared_format_and_non_square_slices_are_refused(phantom, tmp_path, capsys):
+    """A NaN or 0–255 synthetic set ran to exit 0 with skipped or absurd sections (pixel FD 1.9e6); non-square slices
+    ended in an internal error (exit 5) inside the registered copy search."""
+    t = read_dataset(phantom / "test", mmap=False)
+    nan = t.subset(np.arange(len(t)))
+    im = np.asarray(nan.images).copy()
+    im[0, 5, 5] = np.nan
+    nan.images = im
+    write_dataset(nan, tmp_path / "nan")
+    wide = t.subset(np.arange(len(t)))
+    wide.images = ((np.asarray(wide.images) + 1) * 127.5).astype(np.float32)
+    write_dataset(wide, tmp_path / "u8")
+    base = ["-q", "evaluate", "--train", str(phantom / "train"), "--holdout", str(phantom / "holdout")]
+    for name, words in (("nan", "NaN"), ("u8", "outside [-1, 1]")):
+        rc = main([*base, "--synthetic", str(tmp_path / name), "--out", str(tmp_path / f"o-{name}")])
+        err = capsys.readouterr().err.strip()
+        assert rc == EXIT_DATA and str(tmp_path / name) in err and words in err and len(err.splitlines()) == 1
+        assert not (tmp_path / f"o-{name}").exists()
+    for part in ("train", "holdout", "test"):
+        d = read_dataset(phantom / part, mmap=False)
+        d.images, d.masks = np.asarray(d.images)[:, :, :24].copy(), np.asarray(d.masks)[:, :, :24].copy()
+        write_dataset(d, tmp_path / "rect" / part)
+    r = tmp_path / "rect"
+    for cmd in (["evaluate", "--test", str(r / "test")], ["audit"]):
+        rc = main(["-q", *cmd, "--train", str(r / "train"), "--holdout", str(r / "holdout"), "--synthetic",
+                   str(r / "test"), "--out", str(tmp_path / "o-rect")])
+        err = capsys.readouterr().err.strip()
+        assert rc == EXIT_DATA and "32×24" in err and "square" in err and not (tmp_path / "o-rect").exists()

@@ -64,7 +64,7 @@ def test_report(result):
     )
     assert r["generator"]["training_time_s"] > 0 and r["generator"]["params"]["steps"] == 6
     assert r["run"]["seed"] == 3 and r["run"]["seeds"]["sample"] == 4 and "torch" in r["run"]["versions"]
-    assert set(r["run"]["data_fingerprints"]) == {"train", "holdout", "test", "synthetic"}
+    assert set(r["run"]["data_fingerprints"]) == {"train", "holdout", "test", "synthetic", "synthetic_paired"}
     assert (
         r["data"]["synthetic"]["slices"] == 6
         and r["data"]["train"]["patients"] + r["data"]["holdout"]["patients"] + r["data"]["test"]["patients"] == 9

@@ -136,7 +136,7 @@ def test_card_of_a_dp_run(dp_run, capsys):
     assert f"ε = {dp['epsilon']:.4g}, δ = {dp['delta']:.4g} (prv accountant)" in md
     for split, fp in report["run"]["data_fingerprints"].items():
         n = report["data"][split]
-        assert fp in md and f"| {split} | {n['patients']} | {n['slices']} |" in md
+        assert fp in md and f"| {split} | {n.get('patients', '—')} | {n['slices']} |" in md
     words = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "not_required": "not required"}
     assert f"Overall: **{words[report['verdicts']['overall']]}**" in md
     for group, check in report["verdicts"]["checks"].items():

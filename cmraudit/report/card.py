@@ -86,7 +86,8 @@ def _skipped(d, path: str = "") -> list[tuple[str, str]]:
 def _section_data(r: dict) -> list[str]:
     fps = _get(r, "run", "data_fingerprints") or {}
     rows = []
-    for split in ("train", "holdout", "test", "synthetic"):
+    paired = ["synthetic_paired"] if "synthetic_paired" in fps else []  # fingerprinted since session 20
+    for split in ("train", "holdout", "test", "synthetic", *paired):
         c = _get(r, "data", split) or {}
         rows.append([split, _num(c.get("patients")), _num(c.get("slices")), f"`{fps.get(split, '—')}`"])
     lines = ["## Data", "", (f"Source: {_get(r, 'data', 'source')}. Splits are by patient (a patient is in one split "
