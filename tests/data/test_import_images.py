@@ -14,7 +14,7 @@ from cmraudit.data.image_files import JET_PALETTE
 from cmraudit.data.importers.images import import_images
 from cmraudit.data.importers.nifti import MNMS_TO_ACDC
 from cmraudit.data.preprocess import normalise_intensity
-from cmraudit.errors import EXIT_DATA, EXIT_USAGE
+from cmraudit.errors import EXIT_DATA, EXIT_USAGE, UsageError
 
 matplotlib.use("Agg")
 
@@ -277,6 +277,24 @@ def test_palette_json_custom_labels_and_ids_csv(tmp_path, capsys):
     (tmp_path / "ids.csv").write_text("file,patient_id\nx1.png,P7\n")
     _bad(tmp_path, capsys, [str(tmp_path / "i"), "--ids", str(tmp_path / "ids.csv")], tmp_path / "i" / "x2.png")
     _bad(tmp_path, capsys, [str(tmp_path / "i"), "--id-pattern", r"y(\d)"], tmp_path / "i" / "x1.png")
+    # one file under two patients (the last row silently won), spacing that is not a number (exit 5)
+    (tmp_path / "ids.csv").write_text("file,patient_id\nx1.png,P7\nx2.png,P8\nx1.png,OTHER\n")
+    err = _bad(tmp_path, capsys, [str(tmp_path / "i"), "--ids", str(tmp_path / "ids.csv")], tmp_path / "ids.csv")
+    assert "x1.png is listed twice" in err
+    for sy in ("abc", "-1"):
+        (tmp_path / "ids.csv").write_text(f"file,patient_id,spacing_y_mm,spacing_x_mm\nx1.png,P7,{sy},1\n"
+                                          "x2.png,P8,1,1\n")
+        err = _bad(tmp_path, capsys, [str(tmp_path / "i"), "--ids", str(tmp_path / "ids.csv")], tmp_path / "ids.csv")
+        assert "spacing" in err and "'P7'" in err
+
+
+def test_scale_range_must_be_two_finite_numbers(capsys):
+    from cmraudit.data.importers.images import Scaling
+
+    assert (Scaling.parse("range:0,255").lo, Scaling.parse("range:0,255").hi) == (0.0, 255.0)
+    for bad in ("range:.,5", "range:0,1e999", "range:5,1"):  # exit 5; every image constant -1; reversed
+        with pytest.raises(UsageError, match="--scale"):
+            Scaling.parse(bad)
 
 
 def test_export_interrupted_leaves_nothing(tmp_path, monkeypatch):

@@ -52,8 +52,11 @@ class Scaling:
             return cls(s)
         m = re.fullmatch(r"range[:\s]\s*([-+0-9.eE]+)\s*[,\s]\s*([-+0-9.eE]+)", s)
         if m:
-            lo, hi = float(m.group(1)), float(m.group(2))
-            if hi > lo:
+            try:
+                lo, hi = float(m.group(1)), float(m.group(2))
+            except ValueError:  # "range:.,5" matches the character class
+                lo = hi = float("nan")
+            if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
                 return cls("range", lo, hi)
         raise UsageError(f"--scale {spec!r}: expected percentile, none or range:LO,HI with LO < HI (e.g. range:0,255)")
 
@@ -138,7 +141,11 @@ def read_ids_csv(path: Path) -> dict[str, dict]:
         raise DataError(f"{path}: unreadable CSV ({e})") from e
     out: dict[str, dict] = {}
     for row in rows:
-        out[file_stem(row["file"])] = row
+        stem = file_stem(row["file"])
+        if stem in out:  # the patient is the unit of membership: a slice may not belong to two
+            raise DataError(f"{path}: {row['file']} is listed twice (patients {out[stem]['patient_id']!r} and "
+                            f"{row['patient_id']!r}); give each file one row")
+        out[stem] = row
     return out
 
 
@@ -262,7 +269,14 @@ def import_images(
     sp_arr = np.array(sps, dtype=np.float64)
     for i, r in enumerate(rows):  # explicit spacing in the ids CSV wins over the file header
         if r.get("spacing_y_mm") not in (None, "") and r.get("spacing_x_mm") not in (None, ""):
-            sp_arr[i] = (float(r["spacing_y_mm"]), float(r["spacing_x_mm"]))
+            try:
+                sp_arr[i] = (float(r["spacing_y_mm"]), float(r["spacing_x_mm"]))
+            except ValueError:
+                raise DataError(f"{ids}: the row of patient {r['patient_id']!r}: spacing_y_mm / spacing_x_mm "
+                                f"must be numbers, got {r['spacing_y_mm']!r}, {r['spacing_x_mm']!r}") from None
+            if not (np.isfinite(sp_arr[i]).all() and (sp_arr[i] > 0).all()):
+                raise DataError(f"{ids}: the row of patient {r['patient_id']!r}: spacing must be positive "
+                                f"and finite, got {r['spacing_y_mm']!r}, {r['spacing_x_mm']!r}")
     ann = np.array([_annotated(r, annotated, ids) for r in rows], dtype=np.uint8)
     ds = Dataset(
         images=np.stack(imgs),
