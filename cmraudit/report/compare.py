@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
-from ..io_guard import atomic_dir, atomic_file, write_text_atomic
+from ..io_guard import atomic_dir
 from . import plots
 from .io import read_report, resolve_report_path
 from .walk import feature_spaces, find_key, is_estimate, is_skipped
@@ -218,10 +218,11 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLik
         r.pareto_optimal = flag
 
     out = Path(out)
-    with atomic_dir(out, kind="compare") as build:  # built beside, swapped in whole: never old and new files mixed
+    # built beside, swapped in whole: never old and new files mixed; a write error names OUT (atomic_dir)
+    with atomic_dir(out, kind="compare") as build:
         _write_csv(rows, build / "compare.csv")
         _write_md(rows, build / "compare.md")
-        write_text_atomic(build / "compare.json", json.dumps([r.to_dict() for r in rows], indent=2))
+        (build / "compare.json").write_text(json.dumps([r.to_dict() for r in rows], indent=2))
         (build / "pareto.png").write_bytes(_pareto_png(rows))
     files = [out / n for n in ("compare.csv", "compare.md", "compare.json", "pareto.png")]
     return CompareResult(rows=rows, files=files)
@@ -243,7 +244,7 @@ def _pareto_png(rows: Sequence[CompareRow]) -> bytes:
 
 
 def _write_csv(rows: Sequence[CompareRow], path: Path) -> Path:
-    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
         w.writeheader()
         for r in rows:
@@ -257,4 +258,5 @@ def _write_md(rows: Sequence[CompareRow], path: Path) -> Path:
     for r in rows:
         lines.append("| " + " | ".join([r.cell(k) for k, _, _ in COLUMNS] + ["yes" if r.pareto_optimal else ""]) + " |")
 
-    return write_text_atomic(path, "\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
+    return path
