@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .device import select_device
-from .errors import DataError, PluginError, UsageError
+from .errors import PluginError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import get_plugin
 from .estimates import skipped
@@ -25,7 +25,7 @@ from .report.io import write_report
 from .reporting import build_report, external_section, generator_section, now_utc
 from .results import RunResult
 from .registry import FEATURE_SPACES
-from .validate import read_input_dataset
+from .validate import read_input_dataset, require_square
 
 #: feature spaces ``cmraudit audit --feature`` accepts (the registered copy search always runs)
 UNKNOWN_GENERATOR = "unknown (synthetic set only)"
@@ -122,10 +122,7 @@ def _audit(config: AuditRunConfig, stack: contextlib.ExitStack) -> RunResult:
     check_output(out, inputs=[(f"--{k}", getattr(config, k)) for k in names], option="--out", produces="audit")
     named = (("train", config.train), ("holdout", config.holdout), ("synthetic", config.synthetic))
     ds = {n: read_input_dataset(p, option=f"--{n}") for n, p in named}
-    h, w = ds["train"].shape
-    if h != w:  # the registered copy search (90° views, square windows) needs square slices
-        raise DataError(f"--train {config.train}: slices are {h}×{w}; the audit needs square slices: re-import every "
-                        "set with --size N")
+    require_square(ds["train"], path=config.train)
     masks = all(d.meta.get("has_masks", True) for d in ds.values())  # image-only sets: no mask-copy search
     pcfg = _privacy_config(config, masks)
     ref = read_input_dataset(config.reference, option="--reference") if config.reference is not None else None

@@ -34,7 +34,7 @@ from .reporting import build_report, external_section, now_utc
 from .results import RunResult
 from .utility.evaluate import PRESETS as UTILITY_PRESETS
 from .utility.evaluate import evaluate_utility
-from .validate import check_seed
+from .validate import check_input_dataset, check_seed, require_square
 
 NO_MASKS = "the synthetic set has no masks (image-only import)"
 
@@ -90,17 +90,10 @@ def _check_inputs(cfg: EvaluateConfig, sets: dict[str, Dataset]) -> None:
                     f"(e.g. {sorted(shared)[0]}); membership is per patient: the sets must be disjoint"
                 )
     for k, ds in sets.items():  # the prepared format promises finite values in [-1, 1]; nothing else is audited
-        if ds is None:
-            continue
-        if len(ds) == 0:
-            raise DataError(f"--{k} {getattr(cfg, k)}: holds no slices")
-        ds.check_values(name=f"--{k} {getattr(cfg, k)}")  # NaN/Inf or values outside [-1, 1]: exit 4
+        if ds is not None:
+            check_input_dataset(ds, path=getattr(cfg, k), option=f"--{k}")
+    require_square(sets["train"], path=cfg.train)
     shape = sets["train"].shape
-    if shape[0] != shape[1]:  # the registered copy search (90° views, square windows) needs square slices
-        raise DataError(
-            f"--train {cfg.train}: slices are {shape[0]}×{shape[1]}; the audit needs square slices: "
-            "re-import every set with --size N"
-        )
     for k, ds in sets.items():
         if ds is not None and ds.shape != shape:
             raise DataError(

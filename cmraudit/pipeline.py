@@ -155,15 +155,25 @@ def run(config: RunConfig) -> RunResult:
         return _run(config, stack)
 
 
-def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
-    check_run_config(config)
-
+def dp_options(config: RunConfig) -> DPConfig | None:
+    """The run's DP config from its options (None without ``--dp-epsilon``), refused (exit 2) before anything is
+    trained or written where the generator cannot train under it: no DP support, or a ``--dp-split`` that does not
+    name exactly its ``dp_stages``."""
     dp = DPConfig.from_options(config.dp_epsilon, delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
                                accountant=config.accountant, noise_multiplicity=config.noise_multiplicity,
                                split=config.dp_split)
     if dp is not None:
-        require_dp_support(name=config.generator, tags=get_plugin(config.generator).cls.tags, dp=dp)
+        cls = get_plugin(config.generator).cls
+        require_dp_support(name=config.generator, tags=cls.tags, dp=dp)
+        if getattr(cls, "dp_stages", None):
+            stage_weights(dp.split_weights, list(cls.dp_stages))
+    return dp
 
+
+def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
+    check_run_config(config)
+
+    dp = dp_options(config)
     device = select_device(config.device)
     started, timings, t = _now(), {}, time.perf_counter()
     run_dir = Path(config.out or f"cmraudit-runs/{config.generator}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
@@ -192,8 +202,6 @@ def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
     gen = make_generator(config.generator, preset=config.preset, params=config.params, device=config.device,
                          image_size=gen_size)
     call_plugin(config.generator, "validate_params", gen.validate_params)
-    if dp is not None and getattr(gen, "dp_stages", None):
-        stage_weights(dp.split_weights, list(gen.dp_stages))  # a bad --dp-split: refused before anything is written
     if config.resume:
         _check_resume(run_dir, split, parts)
     replace = not config.resume and run_dir.is_dir() and any(p.name != MARKER for p in run_dir.iterdir())

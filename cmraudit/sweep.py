@@ -21,10 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import pipeline
-from .dp import DPConfig, require_dp_support
-from .dp.budget import stage_weights
 from .errors import UsageError
-from .generators.registry import get_plugin
 from .io_guard import MARKER, atomic_file, make_output_dir, remove_if_created, write_text_atomic
 from .report.compare import common_fd_space, headline
 
@@ -151,17 +148,10 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
 
 
 def _check_dp_options(config: Any, eps: Sequence[float]) -> None:
-    """The DP options every finite ε will use, checked once: DP support of the generator and ``--dp-split``."""
+    """The DP options every finite ε will use, checked once (:func:`cmraudit.pipeline.dp_options`)."""
     finite = [e for e in eps if not math.isinf(e)]
-    if not finite:
-        return
-    dp = DPConfig.from_options(finite[0], delta=config.dp_delta, max_grad_norm=config.max_grad_norm,
-                               accountant=config.accountant, noise_multiplicity=config.noise_multiplicity,
-                               split=getattr(config, "dp_split", None))
-    cls = get_plugin(config.generator).cls
-    require_dp_support(name=config.generator, tags=cls.tags, dp=dp)
-    if getattr(cls, "dp_stages", None):
-        stage_weights(dp.split_weights, list(cls.dp_stages))
+    if finite:
+        pipeline.dp_options(replace(config, dp_epsilon=float(finite[0])))
 
 
 def plot_sweep(result: SweepResult, path: str | os.PathLike) -> Path:

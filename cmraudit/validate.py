@@ -24,11 +24,24 @@ def read_input_dataset(path: str | os.PathLike, *, option: str = "--data") -> Da
 
     A problem is one DataError (exit 4) naming the option, the dataset and the problem.
     """
-    ds = read_dataset(path)
+    return check_input_dataset(read_dataset(path), path=path, option=option)
+
+
+def check_input_dataset(ds: Dataset, *, path, option: str) -> Dataset:
+    """Every value of an input set (finite images in [-1, 1], labels 0..3) and at least one slice: else one
+    DataError (exit 4) naming the option and the dataset."""
     if len(ds) == 0:
         raise DataError(f"{option} {path}: the dataset has no slices")
     ds.check_values(name=f"{option} {path}")
     return ds
+
+
+def require_square(ds: Dataset, *, path, option: str = "--train") -> None:
+    """The audit's registered copy search (90° views, square windows) needs square slices: else exit 4."""
+    h, w = ds.shape
+    if h != w:
+        raise DataError(f"{option} {path}: slices are {h}×{w}; the audit needs square slices: re-import every set "
+                        "with --size N")
 
 
 def check_run_config(config) -> None:

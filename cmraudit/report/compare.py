@@ -133,17 +133,12 @@ def headline(report: dict, *, run: str, fd_space: str | None | bool = True) -> C
     its own)."""
     gen = report.get("generator") or {}
     row = CompareRow(run=run, generator=str(gen.get("name")))
-    fid = report.get("fidelity")
-    dist = fid.get("distribution") if isinstance(fid, dict) else None
-    if isinstance(dist, dict):
-        order = (*FD_SPACES, *sorted(set(dist) - set(FD_SPACES))) if fd_space is True else (
-            () if fd_space is None else (fd_space,))
-        for space in order:
-            fd = _value((dist.get(space) or {}).get("frechet_distance")) if isinstance(dist.get(space), dict) else None
-            if fd is not None:
-                row.frechet_distance, row.fd_space = fd, space
-                row.coverage = _value(dist[space].get("coverage"))
-                break
+    computed = fd_spaces(report)
+    space = (computed[0] if computed else None) if fd_space is True else fd_space
+    if space in computed:
+        dist = report["fidelity"]["distribution"][space]
+        row.frechet_distance, row.fd_space = _value(dist["frechet_distance"]), space
+        row.coverage = _value(dist.get("coverage"))
     util = report.get("utility")
     regimes = util.get("regimes") if isinstance(util, dict) else None
     if isinstance(regimes, dict):
