@@ -175,6 +175,9 @@ def parse_labels(spec: str) -> dict[int, int]:
                 f"--labels {spec!r}: {item!r} is not VALUE=STRUCTURE; expected acdc, mnms or e.g. "
                 "'0=bg,1=LV,2=MYO,3=RV' (structures: background/bg, RV, MYO, LV)"
             )
+        if int(value) in out:
+            raise UsageError(f"--labels {spec!r}: value {int(value)} is given twice; give each stored value one "
+                             "structure")
         out[int(value)] = _NAMES[name.strip()]
     if not out:
         raise UsageError(f"--labels {spec!r}: empty map; expected acdc, mnms or VALUE=STRUCTURE pairs")

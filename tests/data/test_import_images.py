@@ -288,6 +288,26 @@ def test_palette_json_custom_labels_and_ids_csv(tmp_path, capsys):
         assert "spacing" in err and "'P7'" in err
 
 
+def test_ids_pattern_labels_and_tolerance_that_would_have_been_misread(tmp_path, capsys):
+    """Inputs that once imported without an error, each to a wrong dataset: a fractional slice_index became 0, an
+    unmatched optional id group became the patient "None", a stored value given twice kept its last structure, and a
+    NaN palette tolerance accepted every colour."""
+    (tmp_path / "i").mkdir()
+    _grey(tmp_path / "i" / "x1.png")
+    (tmp_path / "ids.csv").write_text("file,patient_id,slice_index\nx1.png,P7,1.5\n")
+    err = _bad(tmp_path, capsys, [str(tmp_path / "i"), "--ids", str(tmp_path / "ids.csv")], tmp_path / "i" / "x1.png")
+    assert "'1.5'" in err and "ids.csv" in err
+    err = _bad(tmp_path, capsys, [str(tmp_path / "i"), "--id-pattern", r"(?P<patient>zz)?x"], tmp_path / "i" / "x1.png")
+    assert "patient" in err and "None" not in err  # the patient group took no part in the match
+    for args, what in ((["--labels", "0=bg,1=LV,1=RV"], "given twice"),
+                       (["--palette-tolerance", "nan"], "--palette-tolerance"),
+                       (["--palette-tolerance", "-1"], "--palette-tolerance")):
+        rc = main(["-q", "data", "import", "images", str(tmp_path / "i"), *args, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        assert rc == EXIT_USAGE and what in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "out").exists()
+
+
 def test_scale_range_must_be_two_finite_numbers(capsys):
     from cmraudit.data.importers.images import Scaling
 

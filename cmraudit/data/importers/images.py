@@ -11,6 +11,7 @@ import succeeds (the dataset writer writes to a temporary directory and renames 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -163,7 +164,11 @@ def _ids_for(
         if not m:
             raise DataError(f"{path}: file name does not match --id-pattern {pattern.pattern!r}")
         g = m.groupdict()
-        pid = g.get("patient") or (m.group(1) if m.re.groups else m.group(0))
+        pid = g.get("patient") if "patient" in m.re.groupindex else (m.group(1) if m.re.groups else m.group(0))
+        if pid is None:  # an optional group that took no part in the match: never the id "None"
+            group = "patient" if "patient" in m.re.groupindex else "1"
+            raise DataError(f"{path}: --id-pattern {pattern.pattern!r} matched without its group {group} "
+                            "(the patient id); make the group required")
         base = {
             "patient_id": pid,
             "vendor": g.get("vendor") or "",
@@ -175,7 +180,10 @@ def _ids_for(
     if not str(base["patient_id"]).strip():
         raise DataError(f"{path}: empty patient id")
     si = str(base["slice_index"]).strip()
-    start = int(si) if si.lstrip("-").isdigit() else 0
+    if si and not si.lstrip("-").isdigit():
+        raise DataError(f"{path}: slice_index {si!r} is not a whole number"
+                        + (f" (in {ids_path})" if table is not None else ""))
+    start = int(si) if si else 0
     rows = []
     for k in range(n):
         rows.append({**base, "slice_index": start + k})
@@ -200,6 +208,8 @@ def import_images(
 ) -> ImportSummary:
     """Import a folder of 2-D images (PNG, NIfTI, npy/npz), optionally with masks, keeping the given size."""
     root, out = Path(root), Path(out)
+    if not (math.isfinite(palette_tolerance) and palette_tolerance >= 0):
+        raise UsageError(f"--palette-tolerance {palette_tolerance}: must be a finite distance ≥ 0 (0–255 RGB units)")
     scaling, target = Scaling.parse(scale), parse_size(size)
     label_map = parse_labels(labels)
     palette = load_palette(mask_palette) if mask_palette else None
