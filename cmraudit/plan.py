@@ -95,6 +95,10 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
                                   + ("" if ok else f"; has {M}")))
         elif rule == "epsilon":
             rules.append(RulePlan(rule, budget, True, "read from the DP accountant; no sample-size requirement"))
+        elif rule == "dp_audit":
+            rules.append(RulePlan(rule, budget, True, "checked when a canary DP audit is attached (run "
+                                  "--dp-audit-canaries M, gate --dp-audit FILE); its lower bound holds at 95 % "
+                                  "confidence, so a correct DP claim passes with >= 95 % probability"))
     return AuditPlan(train_patients=N, holdout_patients=M, synthetic=n, min_detectable_copy_rate=mdr,
                      assumptions={"copy_alpha": copy_alpha, "recall_lower": r_lo, "recall_copies": recall_copies,
                                   "power": power, "confidence": confidence},

@@ -26,6 +26,9 @@ def test_decidability_follows_the_sizes():
     big = {r.rule: r for r in plan_audit(train_patients=100, holdout_patients=50, synthetic=800).rules}
     assert small["copy_rate"].decidable and not small["mia_auc"].decidable and big["mia_auc"].decidable
     assert small["patients_copied"].decidable is None  # off in the default policy
+    assert small["dp_audit"].decidable and "--dp-audit" in small["dp_audit"].detail  # every rule has its line
+    assert [r.rule for r in plan_audit(train_patients=50, holdout_patients=20, synthetic=400).rules] == list(
+        policy_from_dict({}).rules)
     tiny = {r.rule: r for r in plan_audit(train_patients=30, holdout_patients=15, synthetic=96).rules}
     r_lo = plan_audit(train_patients=30, holdout_patients=15, synthetic=96).assumptions["recall_lower"]
     assert (
