@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import pipeline
-from .errors import UsageError
-from .io_guard import MARKER, atomic_file, make_output_dir, remove_if_created, write_text_atomic
+from .errors import DataError, UsageError
+from .io_guard import (
+    MARKER, atomic_file, make_output_dir, marker_kind, remove_if_created, write_errors, write_text_atomic,
+)
 from .report.compare import common_fd_space, headline
 
 METRICS: tuple[tuple[str, str, str], ...] = (
@@ -116,21 +118,33 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     """Run ``config`` (a :class:`cmraudit.pipeline.RunConfig`) once per ε into ``out/eps-<ε>``; write the summary.
 
     ``run`` defaults to :func:`cmraudit.pipeline.run` (injectable for tests); it must return an object
-    with ``run_dir`` and ``report``. Points run in the given order; an error stops the sweep (the
-    finished runs stay on disk; rerun with ``--resume`` semantics of ``cmraudit run``).
+    with ``run_dir`` and ``report``. Points run in the given order; an error stops the sweep and the finished runs
+    stay on disk. ``config.resume`` (``sweep --resume``) keeps every finished point whose run was made with the
+    same settings (refused otherwise), resumes an interrupted one and runs the rest; ``config.overwrite`` redoes
+    every point. Either way the old summary (``sweep.json``, ``sweep.png``) is removed before the first point runs
+    and written anew at the end, so a folder never holds a summary of other runs than its own.
     """
     if run is None:
         run = pipeline.run
     eps = parse_epsilons(epsilons)
     _check_dp_options(config, eps)  # before the first (possibly hours-long) point, not after it
+    resume, overwrite = bool(getattr(config, "resume", False)), bool(getattr(config, "overwrite", False))
+    if resume and overwrite:
+        raise UsageError("--resume keeps the finished points and --overwrite redoes them: give one of the two")
+    cfgs = [replace(config, dp_epsilon=None if math.isinf(e) else float(e),
+                    out=str(Path(out) / f"eps-{epsilon_label(e)}"),
+                    dp_split=None if math.isinf(e) else getattr(config, "dp_split", None)) for e in eps]
+    finished = [_finished(cfg, resume=resume, overwrite=overwrite) for cfg in cfgs]  # every point checked first
     created = not Path(out).exists()
     out = make_output_dir(out, kind="sweep")
+    if (resume or overwrite) and marker_kind(out) == "sweep":  # only a summary cmraudit wrote; rewritten at the end
+        for name in SUMMARY_FILES:
+            with write_errors(out / name):
+                (out / name).unlink(missing_ok=True)
     done = []
-    for e in eps:
-        cfg = replace(config, dp_epsilon=None if math.isinf(e) else float(e), out=str(out / f"eps-{epsilon_label(e)}"),
-                      dp_split=None if math.isinf(e) else getattr(config, "dp_split", None))
+    for e, cfg, kept in zip(eps, cfgs, finished):
         try:
-            res = run(cfg)
+            res = kept if kept is not None else run(cfg)
         except BaseException:
             if created and {p.name for p in out.iterdir()} <= {MARKER}:
                 remove_if_created(out, created)  # refused before any work: leave nothing behind
@@ -145,6 +159,44 @@ def run_sweep(*, config: Any, epsilons: Sequence[float], out: str | os.PathLike,
     result.files = [summary, plot_sweep(result, out / "sweep.png")]
     write_text_atomic(summary, json.dumps(result.to_dict(), indent=2, allow_nan=False))
     return result
+
+
+SUMMARY_FILES = ("sweep.json", "sweep.png")
+#: the settings a kept point's run must share with the sweep (``sweep --resume``)
+SAME_SETTINGS = ("generator", "data", "preset", "seed", "n_samples", "n_paired", "dp_epsilon", "dp_delta",
+                 "max_grad_norm", "accountant", "noise_multiplicity", "dp_split", "params", "phantom_subjects",
+                 "dp_audit_canaries")
+
+
+@dataclass
+class _Kept:
+    run_dir: Path
+    report: dict
+
+
+def _finished(cfg: Any, *, resume: bool, overwrite: bool) -> _Kept | None:
+    """The finished run of one point, kept under ``--resume`` once its settings are checked; None when the point is
+    to run. Without either option a finished run is refused here, before any point runs."""
+    path = Path(cfg.out) / "report.json"
+    if not path.is_file() or overwrite:
+        return None
+    if not resume:
+        raise UsageError(f"--out {path.parent.parent}: {path.parent.name} holds a finished run; pass --resume to keep "
+                         "the finished points (and resume an interrupted one), or --overwrite to redo them")
+    try:
+        report = json.loads(path.read_text())
+        old = report["run"]["config"]
+        if not isinstance(old, dict):
+            raise TypeError("run.config is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a readable cmraudit run report ({e}); move it away or pass --overwrite") from e
+    new = json.loads(json.dumps(cfg.to_dict()))  # as the report stores it (JSON types)
+    diff = [k for k in SAME_SETTINGS if old.get(k) != new.get(k)]
+    if diff:
+        shown = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in diff)
+        raise UsageError(f"--resume: {path} was run with other settings ({shown}); resume with the same settings, "
+                         "or pass --overwrite to redo the sweep")
+    return _Kept(run_dir=path.parent, report=report)
 
 
 def _check_dp_options(config: Any, eps: Sequence[float]) -> None:

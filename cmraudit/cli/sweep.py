@@ -26,14 +26,20 @@ def sweep_cmd(
         "1,4,8,inf", "--epsilons", help="Comma-separated ε per patient; inf = trained without DP."
     ),
     data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; default: the embedded phantom."),
-    preset: str = typer.Option("quick", "--preset", help="quick (CPU, 64², minutes) or paper (reference study, GPU)."),
+    preset: str = typer.Option(
+        "quick", "--preset", help="micro (smoke test), quick (CPU, 64², minutes) or paper (reference study, GPU)."
+    ),
     out: Path = typer.Option(..., "--out", help="Sweep directory: eps-<ε>/ run directories, sweep.json, sweep.png."),
     seed: int = typer.Option(
         0, "--seed", min=0, max=2**32 - 1, help="Seed of the split, training and sampling (same for every ε)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a generator parameter (JSON values)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace finished runs in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every point, replacing the finished runs in --out."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Keep the finished points (same settings, else refused), resume an interrupted one, "
+        "run the rest, and write the summary anew."
+    ),
     dp_split: Optional[str] = typer.Option(
         None, "--dp-split", help="DP stage weights for every finite ε, e.g. mask=0.3,image=0.7."
     ),
@@ -49,6 +55,7 @@ def sweep_cmd(
         device=device,
         params=parse_overrides(sets),
         overwrite=overwrite,
+        resume=resume,
         progress=not _state.QUIET,
         dp_split=dp_split,
     )

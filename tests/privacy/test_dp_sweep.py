@@ -106,3 +106,55 @@ def test_bad_dp_options_are_refused_before_anything_is_trained_or_written(tmp_pa
         with pytest.raises(UsageError):
             run_sweep(config=bad, epsilons="inf,8", out=tmp_path / "s", run=calls.append)
         assert calls == [] and not (tmp_path / "s").exists()
+
+
+class _Interrupted(Exception):
+    """Stands in for Ctrl-C / kill in the middle of a point."""
+
+
+def _reporting_run(calls, fail_at=None):
+    """fake_run that also writes report.json (with the run's config, as pipeline.run does) — except at ε =
+    ``fail_at`` (a point's folder name), where it stops half-way (an interrupted point: a folder without report.json)."""
+    inner = fake_run(calls)
+
+    def run(cfg):
+        res = inner(cfg)
+        if Path(cfg.out).name == fail_at:
+            (Path(cfg.out) / "split.json").write_text("{}")
+            raise _Interrupted
+        res.report["run"] = {"config": cfg.to_dict()}
+        (Path(cfg.out) / "report.json").write_text(json.dumps(res.report))
+        return res
+
+    return run
+
+
+def test_resume_keeps_finished_points_and_reruns_the_rest(tmp_path):
+    """An interrupted sweep used to be recoverable only with --overwrite (every point trained again), and the
+    docstring promised a --resume that sweep did not have."""
+    cfg = RunConfig(generator="ddpm", preset="micro", seed=3)
+    out = tmp_path / "s"
+    with pytest.raises(_Interrupted):
+        run_sweep(config=cfg, epsilons="1,4,inf", out=out, run=_reporting_run([], fail_at="eps-4"))
+    assert (out / "eps-1" / "report.json").is_file() and not (out / "eps-4" / "report.json").exists()
+    calls = []
+    with pytest.raises(UsageError, match="--resume"):  # a plain rerun: refused before any point runs
+        run_sweep(config=cfg, epsilons="1,4,inf", out=out, run=_reporting_run(calls))
+    assert calls == []
+    res = run_sweep(config=replace(cfg, resume=True), epsilons="1,4,inf", out=out, run=_reporting_run(calls))
+    assert [c.dp_epsilon for c in calls] == [4.0, None] and all(c.resume for c in calls)  # ε = 1 kept
+    assert [p.epsilon for p in res.points] == [1.0, 4.0, math.inf] and (out / "sweep.png").is_file()
+    assert json.loads((out / "sweep.json").read_text())["points"][0]["dice_synthetic"] == pytest.approx(0.7)
+    # a finished point made with other settings is refused, naming the setting, before anything runs
+    calls = []
+    with pytest.raises(UsageError, match="seed: 3 there, 4 here"):
+        run_sweep(config=replace(cfg, seed=4, resume=True), epsilons="1,4,inf", out=out, run=_reporting_run(calls))
+    with pytest.raises(UsageError, match="one of the two"):
+        run_sweep(config=replace(cfg, resume=True, overwrite=True), epsilons="1", out=out, run=_reporting_run(calls))
+    assert calls == [] and (out / "sweep.json").is_file()
+    # --overwrite interrupted at ε = 4: the old summary is gone, not left beside a new eps-1
+    with pytest.raises(_Interrupted):
+        run_sweep(config=replace(cfg, overwrite=True), epsilons="1,4,inf", out=out,
+                  run=_reporting_run(calls, fail_at="eps-4"))
+    assert [c.dp_epsilon for c in calls] == [1.0, 4.0]
+    assert not (out / "sweep.json").exists() and not (out / "sweep.png").exists()
