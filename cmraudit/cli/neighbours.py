@@ -21,7 +21,7 @@ from ..features import make_features
 from ..features.sharded import sharded_knn
 from ..features.shards import ShardSpec, load_manifest, shard_blocks
 from ..generators.checkpoint import write_json_atomic
-from ..io_guard import atomic_file, check_output, make_output_dir
+from ..io_guard import atomic_file, check_output, make_output_dir, write_errors
 from ..progress import make_console
 from . import _state
 
@@ -95,6 +95,8 @@ def neighbours_cmd(
     d1 = nb.distances[:, 0]
     ratio = d1 / np.maximum(nb.distances[:, 1], 1e-12) if k >= 2 else None
     make_output_dir(out, kind="neighbours")
+    with write_errors(out / "neighbours.json"):  # neighbours.json, written last, marks a finished pair: an old one
+        (out / "neighbours.json").unlink(missing_ok=True)  # goes first, never to describe a new neighbours.csv
     with atomic_file(out / "neighbours.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["query", "shard", "row"] + [f"id_{j + 1}" for j in range(k)]

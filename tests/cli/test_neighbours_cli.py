@@ -62,6 +62,22 @@ def test_neighbours_finds_planted_training_slices(sharded_phantom, capsys):
     assert [int(r["id_1"]) for r in csv.DictReader(open(out / "neighbours.csv"))] == planted.tolist()
     assert (out / "submitit").is_dir() == slurm
     assert json.loads((out / "neighbours.json").read_text())["d1_over_d2"]["status"] == "skipped"
+    # interrupted between its two files (here: the summary's write fails), an --overwrite rerun used to leave the new
+    # neighbours.csv beside the old neighbours.json; now the old summary is gone and a plain rerun may finish it
+    import cmraudit.cli.neighbours as nb_cli
+
+    def stop(*a, **kw):
+        raise KeyboardInterrupt
+
+    real, nb_cli.write_json_atomic = nb_cli.write_json_atomic, stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            nb_cli.neighbours_cmd(shards=d / "shards.json", synthetic=syn, query_vectors=None, out=out, k=2,
+                                  metric="l2", backend="local", address=None, cpus_per_shard=1, overwrite=True)
+    finally:
+        nb_cli.write_json_atomic = real
+    assert not (out / "neighbours.json").exists()
+    assert main(["--quiet", *args, "--k", "2"]) == 0 and json.loads((out / "neighbours.json").read_text())["k"] == 2
 
 
 def test_neighbours_query_vectors_and_errors(sharded_phantom, tmp_path, capsys):
