@@ -35,7 +35,9 @@ def sweep_cmd(
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a generator parameter (JSON values)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every point, replacing the finished runs in --out."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo every point, replacing the finished runs in --out."
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Keep the finished points (same settings, else refused), resume an interrupted one, "
         "run the rest, and write the summary anew."

@@ -113,8 +113,8 @@ class _Interrupted(Exception):
 
 
 def _reporting_run(calls, fail_at=None):
-    """fake_run that also writes report.json (with the run's config, as pipeline.run does) — except at ε =
-    ``fail_at`` (a point's folder name), where it stops half-way (an interrupted point: a folder without report.json)."""
+    """fake_run that also writes report.json (with the run's config, as pipeline.run does), except in the point
+    folder named ``fail_at``, where it stops half-way (an interrupted point: a folder without report.json)."""
     inner = fake_run(calls)
 
     def run(cfg):

@@ -10,7 +10,6 @@ import succeeds (the dataset writer writes to a temporary directory and renames 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -24,7 +23,6 @@ from ...io_guard import check_output
 from ..dataset import STRUCTURE_BIT, Dataset, bits_to_structures, structures_to_bits, write_dataset
 from ..image_files import (
     DEFAULT_TOLERANCE,
-    ID_COLUMNS,
     file_kind,
     file_stem,
     load_palette,
@@ -34,6 +32,7 @@ from ..image_files import (
 )
 from ..preprocess import normalise_intensity
 from ._common import ImportSummary
+from .image_ids import ids_for, read_ids_csv
 
 PERCENTILES = (1.0, 99.9)
 
@@ -130,66 +129,6 @@ def list_files(root: Path, *, what: str) -> list[Path]:
     return files
 
 
-def read_ids_csv(path: Path) -> dict[str, dict]:
-    """``file,patient_id[,vendor,frame,slice_index,source,spacing_y_mm,spacing_x_mm,annotated]`` → rows by file stem."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"file", "patient_id"} <= set(reader.fieldnames or []):
-                raise DataError(f"{path}: needs columns file and patient_id (found {reader.fieldnames})")
-            rows = list(reader)
-    except (OSError, csv.Error, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: unreadable CSV ({e})") from e
-    out: dict[str, dict] = {}
-    for row in rows:
-        stem = file_stem(row["file"])
-        if stem in out:  # the patient is the unit of membership: a slice may not belong to two
-            raise DataError(f"{path}: {row['file']} is listed twice (patients {out[stem]['patient_id']!r} and "
-                            f"{row['patient_id']!r}); give each file one row")
-        out[stem] = row
-    return out
-
-
-def _ids_for(
-    path: Path, n: int, *, pattern: re.Pattern | None, table: dict | None, ids_path: Path | None
-) -> list[dict]:
-    stem = file_stem(path)
-    if table is not None:
-        row = table.get(stem)
-        if row is None:
-            raise DataError(f"{path}: not listed in {ids_path} (column file)")
-        base = {k: (row.get(k) or "") for k in ID_COLUMNS}
-    elif pattern is not None:
-        m = pattern.search(path.name)
-        if not m:
-            raise DataError(f"{path}: file name does not match --id-pattern {pattern.pattern!r}")
-        g = m.groupdict()
-        pid = g.get("patient") if "patient" in m.re.groupindex else (m.group(1) if m.re.groups else m.group(0))
-        if pid is None:  # an optional group that took no part in the match: never the id "None"
-            group = "patient" if "patient" in m.re.groupindex else "1"
-            raise DataError(f"{path}: --id-pattern {pattern.pattern!r} matched without its group {group} "
-                            "(the patient id); make the group required")
-        base = {
-            "patient_id": pid,
-            "vendor": g.get("vendor") or "",
-            "frame": g.get("frame") or "",
-            "slice_index": g.get("slice") or "",
-        }
-    else:
-        base = {"patient_id": stem, "vendor": "", "frame": "", "slice_index": ""}
-    if not str(base["patient_id"]).strip():
-        raise DataError(f"{path}: empty patient id")
-    si = str(base["slice_index"]).strip()
-    if si and not si.lstrip("-").isdigit():
-        raise DataError(f"{path}: slice_index {si!r} is not a whole number"
-                        + (f" (in {ids_path})" if table is not None else ""))
-    start = int(si) if si else 0
-    rows = []
-    for k in range(n):
-        rows.append({**base, "slice_index": start + k})
-    return rows
-
-
 def import_images(
     root: str | os.PathLike,
     *,
@@ -275,7 +214,7 @@ def import_images(
                 imgs.append(x.astype(np.float32))
                 msks.append(mk.astype(np.uint8))
                 sps.append(sp)
-            rows.extend(_ids_for(p, len(slices), pattern=pattern, table=table, ids_path=Path(ids) if ids else None))
+            rows.extend(ids_for(p, len(slices), pattern=pattern, table=table, ids_path=Path(ids) if ids else None))
     sp_arr = np.array(sps, dtype=np.float64)
     for i, r in enumerate(rows):  # explicit spacing in the ids CSV wins over the file header
         if r.get("spacing_y_mm") not in (None, "") and r.get("spacing_x_mm") not in (None, ""):
