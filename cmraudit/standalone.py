@@ -5,6 +5,7 @@ map a plugin's own exceptions to exit 3 and leave nothing behind when they fail.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .dp import require_dp_support
 from .errors import DataError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
-from .io_guard import MARKER, check_output, make_output_dir, remove_if_created
+from .io_guard import MARKER, check_output, make_output_dir, remove_if_created, write_text_atomic
 from .run_parts import _synthetic_for_spacing, export_nifti, make_generator, require_masks, save_grid
 from .validate import check_seed, read_input_dataset
 
@@ -43,17 +44,46 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
     gen = make_generator(generator, preset=preset, params=params, device=device, image_size=int(train.shape[0]))
     call_plugin(generator, "validate_params", gen.validate_params)
     kw = {"work_dir": work, "resume": resume}
+    fingerprint = str(train.meta.get("fingerprint") or train.fingerprint())
+    if resume:
+        _check_training_data(work, fingerprint=fingerprint, seed=seed, data=data)
     created = not work.exists()
     make_output_dir(work, kind="work")  # marked, so a later fit or --resume may write into it
+    if not resume or not (work / TRAINING_DATA).is_file():
+        write_text_atomic(work / TRAINING_DATA, json.dumps({"fingerprint": fingerprint, "seed": int(seed),
+                                                           "data": str(data)}, indent=2))
     try:
         call_plugin(generator, "fit", gen.fit, train, seed=seed, progress=progress, **kw,
                     **({} if dp is None else {"dp": dp}))
         call_plugin(generator, "save", gen.save, out)
     finally:
         # keep a work dir that holds training state (for --resume); remove one this call made and left empty
-        if created and work.is_dir() and {p.name for p in work.iterdir()} <= {".cmraudit-output"}:
+        if created and work.is_dir() and {p.name for p in work.iterdir()} <= {MARKER, TRAINING_DATA}:
             remove_if_created(work, True)
     return gen
+
+
+TRAINING_DATA = "training_data.json"  # in --work-dir: what its training state was fitted on (fit --resume)
+
+
+def _check_training_data(work: Path, *, fingerprint: str, seed: int, data) -> None:
+    """``fit --resume``: refuse, before anything is trained, training state fitted on other data or with another seed
+    (resuming it would train on top of other patients: the audit's members would be wrong). Work dirs from before
+    this record cannot be checked and resume as before."""
+    path = work / TRAINING_DATA
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        return
+    if old.get("fingerprint") != fingerprint:
+        raise UsageError(f"--resume: --work-dir {work} holds training state fitted on other data ({old.get('data')}, "
+                         f"fingerprint {old.get('fingerprint')}), not on --data {data} (fingerprint {fingerprint}); "
+                         "resume with the same --data, or use a fresh --work-dir")
+    if old.get("seed") != int(seed):
+        raise UsageError(f"--resume: --work-dir {work} holds training state fitted with --seed {old.get('seed')}, "
+                         f"this fit has --seed {seed}; resume with the same --seed, or use a fresh --work-dir")
 
 
 def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int | None = None,

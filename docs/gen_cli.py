@@ -57,6 +57,8 @@ Every command checks its outputs before doing any work (`cmraudit.io_guard.check
   and swapped in whole at the end: nothing of the old output is kept, and on any error or Ctrl-C the old output stays
   exactly as it was. Only a new `run` writes into `--out` as it goes, so that `--resume` continues it after Ctrl-C or
   `kill -9`; `--resume` with another `--seed`, `--data` or preset is refused (exit 2) before anything is written;
+  so is `fit --resume` from a `--work-dir` whose training state was fitted on other data or with another seed
+  (the work dir records both in `training_data.json`);
 - permissions follow your umask (files 0666 & ~umask, directories 0777 & ~umask); use `umask 077` for private
   outputs.
 

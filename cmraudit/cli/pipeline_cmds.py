@@ -166,7 +166,9 @@ def fit_cmd(
     device: str = _DEVICE,
     sets: Optional[List[str]] = _SET,
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Resumable training state (default OUT.work)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit from --work-dir."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted fit from --work-dir (same --data and --seed, else refused)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it is a model cmraudit wrote."),
     dp_epsilon: Optional[float] = _DP_EPS,
     dp_delta: float = _DP_DELTA,

@@ -167,3 +167,25 @@ def test_interrupted_audit_leaves_nothing_new(where, sets, tmp_path, capsys, mon
         report = json.loads((out / "report.json").read_text())
         assert report["privacy"]["artefacts"] == str(out / "privacy") and snapshot(tmp_path) != before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["au"]
+
+
+@pytest.mark.parametrize("case", ["data", "seed"])
+def test_fit_resume_on_other_data_or_seed_is_refused_before_training(case, assets, tmp_path, capsys):
+    """Review (session 21): `fit --resume` with another --data finished with exit 0 and the model of the first data,
+    bit for bit (or would have trained on top of other patients); another --seed failed only inside training, exit 4.
+    Both are now exit 2 naming the work dir, before anything is trained or written."""
+    model, work = tmp_path / "m", tmp_path / "m.work"
+    rc, _, err = cli(["fit", "-g", "ddpm", "--preset", "micro", "--data", str(assets["ph"]), "--out", str(model),
+                      "--work-dir", str(work), *FAST], capsys)
+    assert rc == 0, err
+    before = snapshot(tmp_path)
+    other = ["--data", str(assets["ph5"])] if case == "data" else ["--data", str(assets["ph"]), "--seed", "7"]
+    rc, _, err = cli(["fit", "-g", "ddpm", "--preset", "micro", *other, "--out", str(tmp_path / "m2"),
+                      "--work-dir", str(work), "--resume", *FAST], capsys)
+    line = _one_line(err)
+    assert rc == EXIT_USAGE and "--resume" in line and str(work) in line, err
+    assert (str(assets["ph"]) in line) if case == "data" else "--seed 0" in line
+    assert snapshot(tmp_path) == before
+    rc, _, err = cli(["fit", "-g", "ddpm", "--preset", "micro", "--data", str(assets["ph"]), "--out",
+                      str(tmp_path / "m3"), "--work-dir", str(work), "--resume", *FAST], capsys)
+    assert rc == 0, err  # the same data and seed resume as before
