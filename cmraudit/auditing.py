@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .device import select_device
-from .errors import PluginError, UsageError
+from .errors import DataError, PluginError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import get_plugin
 from .estimates import skipped
@@ -77,6 +77,11 @@ def _check_options(cfg: AuditRunConfig) -> None:
                          f"expected a comma-separated subset of {sorted(known)}")
     if cfg.pixel_views not in ("none", "flips"):
         raise UsageError(f"--pixel-views {cfg.pixel_views!r}: expected none or flips")
+    if cfg.shadow == 1:
+        raise UsageError("--shadow 1: the shadow-model attacks need at least 2 shadow models (0 turns them off)")
+    if cfg.reference is not None and not cfg.shadow:
+        raise UsageError("--reference: reference patients serve only the shadow-model attacks (offline LiRA); add "
+                         "--shadow K, or drop --reference")
 
 
 def _privacy_config(cfg: AuditRunConfig, masks: bool):
@@ -92,6 +97,33 @@ def _privacy_config(cfg: AuditRunConfig, masks: bool):
     except UsageError as e:
         named = cfg.attacks is not None and "unknown attacks" in str(e)
         raise UsageError(f"--attacks {','.join(cfg.attacks)!r}: {e}" if named else str(e)) from e
+
+
+def _check_reference(ref, ds: dict, cfg: AuditRunConfig) -> None:
+    """``--reference``: slices of the audit's size, from patients in neither train nor holdout (exit 4 naming it);
+    shadows trained on members would make offline LiRA compare members with themselves."""
+    if tuple(ref.shape) != tuple(ds["train"].shape):
+        raise DataError(f"--reference {cfg.reference}: slices are {ref.shape[0]}×{ref.shape[1]}, --train "
+                        f"{cfg.train} holds {ds['train'].shape[0]}×{ds['train'].shape[1]}; give sets of one size")
+    pids = set(ref.patient_id.astype(str))
+    for name in ("train", "holdout"):
+        shared = sorted(pids & set(ds[name].patient_id.astype(str)))
+        if shared:
+            raise DataError(f"--reference {cfg.reference}: {len(shared)} patient(s) are also in --{name} "
+                            f"{getattr(cfg, name)} (e.g. {', '.join(shared[:3])}); reference patients must be in "
+                            "neither train nor holdout (e.g. RUN/data/test)")
+
+
+def _check_model_size(gen, train, cfg: AuditRunConfig) -> None:
+    """``--model`` must have been trained at the audit's image size: white-box attacks on slices of another size
+    score a model that never saw such slices (exit 4 naming both)."""
+    size = getattr(gen, "image_size_", None)
+    if size is None:  # a plugin that does not record its training size
+        return
+    want = tuple(int(v) for v in size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+    if tuple(train.shape) != want:
+        raise DataError(f"--model {cfg.model}: trained at {want[0]}×{want[1]}, but --train {cfg.train} holds "
+                        f"{train.shape[0]}×{train.shape[1]} slices; audit with the sets the model was trained on")
 
 
 def _generator(gen) -> tuple[Any, dict]:
@@ -126,7 +158,11 @@ def _audit(config: AuditRunConfig, stack: contextlib.ExitStack) -> RunResult:
     masks = all(d.meta.get("has_masks", True) for d in ds.values())  # image-only sets: no mask-copy search
     pcfg = _privacy_config(config, masks)
     ref = read_input_dataset(config.reference, option="--reference") if config.reference is not None else None
+    if ref is not None:
+        _check_reference(ref, ds, config)
     gen = load_model(config.model) if config.model is not None else None
+    if gen is not None:
+        _check_model_size(gen, ds["train"], config)
     shadow_cfg = ShadowConfig(k=config.shadow, executor=config.executor, workdir=str(out / "privacy" / "shadows"),
                               score_attack=config.shadow_score) if config.shadow else None
     timings["data"] = time.perf_counter() - t

@@ -189,3 +189,44 @@ def test_fit_resume_on_other_data_or_seed_is_refused_before_training(case, asset
     rc, _, err = cli(["fit", "-g", "ddpm", "--preset", "micro", "--data", str(assets["ph"]), "--out",
                       str(tmp_path / "m3"), "--work-dir", str(work), "--resume", *FAST], capsys)
     assert rc == 0, err  # the same data and seed resume as before
+
+
+def _audit_sets(assets, root, capsys, size=None):
+    """train / holdout / test of a phantom (``assets["ph"]``, or a new one at ``size``²) as prepared datasets."""
+    src = assets["ph"]
+    if size is not None:
+        src = root / f"ph{size}"
+        assert cli(["data", "phantom", "--out", str(src), "--subjects", "9", "--size", str(size), "--slices", "2"],
+                   capsys)[0] == 0
+    ds = read_dataset(src)
+    for name, part in split_patients(ds, seed=0).apply(ds).items():
+        write_dataset(part, root / f"{name}{size or ''}")
+    return root
+
+
+def test_audit_refuses_a_model_or_reference_that_does_not_fit_the_sets(assets, tmp_path, capsys):
+    """Review (session 21): a 32² model audited on 16² slices gave white-box AUCs (exit 0); a --reference holding the
+    training patients trained offline LiRA's shadows on the members (exit 0); a --reference of another size failed
+    only after the shadows had trained; --reference without --shadow was read and ignored; --shadow 1 named an
+    internal class. Each is refused on entry now, naming the option, with nothing written."""
+    r = _audit_sets(assets, tmp_path, capsys)
+    _audit_sets(assets, tmp_path, capsys, size=16)
+    base = ["audit", "--out", str(tmp_path / "a")]
+    sets = ["--holdout", str(r / "holdout"), "--synthetic", str(r / "test")]
+    before = snapshot(tmp_path)
+    cases = [
+        (["--train", str(r / "train16"), "--holdout", str(r / "holdout16"), "--synthetic", str(r / "test16"),
+          "--model", str(assets["model"])], 4, "--model"),
+        ([*sets, "--train", str(r / "train"), "--model", str(assets["model"]), "--shadow", "2", "--reference",
+          str(r / "train")], 4, "also in --train"),
+        ([*sets, "--train", str(r / "train"), "--model", str(assets["model"]), "--shadow", "2", "--reference",
+          str(r / "test16")], 4, "--reference"),
+        ([*sets, "--train", str(r / "train"), "--reference", str(r / "test")], EXIT_USAGE, "--shadow"),
+        ([*sets, "--train", str(r / "train"), "--model", str(assets["model"]), "--shadow", "1"], EXIT_USAGE,
+         "--shadow 1"),
+    ]
+    for extra, code, what in cases:
+        rc, _, err = cli([*base, *extra], capsys)
+        line = _one_line(err)
+        assert rc == code and what in line, (extra, err)
+        assert snapshot(tmp_path) == before
