@@ -193,6 +193,9 @@ def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
             "fail closed: generator.dp.epsilon missing or not a number",
             where="generator.dp.epsilon",
         )
+    void = _void_delta(report, dp.get("delta"))
+    if void is not None:
+        return RuleResult("epsilon", budget, "fail", "inconclusive", f"fail closed: {void}", where="generator.dp.delta")
     ok = eps <= budget
     return RuleResult(
         "epsilon",
@@ -205,6 +208,20 @@ def _epsilon_rule(report: dict, budget: float | None) -> RuleResult:
         value=float(eps),
         where="generator.dp.epsilon",
     )
+
+
+def _void_delta(report: dict, delta) -> str | None:
+    """Why generator.dp.delta voids the guarantee (None when it does not): not a number in [0, 1), or at least
+    1 / (training patients), which would allow releasing one patient's data outright (``run`` refuses such a δ)."""
+    if not _finite(delta) or not 0 <= delta < 1:
+        return f"generator.dp.delta is {delta!r}, not a number in [0, 1)"
+    data = report.get("data") if isinstance(report, dict) else None
+    train = data.get("train") if isinstance(data, dict) else None
+    n = train.get("patients") if isinstance(train, dict) else None
+    if _finite(n) and n >= 1 and delta >= 1 / n:
+        return (f"generator.dp.delta {delta:g} >= 1 / {int(n)} training patients: such a delta allows releasing one "
+                "patient's data outright, so epsilon guarantees nothing")
+    return None
 
 
 def _dp_audit_rule(report: dict, budget: float | None) -> RuleResult:
@@ -252,6 +269,9 @@ def _audited_claim(report: dict, block: dict) -> tuple[float | None, str | None]
     side only) neither confirms nor falsifies this report's claim. A block without the key takes the report's claim.
     """
     gen = report.get("generator") if isinstance(report, dict) else None
+    other = _other_training(report, gen, block)
+    if other is not None:
+        return None, other
     dp = gen.get("dp", "missing") if isinstance(gen, dict) else "missing"
     report_eps = dp.get("epsilon") if isinstance(dp, dict) else None
     if isinstance(dp, dict) and not (_finite(report_eps) and report_eps >= 0):
@@ -269,6 +289,21 @@ def _audited_claim(report: dict, block: dict) -> tuple[float | None, str | None]
         return None, (f"the canary audit tested a training with {say(claimed)}, but this report claims "
                       f"{say(report_eps)}: attach the audit of the same configuration (cmraudit dp-audit)")
     return claimed, None
+
+
+def _other_training(report: dict, gen: object, block: dict) -> str | None:
+    """Why a canary audit block describes another training than the report's (None when it may speak for it): the
+    generator and preset ``cmraudit dp-audit`` records must be the report's own where both are given."""
+    run = report.get("run") if isinstance(report, dict) else None
+    config = run.get("config") if isinstance(run, dict) else None
+    have = {"generator": gen.get("name") if isinstance(gen, dict) else None,
+            "preset": config.get("preset") if isinstance(config, dict) else None}
+    for key, mine in have.items():
+        theirs = block.get(key)
+        if isinstance(theirs, str) and isinstance(mine, str) and theirs != mine:
+            return (f"the canary audit trained {key} {theirs!r}, this report's {key} is {mine!r}: attach the audit "
+                    "of the same configuration (cmraudit dp-audit)")
+    return None
 
 
 def evaluate_gate(report: dict, policy: Policy | None = None, *, source: str | None = None) -> GateResult:

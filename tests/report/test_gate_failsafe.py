@@ -73,6 +73,33 @@ def test_dp_audit_must_audit_the_reports_claim(claimed, expect):
         assert "fail closed" in r.reason
 
 
+def test_dp_audit_of_another_generator_or_preset_fails_closed():
+    """Review (session 21): a `cmraudit dp-audit` of fm at the same ε passed as the audit of a ddpm report."""
+    def with_audit(**who):
+        return variant(make_report("holdout"), lambda r: (
+            r["generator"].__setitem__("dp", DP1),
+            r["run"]["config"].__setitem__("preset", "quick"),
+            r.__setitem__("dp_audit", {"epsilon_lower_bound": 0.1, "epsilon_claimed": 1.0, **who})))
+    name = make_report("holdout")["generator"]["name"]
+    assert _rule(with_audit(generator=name, preset="quick"), "dp_audit").status == "pass"
+    assert _rule(with_audit(), "dp_audit").status == "pass"  # a block without them (run --dp-audit-canaries)
+    for who in ({"generator": name + "-other"}, {"preset": "micro"}):
+        r = _rule(with_audit(**who), "dp_audit")
+        assert (r.status, r.verdict) == ("fail", "inconclusive") and "same configuration" in r.reason, r.reason
+
+
+def test_epsilon_rule_fails_closed_on_a_void_delta():
+    """Review (session 21): epsilon 1 with delta 0.9 passed an epsilon budget of 1."""
+    pol = policy_from_dict({"rules": {"epsilon": 1.0}})
+    ok = variant(make_report("holdout"), lambda r: r["generator"].__setitem__("dp", DP1))
+    assert _rule(ok, "epsilon", pol).status == "pass"
+    n = ok["data"]["train"]["patients"]
+    for delta in (0.9, 1 / n):
+        rep = variant(ok, lambda r: r["generator"]["dp"].__setitem__("delta", delta))
+        r = _rule(rep, "epsilon", pol)
+        assert (r.status, r.verdict) == ("fail", "inconclusive") and "delta" in r.reason, r.reason
+
+
 def test_dp_audit_unbounded_lower_bound_falsifies_and_no_claim_passes():
     # `cmraudit dp-audit` writes null for an unbounded ε̂ (every guess right): the strongest falsification
     rep = variant(make_report("holdout"), lambda r: (r["generator"].__setitem__("dp", DP1),
