@@ -70,6 +70,9 @@ def _estimate(entry: Any, path: str, failures: list[str]) -> dict | None:
     if not (isinstance(entry, dict) and "value" in entry):
         failures.append(f"{path} is not an estimate")
         return None
+    if entry.get("value") is None:  # not computed (e.g. n = 0): whatever its interval says, nothing was measured
+        failures.append(f"{path} has no value (not computed)")
+        return None
     ci = entry.get("ci")
     if not (isinstance(ci, list) and len(ci) == 2 and isinstance(ci[1], (int, float))):
         failures.append(f"{path} has no CI upper bound")

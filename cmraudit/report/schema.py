@@ -41,6 +41,15 @@ ESTIMATE_KEYS = frozenset(
     }
 )
 
+# metrics that are shares or probabilities: their values and CI bounds lie in [0, 1] (a report saying otherwise was
+# edited or written by a broken tool; the gate must not read it)
+UNIT_INTERVAL_KEYS = frozenset(
+    {
+        "copy_rate", "patients_copied", "closer_to_train_share", "memorised_rate", "legacy_nndr_rate",
+        "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "dice", "iou", "precision", "recall", "coverage",
+    }
+)
+
 RUN_REQUIRED = {"cmraudit_version": str, "created_utc": str, "seed": int, "device": str, "config": dict}
 SPLIT_REQUIRED = {"train": ("patients", "slices"), "holdout": ("patients", "slices"), "synthetic": ("slices",)}
 DP_REQUIRED = {"epsilon": (int, float), "delta": (int, float), "accountant": str}
@@ -137,6 +146,11 @@ class _Checker:
                 self.add(f"{path}.ci", f"expected [lo, hi] (numbers) or null, got {ci!r}")
             elif _finite(ci[0]) and _finite(ci[1]) and ci[0] > ci[1] + 1e-12:
                 self.add(f"{path}.ci", f"lower bound {ci[0]} exceeds upper bound {ci[1]}")
+        if UNIT_INTERVAL_KEYS & set(path.replace("[", ".").split(".")[-2:]):
+            bounds = [("value", v)] + ([("ci", c) for c in ci] if isinstance(ci, list) else [])
+            out = [x for _, x in bounds if _finite(x) and not -1e-9 <= x <= 1 + 1e-9]
+            if out:
+                self.add(path, f"a share or probability outside [0, 1] ({out[0]!r})")
         n = d.get("n")
         if "n" in d and not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
             self.add(f"{path}.n", f"expected a count (integer >= 0), got {n!r}")

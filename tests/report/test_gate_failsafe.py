@@ -100,6 +100,24 @@ def test_epsilon_rule_fails_closed_on_a_void_delta():
         assert (r.status, r.verdict) == ("fail", "inconclusive") and "delta" in r.reason, r.reason
 
 
+def test_impossible_or_unmeasured_estimates_never_pass():
+    """Review (session 21): a negative copy rate, an AUC of -0.7, and a copy rate with a null value (nothing measured)
+    under an interval of [0, 0] were schema-valid and passed their rules."""
+    def copy_rate(e):
+        return lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"].__setitem__("copy_rate", e)
+    for bad in (copy_rate(est(-0.3, -0.5, -0.1, 8)), lambda r: _set_auc(r, "domias", est(-0.7, -1.0, -0.5, 7)),
+                copy_rate(est(0.5, 0.0, 1.2, 8)), lambda r: r["utility"]["regimes"]["synthetic"]["dice"].__setitem__(
+                    "LV", est(1.3, 1.2, 1.4, 8))):
+        problems = report_problems(variant(make_report("holdout"), bad))
+        assert any("outside [0, 1]" in p for p in problems), problems
+    pilot = policy_from_dict({"rules": {"copy_rate": 1.0, "mia_auc": 1.0}})
+    unmeasured = variant(make_report("holdout"), copy_rate({"value": None, "ci": [0, 0], "n": 0, "unit": "slice"}))
+    assert report_problems(unmeasured) == []
+    r = _rule(unmeasured, "copy_rate", pilot)
+    assert (r.status, r.verdict) == ("fail", "inconclusive") and "no value" in r.reason, r.reason
+    assert evaluate_gate(make_report("holdout"), pilot).passed  # the untouched report passes this loose policy
+
+
 def test_dp_audit_unbounded_lower_bound_falsifies_and_no_claim_passes():
     # `cmraudit dp-audit` writes null for an unbounded ε̂ (every guess right): the strongest falsification
     rep = variant(make_report("holdout"), lambda r: (r["generator"].__setitem__("dp", DP1),
