@@ -21,38 +21,10 @@ import sys
 from typing import Any
 
 from ..errors import ReportSchemaError
-
-SCHEMA_VERSION = "1.0"
-SUPPORTED_VERSIONS = ("1.0",)
-UNITS = ("patient", "slice")
-TOP_LEVEL = ("schema_version", "run", "data", "generator", "fidelity", "utility", "privacy", "verdicts")
-STAGES = ("fidelity", "utility", "privacy")
-VERDICTS = ("pass", "fail", "inconclusive", "not_required")
-
-# stable metric key names: wherever they appear they must be an estimate, a skipped
-# entry, or a mapping of those — never a bare number
-ESTIMATE_KEYS = frozenset(
-    {
-        "copy_rate", "patients_copied", "closer_to_train_share", "memorised_rate", "legacy_nndr_rate",
-        "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "advantage",
-        "dice", "iou", "hd95_mm", "asd_mm",
-        "frechet_distance", "kid", "precision", "recall", "density", "coverage",
-        "psnr", "ssim", "ms_ssim", "lpips",
-    }
+from .schema_fields import (  # noqa: F401  (re-exported for the schema's users)
+    SCHEMA_VERSION, SUPPORTED_VERSIONS, UNITS, TOP_LEVEL, STAGES, VERDICTS,
+    ESTIMATE_KEYS, UNIT_INTERVAL_KEYS, RUN_REQUIRED, SPLIT_REQUIRED, DP_REQUIRED,
 )
-
-# metrics that are shares or probabilities: their values and CI bounds lie in [0, 1] (a report saying otherwise was
-# edited or written by a broken tool; the gate must not read it)
-UNIT_INTERVAL_KEYS = frozenset(
-    {
-        "copy_rate", "patients_copied", "closer_to_train_share", "memorised_rate", "legacy_nndr_rate",
-        "auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "dice", "iou", "precision", "recall", "coverage",
-    }
-)
-
-RUN_REQUIRED = {"cmraudit_version": str, "created_utc": str, "seed": int, "device": str, "config": dict}
-SPLIT_REQUIRED = {"train": ("patients", "slices"), "holdout": ("patients", "slices"), "synthetic": ("slices",)}
-DP_REQUIRED = {"epsilon": (int, float), "delta": (int, float), "accountant": str}
 
 
 def _is_num(x: Any) -> bool:
@@ -178,6 +150,18 @@ class _Checker:
             return None
         return v
 
+    def mapping(self, d: dict, key: str, path: str, types, what: str) -> None:
+        """Optional ``d[key]``: an object whose every value is ``what``."""
+        m = d.get(key)
+        if m is None:
+            return
+        if not isinstance(m, dict):
+            self.add(f"{path}.{key}", f"expected an object, got {_type_name(m)}")
+            return
+        for name, item in m.items():
+            if not isinstance(item, types):
+                self.add(f"{path}.{key}.{name}", f"expected {what}, got {_type_name(item)}")
+
     def section_or_skipped(self, d: dict, key: str, path: str) -> dict | None:
         """Required key holding a dict of results or a skipped entry; returns the dict if not skipped."""
         v = self.require(d, key, path, dict, "an object or {status: skipped, reason}")
@@ -209,6 +193,10 @@ class _Checker:
                 self.add(stage, f"expected an object or {{status: skipped, reason}}, got {_type_name(v)}")
         if isinstance(r.get("privacy"), dict) and r["privacy"].get("status") != "skipped":
             self.privacy(r["privacy"])
+        for stage, key in (("fidelity", "distribution"), ("utility", "regimes")):
+            sec = r.get(stage)
+            if isinstance(sec, dict) and sec.get("status") != "skipped":
+                self.mapping(sec, key, stage, dict, "an object or a skipped entry")
         self.verdicts(r.get("verdicts"))
         if r.get("dp_audit") is not None:
             self.problems.extend(dp_audit_problems(r["dp_audit"]))
@@ -226,6 +214,7 @@ class _Checker:
             return
         for key, t in RUN_REQUIRED.items():
             self.require(run, key, "run", t, t.__name__)
+        self.mapping(run, "data_fingerprints", "run", str, "a fingerprint string")
 
     def data(self, data: Any) -> None:
         if data is None:
@@ -239,6 +228,9 @@ class _Checker:
                 continue
             for c in counts:
                 self.require(s, c, f"data.{split}", int, "an integer count")
+        for split in ("test", "synthetic_paired"):
+            if data.get(split) is not None and not isinstance(data[split], dict):
+                self.add(f"data.{split}", f"expected an object with counts, got {_type_name(data[split])}")
 
     def generator(self, g: Any) -> None:
         if g is None:
@@ -247,6 +239,9 @@ class _Checker:
             self.add("generator", f"expected an object, got {_type_name(g)}")
             return
         self.require(g, "name", "generator", str, "the generator name (str)")
+        for key in ("params", "training"):
+            if g.get(key) is not None and not isinstance(g[key], dict):
+                self.add(f"generator.{key}", f"expected an object, got {_type_name(g[key])}")
         if "dp" not in g:
             self.add(
                 "generator.dp", "missing (required: null when trained without DP, else {epsilon, delta, accountant})"
@@ -263,6 +258,7 @@ class _Checker:
                 self.add("generator.dp.epsilon", f"expected epsilon >= 0, got {eps!r}")
             if _finite(delta) and not 0 <= delta < 1:
                 self.add("generator.dp.delta", f"expected delta in [0, 1), got {delta!r}")
+            self.mapping(dp, "stages", "generator.dp", dict, "an object (one stage's budget)")
 
     def privacy(self, p: dict) -> None:
         spaces = self.section_or_skipped(p, "feature_spaces", "privacy")
@@ -294,8 +290,9 @@ class _Checker:
                 roc = lv.get("roc")
                 if isinstance(roc, dict) and "fpr" in roc:
                     fpr, tpr = roc.get("fpr"), roc.get("tpr")
-                    if not (isinstance(fpr, list) and isinstance(tpr, list) and len(fpr) == len(tpr)):
-                        self.add(f"{path}.{level}.roc", "fpr and tpr must be lists of equal length")
+                    if not (isinstance(fpr, list) and isinstance(tpr, list) and len(fpr) == len(tpr)
+                            and all(_finite(x) for x in fpr + tpr)):
+                        self.add(f"{path}.{level}.roc", "fpr and tpr must be lists of numbers of equal length")
 
     def verdicts(self, v: Any) -> None:
         if v is None:
@@ -303,6 +300,9 @@ class _Checker:
         if not isinstance(v, dict):
             self.add("verdicts", f"expected an object, got {_type_name(v)}")
             return
+        if v.get("policy") is not None and not isinstance(v["policy"], dict):
+            self.add("verdicts.policy", f"expected an object, got {_type_name(v['policy'])}")
+        self.mapping(v, "rules", "verdicts", dict, "an object (one rule's result)")
         overall = v.get("overall")
         if overall not in VERDICTS:
             self.add("verdicts.overall", f"expected one of {list(VERDICTS)}, got {overall!r}")

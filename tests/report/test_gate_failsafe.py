@@ -186,3 +186,26 @@ def test_a_policy_that_checks_nothing_says_so(tmp_path, capsys):
     assert main(["gate", str(tmp_path / "run"), "--policy", str(tmp_path / "off.toml")]) == 0
     assert "every rule is switched off" in capsys.readouterr().err
     assert EXIT_GATE_FAILED == 1
+
+
+@pytest.mark.parametrize("path, value", [
+    ("verdicts/rules/copy_rate", "x"), ("verdicts/rules", [1]), ("verdicts/policy", "x"), ("data/test", "x"),
+    ("run/data_fingerprints", ["a"]), ("generator/training", [1]), ("fidelity/distribution", [1]),
+    ("utility/regimes", [1]), ("privacy/mia/domias/patient/roc", {"fpr": ["a"], "tpr": ["b"]}),
+])
+def test_card_and_report_refuse_malformed_fields_instead_of_crashing(tmp_path, capsys, path, value):
+    """Review (session 21): each of these passed the schema and crashed `card` or `report` (exit 5, no file named)."""
+    from .report_fixtures import make_run_dir
+
+    run, _, _ = make_run_dir(tmp_path / "run")
+    rep = json.loads((run / "report.json").read_text())
+    node, keys = rep, path.split("/")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+    (run / "report.json").write_text(json.dumps(rep))
+    for argv in (["card", str(run), "--out", str(tmp_path / "card.md")],
+                 ["report", str(run), "--out", str(tmp_path / "r.html")]):
+        assert main(["-q", *argv]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "report.json" in err and path.split("/")[-1] in err and "internal error" not in err, err
