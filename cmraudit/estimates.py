@@ -155,8 +155,10 @@ def auc_patients_needed(n_members: int, n_nonmembers: int, budget: float, **kw) 
     return None
 
 
-def synthetic_needed(budget: float, *, recall_lower: float = 1.0, confidence: float = 0.95) -> int:
-    """Smallest synthetic-set size at which zero flags give a copy-rate upper bound ≤ ``budget``."""
-    b = budget * recall_lower
+def synthetic_needed(budget: float, *, recall_lower: float = 1.0, confidence: float = 0.95) -> int | None:
+    """Smallest synthetic-set size at which zero flags give a copy-rate upper bound ≤ ``budget``; None where no size
+    a computer can hold does (a budget of 0, or one so small that the size overflows: 1e-310)."""
+    b = float(budget) * float(recall_lower)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
-    return int(math.ceil(z * z * (1 - b) / b - 1e-9))
+    need = z * z * (1 - b) / b - 1e-9 if b > 0 else math.inf
+    return int(math.ceil(need)) if need < 1e18 else None

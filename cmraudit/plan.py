@@ -64,7 +64,8 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
             ok = bool(zero_upper <= budget)
             need = synthetic_needed(budget, recall_lower=r_lo, confidence=confidence)
             rules.append(RulePlan(rule, budget, ok, f"zero flags give an upper bound of {zero_upper:.3g}"
-                                  + ("" if ok else f"; needs >= {need} synthetic slices")))
+                                  + ("" if ok else f"; needs >= {need} synthetic slices" if need is not None
+                                     else "; no synthetic-set size reaches a budget this small")))
         elif rule == "patients_copied":
             up = min(1.0, zero_upper * n / max(N, 1))
             ok = bool(up <= budget)
@@ -79,6 +80,8 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
                         ""
                         if ok
                         else f"; needs >= {math.ceil(zero_upper * n / budget)} training patients at this synthetic size"
+                        if budget > 0 and float(zero_upper) * n / budget < 1e18
+                        else "; no number of training patients reaches a budget this small"
                     ),
                 )
             )

@@ -71,3 +71,14 @@ def test_gate_hint_names_the_plan_size():
         "mia_auc", est, 0.75, report={"privacy": {"data": {"train": {"patients": 50}, "holdout": {"patients": 20}}}}
     )
     assert hint is not None and "underpowered" in hint
+
+
+def test_a_budget_no_size_can_reach_is_said_not_crashed():
+    """Review (session 21): copy_rate = 1e-310 (a valid budget) crashed plan and gate with OverflowError (exit 5)."""
+    for b in (1e-310, 0.0):
+        assert synthetic_needed(b) is None
+        pol = policy_from_dict({"rules": {"copy_rate": b, "patients_copied": b}})
+        rules = {r.rule: r for r in plan_audit(train_patients=50, holdout_patients=20, synthetic=400, policy=pol).rules}
+        assert not rules["copy_rate"].decidable and "no synthetic-set size" in rules["copy_rate"].detail
+        assert "no number of training patients" in rules["patients_copied"].detail
+    assert synthetic_needed(0.02) == 189 and synthetic_needed(0.02, recall_lower=0.92) > 189

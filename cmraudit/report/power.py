@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..estimates import auc_pass_bound, auc_patients_needed, synthetic_needed, wilson_ci
 
 
-def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int:
+def wilson_min_n(budget: float, *, confidence: float = 0.95) -> int | None:
     """Smallest n at which 0 events out of n gives a Wilson upper bound <= ``budget``.
 
     The Wilson upper bound of 0/n is z²/(n + z²), so n >= z²(1 − b)/b (:func:`cmraudit.estimates.synthetic_needed`
@@ -41,7 +41,8 @@ def _power_hint(rule: str, est: dict, budget: float, *, report: dict | None = No
     need = synthetic_needed(budget, recall_lower=recall_lo) if rule == "copy_rate" else wilson_min_n(budget)
     return (f"underpowered: with n = {n} {unit}s even zero {what} give a CI upper bound of {zero_upper:.3g} > "
             f"{budget:g}; "
-            f"at least {need} {unit}s are needed for this budget")
+            + (f"at least {need} {unit}s are needed for this budget" if need is not None
+               else "no set size reaches a budget this small"))
 
 
 def _recall_lower(report: dict | None, where: str | None) -> float:
