@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from ..io_guard import atomic_file
 from .policy import RULE_HELP
+
+# characters XML 1.0 cannot hold (control characters but tab, newline, carriage return; lone surrogates; U+FFFE/F):
+# a reason taken from a report may carry them, and ElementTree writes them as they are (a file CI cannot parse)
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", str(text))
 
 
 def write_junit(result: Any, path: str | os.PathLike) -> Path:
@@ -24,13 +33,13 @@ def write_junit(result: Any, path: str | os.PathLike) -> Path:
     for r in result.rules:
         case = ET.SubElement(suite, "testcase", classname="cmraudit.gate", name=r.rule)
         if r.status == "fail":
-            fail = ET.SubElement(case, "failure", message=f"{r.rule}: {r.reason}", type="GateRuleFailed")
-            fail.text = f"{r.rule} ({RULE_HELP.get(r.rule, '')}): {r.reason}"
+            fail = ET.SubElement(case, "failure", message=_xml_text(f"{r.rule}: {r.reason}"), type="GateRuleFailed")
+            fail.text = _xml_text(f"{r.rule} ({RULE_HELP.get(r.rule, '')}): {r.reason}")
         elif r.status == "off":
-            ET.SubElement(case, "skipped", message=r.reason)
+            ET.SubElement(case, "skipped", message=_xml_text(r.reason))
         else:
             out = ET.SubElement(case, "system-out")
-            out.text = r.reason
+            out.text = _xml_text(r.reason)
     suites = ET.Element("testsuites")
     suites.append(suite)
 

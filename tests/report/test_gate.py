@@ -224,6 +224,22 @@ def test_junit(tmp_path):
     assert cases["patients_copied"].find("skipped") is not None
 
 
+def test_junit_stays_well_formed_whatever_the_reasons_hold(tmp_path):
+    """Review (session 21): a skipped entry's reason with control characters (schema-valid) made --junit write a
+    file ElementTree could not parse."""
+    from cmraudit.report import evaluate_gate
+    from cmraudit.report.junit import write_junit
+
+    from .report_fixtures import make_report, variant
+
+    rep = variant(make_report("holdout"), lambda r: r["privacy"]["feature_spaces"]["registered"]["copy_detection"]
+                  .__setitem__("copy_rate", {"status": "skipped", "reason": "bad\u0001reason\u000b\ud800"}))
+    write_junit(evaluate_gate(rep), tmp_path / "g.xml")
+    suite = ET.parse(tmp_path / "g.xml").getroot().find("testsuite")
+    text = " ".join(c.find("failure").get("message") for c in suite.findall("testcase") if c.find("failure") is not None)
+    assert "bad\ufffdreason\ufffd\ufffd" in text
+
+
 def test_example_policy_parses_and_matches_defaults():
     from pathlib import Path
 
