@@ -236,7 +236,8 @@ def test_junit_stays_well_formed_whatever_the_reasons_hold(tmp_path):
                   .__setitem__("copy_rate", {"status": "skipped", "reason": "bad\u0001reason\u000b\ud800"}))
     write_junit(evaluate_gate(rep), tmp_path / "g.xml")
     suite = ET.parse(tmp_path / "g.xml").getroot().find("testsuite")
-    text = " ".join(c.find("failure").get("message") for c in suite.findall("testcase") if c.find("failure") is not None)
+    fails = [c.find("failure") for c in suite.findall("testcase")]
+    text = " ".join(f.get("message") for f in fails if f is not None)
     assert "bad\ufffdreason\ufffd\ufffd" in text
 
 
