@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import DataError, UsageError
-from ..io_guard import check_output, remove_if_created
+from ..io_guard import check_output, is_cmraudit_dir, remove_if_created
 from ..progress import make_console
 from ..report.compare import COLUMNS, compare_runs
 from ..report.gate import evaluate_gate, write_junit
@@ -47,6 +47,13 @@ def report_cmd(
     console.print(f"report -> {path}{note}")
 
 
+def _run_input(path: Path) -> Path:
+    """A report.json in a folder cmraudit wrote stands for that folder: no output may go inside it (as when the
+    folder itself is given)."""
+    path = Path(path)
+    return path.parent if path.is_file() and is_cmraudit_dir(path.parent) else path
+
+
 def compare_cmd(
     run_dirs: List[Path] = typer.Argument(..., help="One or more run directories (or report.json files) to compare."),
     out: Path = typer.Option(
@@ -54,7 +61,7 @@ def compare_cmd(
     ),
 ) -> None:
     """Trade-off table and Pareto plot (fidelity vs utility vs privacy) across generators."""
-    check_output(out, inputs=[("RUN_DIR", p) for p in run_dirs], option="--out", produces="compare")
+    check_output(out, inputs=[("RUN_DIR", _run_input(p)) for p in run_dirs], option="--out", produces="compare")
     created = not out.exists()
     try:
         result = compare_runs(run_dirs, out=out)
@@ -90,8 +97,8 @@ def gate_cmd(
 ) -> int:
     """Check a report against a privacy policy: exit 0 pass, 1 a rule failed, 2 bad policy or report."""
     if junit is not None:
-        check_output(junit, inputs=[("REPORT", report), ("--policy", policy)], option="--junit", kind="file",
-                     signature='name="cmraudit-gate"')
+        check_output(junit, inputs=[("REPORT", _run_input(report)), ("--policy", policy), ("--dp-audit", dp_audit)],
+                     option="--junit", kind="file", signature='name="cmraudit-gate"')
     pol = load_policy(policy)
     path = resolve_report_path(report)
     rep = read_report(path)

@@ -213,8 +213,8 @@ def test_missing_policy_file_exit_2(tmp_path, capsys):
 
 
 def test_junit(tmp_path):
-    junit = tmp_path / "out" / "gate.xml"
-    assert _run(tmp_path, "copycat", "--junit", str(junit)) == EXIT_GATE_FAILED
+    junit = tmp_path / "out" / "gate.xml"  # beside the run folder: never inside the run it reads
+    assert _run(tmp_path / "run", "copycat", "--junit", str(junit)) == EXIT_GATE_FAILED
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert set(cases) == {"copy_rate", "patients_copied", "mia_auc", "mia_tpr_at_1pct_fpr", "epsilon", "dp_audit"}

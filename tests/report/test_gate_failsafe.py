@@ -209,3 +209,26 @@ def test_card_and_report_refuse_malformed_fields_instead_of_crashing(tmp_path, c
         assert main(["-q", *argv]) == EXIT_USAGE
         err = capsys.readouterr().err
         assert "report.json" in err and path.split("/")[-1] in err and "internal error" not in err, err
+
+
+def test_outputs_never_go_inside_the_run_or_audit_they_read(tmp_path, capsys):
+    """Review (session 21): `gate RUN/report.json --junit RUN/junit.xml` and `compare RUN/report.json --out RUN/cmp`
+    wrote into the run folder (refused when RUN itself was given), and --junit could go inside the --dp-audit folder."""
+    from .report_fixtures import make_run_dir
+
+    from cmraudit.io_guard import write_marker
+
+    run, _, _ = make_run_dir(tmp_path / "run")
+    write_marker(run, "run")  # as `cmraudit run` leaves it
+    dpa = tmp_path / "dpa"
+    dpa.mkdir()
+    (dpa / "dp_audit.json").write_text(json.dumps({"epsilon_lower_bound": 0.1, "epsilon_claimed": None}))
+    before = sorted(p.name for p in run.iterdir())
+    for argv in (["gate", str(run / "report.json"), "--junit", str(run / "junit.xml")],
+                 ["compare", str(run / "report.json"), "--out", str(run / "cmp")],
+                 ["gate", str(run), "--dp-audit", str(dpa), "--junit", str(dpa / "junit.xml")]):
+        assert main(["-q", *argv]) == EXIT_USAGE, argv
+        assert "inside the input" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert sorted(p.name for p in dpa.iterdir()) == ["dp_audit.json"]
+    assert main(["-q", "gate", str(run / "report.json"), "--junit", str(tmp_path / "junit.xml")]) in (0, 1)
