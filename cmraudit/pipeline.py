@@ -47,7 +47,7 @@ from .reporting import build_report as _build_report
 from .reporting import generator_section, now_utc
 from .results import Report, RunResult  # noqa: F401 - RunResult re-exported
 from .run_parts import (  # noqa: F401 - re-exported
-    _synthetic_for_spacing, export_nifti, make_generator, plugin_class, require_masks, save_grid,
+    _synthetic_for_spacing, export_nifti, labelled_as, make_generator, plugin_class, require_masks, save_grid,
 )
 from .stages import STAGES, StageContext, _audit_features, dp_audit_stage  # noqa: F401 - re-exported
 from .validate import check_run_config, check_seed, check_split_sizes, read_input_dataset  # noqa: F401 - re-exported
@@ -249,7 +249,7 @@ def _run(config: RunConfig, stack: contextlib.ExitStack) -> RunResult:
         )
         drawn = call_plugin(config.generator, "sample", gen.sample, masks=np.asarray(test.masks[rows]),
                             seed=config.seed + 2, **pkw)
-        paired = _synthetic_for_spacing(drawn, test)
+        paired = labelled_as(_synthetic_for_spacing(drawn, test), test, rows)
         paired.meta.update({"paired_with": "test", "test_rows": rows.tolist()})
         write_dataset(paired, build / "synthetic_paired", overwrite=True)
     export_nifti(synthetic, build / "synthetic_nifti")

@@ -64,6 +64,15 @@ def save_grid(ds: Dataset, path: str | os.PathLike, *, n: int = 16, seed: int = 
                         title="synthetic samples (mask contours)")
 
 
+def labelled_as(syn: Dataset, ref: Dataset, rows=None) -> Dataset:
+    """Slices drawn for the masks of ``ref`` (its ``rows``) keep ref's ``annotated`` bits: a structure not drawn in
+    the conditioning mask is unknown there, not absent, and the generator only re-renders the masks it was given."""
+    bits = np.asarray(ref.annotated if rows is None else ref.annotated[rows])
+    if len(bits) == len(syn):
+        syn.annotated = bits.astype(np.uint8).copy()
+    return syn
+
+
 def _synthetic_for_spacing(syn: Dataset, ref: Dataset) -> Dataset:
     sp = ref.spacing_mm[np.isfinite(ref.spacing_mm).all(1)]
     if len(sp):

@@ -17,7 +17,9 @@ from .errors import DataError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
 from .io_guard import MARKER, check_output, make_output_dir, remove_if_created, write_text_atomic
-from .run_parts import _synthetic_for_spacing, export_nifti, make_generator, require_masks, save_grid
+from .run_parts import (
+    _synthetic_for_spacing, export_nifti, labelled_as, make_generator, require_masks, save_grid,
+)
 from .validate import check_seed, read_input_dataset
 
 
@@ -114,7 +116,7 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
         ref = read_input_dataset(masks, option="--masks")
         _check_mask_size(ref, masks, gen, model)
         drawn = call_plugin(name, "sample", gen.sample, masks=np.asarray(ref.masks), seed=seed, **kw)
-        syn = _synthetic_for_spacing(drawn, ref)
+        syn = labelled_as(_synthetic_for_spacing(drawn, ref), ref)
     else:
         syn = call_plugin(name, "sample", gen.sample, n=n, seed=seed, **kw)
     new = [p for p in (out, nifti_dir, png) if not p.exists()]
