@@ -69,6 +69,8 @@ def export_dataset(
     src, out = Path(src), Path(out)
     check_output(out, inputs=[("DIR", src)], option="--out", produces="export")
     ds = read_dataset(src)
+    if not len(ds):
+        raise DataError(f"{src}: no slices to export (an empty dataset)")
     ds.check_values(name=str(src))  # NaN/Inf or values outside [-1, 1] would export as garbage pixels
     o, r = out.resolve(), src.resolve()
     if o == r or r in o.parents or o in r.parents:

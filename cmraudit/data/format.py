@@ -48,7 +48,7 @@ def fingerprint_arrays(images: np.ndarray, masks: np.ndarray) -> str:
     h = hashlib.sha256()
     for arr in (images, masks):
         h.update(f"{arr.dtype.str}{tuple(arr.shape)}".encode())
-        flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr
+        flat = arr.reshape(len(arr), int(np.prod(arr.shape[1:]))) if arr.ndim > 1 else arr  # also with 0 rows
         step = max(1, (64 << 20) // max(1, flat[0].nbytes if len(flat) else 1))
         for i in range(0, len(flat), step):
             h.update(np.ascontiguousarray(flat[i : i + step]).tobytes())

@@ -22,3 +22,15 @@ def test_sample_for_masks_keeps_their_partial_labels(assets, tmp_path, capsys):
     assert rc == 0, err
     syn = read_dataset(tmp_path / "syn")
     assert np.array_equal(syn.annotated, ds.annotated)
+
+
+def test_an_empty_dataset_is_described_not_crashed_on(assets, tmp_path, capsys):
+    """`data info --verify` on a dataset of 0 slices crashed (exit 5, in the fingerprint); `data export` wrote a
+    folder its own re-import command refused."""
+    ds = read_dataset(assets["ph"])
+    write_dataset(ds.subset(np.array([], dtype=int)), tmp_path / "empty")
+    rc, out, err = cli(["data", "info", "--verify", str(tmp_path / "empty")], capsys)
+    assert rc == 0 and "internal error" not in err, err
+    rc, _, err = cli(["data", "export", str(tmp_path / "empty"), "--format", "png", "--out", str(tmp_path / "ex")],
+                     capsys)
+    assert rc == 4 and "no slices" in err and not (tmp_path / "ex").exists(), err
