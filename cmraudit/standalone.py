@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.dataset import Dataset, write_dataset
+from .data.montage import MONTAGE_SIGNATURE
 from .dp import require_dp_support
 from .errors import DataError, UsageError
 from .generators.checkpoint import load_generator
@@ -65,6 +66,7 @@ def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.Path
     return gen
 
 
+NIFTI_ENTRIES = {MARKER, "images.nii.gz", "masks.nii.gz"}  # all that export_nifti writes
 TRAINING_DATA = "training_data.json"  # in --work-dir: what its training state was fitted on (fit --resume)
 
 
@@ -99,13 +101,18 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
     if nifti:
         check_output(nifti_dir, inputs=inputs, option="--out (its NIfTI folder)", produces="nifti")
     if grid:
-        check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file")
+        check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file", signature=MONTAGE_SIGNATURE)
     if out.exists() and not overwrite:
         raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
     for sibling in ([nifti_dir] if nifti else []) + ([png] if grid else []):
         if sibling.exists() and not (overwrite and out.is_dir() and (out / MARKER).is_file()):
             raise DataError(f"{sibling}: already exists and is not part of an earlier cmraudit output at {out}; "
                             f"move it or choose another --out")
+    if nifti and nifti_dir.is_dir():  # its marker lists no entries: only the two volumes may be there
+        extra = sorted(p.name for p in nifti_dir.iterdir() if p.name not in NIFTI_ENTRIES)
+        if extra:
+            raise UsageError(f"--out {out}: its NIfTI folder {nifti_dir} holds {', '.join(extra[:3])}, which "
+                             "cmraudit did not write; cmraudit never writes into such a folder — move them away")
     if n is not None and int(n) < 1:
         raise UsageError(f"--n {n}: must be at least 1")
     check_seed(seed)

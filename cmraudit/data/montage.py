@@ -25,6 +25,9 @@ def pick_indices(n_total: int, n: int, *, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(int(n_total), size=k, replace=False))
 
 
+MONTAGE_SIGNATURE = "cmraudit montage"  # in the PNG's Software text chunk
+
+
 def save_montage(
     ds: Dataset,
     path: str | os.PathLike,
@@ -90,7 +93,7 @@ def save_montage(
     with write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata={"Software": MONTAGE_SIGNATURE})  # a later --overwrite knows it
     return path
 
 

@@ -34,3 +34,21 @@ def test_an_empty_dataset_is_described_not_crashed_on(assets, tmp_path, capsys):
     rc, _, err = cli(["data", "export", str(tmp_path / "empty"), "--format", "png", "--out", str(tmp_path / "ex")],
                      capsys)
     assert rc == 4 and "no slices" in err and not (tmp_path / "ex").exists(), err
+
+
+def test_sample_overwrite_never_replaces_a_users_png_or_writes_beside_their_files(assets, tmp_path, capsys):
+    """`sample --overwrite` replaced a user's OUT.png and wrote new volumes beside a user's notes in OUT_nifti/."""
+    out = tmp_path / "syn"
+    argv = ["sample", "--model", str(assets["model"]), "--n", "4", "--out", str(out)]
+    assert cli(argv, capsys)[0] == 0
+    assert cli([*argv, "--overwrite"], capsys)[0] == 0  # its own outputs: replaced
+    png, nifti = tmp_path / "syn.png", tmp_path / "syn_nifti"
+    png.write_text("my holiday photo")
+    rc, _, err = cli([*argv, "--overwrite"], capsys)
+    assert rc == 2 and str(png) in err and png.read_text() == "my holiday photo", err
+    png.unlink()
+    (nifti / "notes.txt").write_text("notes")
+    before = {p.name: p.stat().st_mtime_ns for p in nifti.iterdir()}
+    rc, _, err = cli([*argv, "--overwrite"], capsys)
+    assert rc == 2 and "notes.txt" in err and not png.exists(), err
+    assert {p.name: p.stat().st_mtime_ns for p in nifti.iterdir()} == before
