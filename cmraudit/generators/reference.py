@@ -35,6 +35,7 @@ from ..errors import CheckpointError, DataError, UsageError
 from ..features.masks import mask_features
 from ..features.neighbours import knn
 from .base import BaseGenerator, GeneratorTags, check_is_fitted
+from .checkpoint import atomic_dir
 
 
 def _synthetic_dataset(images, masks, name: str, spacing=None) -> Dataset:
@@ -77,23 +78,31 @@ class _Replay(BaseGenerator):
             )
         return reference.subset(np.arange(len(reference)))
 
-    def save(self, path) -> None:
-        check_is_fitted(self)
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
-        if params.get("source") is not None:
-            params["source"] = str(params["source"])
-        (path / "config.json").write_text(
-            json.dumps(
-                {"format": "cmraudit-generator", "format_version": 1, "generator": self.name, "params": params},
-                indent=2,
-            )
-        )
+    @property
+    def image_size_(self) -> tuple[int, int] | None:
+        """The slice size of the data it replays (sample --masks and audit --model check it)."""
         for attr in ("train_", "reference_"):
             ds = getattr(self, attr, None)
             if ds is not None:
-                write_dataset(ds, path / attr.rstrip("_"), overwrite=True)
+                return tuple(int(v) for v in ds.shape)
+        return None
+
+    def save(self, path) -> None:
+        check_is_fitted(self)
+        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()}
+        if params.get("source") is not None:
+            params["source"] = str(params["source"])
+        with atomic_dir(path) as tmp:  # marked as a model, replaced whole, nothing half-written
+            (tmp / "config.json").write_text(
+                json.dumps(
+                    {"format": "cmraudit-generator", "format_version": 1, "generator": self.name, "params": params},
+                    indent=2,
+                )
+            )
+            for attr in ("train_", "reference_"):
+                ds = getattr(self, attr, None)
+                if ds is not None:
+                    write_dataset(ds, tmp / attr.rstrip("_"), overwrite=True)
 
     @classmethod
     def load(cls, path):
@@ -309,21 +318,25 @@ class NoiseGenerator(BaseGenerator):
                 masks[i][r < r_lv] = 3
         return _synthetic_dataset(imgs, masks, self.name)
 
+    @property
+    def image_size_(self) -> tuple[int, int] | None:
+        shape = getattr(self, "shape_", None)
+        return None if shape is None else tuple(int(v) for v in shape)
+
     def save(self, path) -> None:
         check_is_fitted(self, ("shape_",))
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(
-            json.dumps(
-                {
-                    "format": "cmraudit-generator",
-                    "format_version": 1,
-                    "generator": self.name,
-                    "params": self.get_params(),
-                    "shape": list(self.shape_),
-                }
+        with atomic_dir(path) as tmp:  # marked as a model, replaced whole
+            (tmp / "config.json").write_text(
+                json.dumps(
+                    {
+                        "format": "cmraudit-generator",
+                        "format_version": 1,
+                        "generator": self.name,
+                        "params": self.get_params(),
+                        "shape": list(self.shape_),
+                    }
+                )
             )
-        )
 
     @classmethod
     def load(cls, path):

@@ -52,3 +52,18 @@ def test_sample_overwrite_never_replaces_a_users_png_or_writes_beside_their_file
     rc, _, err = cli([*argv, "--overwrite"], capsys)
     assert rc == 2 and "notes.txt" in err and not png.exists(), err
     assert {p.name: p.stat().st_mtime_ns for p in nifti.iterdir()} == before
+
+
+@pytest.mark.parametrize("gen", ["noise", "copycat"])
+def test_builtin_reference_generators_write_marked_models_that_know_their_size(gen, assets, tmp_path, capsys):
+    """The noise / copycat / holdout models were written without a marker (so `fit --overwrite` refused its own
+    output) and, sampled for masks of another size, failed with an empty AssertionError (exit 3)."""
+    model = tmp_path / "m"
+    argv = ["fit", "-g", gen, "--preset", "micro", "--data", str(assets["ph"]), "--out", str(model)]
+    assert cli(argv, capsys)[0] == 0 and (model / ".cmraudit-output").is_file()
+    assert cli([*argv, "--overwrite"], capsys)[0] == 0
+    assert cli(["data", "phantom", "--out", str(tmp_path / "ph16"), "--subjects", "4", "--size", "16", "--slices",
+                "2"], capsys)[0] == 0
+    rc, _, err = cli(["sample", "--model", str(model), "--masks", str(tmp_path / "ph16"), "--out",
+                      str(tmp_path / "s")], capsys)
+    assert rc == 4 and "--masks" in err and "16×16" in err, err
