@@ -17,7 +17,7 @@ from .dp import require_dp_support
 from .errors import DataError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
-from .io_guard import MARKER, check_output, make_output_dir, remove_if_created, write_text_atomic
+from .io_guard import MARKER, _holds_signature, check_output, make_output_dir, remove_if_created, write_text_atomic
 from .run_parts import (
     _synthetic_for_spacing, export_nifti, labelled_as, make_generator, require_masks, save_grid,
 )
@@ -101,13 +101,16 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
     if nifti:
         check_output(nifti_dir, inputs=inputs, option="--out (its NIfTI folder)", produces="nifti")
     if grid:
-        check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file", signature=MONTAGE_SIGNATURE)
+        check_output(png, inputs=inputs, option="--out (its PNG grid)", kind="file")
     if out.exists() and not overwrite:
         raise DataError(f"{out}: output already exists (pass --overwrite to replace it)")
     for sibling in ([nifti_dir] if nifti else []) + ([png] if grid else []):
         if sibling.exists() and not (overwrite and out.is_dir() and (out / MARKER).is_file()):
             raise DataError(f"{sibling}: already exists and is not part of an earlier cmraudit output at {out}; "
                             f"move it or choose another --out")
+    if grid and png.is_file() and not _holds_signature(png, MONTAGE_SIGNATURE):
+        raise DataError(f"{png}: already exists and cmraudit did not write it (no {MONTAGE_SIGNATURE!r} mark); "
+                        "cmraudit never replaces it — move it or choose another --out")
     if nifti and nifti_dir.is_dir():  # its marker lists no entries: only the two volumes may be there
         extra = sorted(p.name for p in nifti_dir.iterdir() if p.name not in NIFTI_ENTRIES)
         if extra:

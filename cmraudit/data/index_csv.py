@@ -7,6 +7,7 @@ Columns (:data:`cmraudit.data.format.INDEX_COLUMNS`): patient_id, vendor, frame,
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,15 @@ def read_index(path: Path, n: int) -> dict[str, np.ndarray]:
             raise DataError(f"{path / 'index.csv'}: row {row + 2}: {col} {v!r} is not a number") from None
 
     def _sp(v: str, i: int, col: str) -> float:
-        return _num(v, float, col, i, float("nan"))
+        x = _num(v, float, col, i, float("nan"))
+        if v not in ("", None) and not (math.isfinite(x) and x > 0):  # empty: unknown (NaN); else a real size
+            raise DataError(f"{path / 'index.csv'}: row {i + 2}: {col} {v!r} is not a positive size in mm (leave it "
+                            "empty when unknown)")
+        return x
+
+    for i, pid in enumerate(cols["patient_id"]):
+        if not str(pid or "").strip():
+            raise DataError(f"{path / 'index.csv'}: row {i + 2}: empty patient_id (every slice needs its patient)")
 
     try:
         annotated = [

@@ -45,7 +45,7 @@ def test_sample_overwrite_never_replaces_a_users_png_or_writes_beside_their_file
     png, nifti = tmp_path / "syn.png", tmp_path / "syn_nifti"
     png.write_text("my holiday photo")
     rc, _, err = cli([*argv, "--overwrite"], capsys)
-    assert rc == 2 and str(png) in err and png.read_text() == "my holiday photo", err
+    assert rc == 4 and str(png) in err and png.read_text() == "my holiday photo", err
     png.unlink()
     (nifti / "notes.txt").write_text("notes")
     before = {p.name: p.stat().st_mtime_ns for p in nifti.iterdir()}
@@ -67,3 +67,23 @@ def test_builtin_reference_generators_write_marked_models_that_know_their_size(g
     rc, _, err = cli(["sample", "--model", str(model), "--masks", str(tmp_path / "ph16"), "--out",
                       str(tmp_path / "s")], capsys)
     assert rc == 4 and "--masks" in err and "16×16" in err, err
+
+
+@pytest.mark.parametrize("col, value", [("spacing_y_mm", "-5"), ("spacing_x_mm", "0"), ("spacing_y_mm", "inf"),
+                                        ("spacing_x_mm", "nan"), ("patient_id", "")])
+def test_index_csv_values_that_cannot_be_are_refused(assets, tmp_path, capsys, col, value):
+    """`data info --verify` ("checks every value") and `fit` accepted a spacing of -5, 0, inf or nan and an empty
+    patient id in index.csv; data info then printed a spacing range without the bad row."""
+    import csv
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(assets["ph"], ds)
+    rows = list(csv.DictReader(open(ds / "index.csv", newline="")))
+    rows[1][col] = value
+    with open(ds / "index.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rc, _, err = cli(["data", "info", "--verify", str(ds)], capsys)
+    assert rc == 4 and "index.csv" in err and "row 3" in err and col in err, err
