@@ -64,6 +64,8 @@ class AuditRunConfig:
 def load_model(path: str | Path):
     """The generator saved in RUN_DIR/model (or the model folder itself)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"--model {path}: no such folder (a fitted model: RUN_DIR, RUN_DIR/model or fit's --out)")
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     return load_generator(model_dir)
 

@@ -95,7 +95,8 @@ def gate_cmd(
         "checked by the dp_audit rule (a falsified DP claim fails; refused when the report holds one).",
     ),
 ) -> int:
-    """Check a report against a privacy policy: exit 0 pass, 1 a rule failed, 2 bad policy or report."""
+    """Check a report against a privacy policy: exit 0 pass, 1 a rule failed, 2 bad policy or report, 4 an
+    unreadable --dp-audit file."""
     if junit is not None:
         check_output(junit, inputs=[("REPORT", _run_input(report)), ("--policy", policy), ("--dp-audit", dp_audit)],
                      option="--junit", kind="file", signature='name="cmraudit-gate"')

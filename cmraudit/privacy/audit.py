@@ -101,7 +101,8 @@ def _check_inputs(train: Dataset, holdout: Dataset, synthetic: Dataset) -> None:
             problems.append(f"image sizes differ {shapes}; resample them to one size first")
         overlap = set(train.patient_id.astype(str)) & set(holdout.patient_id.astype(str))
         if overlap:
-            problems.append(f"{len(overlap)} patient(s) are in both train and holdout (e.g. {sorted(overlap)[:3]}); "
+            shown = ", ".join(map(str, sorted(overlap)[:3]))
+            problems.append(f"{len(overlap)} patient(s) are in both train and holdout (e.g. {shown}); "
                             "membership is per patient, so the splits must be patient-disjoint")
         if len(np.unique(holdout.patient_id.astype(str))) < 2:
             problems.append("holdout needs at least 2 patients (reference sets are cross-fitted by patient)")
