@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,10 @@ from .dp import require_dp_support
 from .errors import DataError, UsageError
 from .generators.checkpoint import load_generator
 from .generators.registry import call_plugin, get_plugin
-from .io_guard import MARKER, _holds_signature, check_output, make_output_dir, remove_if_created, write_text_atomic
+from .io_guard import (
+    MARKER, _holds_signature, _register, check_output, make_output_dir, remove_if_created, replace_dir, write_errors,
+    write_text_atomic,
+)
 from .run_parts import (
     _synthetic_for_spacing, export_nifti, labelled_as, make_generator, require_masks, save_grid,
 )
@@ -129,20 +134,32 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
         syn = labelled_as(_synthetic_for_spacing(drawn, ref), ref)
     else:
         syn = call_plugin(name, "sample", gen.sample, n=n, seed=seed, **kw)
-    new = [p for p in (out, nifti_dir, png) if not p.exists()]
+    # all three are built in one hidden folder beside OUT and renamed into place only when all are written: on any
+    # error or Ctrl-C before that, the previous outputs stay as they were (never a new OUT beside an old OUT.png)
+    with write_errors(out):
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    staged = {stage / "dataset": out, stage / "nifti": nifti_dir, stage / "grid.png": png}
     try:
-        write_dataset(syn, out, overwrite=overwrite)
-        if nifti:
-            export_nifti(syn, nifti_dir)
-        if grid:
-            save_grid(syn, png, seed=seed)
-    except BaseException:
-        for p in new:  # all or nothing: remove what this call created (never what was there before)
-            if p.is_dir():
-                remove_if_created(p, True)
-            elif p.exists():
-                p.unlink()
-        raise
+        try:
+            write_dataset(syn, stage / "dataset")
+            if nifti:
+                export_nifti(syn, stage / "nifti")
+            if grid:
+                save_grid(syn, stage / "grid.png", seed=seed)
+        except DataError as e:  # a full disk: name the output, not the hidden folder it was built in
+            msg = str(e)
+            for tmp, real in staged.items():
+                msg = msg.replace(str(tmp), str(real))
+            raise DataError(msg) from e
+        with write_errors(out):
+            replace_dir(stage / "dataset", out, kind="dataset")
+            if nifti:
+                replace_dir(stage / "nifti", nifti_dir, kind="nifti")
+            if grid:
+                os.replace(stage / "grid.png", png)
+                _register(png)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return syn
 
 

@@ -87,3 +87,27 @@ def test_index_csv_values_that_cannot_be_are_refused(assets, tmp_path, capsys, c
         w.writerows(rows)
     rc, _, err = cli(["data", "info", "--verify", str(ds)], capsys)
     assert rc == 4 and "index.csv" in err and "row 3" in err and col in err, err
+
+
+def test_interrupted_sample_overwrite_keeps_all_three_old_outputs(assets, tmp_path, capsys, monkeypatch):
+    """`sample --overwrite` interrupted after writing OUT and OUT_nifti left them new beside the old OUT.png, while the
+    message said the output being replaced was kept as it was."""
+    from cmraudit import standalone
+
+    from .conftest import snapshot
+
+    out = tmp_path / "syn"
+    argv = ["sample", "--model", str(assets["model"]), "--n", "4", "--out", str(out)]
+    assert cli(argv, capsys)[0] == 0
+    before = snapshot(tmp_path)
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(standalone, "save_grid", interrupted)  # the last of the three
+    rc, _, err = cli([*argv, "--overwrite", "--seed", "5"], capsys)
+    assert rc == 130, err
+    assert snapshot(tmp_path) == before  # nothing new, nothing left behind
+    monkeypatch.undo()
+    assert cli([*argv, "--overwrite", "--seed", "5"], capsys)[0] == 0 and snapshot(tmp_path) != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn", "syn.png", "syn_nifti"]
