@@ -3,16 +3,15 @@
 The rules, in one place:
 
 * an output may never be, contain, or lie inside one of the command's inputs (:func:`check_output`);
-* an existing non-empty directory is only ever replaced or written into when cmraudit wrote it,
-  recognised by its marker file :data:`MARKER`; a regular file is never replaced by a directory; a finished output
-  lists its top-level entries in the marker, and one holding any other entry is refused (:func:`foreign_entries`);
-* every file or directory is written to a temporary sibling and renamed into place; on any failure
-  (disk full, Ctrl-C) the temporary is removed and the error names the destination (exit 4);
-* permissions follow the process umask (files 0666 & ~umask, directories 0777 & ~umask), like any
-  other tool: set ``umask 077`` for private outputs.
+* an existing non-empty directory is only ever replaced or written into when cmraudit wrote it, recognised by its
+  marker file :data:`MARKER`; a regular file is never replaced by a directory; a finished output lists its top-level
+  entries in the marker, and one holding any other entry is never written into (:func:`foreign_entries`);
+* every file or directory is written to a temporary sibling and renamed into place; on any failure (disk full,
+  Ctrl-C) the temporary is removed and the error names the destination (exit 4);
+* permissions follow the process umask (files 0666 & ~umask, directories 0777 & ~umask): ``umask 077`` for private.
 
-Any command that writes (the existing ones and new ones) calls :func:`check_output` first, then
-writes through :func:`atomic_file` / :func:`replace_dir` / :func:`make_output_dir`.
+Every command that writes calls :func:`check_output` first, then writes through :func:`atomic_file` /
+:func:`replace_dir` / :func:`make_output_dir`.
 """
 
 from __future__ import annotations
@@ -151,11 +150,11 @@ def check_output(
 ) -> Path:
     """Refuse an output path that would endanger an input or a foreign file; return it as a Path.
 
-    ``inputs``: ``(option name, path)`` pairs (None paths are skipped). ``kind``: ``"dir"`` (a directory
-    cmraudit creates or replaces; with ``produces``, an existing cmraudit directory must hold that kind of output,
-    so that e.g. ``data phantom --overwrite`` never replaces a model) or ``"file"`` (one file; missing parent
-    directories are created; an existing file is replaced only when it contains ``signature``, the mark of
-    cmraudit's own output of that kind).
+    ``inputs``: ``(option name, path)`` pairs (None paths are skipped). ``kind``: ``"dir"`` (a directory cmraudit
+    creates or replaces; with ``produces``, an existing cmraudit directory must hold that kind of output, so that
+    e.g. ``data phantom --overwrite`` never replaces a model) or ``"file"`` (one file; missing parent directories
+    are created; an existing file is replaced only when it contains ``signature``, the mark of cmraudit's own
+    output of that kind; never into a cmraudit folder holding a user's file).
     Raises :class:`UsageError` (exit 2) naming the option and both paths.
     """
     out = Path(out)
@@ -182,18 +181,18 @@ def check_output(
             raise UsageError(f"{option} {out}: exists and is not a regular file (a device, FIFO or socket); "
                              f"choose another {option}")
         if out.exists() and signature is not None and not _holds_signature(out, signature):
-            raise UsageError(
-                f"{option} {out}: an existing file cmraudit did not write; cmraudit never replaces it — "
-                f"choose another {option}"
-            )
+            raise UsageError(f"{option} {out}: an existing file cmraudit did not write; cmraudit never replaces it — "
+                             f"choose another {option}")
+        foreign = [n for n in foreign_entries(out.parent) if n != out.name] if out.parent.is_dir() else []
+        if foreign:  # a finished cmraudit folder holding a user's file: never written into (by a file either)
+            raise UsageError(f"{option} {out}: in {out.parent}, {_not_ours(foreign)}; cmraudit never writes into "
+                             f"such a folder — move them away or choose another {option}")
         return out
     if out.exists() and not out.is_dir():
         raise UsageError(f"{option} {out}: is a file, not a directory; choose another {option}")
     if out.is_dir() and any(out.iterdir()) and not is_cmraudit_dir(out):
-        raise UsageError(
-            f"{option} {out}: a directory cmraudit did not write (no {MARKER}); cmraudit never writes into "
-            f"or replaces it — choose another {option}"
-        )
+        raise UsageError(f"{option} {out}: a directory cmraudit did not write (no {MARKER}); cmraudit never writes "
+                         f"into or replaces it — choose another {option}")
     have = marker_kind(out) if out.is_dir() else None
     if produces is not None and have not in (None, produces, "output"):
         raise UsageError(f"{option} {out}: holds a cmraudit {have}, not a {produces}; choose another {option}")

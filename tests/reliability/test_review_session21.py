@@ -111,3 +111,25 @@ def test_interrupted_sample_overwrite_keeps_all_three_old_outputs(assets, tmp_pa
     monkeypatch.undo()
     assert cli([*argv, "--overwrite", "--seed", "5"], capsys)[0] == 0 and snapshot(tmp_path) != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn", "syn.png", "syn_nifti"]
+
+
+def test_file_outputs_never_go_into_a_cmraudit_folder_holding_a_users_file(assets, tmp_path, capsys):
+    """`card --out`, `report --out`, `gate --junit` and `compare --out` wrote into another run folder holding a user's
+    notes.txt (and added themselves to its marker), although cmraudit never writes into such a folder."""
+    import shutil
+
+    from cmraudit.io_guard import record_entries
+
+    other = tmp_path / "other"
+    shutil.copytree(assets["run"], other)
+    record_entries(other, "run")  # a finished run, its entries listed
+    (other / "notes.txt").write_text("mine")
+    marker, listing = (other / ".cmraudit-output").read_text(), sorted(p.name for p in other.iterdir())
+    for argv in (["card", str(assets["run"]), "--out", str(other / "c.md")],
+                 ["report", str(assets["run"]), "--out", str(other / "r.html")],
+                 ["gate", str(assets["run"]), "--junit", str(other / "g.xml")]):
+        rc, _, err = cli(argv, capsys)
+        assert rc == 2 and "notes.txt" in err, (argv, err)
+    assert sorted(p.name for p in other.iterdir()) == listing and (other / ".cmraudit-output").read_text() == marker
+    rc, _, err = cli(["card", str(assets["run"]), "--out", str(tmp_path / "c.md")], capsys)
+    assert rc == 0, err  # outside it, as ever
