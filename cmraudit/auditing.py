@@ -25,7 +25,7 @@ from .report.io import write_report
 from .reporting import build_report, external_section, generator_section, now_utc
 from .results import RunResult
 from .registry import FEATURE_SPACES
-from .validate import read_input_dataset, require_square
+from .validate import read_input_dataset, require_square, trained_size
 
 #: feature spaces ``cmraudit audit --feature`` accepts (the registered copy search always runs)
 UNKNOWN_GENERATOR = "unknown (synthetic set only)"
@@ -119,11 +119,8 @@ def _check_reference(ref, ds: dict, cfg: AuditRunConfig) -> None:
 def _check_model_size(gen, train, cfg: AuditRunConfig) -> None:
     """``--model`` must have been trained at the audit's image size: white-box attacks on slices of another size
     score a model that never saw such slices (exit 4 naming both)."""
-    size = getattr(gen, "image_size_", None)
-    if size is None:  # a plugin that does not record its training size
-        return
-    want = tuple(int(v) for v in size) if isinstance(size, (tuple, list)) else (int(size), int(size))
-    if tuple(train.shape) != want:
+    want = trained_size(gen)
+    if want is not None and tuple(train.shape) != want:
         raise DataError(f"--model {cfg.model}: trained at {want[0]}×{want[1]}, but --train {cfg.train} holds "
                         f"{train.shape[0]}×{train.shape[1]} slices; audit with the sets the model was trained on")
 

@@ -69,6 +69,7 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
         elif rule == "patients_copied":
             up = min(1.0, zero_upper * n / max(N, 1))
             ok = bool(up <= budget)
+            need_n = float(zero_upper) * n / budget if budget > 0 else math.inf  # training patients for this budget
             rules.append(
                 RulePlan(
                     rule,
@@ -79,8 +80,8 @@ def plan_audit(*, train_patients: int, holdout_patients: int, synthetic: int, po
                     + (
                         ""
                         if ok
-                        else f"; needs >= {math.ceil(zero_upper * n / budget)} training patients at this synthetic size"
-                        if budget > 0 and float(zero_upper) * n / budget < 1e18
+                        else f"; needs >= {math.ceil(need_n)} training patients at this synthetic size"
+                        if need_n < 1e18
                         else "; no number of training patients reaches a budget this small"
                     ),
                 )

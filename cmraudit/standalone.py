@@ -26,7 +26,7 @@ from .io_guard import (
 from .run_parts import (
     _synthetic_for_spacing, export_nifti, labelled_as, make_generator, require_masks, save_grid,
 )
-from .validate import check_seed, read_input_dataset
+from .validate import check_seed, read_input_dataset, trained_size
 
 
 def fit_generator(*, generator: str, data: str | os.PathLike, out: str | os.PathLike, preset: str = "quick",
@@ -165,11 +165,8 @@ def sample_generator(*, model: str | os.PathLike, out: str | os.PathLike, n: int
 
 def _check_mask_size(ref: Dataset, masks, gen, model) -> None:
     """``--masks`` must hold slices of the model's training size (a data error, exit 4, naming both folders)."""
-    size = getattr(gen, "image_size_", None)
-    if size is None:  # a plugin that does not record its training size checks the masks itself
-        return
-    want = tuple(int(v) for v in size) if isinstance(size, (tuple, list)) else (int(size), int(size))
-    if tuple(ref.shape) != want:
+    want = trained_size(gen)
+    if want is not None and tuple(ref.shape) != want:
         raise DataError(
             f"--masks {masks}: slices are {ref.shape[0]}×{ref.shape[1]} but the model {model} was trained at "
             f"{want[0]}×{want[1]}; give a dataset of that size"

@@ -44,6 +44,15 @@ def require_square(ds: Dataset, *, path, option: str = "--train") -> None:
                         "with --size N")
 
 
+def trained_size(gen) -> tuple[int, int] | None:
+    """The slice size (H, W) a fitted generator was trained at, from its ``image_size_`` (an int for square slices
+    or a pair); None for a plugin that does not record it (it then checks its inputs itself)."""
+    size = getattr(gen, "image_size_", None)
+    if size is None:
+        return None
+    return tuple(int(v) for v in size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+
+
 def check_run_config(config) -> None:
     """Option checks done before anything is read, trained or written (exit 2 naming the option)."""
     from .pipeline import PRESET_RUN, PRESETS
